@@ -1,0 +1,1 @@
+"""Command-line training module of glue-starclf (``python -m training``)."""

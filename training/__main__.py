@@ -1,0 +1,33 @@
+"""``python -m training <command>``: build the shipped data tables and models."""
+
+import argparse
+import importlib
+import sys
+
+#: command -> (module, one-line help); each module has ``add_arguments`` and ``run``.
+COMMANDS = {
+    "build-photometry": ("training.build_photometry",
+                         "build the shipped isochrone photometry table from PyPI packages"),
+    "extract-psfs": ("training.extract_psfs",
+                     "extract the TinyTim PSFs from the drizzlepac wheel"),
+}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    modules = {}
+    for name, (modname, help_) in COMMANDS.items():
+        mod = importlib.import_module(modname)
+        modules[name] = mod
+        mod.add_arguments(sub.add_parser(name, help=help_, description=mod.__doc__))
+    args = parser.parse_args(argv)
+    try:
+        return modules[args.command].run(args) or 0
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
