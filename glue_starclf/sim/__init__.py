@@ -1,0 +1,1 @@
+"""Mock HST star-cluster data engine (``../shared/specs/mock-hst-data.md``)."""

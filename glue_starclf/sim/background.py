@@ -1,0 +1,184 @@
+"""Galaxy backgrounds: disk light with spiral arms and dust lanes, field stars.
+
+The light of a galaxy disk is split into an old, smooth population and a
+young population concentrated in logarithmic spiral arms. Each is an IMF-
+sampled stellar population: the stars that a LEGUS image resolves are drawn
+one by one at random positions that follow the surface density, the rest is
+smooth light. Dust lanes trail the arms and dim everything behind them with
+the band extinction of a mid-type star. Sky and read noise are added with the
+rest of the noise by `glue_starclf.sim.render.add_noise`.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..bands import BANDS, PIXEL_SCALE_ARCSEC, VEGA_ZEROPOINT
+from .isochrones import load_isochrones
+from .populations import distance_modulus, flux_scale, population
+from .sources import Light
+
+__all__ = ["GalaxyModel", "random_galaxy", "render_background"]
+
+#: Ages [log yr] of the old disk and of the young arm populations.
+OLD_AGES = (9.5, 10.0)
+YOUNG_AGES = (7.0, 7.5, 8.0)
+
+#: Apparent magnitude down to which field stars are drawn one by one.
+RESOLVED_MAG = 27.0
+
+#: Mean density of one-by-one field stars per population, per pixel.
+MAX_STARS_PER_PIXEL = 0.005
+
+
+@dataclass
+class GalaxyModel:
+    """Geometry and surface brightness of a mock disk galaxy.
+
+    Lengths are in pixels of the mosaic; the centre may lie outside it.
+    """
+
+    centre: tuple
+    scale_length: float
+    inclination_deg: float
+    position_angle_deg: float
+    mu_v_centre: float          # old-disk central V surface brightness [mag/arcsec^2]
+    arm_contrast: float         # young/old mass surface density ratio on an arm ridge
+    pitch_deg: float
+    n_arms: int
+    arm_phase: float
+    dust_av: float              # peak A_V of the dust lanes
+    av_disk: float = 0.2        # A_V of the smooth disk light and field stars
+
+
+def random_galaxy(rng, shape):
+    """A random `GalaxyModel` whose disk fills a mosaic of ``shape``."""
+    ny, nx = shape
+    return GalaxyModel(
+        centre=(nx * rng.uniform(0.3, 0.7), ny * rng.uniform(0.3, 0.7)),
+        scale_length=max(ny, nx) * rng.uniform(0.3, 0.6),
+        inclination_deg=rng.uniform(0, 60), position_angle_deg=rng.uniform(0, 180),
+        mu_v_centre=rng.uniform(19.5, 21.5), arm_contrast=rng.uniform(0.0005, 0.003),
+        pitch_deg=rng.uniform(12, 25), n_arms=int(rng.choice([2, 2, 3])),
+        arm_phase=rng.uniform(0, 2 * np.pi), dust_av=rng.uniform(0.3, 1.5))
+
+
+def _maps(model, shape, step):
+    """Old and young mass surface densities (relative) and dust A_V on a coarse grid."""
+    ny, nx = shape
+    yy, xx = np.mgrid[0:ny:step, 0:nx:step].astype(float) + (step - 1) / 2.0
+    pa, inc = np.deg2rad(model.position_angle_deg), np.deg2rad(model.inclination_deg)
+    dx, dy = xx - model.centre[0], yy - model.centre[1]
+    u = dx * np.cos(pa) + dy * np.sin(pa)
+    v = (-dx * np.sin(pa) + dy * np.cos(pa)) / np.cos(inc)
+    r = np.hypot(u, v) + 1.0
+    theta = np.arctan2(v, u)
+    disk = np.exp(-r / model.scale_length)
+    # Logarithmic spiral: phase constant along theta - ln(r)/tan(pitch).
+    phase = model.n_arms * (theta - np.log(r) / np.tan(np.deg2rad(model.pitch_deg))) + model.arm_phase
+    ridge = np.cos(phase)
+    arms = np.clip(ridge, 0, None) ** 6
+    # Dust lanes lie on the inner (trailing) side of each arm.
+    lanes = np.clip(np.cos(phase + 0.6), 0, None) ** 12
+    dust = model.dust_av * lanes * np.exp(-r / (1.5 * model.scale_length))
+    return disk, disk * (0.05 + arms), dust
+
+
+def _upsample(coarse, shape, step):
+    from scipy.ndimage import zoom
+    out = zoom(coarse, step, order=1, mode="nearest", grid_mode=True)
+    return out[:shape[0], :shape[1]]
+
+
+def render_background(rng, model, shape, distance_mpc, step=16):
+    """Light of a galaxy background before the PSF.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+    model : GalaxyModel
+    shape : (int, int)
+        Image shape (ny, nx).
+    distance_mpc : float
+    step : int
+        Resolution [px] of the density maps; stars are placed within cells.
+
+    Returns
+    -------
+    smooth : ndarray, float32, shape (5, ny, nx)
+        Unresolved light [e-/s], dust applied.
+    stars : Light
+        Resolved field stars, positions in image pixels, dust applied.
+    dust_av : ndarray, float32, shape (ny, nx)
+        A_V of the dust lanes.
+    """
+    ny, nx = shape
+    disk, young, dust = _maps(model, shape, step)
+    scale = flux_scale(distance_mpc)
+    pix_arcsec2 = PIXEL_SCALE_ARCSEC ** 2
+    v = BANDS.index("F555W")
+    # Old-disk mass per pixel from the central V surface brightness.
+    old_v_per_msun = np.mean([population(a, model.av_disk).flux_per_msun[v]
+                              for a in OLD_AGES]) * scale[v]
+    centre_rate = 10.0 ** (-0.4 * (model.mu_v_centre + 2.5 * np.log10(1 / pix_arcsec2)
+                                   - VEGA_ZEROPOINT["F555W"]))
+    mass_old = disk * centre_rate / old_v_per_msun      # Msun per pixel
+    # Young/old mass ratio: arm_contrast between the arms, ~20x that on a ridge.
+    mass_young = young * model.arm_contrast * centre_rate / old_v_per_msun / 0.05
+
+    k_band = _band_extinction_ratios()
+    smooth = np.zeros((len(BANDS),) + mass_old.shape)
+    star_parts = []
+    cell_area = step * step
+    cy, cx = np.indices(mass_old.shape)
+    faintest = min(0.5, RESOLVED_MAG - distance_modulus(distance_mpc))
+    for ages, mass in ((OLD_AGES, mass_old), (YOUNG_AGES, mass_young)):
+        for age in ages:
+            m = mass / len(ages)
+            pop = _resolved_population(age, model.av_disk, faintest,
+                                       m.sum() * cell_area / (ny * nx))
+            smooth += pop.smooth_per_msun[:, None, None] * m[None] * scale[:, None, None]
+            n = rng.poisson(m * cell_area * pop.bright_per_msun)
+            total = int(n.sum())
+            if total == 0:
+                continue
+            flux = pop.star_fluxes(rng, total) * scale
+            iy = np.repeat(cy.ravel(), n.ravel())
+            ix = np.repeat(cx.ravel(), n.ravel())
+            x = (ix + rng.random(total)) * step - 0.5
+            y = (iy + rng.random(total)) * step - 0.5
+            star_parts.append(Light(x, y, flux))
+    stars = Light.concat(star_parts) if star_parts else Light.empty()
+    inside = (stars.x >= -0.5) & (stars.x < nx - 0.5) & (stars.y >= -0.5) & (stars.y < ny - 0.5)
+    stars = Light(stars.x[inside], stars.y[inside], stars.flux[inside])
+    dust_full = _upsample(dust, shape, step).astype(np.float32)
+    av_at_star = dust_full[np.clip(np.round(stars.y).astype(int), 0, ny - 1),
+                           np.clip(np.round(stars.x).astype(int), 0, nx - 1)]
+    stars.flux = stars.flux * 10.0 ** (-0.4 * av_at_star[:, None] * k_band[None, :])
+    smooth_full = np.empty((len(BANDS), ny, nx), np.float32)
+    for b in range(len(BANDS)):
+        smooth_full[b] = _upsample(smooth[b], shape, step)
+        smooth_full[b] *= 10.0 ** (-0.4 * dust_full * k_band[b])
+    return smooth_full, stars, dust_full
+
+
+def _resolved_population(log_age, av, faintest, mass_per_pixel):
+    """Population whose one-by-one stars are the resolved ones.
+
+    Stars are drawn individually down to ``faintest`` absolute magnitude, or
+    brighter where they would be denser than `MAX_STARS_PER_PIXEL`: fainter
+    ones blend into surface-brightness fluctuations that the smooth light
+    represents as well, at a fraction of the cost.
+    """
+    for mag in np.arange(round(faintest, 1), -12.0, -0.5):
+        pop = population(log_age, av, bright_mag=mag)
+        if pop.bright_per_msun * mass_per_pixel <= MAX_STARS_PER_PIXEL:
+            return pop
+    return pop
+
+
+def _band_extinction_ratios():
+    """A_band / A_V for a mid-type (log Teff ~ 3.9) SED."""
+    iso = load_isochrones().isochrone(8.0)
+    i = int(np.argmin(np.abs(iso.log_teff - 3.9)))
+    return iso.band_extinction(1.0)[i]

@@ -1,0 +1,218 @@
+"""From mock sources to pixels: stamps, size tuning, saturation and visibility."""
+
+import functools
+
+import numpy as np
+
+from ..bands import BANDS
+from ..photometry import centred_ci
+from .render import StampRenderer
+from .sources import V, saturation_rate
+
+__all__ = ["BIG_PSF_SIZE", "renderer", "render_stamps", "tune_knobs_to_ci", "noise_free_ci",
+           "saturate", "apply_masked_rows", "visibility", "half_light_radius_obs"]
+
+#: Full TinyTim support used for saturated stars, so their spikes and halo show.
+BIG_PSF_SIZE = 149
+
+
+@functools.lru_cache(maxsize=16)
+def renderer(size, psf_size=None, bands=None):
+    """Cached `StampRenderer`."""
+    kw = {} if psf_size is None else {"psf_size": psf_size}
+    return StampRenderer(size, bands=bands, **kw)
+
+
+def render_stamps(sources, size, offsets=None, knobs=None, bands=None, chunk=256):
+    """Noise-free, PSF-convolved stamps of sources at the stamp centre.
+
+    Parameters
+    ----------
+    sources : sequence of MockSource
+    size : int
+        Stamp side; the source sits at pixel ((size - 1) / 2 + offset).
+    offsets : ndarray, shape (n, 2), optional
+        Sub-pixel (dx, dy) of each source from the stamp centre.
+    knobs : ndarray, shape (n,), optional
+        Size parameters to render with instead of each source's own.
+    bands : tuple of int, optional
+        Bands to render (default all).
+    chunk : int
+        Stamps per FFT batch, bounding memory.
+
+    Returns
+    -------
+    ndarray, shape (n, n_bands, size, size)
+        Light [e-/s] including artifacts (not convolved) and saturation;
+        masked rows are not applied (they come after the noise).
+    """
+    n = len(sources)
+    band_idx = tuple(range(len(BANDS))) if bands is None else tuple(bands)
+    offsets = np.zeros((n, 2)) if offsets is None else np.asarray(offsets, float)
+    centre = (size - 1) / 2.0
+    out = np.zeros((n, len(band_idx), size, size))
+    normal = [i for i, s in enumerate(sources) if not s.saturated]
+    big = [i for i, s in enumerate(sources) if s.saturated]
+    for idx, rend in ((normal, renderer(size, None, band_idx)),
+                      (big, renderer(size, BIG_PSF_SIZE, band_idx) if big else None)):
+        for start in range(0, len(idx), chunk):
+            sel = idx[start:start + chunk]
+            canvas = rend.canvas(len(sel))
+            xs, ys, fs, st = [], [], [], []
+            for j, i in enumerate(sel):
+                light = sources[i].pixels(None if knobs is None else knobs[i])
+                xs.append(light.x + centre + offsets[i, 0])
+                ys.append(light.y + centre + offsets[i, 1])
+                fs.append(light.flux)
+                st.append(np.full(light.x.size, j))
+            if xs:
+                rend.deposit(canvas, np.concatenate(st), np.concatenate(xs), np.concatenate(ys),
+                             np.concatenate(fs))
+            out[sel] = rend.convolve(canvas)
+    for i, s in enumerate(sources):
+        if s.artifact is not None:
+            _add_artifact(out[i], s.artifact, centre + offsets[i, 0], centre + offsets[i, 1],
+                          band_idx)
+        if s.saturated:
+            saturate(out[i], band_idx)
+    return out
+
+
+def _add_artifact(stamp, light, cx, cy, band_idx):
+    """Artifacts land on whole pixels, unconvolved (cosmic rays, hot pixels)."""
+    ix = np.round(light.x + cx).astype(int)
+    iy = np.round(light.y + cy).astype(int)
+    ny, nx = stamp.shape[-2:]
+    ok = (ix >= 0) & (ix < nx) & (iy >= 0) & (iy < ny)
+    for k, b in enumerate(band_idx):
+        np.add.at(stamp[k], (iy[ok], ix[ok]), light.flux[ok, b])
+
+
+def saturate(stack, band_idx=None):
+    """Clip pixels at the full well and bleed the excess charge along columns.
+
+    Parameters
+    ----------
+    stack : ndarray, shape (n_bands, ny, nx)
+        Expected count rates [e-/s], modified in place.
+    band_idx : sequence of int
+        Band of each plane.
+    """
+    band_idx = range(len(BANDS)) if band_idx is None else band_idx
+    for plane, b in zip(stack, band_idx):
+        sat = saturation_rate(b)
+        cols = np.flatnonzero((plane > sat).any(axis=0))
+        for c in cols:
+            col = plane[:, c]
+            over = col > sat
+            excess = (col[over] - sat).sum()
+            rows = np.flatnonzero(over)
+            col[over] = sat
+            # Charge spills up and down the column from the saturated core.
+            n_bleed = int(np.ceil(excess / sat / 2.0))
+            lo, hi = rows.min(), rows.max()
+            col[max(lo - n_bleed, 0):lo] = sat
+            col[hi + 1:hi + 1 + n_bleed] = sat
+
+
+def apply_masked_rows(image, cx, cy, masked_rows):
+    """Blank rows near a source (chip edges, gaps) in a (5, ny, nx) image in place."""
+    dy0, dy1, value, bands = masked_rows
+    ny, nx = image.shape[-2:]
+    y0, y1 = int(round(cy)) + dy0, int(round(cy)) + dy1
+    x0, x1 = int(round(cx)) - 40, int(round(cx)) + 41
+    y0, y1 = max(y0, 0), min(y1 + 1, ny)
+    x0, x1 = max(x0, 0), min(x1, nx)
+    if y0 < y1 and x0 < x1:
+        for b in bands:
+            image[b, y0:y1, x0:x1] = value
+
+
+def noise_free_ci(sources, knobs=None, size=15):
+    """F555W concentration index of each source rendered noise-free."""
+    stamps = render_stamps(sources, size, knobs=knobs, bands=(V,))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return centred_ci(stamps[:, 0])
+
+
+def tune_knobs_to_ci(sources, target_ci, n_grid=9):
+    """Set each tunable source's size so its noise-free CI matches a target.
+
+    The source's own stars are kept; only their positions are scaled.
+
+    Parameters
+    ----------
+    sources : sequence of MockSource
+        Modified in place (``knob`` and the knob's truth column).
+    target_ci : array_like
+        Target CI per source (NaN: leave as is).
+    n_grid : int
+        Knob values tried per source, log-spaced over its range.
+
+    Returns
+    -------
+    ndarray
+        Achieved noise-free CI per source.
+    """
+    target_ci = np.asarray(target_ci, float)
+    tunable = [i for i, s in enumerate(sources)
+               if s.knob_range[1] > s.knob_range[0] and np.isfinite(target_ci[i])]
+    if tunable:
+        grid = np.array([np.geomspace(*sources[i].knob_range, n_grid) for i in tunable])
+        reps = [sources[i] for i in tunable for _ in range(n_grid)]
+        ci = noise_free_ci(reps, knobs=grid.ravel()).reshape(len(tunable), n_grid)
+        for row, i in enumerate(tunable):
+            c, k = ci[row], np.log(grid[row])
+            ok = np.isfinite(c)
+            if not ok.any():
+                continue
+            c, k = c[ok], k[ok]
+            order = np.argsort(c)
+            sources[i].set_knob(np.exp(np.interp(target_ci[i], c[order], k[order])))
+    return noise_free_ci(sources)
+
+
+def half_light_radius_obs(stamp_v):
+    """Radius [px] holding half the V light of a centred noise-free stamp."""
+    size = stamp_v.shape[-1]
+    c = (size - 1) / 2.0
+    yy, xx = np.indices(stamp_v.shape)
+    r = np.hypot(xx - c, yy - c).ravel()
+    order = np.argsort(r)
+    cum = np.cumsum(np.clip(stamp_v.ravel()[order], 0, None))
+    if cum[-1] <= 0:
+        return np.nan
+    return float(r[order][np.searchsorted(cum, 0.5 * cum[-1])])
+
+
+def visibility(source_v, background_v, cx, cy):
+    """Visibility (004 eq. 2): f_c / (n sigma_b) in F555W.
+
+    Parameters
+    ----------
+    source_v : ndarray
+        Noise-free light of the source alone [e-/s], its centre at (cx, cy).
+    background_v : ndarray
+        The noisy image without the source, same grid.
+    cx, cy : float
+        Source centre (pixels).
+
+    Returns
+    -------
+    float
+        f_c is the source flux within r_h,obs (the half-light radius of the
+        PSF-convolved light), n the number of pixels in that circle and
+        sigma_b the standard deviation of the background within 25 px.
+    """
+    yy, xx = np.indices(source_v.shape)
+    r = np.hypot(xx - cx, yy - cy)
+    order = np.argsort(r.ravel())
+    cum = np.cumsum(np.clip(source_v.ravel()[order], 0, None))
+    if cum[-1] <= 0:
+        return 0.0
+    r_obs = max(r.ravel()[order][np.searchsorted(cum, 0.5 * cum[-1])], 1.0)
+    inside = r <= r_obs
+    sigma_b = np.nanstd(background_v[r <= 25.0])
+    if not np.isfinite(sigma_b) or sigma_b <= 0:
+        return np.nan
+    return float(source_v[inside].sum() / (inside.sum() * sigma_b))
