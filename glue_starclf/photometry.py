@@ -64,16 +64,29 @@ def concentration_index(image, x, y, sky_annulus=SKY_ANNULUS):
 @functools.lru_cache(maxsize=8)
 def _centred_masks(size):
     c = (size - 1) / 2.0
-    masks = []
-    for r in CI_RADII:
-        m = CircularAperture((c, c), r=r).to_mask(method="exact").to_image((size, size))
-        masks.append(m)
-    return np.stack(masks)
+    masks = [CircularAperture((c, c), r=r).to_mask(method="exact").to_image((size, size))
+             for r in CI_RADII]
+    yy, xx = np.indices((size, size))
+    r = np.hypot(xx - c, yy - c)
+    annulus = (r >= SKY_ANNULUS[0]) & (r <= SKY_ANNULUS[1])
+    return np.stack(masks), annulus
 
 
-def centred_ci(stamps):
-    """Noise-free CI of sources centred on odd-sized stamps, shape (..., size, size)."""
-    m = _centred_masks(stamps.shape[-1])
-    f1 = np.einsum("...ij,ij->...", stamps, m[0])
-    f3 = np.einsum("...ij,ij->...", stamps, m[1])
-    return -2.5 * np.log10(f1 / f3)
+def centred_ci(stamps, sky=True):
+    """CI of sources centred on odd-sized stamps, shape (..., size, size).
+
+    With ``sky``, the median of the `SKY_ANNULUS` pixels is subtracted first,
+    as `concentration_index` does on images (stamps need size >= 17).
+    """
+    masks, annulus = _centred_masks(stamps.shape[-1])
+    if sky:
+        if not annulus.any():
+            raise ValueError(f"stamps of size {stamps.shape[-1]} do not hold the sky annulus")
+        level = np.median(stamps[..., annulus], axis=-1)
+    else:
+        level = np.zeros(stamps.shape[:-2])
+    f1 = np.einsum("...ij,ij->...", stamps, masks[0]) - level * masks[0].sum()
+    f3 = np.einsum("...ij,ij->...", stamps, masks[1]) - level * masks[1].sum()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ci = -2.5 * np.log10(f1 / f3)
+    return np.where((f1 > 0) & (f3 > 0), ci, np.nan)

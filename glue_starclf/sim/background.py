@@ -28,7 +28,7 @@ YOUNG_AGES = (7.0, 7.5, 8.0)
 RESOLVED_MAG = 27.0
 
 #: Mean density of one-by-one field stars per population, per pixel.
-MAX_STARS_PER_PIXEL = 0.005
+MAX_STARS_PER_PIXEL = 0.001
 
 
 @dataclass
@@ -58,7 +58,7 @@ def random_galaxy(rng, shape):
         centre=(nx * rng.uniform(0.3, 0.7), ny * rng.uniform(0.3, 0.7)),
         scale_length=max(ny, nx) * rng.uniform(0.3, 0.6),
         inclination_deg=rng.uniform(0, 60), position_angle_deg=rng.uniform(0, 180),
-        mu_v_centre=rng.uniform(19.5, 21.5), arm_contrast=rng.uniform(0.0005, 0.003),
+        mu_v_centre=rng.uniform(20.5, 22.5), arm_contrast=rng.uniform(0.0005, 0.003),
         pitch_deg=rng.uniform(12, 25), n_arms=int(rng.choice([2, 2, 3])),
         arm_phase=rng.uniform(0, 2 * np.pi), dust_av=rng.uniform(0.3, 1.5))
 
@@ -77,7 +77,7 @@ def _maps(model, shape, step):
     # Logarithmic spiral: phase constant along theta - ln(r)/tan(pitch).
     phase = model.n_arms * (theta - np.log(r) / np.tan(np.deg2rad(model.pitch_deg))) + model.arm_phase
     ridge = np.cos(phase)
-    arms = np.clip(ridge, 0, None) ** 6
+    arms = np.clip(ridge, 0, None) ** 3
     # Dust lanes lie on the inner (trailing) side of each arm.
     lanes = np.clip(np.cos(phase + 0.6), 0, None) ** 12
     dust = model.dust_av * lanes * np.exp(-r / (1.5 * model.scale_length))

@@ -10,10 +10,13 @@ from .render import StampRenderer
 from .sources import V, saturation_rate
 
 __all__ = ["BIG_PSF_SIZE", "renderer", "render_stamps", "tune_knobs_to_ci", "noise_free_ci",
-           "saturate", "apply_masked_rows", "visibility", "half_light_radius_obs"]
+           "saturate", "apply_masked_rows", "visibility"]
 
 #: Full TinyTim support used for saturated stars, so their spikes and halo show.
 BIG_PSF_SIZE = 149
+
+#: Points per source when scanning sizes (the final CI uses all points).
+TUNE_POINTS = 240
 
 
 @functools.lru_cache(maxsize=16)
@@ -23,7 +26,8 @@ def renderer(size, psf_size=None, bands=None):
     return StampRenderer(size, bands=bands, **kw)
 
 
-def render_stamps(sources, size, offsets=None, knobs=None, bands=None, chunk=256):
+def render_stamps(sources, size, offsets=None, knobs=None, bands=None, chunk=256,
+                  max_points=None):
     """Noise-free, PSF-convolved stamps of sources at the stamp centre.
 
     Parameters
@@ -39,6 +43,9 @@ def render_stamps(sources, size, offsets=None, knobs=None, bands=None, chunk=256
         Bands to render (default all).
     chunk : int
         Stamps per FFT batch, bounding memory.
+    max_points : int, optional
+        Thin each source to this many points (`Light.thinned`), for quick
+        estimates such as size tuning.
 
     Returns
     -------
@@ -51,6 +58,7 @@ def render_stamps(sources, size, offsets=None, knobs=None, bands=None, chunk=256
     offsets = np.zeros((n, 2)) if offsets is None else np.asarray(offsets, float)
     centre = (size - 1) / 2.0
     out = np.zeros((n, len(band_idx), size, size))
+    thin = np.random.default_rng(0)
     normal = [i for i, s in enumerate(sources) if not s.saturated]
     big = [i for i, s in enumerate(sources) if s.saturated]
     for idx, rend in ((normal, renderer(size, None, band_idx)),
@@ -61,6 +69,8 @@ def render_stamps(sources, size, offsets=None, knobs=None, bands=None, chunk=256
             xs, ys, fs, st = [], [], [], []
             for j, i in enumerate(sel):
                 light = sources[i].pixels(None if knobs is None else knobs[i])
+                if max_points is not None:
+                    light = light.thinned(thin, max_points)
                 xs.append(light.x + centre + offsets[i, 0])
                 ys.append(light.y + centre + offsets[i, 1])
                 fs.append(light.flux)
@@ -128,14 +138,17 @@ def apply_masked_rows(image, cx, cy, masked_rows):
             image[b, y0:y1, x0:x1] = value
 
 
-def noise_free_ci(sources, knobs=None, size=15):
-    """F555W concentration index of each source rendered noise-free."""
-    stamps = render_stamps(sources, size, knobs=knobs, bands=(V,))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return centred_ci(stamps[:, 0])
+def noise_free_ci(sources, knobs=None, size=19, max_points=None):
+    """F555W concentration index of each source rendered noise-free.
+
+    Measured as on a real image, with the local sky from the annulus (which
+    an extended source or an asterism's companions raise).
+    """
+    stamps = render_stamps(sources, size, knobs=knobs, bands=(V,), max_points=max_points)
+    return centred_ci(stamps[:, 0])
 
 
-def tune_knobs_to_ci(sources, target_ci, n_grid=9):
+def tune_knobs_to_ci(sources, target_ci, n_grid=7):
     """Set each tunable source's size so its noise-free CI matches a target.
 
     The source's own stars are kept; only their positions are scaled.
@@ -160,29 +173,34 @@ def tune_knobs_to_ci(sources, target_ci, n_grid=9):
     if tunable:
         grid = np.array([np.geomspace(*sources[i].knob_range, n_grid) for i in tunable])
         reps = [sources[i] for i in tunable for _ in range(n_grid)]
-        ci = noise_free_ci(reps, knobs=grid.ravel()).reshape(len(tunable), n_grid)
+        ci = noise_free_ci(reps, knobs=grid.ravel(), max_points=TUNE_POINTS)
+        ci = ci.reshape(len(tunable), n_grid)
         for row, i in enumerate(tunable):
-            c, k = ci[row], np.log(grid[row])
-            ok = np.isfinite(c)
-            if not ok.any():
-                continue
-            c, k = c[ok], k[ok]
-            order = np.argsort(c)
-            sources[i].set_knob(np.exp(np.interp(target_ci[i], c[order], k[order])))
+            knob = _crossing(ci[row], np.log(grid[row]), target_ci[i])
+            if knob is not None:
+                sources[i].set_knob(np.exp(knob))
     return noise_free_ci(sources)
 
 
-def half_light_radius_obs(stamp_v):
-    """Radius [px] holding half the V light of a centred noise-free stamp."""
-    size = stamp_v.shape[-1]
-    c = (size - 1) / 2.0
-    yy, xx = np.indices(stamp_v.shape)
-    r = np.hypot(xx - c, yy - c).ravel()
-    order = np.argsort(r)
-    cum = np.cumsum(np.clip(stamp_v.ravel()[order], 0, None))
-    if cum[-1] <= 0:
-        return np.nan
-    return float(r[order][np.searchsorted(cum, 0.5 * cum[-1])])
+def _crossing(c, k, target):
+    """Knob (log) where CI(knob) first crosses the target, else the closest grid value.
+
+    CI need not be monotonic in size (an asterism's companions leave the
+    3 px aperture and enter the sky annulus), so the first crossing from the
+    compact end is taken.
+    """
+    ok = np.isfinite(c)
+    if not ok.any():
+        return None
+    c, k = c[ok], k[ok]
+    d = c - target
+    hit = np.flatnonzero(d[:-1] * d[1:] <= 0)
+    if hit.size:
+        j = hit[0]
+        if d[j] == d[j + 1]:
+            return k[j]
+        return k[j] + (k[j + 1] - k[j]) * d[j] / (d[j] - d[j + 1])
+    return k[np.argmin(np.abs(d))]
 
 
 def visibility(source_v, background_v, cx, cy):

@@ -38,7 +38,7 @@ CLASS2_VARIANTS = ("elongated", "double", "colour_gradient")
 FULL_WELL_E = 63000.0
 
 #: Smooth light is drawn as this many equal points.
-N_SMOOTH = 1200
+N_SMOOTH = 600
 
 
 @dataclass
@@ -67,6 +67,22 @@ class Light:
 
     def shifted(self, dx, dy):
         return Light(self.x + dx, self.y + dy, self.flux)
+
+    def thinned(self, rng, n_max):
+        """At most ``n_max`` points with the same expected image.
+
+        The brightest third of the budget is kept as is; the rest is a random
+        subsample carrying the remaining flux.
+        """
+        if self.x.size <= n_max:
+            return self
+        order = np.argsort(self.flux.sum(axis=1))[::-1]
+        keep, rest = order[:n_max // 3], order[n_max // 3:]
+        pick = rng.choice(rest, n_max - keep.size, replace=False)
+        factor = self.flux[rest].sum(axis=0) / np.maximum(self.flux[pick].sum(axis=0), 1e-300)
+        idx = np.concatenate([keep, pick])
+        flux = np.concatenate([self.flux[keep], self.flux[pick] * factor])
+        return Light(self.x[idx], self.y[idx], flux)
 
 
 @dataclass
@@ -224,19 +240,26 @@ def _separated_points(rng, n, min_sep, radius=1.0, tries=2000):
 
 
 def render_class3(rng, log_age, log_mass, av, radius_pc, distance_mpc, n_peaks=None,
-                  diffuse_fraction=None):
+                  diffuse_fraction=None, dominance=1.0):
     """Compact association: 2-6 separated peaks on diffuse emission, young.
 
     Peaks hold at least 10% of the brightest peak's flux and lie at least
     1.5 PSF FWHM apart; the diffuse light holds 30-70% of the flux.
+
+    Parameters
+    ----------
+    dominance : float in (0, 1]
+        Narrows the draws towards a dominant central peak: secondary peaks
+        get 10% to (10 + 90 dominance)% of its flux, and the diffuse fraction
+        30% to (30 + 40 dominance)%; 1 draws from the whole class range.
     """
     if log_age > 7.5:
         raise ValueError(f"log_age {log_age:.2f} too old for a class-3 association (<= 7.5)")
-    n_peaks = int(rng.integers(2, 7)) if n_peaks is None else n_peaks
-    f_diff = rng.uniform(0.3, 0.7) if diffuse_fraction is None else diffuse_fraction
+    n_peaks = int(rng.integers(2, 2 + max(1, round(5 * dominance)))) if n_peaks is None else n_peaks
+    f_diff = rng.uniform(0.3, 0.3 + 0.4 * dominance) if diffuse_fraction is None else diffuse_fraction
     centres = _separated_points(rng, n_peaks, 0.45)
     n_peaks = len(centres)
-    weights = np.concatenate([[1.0], rng.uniform(0.15, 1.0, n_peaks - 1)])
+    weights = np.concatenate([[1.0], rng.uniform(0.1, 0.1 + 0.9 * dominance, n_peaks - 1)])
     mass = 10.0 ** log_mass
     peaks = []
     for (cx, cy), w in zip(centres, weights):
@@ -314,7 +337,7 @@ def render_class4(rng, subtype, v_mag, distance_mpc, size_px=None):
         src = MockSource(light, 1.0, (1.0, 1.0), truth=truth)
         if subtype == "edge":
             dy0 = int(rng.choice([-1, 1]) * rng.integers(4, 9))
-            rows = (dy0, dy0 + int(np.sign(dy0)) * 40)
+            rows = (dy0, dy0 + int(np.sign(dy0)) * int(rng.integers(4, 20)))
             bands = tuple(range(len(BANDS))) if rng.random() < 0.5 else (int(rng.integers(5)),)
             src.masked_rows = (min(rows), max(rows), np.nan if rng.random() < 0.5 else 0.0, bands)
         src.saturated = subtype == "saturated"
@@ -324,6 +347,8 @@ def render_class4(rng, subtype, v_mag, distance_mpc, size_px=None):
         sep = rng.uniform(2, 8) if size_px is None else size_px
         pts = _separated_points(rng, n, 0.8, radius=1.0)
         seds = np.array([_star_sed(rng, "supergiant") * rng.uniform(0.3, 1.0) for _ in pts])
+        # The detection sits on the brightest star.
+        seds = seds[np.argsort(seds[:, V])[::-1]]
         light = Light(pts[:, 0], pts[:, 1], seds * v_rate / seds[:, V].sum())
         truth["n_stars"] = len(pts)
         return MockSource(light, sep, (2.0, 8.0), ("separation_px", 1.0), truth=truth)

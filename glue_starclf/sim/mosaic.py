@@ -1,0 +1,521 @@
+"""Mock multi-band mosaics: random fields and fields anchored on LEGUS catalogs.
+
+A field is a galaxy background plus mock sources, rendered as light, PSF-
+convolved, with artifacts, saturation and noise, and written as one FITS file
+per band (TAN WCS, ``FILTER``) plus a truth table in the results-schema
+column names.
+"""
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+
+import numpy as np
+from astropy import units as u
+from astropy.coordinates import SkyCoord
+from astropy.io import fits
+from astropy.table import Table
+from astropy.wcs import WCS
+from astropy.wcs.utils import fit_wcs_from_points
+
+from .. import __version__
+from ..bands import BANDS, EXPOSURE_TIME_S, PIXEL_SCALE_ARCSEC, VEGA_ZEROPOINT
+from .background import GalaxyModel, random_galaxy, render_background
+from .compose import (apply_masked_rows, noise_free_ci, render_stamps, saturate,
+                      tune_knobs_to_ci, visibility)
+from .populations import distance_modulus, population
+from .render import add_noise, convolve_image, deposit
+from .sedfit import fit_ssp
+from .sources import (CLASS4_SUBTYPES, V, Light, render_class1, render_class2, render_class3,
+                      render_class4)
+
+__all__ = ["MockField", "random_field", "legus_anchored_field", "draw_source",
+           "write_mosaic", "check_distance", "LEGUS_ABS_MAG_CUT"]
+
+_ZP = np.array([VEGA_ZEROPOINT[b] for b in BANDS])
+
+#: LEGUS visual-inspection cut (Adamo et al. 2017): M_V <= -6 mag.
+LEGUS_ABS_MAG_CUT = -6.0
+
+#: Side [px] of the stamps used for saturated stars and visibility.
+_BIG_STAMP = 129
+_VIS_STAMP = 61
+
+#: Realisations drawn per anchored cluster to find one that reaches the CI.
+ANCHOR_DRAWS = {1: 2, 2: 2, 3: 6}
+
+#: Grid ages of the physical-parameter ranges (mock-hst-data.md).
+AGE_GRID = np.round(np.arange(6.6, 10.1001, 0.05), 2)
+
+
+@dataclass
+class MockField:
+    """A rendered mosaic: images (5, ny, nx) in e-/s, WCS, truth and provenance."""
+
+    images: np.ndarray
+    wcs: WCS
+    truth: Table
+    distance_mpc: float
+    meta: dict = field(default_factory=dict)
+
+
+def check_distance(distance_mpc):
+    """Validate a galaxy distance in Mpc (positive, finite)."""
+    d = float(distance_mpc)
+    if not np.isfinite(d) or d <= 0:
+        raise ValueError(f"distance {distance_mpc!r} Mpc must be positive")
+    return d
+
+
+# -- drawing sources -----------------------------------------------------------
+
+def _cluster_mass_range(log_age, av, distance_mpc, lo=3.5, hi=5.5):
+    """log-mass range of clusters that pass the LEGUS cut M_V <= -6."""
+    mv_per_msun = -2.5 * np.log10(population(log_age, av).flux_per_msun[V])
+    need = (mv_per_msun - LEGUS_ABS_MAG_CUT) / 2.5
+    return max(lo, need), hi
+
+
+def draw_source(rng, cls, distance_mpc, subtype=None):
+    """A random mock source of LEGUS class ``cls`` (1-4) at a distance.
+
+    Parameters follow the ranges of ``mock-hst-data.md``; clusters and
+    associations are drawn until they pass the LEGUS M_V <= -6 cut.
+    """
+    dm = distance_modulus(distance_mpc)
+    if cls in (1, 2, 3):
+        while True:
+            ages = AGE_GRID[AGE_GRID <= 7.5] if cls == 3 else AGE_GRID
+            log_age = float(rng.choice(ages))
+            av = round(float(rng.choice(np.arange(0.0, 1.51, 0.1))), 1)
+            lo, hi = _cluster_mass_range(log_age, av, distance_mpc)
+            if lo < hi:
+                break
+        log_mass = rng.uniform(lo, hi)
+        if cls == 1:
+            return render_class1(rng, log_age, log_mass, av, _log_uniform(rng, 0.5, 10), distance_mpc)
+        if cls == 2:
+            return render_class2(rng, log_age, log_mass, av, _log_uniform(rng, 0.5, 10), distance_mpc)
+        return render_class3(rng, log_age, log_mass, av, rng.uniform(3, 15), distance_mpc)
+    if cls != 4:
+        raise ValueError(f"unknown class {cls!r}: LEGUS classes are 1-4")
+    if subtype is None:
+        names = list(CLASS4_SUBTYPES)
+        p = np.array(list(CLASS4_SUBTYPES.values()))
+        subtype = names[rng.choice(len(names), p=p / p.sum())]
+    if subtype == "saturated":
+        v_mag = rng.uniform(16.0, 18.5)
+    elif subtype == "galaxy":
+        v_mag = rng.uniform(20.5, 23.5)
+    else:
+        v_mag = dm + rng.uniform(-9.0, -6.0)
+    return render_class4(rng, subtype, v_mag, distance_mpc)
+
+
+def _log_uniform(rng, lo, hi):
+    return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+
+
+# -- painting ------------------------------------------------------------------
+
+def _paint(rng, shape, sources, xy, galaxy, distance_mpc, progress=None):
+    """Render sources at positions ``xy`` (n, 2) on a galaxy background."""
+    ny, nx = shape
+    smooth, stars, _ = render_background(rng, galaxy, shape, distance_mpc)
+    canvas = smooth
+    lights = [stars]
+    for s, (x, y) in zip(sources, xy):
+        if not s.saturated and s.light.x.size:
+            lights.append(s.pixels().shifted(x, y))
+    # Deposit in chunks: the points of a big field do not all fit in memory at once.
+    chunk = []
+    size = 0
+    for light in lights + [None]:
+        if light is not None:
+            chunk.append(light)
+            size += light.x.size
+        if chunk and (light is None or size > 2_000_000):
+            all_ = Light.concat(chunk)
+            deposit(canvas, all_.x, all_.y, all_.flux)
+            chunk, size = [], 0
+    for b in range(len(BANDS)):
+        canvas[b] = convolve_image(canvas[b], b)
+    big = [i for i, s in enumerate(sources) if s.saturated]
+    if big:
+        stamps = render_stamps([sources[i] for i in big], _BIG_STAMP,
+                               offsets=xy[big] - np.round(xy[big]))
+        for stamp, i in zip(stamps, big):
+            _add_stamp(canvas, stamp, *np.round(xy[i]).astype(int))
+        for i in big:
+            x, y = np.round(xy[i]).astype(int)
+            h = _BIG_STAMP // 2
+            sl = (slice(None), slice(max(y - 3 * h, 0), y + 3 * h + 1),
+                  slice(max(x - h, 0), x + h + 1))
+            saturate(canvas[sl])
+    for s, (x, y) in zip(sources, xy):
+        if s.artifact is not None:
+            ix = np.round(s.artifact.x + x).astype(int)
+            iy = np.round(s.artifact.y + y).astype(int)
+            ok = (ix >= 0) & (ix < nx) & (iy >= 0) & (iy < ny)
+            for b in range(len(BANDS)):
+                np.add.at(canvas[b], (iy[ok], ix[ok]), s.artifact.flux[ok, b])
+    noisy = np.empty_like(canvas)
+    for b in range(len(BANDS)):
+        noisy[b] = add_noise(canvas[b:b + 1], rng, bands=[b])[0]
+    del canvas
+    for s, (x, y) in zip(sources, xy):
+        if s.masked_rows is not None:
+            apply_masked_rows(noisy, x, y, s.masked_rows)
+    return noisy
+
+
+def _add_stamp(image, stamp, x, y):
+    """Add a (5, s, s) stamp centred on integer pixel (x, y), clipped to the image."""
+    h = stamp.shape[-1] // 2
+    ny, nx = image.shape[-2:]
+    y0, y1, x0, x1 = y - h, y + h + 1, x - h, x + h + 1
+    sy0, sx0 = max(0, -y0), max(0, -x0)
+    sy1 = stamp.shape[-2] - max(0, y1 - ny)
+    sx1 = stamp.shape[-1] - max(0, x1 - nx)
+    if sy0 < sy1 and sx0 < sx1:
+        image[:, max(y0, 0):min(y1, ny), max(x0, 0):min(x1, nx)] += stamp[:, sy0:sy1, sx0:sx1]
+
+
+def _truth_table(sources, xy, images, wcs, ci_true):
+    """Truth columns, including visibility measured on the rendered image."""
+    n = len(sources)
+    offsets = xy - np.round(xy)
+    light = render_stamps(sources, _VIS_STAMP, offsets=offsets, bands=(V,))[:, 0]
+    c = _VIS_STAMP // 2
+    vis = np.full(n, np.nan)
+    for i, (x, y) in enumerate(np.round(xy).astype(int)):
+        cut = np.full((_VIS_STAMP, _VIS_STAMP), np.nan)
+        ny, nx = images.shape[-2:]
+        y0, x0 = y - c, x - c
+        ys = slice(max(y0, 0), min(y0 + _VIS_STAMP, ny))
+        xs = slice(max(x0, 0), min(x0 + _VIS_STAMP, nx))
+        cut[ys.start - y0:ys.stop - y0, xs.start - x0:xs.stop - x0] = images[V, ys, xs]
+        vis[i] = visibility(light[i], cut - light[i], c + offsets[i, 0], c + offsets[i, 1])
+    rows = [s.truth for s in sources]
+    t = Table()
+    t["id"] = np.arange(1, n + 1)
+    t["x"], t["y"] = xy[:, 0], xy[:, 1]
+    if wcs is not None and n:
+        sky = wcs.pixel_to_world(xy[:, 0], xy[:, 1])
+        t["ra"], t["dec"] = sky.ra.deg, sky.dec.deg
+    else:
+        t["ra"] = t["dec"] = np.full(n, np.nan)
+    t["class"] = np.array([r["class"] for r in rows], int)
+    t["subtype"] = [r["subtype"] for r in rows]
+    for name in ("log_age", "log_mass", "av", "r_h", "p_cb"):
+        t[name] = np.array([r.get(name, np.nan) for r in rows], float)
+    t["visibility"] = vis
+    flux = np.array([s.light.total() if s.light.x.size else np.zeros(5) for s in sources])
+    flux = flux.reshape(n, len(BANDS))
+    with np.errstate(divide="ignore"):
+        mags = np.where(flux > 0, -2.5 * np.log10(np.where(flux > 0, flux, 1)) + _ZP, np.nan)
+    for j, b in enumerate(BANDS):
+        t[f"mag_{b}"] = mags[:, j]
+    t["ci_true"] = ci_true
+    t["r_h"].unit = "pc"
+    t["log_age"].unit = "dex(yr)"
+    t["log_mass"].unit = "dex(Msun)"
+    t["av"].unit = "mag"
+    return t
+
+
+def _tan_wcs(shape, ra, dec):
+    w = WCS(naxis=2)
+    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    w.wcs.crval = [ra, dec]
+    w.wcs.crpix = [(shape[1] + 1) / 2.0, (shape[0] + 1) / 2.0]
+    s = PIXEL_SCALE_ARCSEC / 3600.0
+    w.wcs.cd = [[-s, 0.0], [0.0, s]]
+    w.wcs.radesys = "ICRS"
+    return w
+
+
+def _place(rng, n, shape, galaxy, margin=20, min_sep=12.0, tries=50):
+    """Positions weighted by the disk light, at least ``min_sep`` apart."""
+    ny, nx = shape
+    out = np.empty((0, 2))
+    for _ in range(tries):
+        k = 4 * (n - len(out))
+        cand = np.column_stack([rng.uniform(margin, nx - margin, k),
+                                rng.uniform(margin, ny - margin, k)])
+        dx = (cand[:, 0] - galaxy.centre[0]) / galaxy.scale_length
+        dy = (cand[:, 1] - galaxy.centre[1]) / galaxy.scale_length
+        keep = rng.random(k) < np.exp(-np.hypot(dx, dy)) + 0.15
+        for p in cand[keep]:
+            if len(out) == n:
+                break
+            if not len(out) or np.min(np.hypot(*(out - p).T)) >= min_sep:
+                out = np.vstack([out, p])
+        if len(out) == n:
+            break
+    return out
+
+
+def random_field(seed=0, shape=(2048, 2048), distance_mpc=10.0, n_sources=300,
+                 class_weights=(0.25, 0.25, 0.25, 0.25), ra=150.0, dec=2.0):
+    """Render a random mock field; needs no outside data.
+
+    Parameters
+    ----------
+    seed : int
+        Seed of every random draw: the same seed gives the same field.
+    shape : (int, int)
+        Image shape (ny, nx).
+    distance_mpc : float
+        Galaxy distance (3-20 Mpc is the trained range).
+    n_sources : int
+        Number of mock sources.
+    class_weights : sequence of 4 float
+        Relative frequency of LEGUS classes 1-4.
+    ra, dec : float
+        Sky position of the mosaic centre [deg].
+
+    Returns
+    -------
+    MockField
+    """
+    distance_mpc = check_distance(distance_mpc)
+    ny, nx = (int(v) for v in shape)
+    if ny < 64 or nx < 64:
+        raise ValueError(f"mosaic shape {shape} too small: at least 64 x 64 pixels")
+    rng = np.random.default_rng(seed)
+    galaxy = random_galaxy(rng, (ny, nx))
+    xy = _place(rng, int(n_sources), (ny, nx), galaxy)
+    w = np.asarray(class_weights, float)
+    classes = rng.choice(4, size=len(xy), p=w / w.sum()) + 1
+    sources = [draw_source(rng, int(c), distance_mpc) for c in classes]
+    ci_true = noise_free_ci(sources)
+    images = _paint(rng, (ny, nx), sources, xy, galaxy, distance_mpc)
+    wcs = _tan_wcs((ny, nx), ra, dec)
+    truth = _truth_table(sources, xy, images, wcs, ci_true)
+    meta = {"mode": "random", "seed": seed, "galaxy": galaxy.__dict__}
+    return MockField(images, wcs, truth, distance_mpc, meta)
+
+
+# -- LEGUS-anchored fields -----------------------------------------------------
+
+def legus_anchored_field(catalog, seed=0, distance_mpc=None, region=None, max_sources=None):
+    """Render one mock source per row of a LEGUS catalog.
+
+    Positions, V magnitudes and concentration indices come from the real
+    rows; clusters (classes 1-3) take the age, extinction and mass that fit
+    the row's 5-band photometry with the shipped isochrone table, and every
+    source's size is tuned so that its noise-free CI equals the catalog's.
+    Class-4 sub-types are drawn with the spec's shares among those that can
+    reach the row's CI. Rows not inspected (class 0) get a class drawn from
+    the field's class frequencies.
+
+    Parameters
+    ----------
+    catalog : astropy.table.Table
+        As returned by `glue_starclf.catalogs.read_legus_tab` (0-based x/y).
+    seed : int
+    distance_mpc : float, optional
+        Default: the field's distance from StarcNet Table 6.
+    region : (x0, y0, x1, y1), optional
+        Pixel box of the catalog frame to render (default: all sources).
+    max_sources : int, optional
+        Keep only the first rows (in catalog order) inside the region.
+
+    Returns
+    -------
+    MockField
+        Truth ``x``/``y`` are in the rendered (region) frame; ``legus_id``,
+        ``legus_class`` and ``catalog_ci`` keep the link to the real rows.
+    """
+    from ..catalogs import legus_distance_mpc
+    field_name = catalog.meta.get("field", "")
+    if distance_mpc is None:
+        distance_mpc = legus_distance_mpc(field_name)
+    distance_mpc = check_distance(distance_mpc)
+    rng = np.random.default_rng(seed)
+    x, y = np.asarray(catalog["x"], float), np.asarray(catalog["y"], float)
+    if region is None:
+        region = (0, 0, int(np.ceil(np.nanmax(x))) + 50, int(np.ceil(np.nanmax(y))) + 50)
+    x0, y0, x1, y1 = (int(v) for v in region)
+    if x1 - x0 < 64 or y1 - y0 < 64:
+        raise ValueError(f"region {region} too small: at least 64 x 64 pixels")
+    inside = (x >= x0) & (x < x1) & (y >= y0) & (y < y1)
+    rows = catalog[inside]
+    if max_sources is not None:
+        rows = rows[:int(max_sources)]
+    shape = (y1 - y0, x1 - x0)
+    # Sources sit on the pixel centre nearest to the catalog position, where
+    # the CI measured on the image is the CI they were tuned to.
+    xy = np.round(np.column_stack([np.asarray(rows["x"], float) - x0,
+                                   np.asarray(rows["y"], float) - y0]))
+
+    cls = np.asarray(rows["class"], int)
+    known = cls[(cls >= 1) & (cls <= 4)]
+    freq = np.bincount(known, minlength=5)[1:] + 1.0
+    drawn = cls < 1
+    cls = np.where(drawn, rng.choice(4, size=len(cls), p=freq / freq.sum()) + 1, cls)
+    mags = np.column_stack([np.asarray(rows[f"mag_{b}"], float) for b in BANDS])
+    errs = np.column_stack([np.asarray(rows[f"err_{b}"], float) for b in BANDS])
+    fit = fit_ssp(mags, errs, distance_mpc)
+    ci_cat = np.asarray(rows["ci"], float)
+    dm = distance_modulus(distance_mpc)
+    v_mag = np.where(np.isfinite(mags[:, V]), mags[:, V], dm + LEGUS_ABS_MAG_CUT)
+
+    # A few realisations per row, each tuned to the catalog CI; the closest wins.
+    cands = [[_anchored_source(rng, int(c), fit, i, v_mag[i], distance_mpc,
+                               dominance=(j + 1) / ANCHOR_DRAWS.get(c, 1))
+              for j in range(ANCHOR_DRAWS.get(c, 1))]
+             for i, c in enumerate(cls)]
+    flat = [s for group in cands for s in group]
+    owner = np.repeat(np.arange(len(cands)), [len(g) for g in cands])
+    err = np.abs(tune_knobs_to_ci(flat, ci_cat[owner]) - ci_cat[owner])
+    err[~np.isfinite(err)] = np.inf
+    sources = []
+    for i, group in enumerate(cands):
+        k = np.flatnonzero(owner == i)
+        sources.append(group[int(np.argmin(err[k]))])
+    ci = noise_free_ci(sources)
+    _reassign_class4(rng, sources, cls, ci, ci_cat, v_mag, distance_mpc)
+    ci = noise_free_ci(sources)
+
+    galaxy = random_galaxy(rng, shape)
+    images = _paint(rng, shape, sources, xy, galaxy, distance_mpc)
+    wcs = _anchored_wcs(rows, x0, y0, shape)
+    truth = _truth_table(sources, xy, images, wcs, ci)
+    truth["legus_id"] = np.asarray(rows["id"], int)
+    truth["legus_class"] = np.asarray(rows["class"], int)
+    truth["catalog_ci"] = ci_cat
+    meta = {"mode": "legus", "seed": seed, "field": field_name,
+            "catalog": str(catalog.meta.get("path", "")), "region": [x0, y0, x1, y1]}
+    return MockField(images, wcs, truth, distance_mpc, meta)
+
+
+def _anchored_source(rng, cls, fit, i, v_mag, distance_mpc, dominance=1.0):
+    if cls == 4:
+        return render_class4(rng, _draw_subtype(rng), v_mag, distance_mpc)
+    log_age, av = float(fit["log_age"][i]), float(fit["av"][i])
+    if not np.isfinite(fit["chi2_red"][i]) and fit["n_bands"][i] < 2:
+        log_age, av = float(rng.choice(AGE_GRID[AGE_GRID <= 8.5])), 0.5
+    if cls == 3:
+        log_age = min(log_age, 7.5)
+    # Mass from the V magnitude with this population's light-to-mass ratio.
+    v_per_msun = population(log_age, av).flux_per_msun[V]
+    log_mass = (-0.4 * (v_mag - distance_modulus(distance_mpc))
+                - np.log10(v_per_msun))
+    if cls == 1:
+        return render_class1(rng, log_age, log_mass, av, 2.0, distance_mpc)
+    if cls == 2:
+        return render_class2(rng, log_age, log_mass, av, 2.0, distance_mpc)
+    return render_class3(rng, log_age, log_mass, av, 8.0, distance_mpc, dominance=dominance)
+
+
+def _draw_subtype(rng, exclude=()):
+    names = [n for n in CLASS4_SUBTYPES if n not in exclude]
+    p = np.array([CLASS4_SUBTYPES[n] for n in names])
+    return names[rng.choice(len(names), p=p / p.sum())]
+
+
+def _reassign_class4(rng, sources, cls, ci, target, v_mag, distance_mpc, tol=0.05):
+    """Give class-4 rows whose sub-type cannot reach the catalog CI a better one.
+
+    Every other sub-type is tried once (tuned to the target in one batch) and
+    the closest CI wins; rows already within ``tol`` keep theirs.
+    """
+    off = (cls == 4) & np.isfinite(target) & ~(np.abs(ci - target) <= tol)
+    rows, cands = [], []
+    for i in np.flatnonzero(off):
+        for sub in CLASS4_SUBTYPES:
+            if sub != sources[i].truth["subtype"]:
+                rows.append(i)
+                cands.append(render_class4(rng, sub, v_mag[i], distance_mpc))
+    if not cands:
+        return
+    rows = np.array(rows)
+    c = tune_knobs_to_ci(cands, target[rows])
+    err = np.abs(c - target[rows])
+    for i in np.unique(rows):
+        sel = np.flatnonzero((rows == i) & np.isfinite(err))
+        if not sel.size:
+            continue
+        best = sel[np.argmin(err[sel])]
+        if not np.isfinite(ci[i]) or err[best] < abs(ci[i] - target[i]):
+            sources[i], ci[i] = cands[best], c[best]
+
+
+def _anchored_wcs(rows, x0, y0, shape):
+    """TAN WCS fitted to the catalog's pixel and sky positions."""
+    ok = np.isfinite(np.asarray(rows["ra"], float)) & np.isfinite(np.asarray(rows["dec"], float))
+    if ok.sum() < 4:
+        return _tan_wcs(shape, 150.0, 2.0)
+    sky = SkyCoord(np.asarray(rows["ra"])[ok] * u.deg, np.asarray(rows["dec"])[ok] * u.deg)
+    px = (np.asarray(rows["x"], float)[ok] - x0, np.asarray(rows["y"], float)[ok] - y0)
+    return fit_wcs_from_points(px, sky, projection="TAN")
+
+
+# -- writing -------------------------------------------------------------------
+
+def write_mosaic(mock, out_dir, prefix="mock", bands=BANDS, overwrite=False):
+    """Write a mock field as one FITS per band plus ``<prefix>_truth.ecsv``.
+
+    Files are written to a temporary folder next to ``out_dir`` and moved in
+    only when all are complete, so a failure leaves nothing behind.
+
+    Parameters
+    ----------
+    mock : MockField
+    out_dir : str or Path
+    prefix : str
+    bands : sequence of str
+        Bands to write (subset of `BANDS`).
+    overwrite : bool
+        Replace existing files of the same names.
+
+    Returns
+    -------
+    dict
+        ``{band: path}`` plus ``"truth"``.
+    """
+    from ..bands import canonical_band
+    bands = [canonical_band(b) for b in bands]
+    out_dir = os.path.abspath(os.fspath(out_dir))
+    names = {b: f"{prefix}_{b.lower()}_drc.fits" for b in bands}
+    names["truth"] = f"{prefix}_truth.ecsv"
+    targets = {k: os.path.join(out_dir, v) for k, v in names.items()}
+    existing = [p for p in targets.values() if os.path.exists(p)]
+    if existing and not overwrite:
+        raise FileExistsError(f"{existing[0]} exists (use --overwrite to replace it)")
+    parent = os.path.dirname(out_dir) or "."
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".starclf-", dir=parent)
+    try:
+        header = mock.wcs.to_header()
+        for b in bands:
+            j = BANDS.index(b)
+            hdu = fits.PrimaryHDU(mock.images[j].astype(np.float32), header=header)
+            h = hdu.header
+            h["TELESCOP"] = "HST"
+            h["INSTRUME"] = "WFC3"
+            h["DETECTOR"] = "UVIS"
+            h["FILTER"] = b
+            h["BUNIT"] = "ELECTRONS/S"
+            h["EXPTIME"] = (EXPOSURE_TIME_S[b], "[s] mock LEGUS-like exposure")
+            h["VEGAZPT"] = (VEGA_ZEROPOINT[b], "Vega zeropoint for 1 e-/s")
+            h["DISTMPC"] = (mock.distance_mpc, "[Mpc] galaxy distance")
+            h["ORIGIN"] = f"glue-starclf {__version__} mock engine"
+            h["MOCKMODE"] = mock.meta.get("mode", "")
+            h["MOCKSEED"] = mock.meta.get("seed", -1)
+            hdu.writeto(os.path.join(tmp, names[b]))
+        truth = mock.truth.copy()
+        truth.meta.update({"distance_mpc": mock.distance_mpc, "bands": list(bands),
+                           "generator": f"glue-starclf {__version__}",
+                           "pixel_convention": "x, y are 0-based (numpy/glue)",
+                           **{k: v for k, v in mock.meta.items() if k != "galaxy"}})
+        truth.write(os.path.join(tmp, names["truth"]), format="ascii.ecsv")
+        os.makedirs(out_dir, exist_ok=True)
+        for k, name in names.items():
+            os.replace(os.path.join(tmp, name), targets[k])
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return targets
