@@ -34,6 +34,17 @@ def _raw_integral(a, b, power):
 
 
 _NORM = float(_raw_integral(M_MIN, M_MAX, 0))
+_C_BREAK = float(_raw_integral(M_MIN, _BREAK, 0))
+
+
+def _cumulative(m):
+    """Unnormalised number of stars below scalar mass ``m`` (fast scalar path)."""
+    m = min(max(m, M_MIN), M_MAX)
+    if m <= _BREAK:
+        k = 1.0 - _ALPHA[0]
+        return _BREAK ** _ALPHA[0] * (m ** k - M_MIN ** k) / k
+    k = 1.0 - _ALPHA[1]
+    return _C_BREAK + _BREAK ** _ALPHA[1] * (m ** k - _BREAK ** k) / k
 
 
 def number_fraction_above(m):
@@ -85,10 +96,10 @@ def sample_masses(rng, n, lo=M_MIN, hi=M_MAX):
     """
     if n <= 0:
         return np.empty(0)
-    total = _raw_integral(lo, hi, 0)
-    u = _raw_integral(M_MIN, lo, 0) + rng.random(n) * total
+    c_lo = _cumulative(lo)
+    u = c_lo + rng.random(n) * (_cumulative(hi) - c_lo)
     # Invert the piecewise power-law CDF analytically.
-    c_break = _raw_integral(M_MIN, _BREAK, 0)
+    c_break = _C_BREAK
     out = np.empty(n)
     low = u < c_break
     k0 = 1.0 - _ALPHA[0]

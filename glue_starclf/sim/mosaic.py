@@ -44,6 +44,7 @@ _VIS_STAMP = 61
 
 #: Realisations drawn per anchored cluster to find one that reaches the CI.
 ANCHOR_DRAWS = {1: 2, 2: 2, 3: 6}
+REASSIGN_DRAWS = 3
 
 #: Grid ages of the physical-parameter ranges (mock-hst-data.md).
 AGE_GRID = np.round(np.arange(6.6, 10.1001, 0.05), 2)
@@ -92,7 +93,8 @@ def draw_source(rng, cls, distance_mpc, subtype=None):
             lo, hi = _cluster_mass_range(log_age, av, distance_mpc)
             if lo < hi:
                 break
-        log_mass = rng.uniform(lo, hi)
+        # Cluster mass function dN/dM ~ M^-2 above the detection cut.
+        log_mass = -np.log10(rng.uniform(10.0 ** -hi, 10.0 ** -lo))
         if cls == 1:
             return render_class1(rng, log_age, log_mass, av, _log_uniform(rng, 0.5, 10), distance_mpc)
         if cls == 2:
@@ -420,14 +422,14 @@ def _draw_subtype(rng, exclude=()):
 def _reassign_class4(rng, sources, cls, ci, target, v_mag, distance_mpc, tol=0.05):
     """Give class-4 rows whose sub-type cannot reach the catalog CI a better one.
 
-    Every other sub-type is tried once (tuned to the target in one batch) and
-    the closest CI wins; rows already within ``tol`` keep theirs.
+    Every sub-type is drawn `REASSIGN_DRAWS` times (tuned to the target in one
+    batch) and the closest CI wins; rows already within ``tol`` keep theirs.
     """
     off = (cls == 4) & np.isfinite(target) & ~(np.abs(ci - target) <= tol)
     rows, cands = [], []
     for i in np.flatnonzero(off):
         for sub in CLASS4_SUBTYPES:
-            if sub != sources[i].truth["subtype"]:
+            for _ in range(REASSIGN_DRAWS):
                 rows.append(i)
                 cands.append(render_class4(rng, sub, v_mag[i], distance_mpc))
     if not cands:

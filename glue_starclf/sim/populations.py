@@ -60,6 +60,7 @@ class Population:
         self.log_age, self.av, self.mh = iso.log_age, float(av), mh
         self._iso = iso
         mags = iso.abs_mag + iso.band_extinction(av)
+        self._mags = mags
         flux = 10.0 ** (-0.4 * mags)
         bright = np.flatnonzero(mags.min(axis=1) <= bright_mag)
         self.m_bright = float(iso.mass_ini[bright[0]]) if bright.size else float(iso.m_max)
@@ -71,12 +72,16 @@ class Population:
                                 - imf.number_fraction_above(iso.m_max)) / imf.mean_mass()
         #: Expected total flux per Msun, shape (5,).
         self.flux_per_msun = imf.integrate(flux, iso.mass_ini)
-        self._mags_bright = None
 
     def star_fluxes(self, rng, n):
         """Fluxes, shape (n, 5), of ``n`` stars drawn above the bright-star mass."""
         m = imf.sample_masses(rng, n, self.m_bright, self._iso.m_max)
-        return 10.0 ** (-0.4 * self._iso.mags_at(m, av=self.av))
+        # Linear interpolation in initial mass of the reddened magnitudes.
+        grid = self._iso.mass_ini
+        j = np.clip(np.searchsorted(grid, m) - 1, 0, grid.size - 2)
+        w = ((m - grid[j]) / (grid[j + 1] - grid[j]))[:, None]
+        mags = self._mags[j] * (1.0 - w) + self._mags[j + 1] * w
+        return 10.0 ** (-0.4 * mags)
 
     def sample(self, rng, mass):
         """Draw the stars of a population of initial mass ``mass`` [Msun].
@@ -92,7 +97,7 @@ class Population:
         return self.star_fluxes(rng, n), mass * self.smooth_per_msun
 
 
-@functools.lru_cache(maxsize=512)
+@functools.lru_cache(maxsize=8192)
 def _population(log_age, av, mh, bright_mag):
     return Population(log_age, av, mh, bright_mag)
 

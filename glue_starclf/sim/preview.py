@@ -19,7 +19,7 @@ import os
 
 import numpy as np
 
-__all__ = ["rgb_image", "rgb_norm", "save_preview"]
+__all__ = ["rgb_image", "rgb_norm", "save_preview", "field_preview", "bank_preview"]
 
 #: Default bands for (R, G, B): F814W, F438W, F336W.
 DEFAULT_BANDS = (4, 2, 1)
@@ -346,3 +346,76 @@ def save_preview(path, stamps, labels, mosaic=None, title=""):
             os.remove(tmp)
         raise
     return path
+
+
+def _cutouts(images, xy, size):
+    """(n, 5, size, size) cutouts centred on integer-rounded positions, NaN outside."""
+    h = size // 2
+    ny, nx = images.shape[-2:]
+    out = np.full((len(xy), images.shape[0], size, size), np.nan, np.float32)
+    for i, (x, y) in enumerate(np.round(np.asarray(xy, float)).astype(int)):
+        y0, x0 = y - h, x - h
+        ys = slice(max(y0, 0), min(y0 + size, ny))
+        xs = slice(max(x0, 0), min(x0 + size, nx))
+        if ys.start < ys.stop and xs.start < xs.stop:
+            out[i, :, ys.start - y0:ys.stop - y0, xs.start - x0:xs.stop - x0] = images[:, ys, xs]
+    return out
+
+
+def field_preview(mock, path, per_class=8, size=32):
+    """Preview of a mock field: example stamps per class and the mosaic thumbnail.
+
+    Parameters
+    ----------
+    mock : glue_starclf.sim.mosaic.MockField
+    path : str
+        PNG to write.
+    per_class : int
+        Stamps per class row (the brightest in V, to show the morphology).
+    size : int
+        Stamp side [px] (StarcNet's 32).
+    """
+    truth = mock.truth
+    stamps, labels = {}, {}
+    for cls in (1, 2, 3, 4):
+        rows = np.flatnonzero(np.asarray(truth["class"]) == cls)
+        if cls == 4:
+            # One of each sub-type first, so the row shows them all.
+            sub = np.asarray(truth["subtype"])[rows]
+            first = [rows[np.flatnonzero(sub == s)[0]] for s in dict.fromkeys(sub)]
+            rest = [r for r in rows if r not in first]
+            rows = np.array(first + rest, int)
+        else:
+            order = np.argsort(np.asarray(truth["mag_F555W"])[rows])
+            rows = rows[order]
+        rows = rows[:per_class]
+        xy = np.column_stack([np.asarray(truth["x"])[rows], np.asarray(truth["y"])[rows]])
+        stamps[f"class {cls}"] = _cutouts(mock.images, xy, size)
+        labels[f"class {cls}"] = [_label(truth[int(r)]) for r in rows]
+    title = (f"mock field ({mock.meta.get('mode', '')}): {len(truth)} sources at "
+             f"{mock.distance_mpc:g} Mpc, seed {mock.meta.get('seed', '')}")
+    return save_preview(path, stamps, labels, mosaic=mock.images, title=title)
+
+
+def _label(row):
+    if row["class"] == 4:
+        return str(row["subtype"]).replace("_", " ")
+    return f"log t {row['log_age']:.2f}\nlog M {row['log_mass']:.1f} AV {row['av']:.1f}"
+
+
+def bank_preview(stamps, truth, path, per_row=8):
+    """Preview of a physical-parameter bank: young, intermediate, old and background rows."""
+    age = np.asarray(truth["log_age"])
+    groups = {"log t < 7.5": np.flatnonzero(age < 7.5),
+              "7.5 - 9": np.flatnonzero((age >= 7.5) & (age < 9.0)),
+              "log t >= 9": np.flatnonzero(age >= 9.0),
+              "background": np.flatnonzero(np.isnan(age))}
+    rows, labels = {}, {}
+    for name, idx in groups.items():
+        idx = idx[:per_row]
+        rows[name] = stamps[idx]
+        labels[name] = ["background" if np.isnan(age[i]) else
+                        f"log t {age[i]:.2f} M {truth['log_mass'][i]:.1f}\n"
+                        f"AV {truth['av'][i]:.1f} rh {truth['r_h'][i]:.1f}pc "
+                        f"{truth['distance_mpc'][i]:.0f}Mpc" for i in idx]
+    return save_preview(path, rows, labels, title=f"physical-parameter bank ({len(truth)} stamps)")

@@ -125,7 +125,8 @@ class MockSource:
         return Light(self.light.x * k, self.light.y * k, self.light.flux)
 
     def set_knob(self, knob):
-        self.knob = float(np.clip(knob, *self.knob_range))
+        lo, hi = self.knob_range
+        self.knob = min(max(float(knob), lo), hi)
         if self.knob_truth is not None:
             name, factor = self.knob_truth
             self.truth[name] = self.knob * factor

@@ -1,0 +1,191 @@
+"""Physical-parameter bank: cluster stamps for the age/mass/extinction/size network.
+
+Following 004 §2: each cluster is drawn with independent age, mass,
+extinction and size, placed on a background cutout, and photon noise is
+added to the sum (here the background is a mock galaxy rendered by
+`glue_starclf.sim.background`, at the cluster's distance). Background-only
+stamps form the negative class of the cluster/background output.
+"""
+
+import functools
+
+import numpy as np
+from astropy.table import Table
+
+from ..bands import BANDS, VEGA_ZEROPOINT
+from .background import random_galaxy, render_background
+from .compose import render_stamps, visibility
+from .populations import distance_modulus, population
+from .render import add_noise, convolve_image, deposit
+from .sources import V, render_class1
+
+__all__ = ["BANK_RANGES", "DETECTION_LIMITS", "physical_bank", "check_range"]
+
+#: Parameter ranges of the bank (mock-hst-data.md).
+BANK_RANGES = {"log_age": (6.6, 10.1), "log_mass": (3.0, 5.5), "av": (0.0, 3.0),
+               "r_h": (0.5, 10.0), "distance_mpc": (3.0, 20.0)}
+
+#: A cluster is kept if it is brighter than one of these apparent Vega
+#: magnitudes (the detection limits of 004 §2.2, m_F336W 24, m_F438W 23.5,
+#: m_F814W 23).
+DETECTION_LIMITS = {"F336W": 24.0, "F438W": 23.5, "F814W": 23.0}
+
+_TILE = 384
+_TILE_DISTANCES = (3.0, 4.5, 7.0, 10.0, 14.0, 20.0)
+
+
+def check_range(name, value):
+    """Raise ValueError if a bank parameter (scalar or (lo, hi)) is outside its range."""
+    lo, hi = BANK_RANGES[name]
+    vals = np.atleast_1d(np.asarray(value, float))
+    bad = vals[~((vals >= lo - 1e-9) & (vals <= hi + 1e-9))]
+    if bad.size:
+        raise ValueError(f"{name} {bad[0]:g} is outside the bank's range {lo:g}-{hi:g}")
+    return value
+
+
+@functools.lru_cache(maxsize=4)
+def _background_tiles(seed):
+    """Noise-free galaxy background tiles, one per reference distance, (k, 5, T, T)."""
+    rng = np.random.default_rng(seed)
+    tiles = []
+    for d in _TILE_DISTANCES:
+        galaxy = random_galaxy(rng, (_TILE, _TILE))
+        smooth, stars, _ = render_background(rng, galaxy, (_TILE, _TILE), d, step=8)
+        deposit(smooth, stars.x, stars.y, stars.flux)
+        tiles.append(np.stack([convolve_image(smooth[b], b) for b in range(len(BANDS))]))
+    return np.array(tiles, np.float32)
+
+
+def _draw(rng, n, ranges, fixed):
+    out = {}
+    grid_age = np.round(np.arange(6.6, 10.1001, 0.05), 2)
+    grid_av = np.round(np.arange(0.0, 3.0001, 0.1), 1)
+    for name in ("log_age", "log_mass", "av", "r_h", "distance_mpc"):
+        if fixed.get(name) is not None:
+            out[name] = np.full(n, float(fixed[name]))
+            continue
+        lo, hi = ranges[name]
+        if name == "log_age":
+            g = grid_age[(grid_age >= lo - 1e-9) & (grid_age <= hi + 1e-9)]
+            out[name] = rng.choice(g, n)
+        elif name == "av":
+            g = grid_av[(grid_av >= lo - 1e-9) & (grid_av <= hi + 1e-9)]
+            out[name] = rng.choice(g, n)
+        elif name == "r_h":
+            out[name] = np.exp(rng.uniform(np.log(lo), np.log(hi), n))
+        else:
+            out[name] = rng.uniform(lo, hi, n)
+    return out
+
+
+def _detected(p):
+    """Whether each drawn cluster passes `DETECTION_LIMITS`."""
+    ok = np.zeros(len(p["log_age"]), bool)
+    for i in range(len(ok)):
+        flux = population(p["log_age"][i], p["av"][i]).flux_per_msun * 10.0 ** p["log_mass"][i]
+        mags = -2.5 * np.log10(flux) + distance_modulus(p["distance_mpc"][i])
+        ok[i] = any(mags[BANDS.index(b)] <= lim for b, lim in DETECTION_LIMITS.items())
+    return ok
+
+
+def physical_bank(n, seed=0, size=64, background_fraction=0.1, ranges=None,
+                  log_age=None, log_mass=None, av=None, r_h=None, distance_mpc=None,
+                  jitter_px=1.0, max_tries=50):
+    """Render ``n`` stamps of the physical-parameter bank.
+
+    Parameters
+    ----------
+    n : int
+        Number of stamps.
+    seed : int
+    size : int
+        Stamp side [px] (004 uses 64).
+    background_fraction : float
+        Share of background-only stamps (``p_cb`` = 0, parameters NaN).
+    ranges : dict, optional
+        Narrower ``(lo, hi)`` per parameter than `BANK_RANGES`.
+    log_age, log_mass, av, r_h, distance_mpc : float, optional
+        Hold a parameter fixed (e.g. ``log_mass=4`` for the benchmark).
+    jitter_px : float
+        Clusters are centred within this many pixels of the stamp centre.
+
+    Returns
+    -------
+    stamps : ndarray, float32, shape (n, 5, size, size)
+        Sky-subtracted count rates [e-/s].
+    truth : astropy.table.Table
+        ``log_age``, ``log_mass``, ``av``, ``r_h`` [pc], ``gamma``,
+        ``distance_mpc``, ``p_cb``, ``visibility``, ``dx``, ``dy`` and the
+        noise-free apparent magnitudes.
+    """
+    ranges = {**BANK_RANGES, **(ranges or {})}
+    for name, value in ranges.items():
+        check_range(name, value)
+    fixed = {"log_age": log_age, "log_mass": log_mass, "av": av, "r_h": r_h,
+             "distance_mpc": distance_mpc}
+    for name, value in fixed.items():
+        if value is not None:
+            check_range(name, value)
+    if not 0.0 <= background_fraction <= 1.0:
+        raise ValueError(f"background_fraction {background_fraction} must be within 0-1")
+    rng = np.random.default_rng(seed)
+    n = int(n)
+    n_bg = int(round(n * background_fraction))
+    n_cl = n - n_bg
+
+    params = {k: np.empty(0) for k in ("log_age", "log_mass", "av", "r_h", "distance_mpc")}
+    for _ in range(max_tries):
+        need = n_cl - len(params["log_age"])
+        if need <= 0:
+            break
+        p = _draw(rng, 2 * need, ranges, fixed)
+        ok = _detected(p)
+        params = {k: np.concatenate([params[k], p[k][ok]])[:n_cl] for k in params}
+    if len(params["log_age"]) < n_cl:
+        raise ValueError("no detectable clusters in the requested parameter ranges "
+                         f"(detection limits {DETECTION_LIMITS})")
+
+    sources = [render_class1(rng, params["log_age"][i], params["log_mass"][i], params["av"][i],
+                             params["r_h"][i], params["distance_mpc"][i], q=1.0)
+               for i in range(n_cl)]
+    offsets = rng.uniform(-jitter_px, jitter_px, (n_cl, 2))
+    clusters = render_stamps(sources, size, offsets=offsets)
+
+    dist = np.concatenate([params["distance_mpc"], rng.uniform(*ranges["distance_mpc"], n_bg)
+                           if distance_mpc is None else np.full(n_bg, distance_mpc)])
+    tiles = _background_tiles(seed)
+    which = np.abs(np.log(dist[:, None] / np.array(_TILE_DISTANCES)[None, :])).argmin(axis=1)
+    ox = rng.integers(0, _TILE - size, n)
+    oy = rng.integers(0, _TILE - size, n)
+    background = np.stack([tiles[which[i], :, oy[i]:oy[i] + size, ox[i]:ox[i] + size]
+                           for i in range(n)])
+    expected = background.astype(float)
+    expected[:n_cl] += clusters
+    stamps = add_noise(expected, rng)
+
+    c = (size - 1) / 2.0
+    vis = np.zeros(n)
+    for i in range(n_cl):
+        vis[i] = visibility(clusters[i, V], stamps[i, V] - clusters[i, V],
+                            c + offsets[i, 0], c + offsets[i, 1])
+
+    truth = Table()
+    nan = np.full(n_bg, np.nan)
+    for k in ("log_age", "log_mass", "av", "r_h"):
+        truth[k] = np.concatenate([params[k], nan])
+    truth["gamma"] = np.concatenate([[s.truth["gamma"] for s in sources], nan])
+    truth["distance_mpc"] = dist
+    truth["p_cb"] = np.concatenate([np.ones(n_cl), np.zeros(n_bg)])
+    truth["visibility"] = vis
+    truth["dx"] = np.concatenate([offsets[:, 0], np.zeros(n_bg)])
+    truth["dy"] = np.concatenate([offsets[:, 1], np.zeros(n_bg)])
+    flux = clusters.sum(axis=(2, 3))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for j, b in enumerate(BANDS):
+            m = -2.5 * np.log10(flux[:, j]) + VEGA_ZEROPOINT[b]
+            truth[f"mag_{b}"] = np.concatenate([m, nan])
+    truth["r_h"].unit = "pc"
+    truth.meta.update({"seed": seed, "size": size, "ranges": ranges,
+                       "detection_limits": DETECTION_LIMITS})
+    return stamps, truth
