@@ -152,6 +152,10 @@ def _simulate(args):
         from .sim.mosaic import legus_anchored_field
         catalog = read_legus_tab(args.catalog)
         region = _floats(args.region, 4, "--region") if args.region else None
+        if args.max_sources is not None and args.max_sources < 1:
+            raise UserError(f"--max-sources {args.max_sources} must be >= 1")
+        if region is not None:
+            _check_region_rows(catalog, region, args.region, args.catalog)
         prefix = args.prefix or catalog.meta["field"]
         _check_outputs(args.out, prefix, bands, args.overwrite)
         mock = legus_anchored_field(catalog, seed=args.seed, distance_mpc=args.distance_mpc,
@@ -171,6 +175,22 @@ def _simulate(args):
     return 0
 
 
+def _check_region_rows(catalog, region, text, path):
+    """Refuse a region that holds none of the catalog's sources.
+
+    (A region under 64 px is left to the engine, whose message says so.)
+    """
+    x0, y0, x1, y1 = (int(v) for v in region)
+    if x1 - x0 < 64 or y1 - y0 < 64:
+        return
+    x = catalog["x"]
+    y = catalog["y"]
+    n = int(((x >= x0) & (x < x1) & (y >= y0) & (y < y1)).sum())
+    if n == 0:
+        raise UserError(f"--region {text!r} holds none of the {len(catalog)} sources "
+                        f"of {path}")
+
+
 def _check_outputs(out, prefix, bands, overwrite):
     for b in bands:
         _check_new(os.path.join(out, f"{prefix}_{b.lower()}_drc.fits"), overwrite)
@@ -181,6 +201,8 @@ def _range_arg(text, what):
     if text is None:
         return None, None
     vals = _floats(text, 2, what) if "," in text else _floats(text, 1, what)
+    if len(vals) == 2 and not vals[0] <= vals[1]:
+        raise UserError(f"{what} {text!r}: range LO,HI needs LO <= HI")
     return (None, tuple(vals)) if len(vals) == 2 else (vals[0], None)
 
 

@@ -31,6 +31,7 @@ BANK_RANGES = {"log_age": (6.6, 10.1), "log_mass": (3.0, 5.5), "av": (0.0, 3.0),
 DETECTION_LIMITS = {"F336W": 24.0, "F438W": 23.5, "F814W": 23.0}
 
 _TILE = 384
+_CHUNK = 128
 _TILE_DISTANCES = (3.0, 4.5, 7.0, 10.0, 14.0, 20.0)
 
 
@@ -146,45 +147,49 @@ def physical_bank(n, seed=0, size=64, background_fraction=0.1, ranges=None,
         raise ValueError("no detectable clusters in the requested parameter ranges "
                          f"(detection limits {DETECTION_LIMITS})")
 
-    sources = [render_class1(rng, params["log_age"][i], params["log_mass"][i], params["av"][i],
-                             params["r_h"][i], params["distance_mpc"][i], q=1.0)
-               for i in range(n_cl)]
-    offsets = rng.uniform(-jitter_px, jitter_px, (n_cl, 2))
-    clusters = render_stamps(sources, size, offsets=offsets)
-
     dist = np.concatenate([params["distance_mpc"], rng.uniform(*ranges["distance_mpc"], n_bg)
                            if distance_mpc is None else np.full(n_bg, distance_mpc)])
     tiles = _background_tiles(seed)
     which = np.abs(np.log(dist[:, None] / np.array(_TILE_DISTANCES)[None, :])).argmin(axis=1)
-    ox = rng.integers(0, _TILE - size, n)
-    oy = rng.integers(0, _TILE - size, n)
-    background = np.stack([tiles[which[i], :, oy[i]:oy[i] + size, ox[i]:ox[i] + size]
-                           for i in range(n)])
-    expected = background.astype(float)
-    expected[:n_cl] += clusters
-    stamps = add_noise(expected, rng)
-
-    c = (size - 1) / 2.0
+    corner = rng.integers(0, _TILE - size, (n, 2))
+    offsets = np.zeros((n, 2))
+    offsets[:n_cl] = rng.uniform(-jitter_px, jitter_px, (n_cl, 2))
+    stamps = np.empty((n, len(BANDS), size, size), np.float32)
     vis = np.zeros(n)
-    for i in range(n_cl):
-        vis[i] = visibility(clusters[i, V], stamps[i, V] - clusters[i, V],
-                            c + offsets[i, 0], c + offsets[i, 1])
+    gamma = np.full(n, np.nan)
+    flux = np.full((n, len(BANDS)), np.nan)
+    c = (size - 1) / 2.0
+    # Chunks keep the working arrays small (memory and cache).
+    for start in range(0, n, _CHUNK):
+        idx = np.arange(start, min(start + _CHUNK, n))
+        cl = idx[idx < n_cl]
+        sources = [render_class1(rng, params["log_age"][i], params["log_mass"][i],
+                                 params["av"][i], params["r_h"][i], params["distance_mpc"][i],
+                                 q=1.0) for i in cl]
+        expected = np.stack([tiles[which[i], :, corner[i, 1]:corner[i, 1] + size,
+                                   corner[i, 0]:corner[i, 0] + size] for i in idx]).astype(float)
+        if cl.size:
+            light = render_stamps(sources, size, offsets=offsets[cl])
+            expected[:cl.size] += light
+            gamma[cl] = [s.truth["gamma"] for s in sources]
+            flux[cl] = light.sum(axis=(2, 3))
+        stamps[idx] = add_noise(expected, rng)
+        for k, i in enumerate(cl):
+            vis[i] = visibility(light[k, V], stamps[i, V] - light[k, V],
+                                c + offsets[i, 0], c + offsets[i, 1])
 
     truth = Table()
     nan = np.full(n_bg, np.nan)
     for k in ("log_age", "log_mass", "av", "r_h"):
         truth[k] = np.concatenate([params[k], nan])
-    truth["gamma"] = np.concatenate([[s.truth["gamma"] for s in sources], nan])
+    truth["gamma"] = gamma
     truth["distance_mpc"] = dist
     truth["p_cb"] = np.concatenate([np.ones(n_cl), np.zeros(n_bg)])
     truth["visibility"] = vis
-    truth["dx"] = np.concatenate([offsets[:, 0], np.zeros(n_bg)])
-    truth["dy"] = np.concatenate([offsets[:, 1], np.zeros(n_bg)])
-    flux = clusters.sum(axis=(2, 3))
+    truth["dx"], truth["dy"] = offsets[:, 0], offsets[:, 1]
     with np.errstate(divide="ignore", invalid="ignore"):
         for j, b in enumerate(BANDS):
-            m = -2.5 * np.log10(flux[:, j]) + VEGA_ZEROPOINT[b]
-            truth[f"mag_{b}"] = np.concatenate([m, nan])
+            truth[f"mag_{b}"] = -2.5 * np.log10(flux[:, j]) + VEGA_ZEROPOINT[b]
     truth["r_h"].unit = "pc"
     truth.meta.update({"seed": seed, "size": size, "ranges": ranges,
                        "detection_limits": DETECTION_LIMITS})
