@@ -40,6 +40,8 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
+from glue_starclf.bands import BANDS
+
 __all__ = ["SOURCES", "METALLICITIES", "add_arguments", "run", "build",
            "fetch_wheels", "read_parsec", "read_throughputs",
            "make_total_f438w", "pivot_wavelength", "MagnitudeModel",
@@ -56,8 +58,6 @@ SOURCES = {
 #: [M/H] values written to the table (0 is required by the runtime).
 METALLICITIES = (0.0, -1.0)
 
-#: Model bands (same order as ``glue_starclf.bands.BANDS``).
-BANDS = ("F275W", "F336W", "F438W", "F555W", "F814W")
 
 #: STScI WFC3/UVIS pivot wavelengths [Angstrom] the throughputs must reproduce.
 STSCI_PIVOTS = {"F275W": 2710.0, "F336W": 3355.0, "F438W": 4326.0,
