@@ -30,6 +30,13 @@ class UserError(Exception):
     """A mistake in the user's input: reported on one line, exit status 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """Argument errors on one line, like every other user mistake."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def _floats(text, n, what):
     try:
         vals = [float(v) for v in text.split(",")]
@@ -312,8 +319,8 @@ def _bench(args):
 def build_parser():
     """The argparse parser of ``starclf``."""
     from . import __version__
-    parser = argparse.ArgumentParser(prog="starclf", description=DESCRIPTION,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(prog="starclf", description=DESCRIPTION,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"glue-starclf {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_simulate(sub)

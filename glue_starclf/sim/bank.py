@@ -67,11 +67,12 @@ def _draw(rng, n, ranges, fixed):
             out[name] = np.full(n, float(fixed[name]))
             continue
         lo, hi = ranges[name]
-        if name == "log_age":
-            g = grid_age[(grid_age >= lo - 1e-9) & (grid_age <= hi + 1e-9)]
-            out[name] = rng.choice(g, n)
-        elif name == "av":
-            g = grid_av[(grid_av >= lo - 1e-9) & (grid_av <= hi + 1e-9)]
+        if name in ("log_age", "av"):
+            grid = grid_age if name == "log_age" else grid_av
+            g = grid[(grid >= lo - 1e-9) & (grid <= hi + 1e-9)]
+            if not g.size:
+                raise ValueError(f"{name} range {lo:g}-{hi:g} holds no grid value "
+                                 f"(step {grid[1] - grid[0]:.2f})")
             out[name] = rng.choice(g, n)
         elif name == "r_h":
             out[name] = np.exp(rng.uniform(np.log(lo), np.log(hi), n))

@@ -347,6 +347,8 @@ def legus_anchored_field(catalog, seed=0, distance_mpc=None, region=None, max_so
     rows = catalog[inside]
     if max_sources is not None:
         rows = rows[:int(max_sources)]
+    if len(rows) == 0:
+        raise ValueError(f"region {region} holds none of the {len(catalog)} catalog sources")
     shape = (y1 - y0, x1 - x0)
     # Sources sit on the pixel centre nearest to the catalog position, where
     # the CI measured on the image is the CI they were tuned to.
@@ -488,8 +490,11 @@ def write_mosaic(mock, out_dir, prefix="mock", bands=BANDS, overwrite=False):
     existing = [p for p in targets.values() if os.path.exists(p)]
     if existing and not overwrite:
         raise FileExistsError(f"{existing[0]} exists (use --overwrite to replace it)")
-    parent = os.path.dirname(out_dir) or "."
-    os.makedirs(parent, exist_ok=True)
+    # The temporary folder sits in the nearest existing ancestor, so that a
+    # failure leaves no folder behind either.
+    parent = os.path.dirname(out_dir)
+    while not os.path.isdir(parent):
+        parent = os.path.dirname(parent)
     tmp = tempfile.mkdtemp(prefix=".starclf-", dir=parent)
     try:
         header = mock.wcs.to_header()

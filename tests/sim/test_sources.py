@@ -1,0 +1,88 @@
+"""The class definitions of mock-hst-data.md hold for the rendered sources."""
+
+import numpy as np
+import pytest
+
+from glue_starclf.sim import sources as S
+from glue_starclf.sim.compose import noise_free_ci, render_stamps, tune_knobs_to_ci
+from glue_starclf.sim.populations import flux_scale, pc_per_pixel, population
+
+V = S.V
+
+
+def test_class1_symmetric_and_no_dominant_star():
+    rng = np.random.default_rng(0)
+    for log_age in (6.6, 7.0, 8.0, 9.5):
+        src = S.render_class1(rng, log_age, 3.8, 0.5, 2.0, 10.0)
+        assert src.truth["q"] >= 0.85 and src.truth["class"] == 1
+        v = src.light.flux[:, V]
+        assert v.max() <= 0.25 * v.sum() + 1e-12
+        # Total light matches the population's expected V flux within IMF noise.
+        expect = population(log_age, 0.5).flux_per_msun[V] * 10 ** 3.8 * flux_scale(10.0)[V]
+        assert 0.3 < v.sum() / expect < 3.0
+
+
+def test_class1_ci_exceeds_stellar():
+    rng = np.random.default_rng(1)
+    star = S.render_class4(rng, "star", 22.0, 10.0)
+    clusters = [S.render_class1(rng, 8.0, 4.5, 0.3, 0.5, 10.0) for _ in range(5)]
+    assert noise_free_ci(clusters).min() > noise_free_ci([star])[0]
+
+
+def test_class2_variants():
+    rng = np.random.default_rng(2)
+    el = S.render_class2(rng, 8.0, 4.5, 0.3, 3.0, 10.0, variant="elongated")
+    assert 0.4 <= el.truth["q"] <= 0.8
+    db = S.render_class2(rng, 8.0, 4.5, 0.3, 3.0, 10.0, variant="double")
+    # The second component holds 15-35% of the light.
+    stamps = render_stamps([db], 63)[0, V]
+    assert stamps.sum() > 0
+    with pytest.raises(ValueError, match="variant"):
+        S.render_class2(rng, 8.0, 4.5, 0.3, 3.0, 10.0, variant="spiral")
+
+
+def test_class3_peaks_separated_and_diffuse_share():
+    rng = np.random.default_rng(3)
+    for _ in range(10):
+        src = S.render_class3(rng, 7.0, 4.5, 0.5, 10.0, 8.0)
+        lo, hi = src.knob_range
+        assert lo * 0.999 <= src.knob <= hi * 1.001
+        assert 2 <= src.truth["n_peaks"] <= 6
+        assert 0.3 <= src.truth["diffuse_fraction"] <= 0.7
+        assert src.truth["p_cb"] == 1.0
+    with pytest.raises(ValueError, match="7.90"):
+        S.render_class3(rng, 7.9, 4.5, 0.5, 10.0, 8.0)
+
+
+@pytest.mark.parametrize("subtype", list(S.CLASS4_SUBTYPES))
+def test_class4_subtypes(subtype):
+    rng = np.random.default_rng(4)
+    src = S.render_class4(rng, subtype, 22.0, 10.0)
+    assert src.truth["class"] == 4 and src.truth["p_cb"] == 0.0
+    assert src.truth["subtype"] == subtype
+    if subtype in ("cosmic_ray", "hot_pixel"):
+        # Light in one band only, and not through the PSF.
+        assert src.light.x.size == 0
+        assert (src.artifact.flux.sum(axis=0) > 0).sum() == 1
+    if subtype == "edge":
+        assert src.masked_rows is not None
+    if subtype == "galaxy":
+        # Background galaxies are red: F814W brighter than F336W in e-/s terms.
+        f = src.light.total()
+        assert f[4] > f[1]
+
+
+def test_unknown_subtype():
+    with pytest.raises(ValueError, match="comet"):
+        S.render_class4(np.random.default_rng(0), "comet", 22.0, 10.0)
+
+
+def test_ci_tuning_reaches_targets():
+    rng = np.random.default_rng(5)
+    srcs = [S.render_class1(rng, 8.0, 4.5, 0.3, 2.0, 12.0) for _ in range(20)]
+    target = np.linspace(1.4, 2.0, 20)
+    ci = tune_knobs_to_ci(srcs, target)
+    assert np.median(np.abs(ci - target)) < 0.03
+    # The truth r_h follows the tuned size.
+    for s in srcs:
+        assert s.truth["r_h"] == pytest.approx(s.knob * pc_per_pixel(12.0))
