@@ -21,7 +21,7 @@ from astropy.wcs.utils import fit_wcs_from_points
 
 from .. import __version__
 from ..bands import BANDS, EXPOSURE_TIME_S, PIXEL_SCALE_ARCSEC, VEGA_ZEROPOINT
-from .background import GalaxyModel, random_galaxy, render_background
+from .background import random_galaxy, render_background
 from .compose import (apply_masked_rows, noise_free_ci, render_stamps, saturate,
                       tune_knobs_to_ci, visibility)
 from .populations import distance_modulus, population
@@ -121,7 +121,7 @@ def _log_uniform(rng, lo, hi):
 
 # -- painting ------------------------------------------------------------------
 
-def _paint(rng, shape, sources, xy, galaxy, distance_mpc, progress=None):
+def _paint(rng, shape, sources, xy, galaxy, distance_mpc):
     """Render sources at positions ``xy`` (n, 2) on a galaxy background."""
     ny, nx = shape
     smooth, stars, _ = render_background(rng, galaxy, shape, distance_mpc)

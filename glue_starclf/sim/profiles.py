@@ -1,27 +1,51 @@
 """Spatial profiles of mock sources: EFF clusters and Sersic galaxies."""
 
+import functools
+
 import numpy as np
+from scipy.optimize import brentq
 from scipy.special import gammaincinv
 
-__all__ = ["eff_core_radius", "eff_half_number_radius", "sample_eff", "sample_sersic",
-           "sersic_b"]
+__all__ = ["EFF_TRUNCATION", "eff_core_radius", "sample_eff", "sample_sersic", "sersic_b"]
 
 
-def eff_half_number_radius(a, gamma):
-    """Projected radius holding half the stars of an EFF profile.
+#: EFF profiles are truncated at this many half-number radii, so that the
+#: shallowest slopes (gamma -> 2) keep a finite number of stars.
+EFF_TRUNCATION = 50.0
 
-    The EFF surface density (004 eq. 1) mu(r) = mu0 (1 + r^2/a^2)^(-gamma/2)
-    encloses N(<R) ∝ 1 - (1 + R^2/a^2)^(1 - gamma/2) for gamma > 2.
-    """
-    return a * np.sqrt(2.0 ** (2.0 / (np.asarray(gamma) - 2.0)) - 1.0)
+
+@functools.lru_cache(maxsize=1)
+def _core_ratio_table():
+    """a / r_h of the truncated EFF profile on a grid of gamma."""
+    gammas = np.linspace(2.01, 10.0, 400)
+    ratios = []
+    for g in gammas:
+        k = 1.0 - g / 2.0
+
+        # Half of the stars within r_h = 1 of a profile truncated at EFF_TRUNCATION.
+        def f(log_a):
+            a = np.exp(log_a)
+            inner = 1.0 - (1.0 + 1.0 / a ** 2) ** k
+            total = 1.0 - (1.0 + EFF_TRUNCATION ** 2 / a ** 2) ** k
+            return inner - 0.5 * total
+        ratios.append(np.exp(brentq(f, -60.0, 10.0)))
+    return gammas, np.log(ratios)
 
 
 def eff_core_radius(r_h, gamma):
-    """EFF scale radius ``a`` that gives half-number radius ``r_h``."""
-    return r_h / np.sqrt(2.0 ** (2.0 / (np.asarray(gamma) - 2.0)) - 1.0)
+    """EFF scale radius ``a`` giving half-number radius ``r_h``.
+
+    The EFF surface density (004 eq. 1) mu(r) = mu0 (1 + r^2/a^2)^(-gamma/2)
+    encloses N(<R) ∝ 1 - (1 + R^2/a^2)^(1 - gamma/2); ``r_h`` is the radius
+    holding half the stars of the profile truncated at `EFF_TRUNCATION` r_h.
+    """
+    gammas, log_ratio = _core_ratio_table()
+    if not gammas[0] <= gamma <= gammas[-1]:
+        raise ValueError(f"EFF gamma {gamma} outside {gammas[0]:.2f}-{gammas[-1]:.0f}")
+    return r_h * np.exp(np.interp(gamma, gammas, log_ratio))
 
 
-def sample_eff(rng, n, r_h, gamma, q=1.0, theta=0.0, r_max=None):
+def sample_eff(rng, n, r_h, gamma, q=1.0, theta=0.0):
     """Draw ``n`` projected positions from an EFF profile.
 
     Parameters
@@ -36,8 +60,6 @@ def sample_eff(rng, n, r_h, gamma, q=1.0, theta=0.0, r_max=None):
         Axis ratio of the isophotes (1 = round).
     theta : float
         Position angle of the major axis [rad].
-    r_max : float, optional
-        Truncation radius (default 50 r_h), so that shallow profiles stay finite.
 
     Returns
     -------
@@ -46,7 +68,7 @@ def sample_eff(rng, n, r_h, gamma, q=1.0, theta=0.0, r_max=None):
     """
     a = eff_core_radius(r_h, gamma)
     k = 1.0 - gamma / 2.0
-    r_max = 50.0 * r_h if r_max is None else r_max
+    r_max = EFF_TRUNCATION * r_h
     u_max = 1.0 - (1.0 + (r_max / a) ** 2) ** k
     u = rng.random(n) * u_max
     r = a * np.sqrt((1.0 - u) ** (1.0 / k) - 1.0)

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..bands import BANDS, EXPOSURE_TIME_S, N_EXPOSURES, PIXEL_SCALE_ARCSEC
+from ..bands import BANDS, EXPOSURE_TIME_S, N_EXPOSURES, PIXEL_SCALE_ARCSEC, VEGA_ZEROPOINT
 from .populations import flux_scale, pc_per_pixel, population
-from .profiles import eff_half_number_radius, sample_eff, sample_sersic
+from .profiles import sample_eff, sample_sersic
 
 __all__ = ["Light", "MockSource", "CLASS4_SUBTYPES", "CLASS2_VARIANTS", "FWHM_PX",
            "render_class1", "render_class2", "render_class3", "render_class4",
@@ -328,10 +328,8 @@ def render_class4(rng, subtype, v_mag, distance_mpc, size_px=None):
     size_px : float, optional
         Knob: star spacing (asterism), r_e (galaxy), track length (cosmic ray).
     """
-    from ..bands import VEGA_ZEROPOINT
     v_rate = 10.0 ** (-0.4 * (v_mag - VEGA_ZEROPOINT["F555W"]))
     truth = _truth(4, subtype)
-    one = Light(np.zeros(1), np.zeros(1), np.zeros((1, len(BANDS))))
     if subtype in ("star", "edge", "saturated"):
         sed = _star_sed(rng, "supergiant" if rng.random() < 0.6 else "dwarf")
         light = Light(np.zeros(1), np.zeros(1), (sed * v_rate / sed[V])[None, :])
