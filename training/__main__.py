@@ -10,6 +10,7 @@ COMMANDS = {
                          "build the shipped isochrone photometry table from PyPI packages"),
     "extract-psfs": ("training.extract_psfs",
                      "extract the TinyTim PSFs from the drizzlepac wheel"),
+    "make-bank": ("training.banks", "build a cached, memory-mapped training set"),
 }
 
 
@@ -24,7 +25,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         return modules[args.command].run(args) or 0
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
