@@ -12,6 +12,7 @@ reproduces the per-galaxy class counts of Table 6 of Pérez et al. (2021,
 StarcNet) exactly (``tests/test_catalogs.py`` checks it).
 """
 
+import logging
 import re
 import warnings
 from pathlib import Path
@@ -23,7 +24,7 @@ from .bands import BANDS
 
 __all__ = ["LEGUS_FIELDS", "DEFAULT_CLASS_COLUMN", "CLASS_COLUMN_OVERRIDES",
            "COLUMN_SHIFTS", "PIXEL_CONVENTION", "read_legus_tab", "legus_field_name",
-           "legus_distance_mpc"]
+           "legus_distance_mpc", "read_catalog"]
 
 #: Galaxy distances [Mpc] from Table 6 of Pérez et al. (2021, StarcNet),
 #: which takes them from Calzetti et al. (2015) except NGC 1566 (Sabbi et al.
@@ -290,3 +291,255 @@ def legus_distance_mpc(field_or_path):
         raise ValueError(f"no distance for LEGUS field {name!r} "
                          f"(not in StarcNet Table 6)")
     return LEGUS_FIELDS[key]
+
+
+# -- any catalog -----------------------------------------------------------------
+
+#: File name endings read as tables by astropy (format name for `Table.read`).
+_TABLE_FORMATS = {".ecsv": "ascii.ecsv", ".csv": "ascii.csv", ".fits": "fits",
+                  ".fit": "fits", ".fts": "fits", ".fits.gz": "fits"}
+_ID_COLUMNS = ("id", "index")
+
+
+def _suffix(path):
+    name = path.name.lower()
+    return ".fits.gz" if name.endswith(".fits.gz") else path.suffix.lower()
+
+
+def _sniff(path):
+    """Format of a file from its first bytes: "fits", "ecsv", "legus" or None."""
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    if head.startswith(b"SIMPLE  ="):
+        return "fits"
+    if head.lstrip().startswith(b"# %ECSV"):
+        return "ecsv"
+    try:
+        first = next((ln for ln in head.decode("ascii").splitlines()
+                      if ln.strip() and not ln.lstrip().startswith("#")), "")
+    except UnicodeDecodeError:
+        return None
+    fields = first.split()
+    try:
+        [float(v) for v in fields]
+    except ValueError:
+        return None
+    return "legus" if len(fields) >= DEFAULT_CLASS_COLUMN else None
+
+
+def _is_blank(path):
+    """True for an empty file or one with only blank and comment lines."""
+    with open(path, "rb") as f:
+        head = f.read(65536)
+    if len(head) == 65536 or b"\0" in head:
+        return False
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return all(not ln.strip() or ln.lstrip().startswith("#") for ln in text.splitlines()) \
+        and not text.lstrip().startswith("# %ECSV")
+
+
+def _column(table, *names):
+    """Name of the first column matching one of ``names`` (any case), or None."""
+    lower = {c.lower(): c for c in table.colnames}
+    for n in names:
+        if n.lower() in lower:
+            return lower[n.lower()]
+    return None
+
+
+def _degrees(col):
+    """Column values in degrees (a unit, when given, is honoured)."""
+    values = _fill(col)
+    unit = getattr(col, "unit", None)
+    if unit is not None:
+        try:
+            values = (values * unit).to_value("deg")
+        except Exception:  # a non-angle unit: take the numbers as degrees
+            pass
+    return values
+
+
+def _fill(col):
+    """A column as a float array, masked entries as NaN."""
+    return np.asarray(np.ma.filled(np.ma.asarray(col, dtype=float), np.nan), float)
+
+
+def _standard(table, x, y, ra, dec, ids, meta):
+    """``id, x, y, ra, dec`` first, then the original columns."""
+    out = Table(meta=dict(table.meta))
+    out.meta.update(meta)
+    out["id"] = ids
+    out["x"] = np.asarray(x, float)
+    out["y"] = np.asarray(y, float)
+    out["ra"] = np.asarray(ra, float)
+    out["dec"] = np.asarray(dec, float)
+    for name in ("x", "y"):
+        out[name].unit = "pix"
+    for name in ("ra", "dec"):
+        out[name].unit = "deg"
+    for name in table.colnames:
+        if name not in out.colnames:
+            out[name] = table[name]
+    return out
+
+
+def read_catalog(path, wcs=None, shape=None):
+    """Read a source catalog of any supported format into 0-based pixels.
+
+    Formats, found by file name and, failing that, by content:
+
+    - LEGUS ``.tab`` (or ``.txt``): `read_legus_tab`; x/y are 1-based FITS
+      pixels, converted to 0-based;
+    - PHANGS-HST cluster catalog (FITS with ``PHANGS_X``/``PHANGS_Y``,
+      0-based); ``PHANGS_RA``/``PHANGS_DEC`` are its sky positions;
+    - ECSV, CSV or FITS tables with ``x``, ``y`` (0-based) or ``ra``, ``dec``
+      (degrees ICRS, converted with ``wcs``); column names in any case.
+      With both, ``x``/``y`` win.
+
+    The convention used is logged (logger ``glue_starclf``) and stored in
+    ``meta["pixel_convention"]``.
+
+    Parameters
+    ----------
+    path : path-like
+    wcs : astropy.wcs.WCS, optional
+        Celestial WCS of the mosaic. Needed for ra/dec-only catalogs; with
+        it, ``ra``/``dec`` are recomputed from the pixel positions (the file's
+        own are kept as ``ra_catalog``/``dec_catalog``).
+    shape : (int, int), optional
+        ``(ny, nx)`` of the mosaic, to log how many sources fall off it.
+
+    Returns
+    -------
+    astropy.table.Table
+        ``id``, ``x``, ``y`` (0-based float pixels), ``ra``, ``dec`` [deg]
+        (the WCS's, else the file's, else NaN), then the file's other
+        columns. ``id`` is the file's ``id`` column (or PHANGS
+        ``ID_PHANGS_CLUSTERS``, or ``INDEX``), else 1..n. An empty file gives
+        an empty table (the caller warns).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        If the file cannot be read as a table, has no position columns (the
+        message lists the columns found), or has only ra/dec and no ``wcs``
+        is given.
+    """
+    log = logging.getLogger("glue_starclf")
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such catalog file")
+    if not path.is_file():
+        raise ValueError(f"{path}: not a file")
+    if wcs is not None and not getattr(wcs, "has_celestial", False):
+        wcs = None
+    suffix = _suffix(path)
+
+    def sky(x, y):
+        if wcs is None or len(x) == 0:
+            return np.full(len(x), np.nan), np.full(len(x), np.nan)
+        ra, dec = wcs.all_pix2world(np.asarray(x, float), np.asarray(y, float), 0)
+        return ra, dec
+
+    def done(out):
+        if shape is not None and len(out):
+            ny, nx = shape
+            off = ~((out["x"] >= -0.5) & (out["x"] < nx - 0.5)
+                    & (out["y"] >= -0.5) & (out["y"] < ny - 0.5))
+            if off.any():
+                log.warning("%s: %d of %d sources lie outside the %dx%d mosaic",
+                            path, int(off.sum()), len(out), nx, ny)
+        return out
+
+    if _is_blank(path):
+        log.warning("%s: empty catalog", path)
+        empty = np.zeros(0)
+        return _standard(Table(), empty, empty, empty, empty, np.zeros(0, np.int64),
+                         {"path": str(path), "catalog_format": "empty",
+                          "pixel_convention": "none (no rows)"})
+
+    # .tab is LEGUS; .txt and unknown endings are told by their content.
+    kind = "legus" if suffix == ".tab" else _TABLE_FORMATS.get(suffix)
+    if kind is None:
+        kind = _sniff(path)
+    if kind == "legus":
+        t = read_legus_tab(path)
+        log.info("%s: LEGUS catalog; %s", path, PIXEL_CONVENTION)
+        ra, dec = sky(t["x"], t["y"])
+        ra_file, dec_file = _fill(t["ra"]), _fill(t["dec"])
+        rest = t.copy()
+        del rest["id"], rest["x"], rest["y"], rest["ra"], rest["dec"]
+        if wcs is None:
+            ra, dec = ra_file, dec_file
+        else:
+            rest["ra_catalog"], rest["dec_catalog"] = ra_file, dec_file
+        return done(_standard(rest, t["x"], t["y"], ra, dec, np.asarray(t["id"]),
+                              {"catalog_format": "legus", "pixel_convention": PIXEL_CONVENTION}))
+
+    fmt = {"fits": "fits", "ecsv": "ascii.ecsv"}.get(kind, kind)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # unit and metadata chatter of real catalogs
+            t = Table.read(path, format=fmt) if fmt else Table.read(path)
+    except Exception as exc:  # astropy raises many types for unreadable files
+        lines = str(exc).strip().splitlines()
+        detail = lines[0] if lines else type(exc).__name__
+        raise ValueError(f"{path}: cannot read it as a catalog table ({detail})") from None
+    meta = {"path": str(path), "catalog_format": fmt or "ascii"}
+
+    px, py = _column(t, "PHANGS_X"), _column(t, "PHANGS_Y")
+    if px and py:
+        convention = "PHANGS_X/PHANGS_Y are 0-based pixels (used as is)"
+        meta["catalog_format"] = "phangs"
+        cra, cdec = _column(t, "PHANGS_RA"), _column(t, "PHANGS_DEC")
+        id_col = _column(t, "id", "ID_PHANGS_CLUSTERS", "ID_PHANGS_CLUSTER") or next(
+            (c for c in t.colnames if c.upper().startswith("ID_PHANGS")), None) or \
+            _column(t, "INDEX")
+    else:
+        px, py = _column(t, "x"), _column(t, "y")
+        cra, cdec = _column(t, "ra"), _column(t, "dec")
+        id_col = _column(t, *_ID_COLUMNS)
+        convention = "x/y are 0-based pixels (numpy/glue convention, used as is)"
+    ids = np.asarray(t[id_col]) if id_col else np.arange(1, len(t) + 1, dtype=np.int64)
+    rest = t.copy(copy_data=False)
+    if id_col and id_col != "id":
+        del rest[id_col]
+    for c in ("id", "x", "y", "ra", "dec"):
+        if c in rest.colnames:
+            del rest[c]
+
+    if px and py:
+        x, y = _fill(t[px]), _fill(t[py])
+        if cra and cdec and not (px.upper().startswith("PHANGS")):
+            log.info("%s: both x/y and ra/dec given; x/y used", path)
+        file_ra = _degrees(t[cra]) if cra and cdec else None
+        file_dec = _degrees(t[cdec]) if cra and cdec else None
+        ra, dec = sky(x, y)
+        if wcs is None and file_ra is not None:
+            ra, dec = file_ra, file_dec
+        elif file_ra is not None:
+            rest["ra_catalog"], rest["dec_catalog"] = file_ra, file_dec
+        if wcs is None and file_ra is None and len(t):
+            log.warning("%s: no WCS, ra/dec are NaN", path)
+        log.info("%s: %s", path, convention)
+    elif cra and cdec:
+        if wcs is None:
+            raise ValueError(f"{path}: positions are ra/dec but the mosaic has no celestial "
+                             f"WCS to convert them to pixels")
+        ra, dec = _degrees(t[cra]), _degrees(t[cdec])
+        x, y = (np.asarray(v, float) for v in wcs.all_world2pix(ra, dec, 0)) if len(t) \
+            else (np.zeros(0), np.zeros(0))
+        convention = "ra/dec [deg, ICRS] converted to 0-based pixels with the mosaic WCS"
+        log.info("%s: %s", path, convention)
+    else:
+        raise ValueError(f"{path}: no position columns (need x,y or ra,dec or "
+                         f"PHANGS_X,PHANGS_Y); found {', '.join(t.colnames) or 'none'}")
+    meta["pixel_convention"] = convention
+    if len(t) == 0:
+        log.warning("%s: empty catalog", path)
+    return done(_standard(rest, x, y, ra, dec, ids, meta))

@@ -11,6 +11,10 @@ COMMANDS = {
     "extract-psfs": ("training.extract_psfs",
                      "extract the TinyTim PSFs from the drizzlepac wheel"),
     "make-bank": ("training.banks", "build a cached, memory-mapped training set"),
+    "train-classifier": ("training.train_classifier",
+                         "train one member of the morphological classifier ensemble"),
+    "train-physical": ("training.train_physical",
+                       "train one member of the physical-parameter ensemble"),
 }
 
 

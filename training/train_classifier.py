@@ -1,0 +1,232 @@
+"""``train-classifier``: one member of the morphological classifier ensemble.
+
+The story: read banks of labelled stamps (mock banks from ``make-bank``, or a
+user's own mosaic and LEGUS catalog) -> split off validation sources (whole
+fields when the bank has them) -> StarClassifier of `glue_starclf.networks`
+-> class-balanced training with band dropout and the StarcNet augmentations
+-> validation metrics and a fitted temperature -> safetensors + model card.
+"""
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from glue_starclf.bands import BANDS
+
+from .loop import fit, is_main, seed_everything
+
+__all__ = ["add_arguments", "run", "labelled_stamps", "split", "fit_temperature",
+           "classification_metrics"]
+
+CLASS_NAMES = ["class 1", "class 2", "class 3", "class 4"]
+
+
+def add_arguments(p):
+    p.add_argument("--bank", action="append", default=[], help="bank folder (repeatable)")
+    p.add_argument("--image", action="append", default=[], metavar="BAND=PATH",
+                   help="a band of a real mosaic (with --catalog)")
+    p.add_argument("--catalog", help="LEGUS .tab catalog with visual classes (with --image)")
+    p.add_argument("--val-fields", default="", help="comma-separated fields held out for validation")
+    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--out", required=True, help="weights path, ending in .safetensors")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--minutes", type=float, help="stop after this much training time")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--band-dropout", type=float, default=0.2)
+    p.add_argument("--width", type=int, default=32, help="channels of the first layers")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run")
+
+
+def labelled_stamps(banks=(), images=(), catalog=None):
+    """Stamps (n, 5, 32, 32), labels 0-3, band masks (n, 5) and a field per source."""
+    stamps, labels, fields = [], [], []
+    from .banks import open_bank
+    for folder in banks:
+        s, t, meta = open_bank(folder)
+        if s.shape[-1] != 32:
+            raise ValueError(f"{folder}: stamps are {s.shape[-1]} px, the classifier takes 32")
+        cls = np.asarray(t["class"], int)
+        stamps.append(s)
+        labels.append(cls - 1)
+        fields.append(np.asarray(t["field"]) if "field" in t.colnames
+                      else np.full(len(t), f"{meta['kind']}-{Path(folder).name}"))
+    if images:
+        s, cls, field = _real_stamps(images, catalog)
+        stamps.append(s)
+        labels.append(cls - 1)
+        fields.append(np.full(len(cls), field))
+    if not stamps:
+        raise ValueError("no training data: give --bank or --image with --catalog")
+    x = np.concatenate([np.asarray(s) for s in stamps]).astype(np.float32)
+    y = np.concatenate(labels)
+    bad = (y < 0) | (y > 3)
+    if bad.any():
+        raise ValueError(f"{int(bad.sum())} sources have a class outside 1-4")
+    mask = np.isfinite(x).any(axis=(2, 3)) & (np.abs(np.nan_to_num(x)).sum(axis=(2, 3)) > 0)
+    return x, y, mask.astype(np.float32), np.concatenate(fields)
+
+
+def _real_stamps(images, catalog):
+    """Stamps of a user's mosaic at the classified rows of a LEGUS catalog."""
+    from glue_starclf.catalogs import read_legus_tab
+    from glue_starclf.cutouts import extract_stamps
+    from glue_starclf.mosaic import open_mosaic
+    if catalog is None:
+        raise ValueError("--image needs --catalog with visual classes")
+    mosaic = open_mosaic(images)
+    cat = read_legus_tab(catalog)
+    cat = cat[(cat["class"] >= 1) & (cat["class"] <= 4)]
+    if len(cat) == 0:
+        raise ValueError(f"{catalog}: no source has a visual class 1-4")
+    stamps, _ = extract_stamps(mosaic, np.asarray(cat["x"]), np.asarray(cat["y"]), size=32)
+    return np.nan_to_num(stamps), np.asarray(cat["class"], int), cat.meta["field"]
+
+
+def split(fields, val_fields, val_fraction, rng):
+    """Boolean validation mask: the named fields, else a random fraction."""
+    if val_fields:
+        names = set(val_fields)
+        unknown = names - set(np.unique(fields))
+        if unknown:
+            raise ValueError(f"--val-fields {', '.join(sorted(unknown))} not in the training data")
+        return np.isin(fields, list(names))
+    return rng.random(len(fields)) < val_fraction
+
+
+class _Stamps(torch.utils.data.Dataset):
+    def __init__(self, x, y, mask):
+        self.x, self.y, self.mask = x, y, mask
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return self.x[i], self.y[i], self.mask[i]
+
+
+def _band_dropout(mask, p, gen):
+    """Zero bands at random (never all of a stamp's present bands)."""
+    drop = torch.rand(mask.shape, generator=gen) < p
+    keep = mask * (~drop)
+    empty = keep.sum(dim=1) == 0
+    keep[empty] = mask[empty]
+    return keep
+
+
+def _inputs(x, mask):
+    from glue_starclf.networks import normalise_classifier
+    return torch.from_numpy(normalise_classifier(np.asarray(x), np.asarray(mask)))
+
+
+def classification_metrics(probs, y):
+    """Accuracy, binary accuracy, per-class recall and confusion matrix."""
+    pred = probs.argmax(axis=1)
+    conf = np.zeros((4, 4), int)
+    np.add.at(conf, (y, pred), 1)
+    recall = conf.diagonal() / np.maximum(conf.sum(axis=1), 1)
+    binary = ((pred <= 1) == (y <= 1)).mean()
+    return {"accuracy": float((pred == y).mean()), "binary_accuracy": float(binary),
+            "recall": [float(r) for r in recall], "confusion": conf.tolist(), "n": int(len(y))}
+
+
+def expected_calibration_error(probs, y, n_bins=15):
+    """ECE of the top-class probability in equal-width bins."""
+    conf = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == y
+    edges = np.linspace(0, 1, n_bins + 1)
+    ece = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        m = (conf > lo) & (conf <= hi)
+        if m.any():
+            ece += m.mean() * abs(correct[m].mean() - conf[m].mean())
+    return float(ece)
+
+
+def fit_temperature(logits, y):
+    """Temperature minimising the validation NLL (Guo et al. 2017)."""
+    logits = torch.as_tensor(logits, dtype=torch.float64)
+    target = torch.as_tensor(y)
+    log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=100)
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(logits / log_t.exp(), target)
+        loss.backward()
+        return loss
+    opt.step(closure)
+    return float(log_t.exp())
+
+
+@torch.inference_mode()
+def predict_logits(model, x, mask, batch=1024):
+    """Logits of a trained classifier for raw stamps."""
+    model.eval()
+    out = []
+    for i in range(0, len(x), batch):
+        out.append(model(_inputs(x[i:i + batch], mask[i:i + batch]),
+                         torch.from_numpy(np.asarray(mask[i:i + batch]))))
+    return torch.cat(out).numpy()
+
+
+def run(args):
+    from glue_starclf.checkpoints import save_checkpoint
+    from glue_starclf.networks import StarClassifier, augment
+    if not args.out.endswith(".safetensors"):
+        raise ValueError(f"--out {args.out}: must end in .safetensors")
+    # data
+    rng = seed_everything(args.seed)
+    x, y, mask, fields = labelled_stamps(args.bank, args.image, args.catalog)
+    val = split(fields, [f for f in args.val_fields.split(",") if f], args.val_fraction, rng)
+    counts = np.bincount(y[~val], minlength=4)
+    if (counts == 0).any():
+        raise ValueError(f"the training data lack classes "
+                         f"{', '.join(str(c + 1) for c in np.flatnonzero(counts == 0))}")
+    weights = (1.0 / counts)[y[~val]]
+    train = _Stamps(x[~val], y[~val], mask[~val])
+    # model
+    kwargs = {"width": args.width}
+    model = StarClassifier(**kwargs)
+    gen = torch.Generator().manual_seed(args.seed)
+    aug_rng = np.random.default_rng(args.seed)
+
+    def step(net, batch):
+        xb, yb, mb = batch
+        mb = _band_dropout(mb, args.band_dropout, gen)
+        inp = augment(_inputs(xb.numpy(), mb.numpy()), aug_rng)
+        return torch.nn.functional.cross_entropy(net(inp, mb), yb.long())
+    # loop
+    out = Path(args.out)
+    result = fit(model, train, step, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                 seed=args.seed, state_path=out.with_suffix(".state.pt"), resume=args.resume,
+                 weights=weights, minutes=args.minutes,
+                 on_epoch=lambda e, l: print(f"epoch {e}: loss {l:.4f}", flush=True))
+    if not is_main():
+        return 0
+    # eval
+    logits = predict_logits(model, x[val], mask[val])
+    temp = fit_temperature(logits, y[val])
+    probs = torch.softmax(torch.as_tensor(logits) / temp, dim=1).numpy()
+    raw = torch.softmax(torch.as_tensor(logits), dim=1).numpy()
+    metrics = classification_metrics(probs, y[val])
+    metrics.update(ece_before=expected_calibration_error(raw, y[val]),
+                   ece_after=expected_calibration_error(probs, y[val]))
+    card = {"family": "classifier", "architecture": "StarClassifier", "kwargs": kwargs,
+            "bands": list(BANDS), "stamp_size": 32, "normalisation": "classifier-asinh-v1",
+            "class_names": CLASS_NAMES, "temperature": temp, "seed": args.seed,
+            "training": {"command": "python -m training " + " ".join(sys.argv[1:]),
+                         "banks": [str(b) for b in args.bank], "n_train": int((~val).sum()),
+                         "n_val": int(val.sum()), "val_fields": args.val_fields,
+                         "epochs": result["epochs"], "wall_time_s": round(result["seconds"], 1),
+                         "date": time.strftime("%Y-%m-%d")},
+            "metrics": {"validation": metrics}}
+    path = save_checkpoint(model, out, card)
+    print(f"accuracy {metrics['accuracy']:.3f}, binary {metrics['binary_accuracy']:.3f}, "
+          f"recall {', '.join(f'{r:.2f}' for r in metrics['recall'])}, "
+          f"ECE {metrics['ece_before']:.3f} -> {metrics['ece_after']:.3f}; card {path}")
+    return 0

@@ -1,0 +1,211 @@
+"""``train-physical``: one member of the physical-parameter ensemble (004).
+
+The story: a physical bank from ``make-bank`` -> random validation split ->
+PhysicalNet of `glue_starclf.networks` (stamp, band mask and galaxy
+distance in) -> soft-target cross entropies on the joint age x A_V x mass
+grid, r_h, cluster/background and visibility, with the parameter losses
+zeroed for background stamps -> validation errors and AUC -> safetensors +
+model card.
+"""
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from glue_starclf.bands import BANDS
+
+from .loop import fit, is_main, seed_everything
+
+__all__ = ["add_arguments", "run", "physical_metrics"]
+
+#: Band patterns that must work: all five, and B&N's F336W/F438W/F814W.
+THREE_BANDS = np.array([0, 1, 1, 0, 1], np.float32)
+
+
+def add_arguments(p):
+    p.add_argument("--bank", action="append", required=True, help="physical bank folder")
+    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--out", required=True, help="weights path, ending in .safetensors")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--minutes", type=float, help="stop after this much training time")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--band-dropout", type=float, default=0.15)
+    p.add_argument("--width", type=int, default=32)
+    p.add_argument("--resume", action="store_true")
+
+
+def _targets(t):
+    """Soft targets of every head and the cluster mask, from a truth table."""
+    from glue_starclf import networks as N
+    cl = np.asarray(t["p_cb"]) > 0.5
+    n = len(t)
+    grid = np.zeros((n, N.GRID_SIZE), np.float32)
+    rh = np.zeros((n, len(N.LOG_RH_BINS) - 1), np.float32)
+    if cl.any():
+        grid[cl] = N.gaussian_targets_3d(np.asarray(t["log_age"])[cl], np.asarray(t["av"])[cl],
+                                         np.asarray(t["log_mass"])[cl])
+        rh[cl] = N.gaussian_targets_1d(np.log10(np.asarray(t["r_h"])[cl]), N.LOG_RH_BINS)
+    vis = np.log10(np.clip(np.asarray(t["visibility"], float), 10 ** N.VISIBILITY_BINS[0], None))
+    vis_t = N.gaussian_targets_1d(vis, N.VISIBILITY_BINS)
+    return grid, rh, cl.astype(np.int64), vis_t.astype(np.float32)
+
+
+class _Bank(torch.utils.data.Dataset):
+    def __init__(self, x, dist, targets):
+        self.x, self.dist, self.targets = x, dist, targets
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return (np.asarray(self.x[i]), self.dist[i]) + tuple(t[i] for t in self.targets)
+
+
+def _soft_ce(logits, target):
+    return -(target * torch.log_softmax(logits, dim=1)).sum(dim=1)
+
+
+def _masks(n, p, gen):
+    """Band dropout; one stamp in five sees only F336W, F438W and F814W."""
+    keep = (torch.rand((n, 5), generator=gen) >= p).float()
+    three = torch.rand(n, generator=gen) < 0.2
+    keep[three] = torch.from_numpy(THREE_BANDS)
+    empty = keep.sum(dim=1) == 0
+    keep[empty] = 1.0
+    return keep
+
+
+def _inputs(x, mask):
+    from glue_starclf.networks import normalise_physical
+    return torch.from_numpy(normalise_physical(np.asarray(x), np.asarray(mask)))
+
+
+@torch.inference_mode()
+def predict(model, x, dist, mask=None, batch=512):
+    """Softmax outputs of every head for raw stamps."""
+    model.eval()
+    mask = np.ones((len(x), 5), np.float32) if mask is None else mask
+    out = {}
+    for i in range(0, len(x), batch):
+        m = np.asarray(mask[i:i + batch], np.float32)
+        o = model(_inputs(x[i:i + batch], m), torch.from_numpy(m),
+                  torch.log10(torch.as_tensor(dist[i:i + batch], dtype=torch.float32))[:, None])
+        for k, v in o.items():
+            out.setdefault(k, []).append(torch.softmax(v, dim=1))
+    return {k: torch.cat(v).numpy() for k, v in out.items()}
+
+
+def _auc(score, label):
+    order = np.argsort(score)
+    ranks = np.empty(len(score))
+    ranks[order] = np.arange(1, len(score) + 1)
+    pos = label == 1
+    n1, n0 = pos.sum(), (~pos).sum()
+    if n1 == 0 or n0 == 0:
+        return float("nan")
+    return float((ranks[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def physical_metrics(probs, truth):
+    """95th percentiles of |error| on clusters and the cluster/background AUC."""
+    from glue_starclf.networks import LOG_RH_BINS, decode_1d, decode_grid
+    cl = np.asarray(truth["p_cb"]) > 0.5
+    est = decode_grid(probs["grid"][cl])
+    rh = decode_1d(probs["r_h"][cl], LOG_RH_BINS)
+    t = truth[cl]
+    err = {"log_age": est["log_age"][0] - np.asarray(t["log_age"]),
+           "log_mass": est["log_mass"][0] - np.asarray(t["log_mass"]),
+           "av": est["av"][0] - np.asarray(t["av"]),
+           "log_r_h": rh[0] - np.log10(np.asarray(t["r_h"]))}
+    out = {f"p95_abs_err_{k}": float(np.percentile(np.abs(v), 95)) for k, v in err.items()}
+    out["cb_auc"] = _auc(probs["cb"][:, 1], cl.astype(int))
+    out["n_clusters"], out["n_background"] = int(cl.sum()), int((~cl).sum())
+    return out
+
+
+def run(args):
+    from glue_starclf.checkpoints import save_checkpoint
+    from glue_starclf.networks import PhysicalNet
+
+    from .banks import open_bank
+    if not args.out.endswith(".safetensors"):
+        raise ValueError(f"--out {args.out}: must end in .safetensors")
+    # data
+    rng = seed_everything(args.seed)
+    xs, ts = [], []
+    for folder in args.bank:
+        s, t, meta = open_bank(folder)
+        if meta["kind"] != "physical":
+            raise ValueError(f"{folder}: a {meta['kind']} bank, train-physical needs a physical one")
+        xs.append(s)
+        ts.append(t)
+    from astropy.table import vstack
+    x = np.concatenate([np.asarray(s) for s in xs]) if len(xs) > 1 else xs[0]
+    truth = vstack(ts) if len(ts) > 1 else ts[0]
+    val = rng.random(len(truth)) < args.val_fraction
+    targets = _targets(truth)
+    dist = np.asarray(truth["distance_mpc"], np.float32)
+    tr = np.flatnonzero(~val)
+    train = _Bank(_Rows(x, tr), dist[tr], tuple(t[tr] for t in targets))
+    # model
+    kwargs = {"width": args.width}
+    model = PhysicalNet(**kwargs)
+    gen = torch.Generator().manual_seed(args.seed)
+
+    def step(net, batch):
+        xb, db, grid, rh, cb, vis = batch
+        m = _masks(len(xb), args.band_dropout, gen)
+        out = net(_inputs(xb.numpy(), m.numpy()), m, torch.log10(db.float())[:, None])
+        w = cb.float()
+        loss_param = ((_soft_ce(out["grid"], grid) + _soft_ce(out["r_h"], rh)) * w).sum() \
+            / w.sum().clamp(min=1)
+        loss = loss_param + torch.nn.functional.cross_entropy(out["cb"], cb) \
+            + _soft_ce(out["visibility"], vis).mean()
+        return loss
+    # loop
+    out = Path(args.out)
+    result = fit(model, train, step, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                 seed=args.seed, state_path=out.with_suffix(".state.pt"), resume=args.resume,
+                 minutes=args.minutes,
+                 on_epoch=lambda e, l: print(f"epoch {e}: loss {l:.4f}", flush=True))
+    if not is_main():
+        return 0
+    # eval: all five bands, and the three bands of 004
+    vi = np.flatnonzero(val)
+    xv = np.asarray(x[vi])
+    metrics = {"five_bands": physical_metrics(predict(model, xv, dist[vi]), truth[vi]),
+               "three_bands": physical_metrics(
+                   predict(model, xv, dist[vi], np.tile(THREE_BANDS, (len(vi), 1))), truth[vi])}
+    card = {"family": "physical", "architecture": "PhysicalNet", "kwargs": kwargs,
+            "bands": list(BANDS), "stamp_size": 64, "normalisation": "physical-asinh-v1",
+            "inputs": ["stamp", "band_mask", "log10_distance_mpc"], "seed": args.seed,
+            "training": {"command": "python -m training " + " ".join(sys.argv[1:]),
+                         "banks": [str(b) for b in args.bank], "n_train": int(len(tr)),
+                         "n_val": int(val.sum()), "epochs": result["epochs"],
+                         "wall_time_s": round(result["seconds"], 1),
+                         "date": time.strftime("%Y-%m-%d")},
+            "metrics": {"validation": metrics}}
+    path = save_checkpoint(model, out, card)
+    m = metrics["five_bands"]
+    print(f"p95 |err|: log age {m['p95_abs_err_log_age']:.2f}, log mass "
+          f"{m['p95_abs_err_log_mass']:.2f}, A_V {m['p95_abs_err_av']:.2f}, log r_h "
+          f"{m['p95_abs_err_log_r_h']:.2f}; AUC {m['cb_auc']:.3f}; card {path}")
+    return 0
+
+
+class _Rows:
+    """Row subset of a memory-mapped array, read on access."""
+
+    def __init__(self, arr, rows):
+        self.arr, self.rows = arr, rows
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, i):
+        return self.arr[self.rows[i]]
