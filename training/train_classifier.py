@@ -38,7 +38,6 @@ def add_arguments(p):
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--band-dropout", type=float, default=0.2)
-    p.add_argument("--width", type=int, default=32, help="channels of the first layers")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
 
 
@@ -190,7 +189,7 @@ def run(args):
     weights = (1.0 / counts)[y[~val]]
     train = _Stamps(x[~val], y[~val], mask[~val])
     # model
-    kwargs = {"width": args.width}
+    kwargs = {}
     model = StarClassifier(**kwargs)
     gen = torch.Generator().manual_seed(args.seed)
     aug_rng = np.random.default_rng(args.seed)

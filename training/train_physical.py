@@ -35,7 +35,6 @@ def add_arguments(p):
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--band-dropout", type=float, default=0.15)
-    p.add_argument("--width", type=int, default=32)
     p.add_argument("--resume", action="store_true")
 
 
@@ -44,8 +43,8 @@ def _targets(t):
     from glue_starclf import networks as N
     cl = np.asarray(t["p_cb"]) > 0.5
     n = len(t)
-    grid = np.zeros((n, N.GRID_SIZE), np.float32)
-    rh = np.zeros((n, len(N.LOG_RH_BINS) - 1), np.float32)
+    grid = np.zeros((n, int(np.prod(N.GRID_SHAPE))), np.float32)
+    rh = np.zeros((n, len(N.LOG_RH_BINS)), np.float32)
     if cl.any():
         grid[cl] = N.gaussian_targets_3d(np.asarray(t["log_age"])[cl], np.asarray(t["av"])[cl],
                                          np.asarray(t["log_mass"])[cl])
@@ -118,9 +117,9 @@ def physical_metrics(probs, truth):
     est = decode_grid(probs["grid"][cl])
     rh = decode_1d(probs["r_h"][cl], LOG_RH_BINS)
     t = truth[cl]
-    err = {"log_age": est["log_age"][0] - np.asarray(t["log_age"]),
-           "log_mass": est["log_mass"][0] - np.asarray(t["log_mass"]),
-           "av": est["av"][0] - np.asarray(t["av"]),
+    err = {"log_age": est["log_age"] - np.asarray(t["log_age"]),
+           "log_mass": est["log_mass"] - np.asarray(t["log_mass"]),
+           "av": est["av"] - np.asarray(t["av"]),
            "log_r_h": rh[0] - np.log10(np.asarray(t["r_h"]))}
     out = {f"p95_abs_err_{k}": float(np.percentile(np.abs(v), 95)) for k, v in err.items()}
     out["cb_auc"] = _auc(probs["cb"][:, 1], cl.astype(int))
@@ -153,7 +152,7 @@ def run(args):
     tr = np.flatnonzero(~val)
     train = _Bank(_Rows(x, tr), dist[tr], tuple(t[tr] for t in targets))
     # model
-    kwargs = {"width": args.width}
+    kwargs = {}
     model = PhysicalNet(**kwargs)
     gen = torch.Generator().manual_seed(args.seed)
 
