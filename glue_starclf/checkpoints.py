@@ -10,9 +10,9 @@ carries the sha256 of the weights. Loading never unpickles anything.
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
+
+from .writers import atomic_write
 
 __all__ = ["CARD_VERSION", "save_checkpoint", "load_card", "load_checkpoint", "sha256_file",
            "bundled_models_dir", "list_models"]
@@ -27,18 +27,6 @@ def sha256_file(path):
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def _atomic_write(path, write):
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def save_checkpoint(model, path, card):
@@ -68,11 +56,12 @@ def save_checkpoint(model, path, card):
             raise ValueError(f"model card lacks {key!r}")
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    _atomic_write(path, lambda tmp: save_file(state, tmp))
+    atomic_write(path, lambda tmp: save_file(state, tmp), overwrite=True)
     card = {**card, "card_version": CARD_VERSION, "weights": path.name,
             "sha256": sha256_file(path), "size_bytes": path.stat().st_size}
     card_path = path.with_suffix(".json")
-    _atomic_write(card_path, lambda tmp: Path(tmp).write_text(json.dumps(card, indent=2) + "\n"))
+    atomic_write(card_path, lambda tmp: Path(tmp).write_text(json.dumps(card, indent=2) + "\n"),
+                 overwrite=True)
     return card_path
 
 

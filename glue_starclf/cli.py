@@ -16,13 +16,15 @@ __all__ = ["main"]
 DESCRIPTION = """\
 Star-cluster classification for HST mosaics (LEGUS, PHANGS-HST).
 
-Commands available in this version:
+Commands:
+  classify  classify catalog (or detected) sources of a mosaic: LEGUS classes,
+            age, mass, A_V, r_h with uncertainties, into a table and DS9 regions
+  detect    find cluster candidates (V band, concentration-index cuts)
+  models    list the models and their cards
   simulate  render mock HST data: a random galaxy field, a field anchored on a
             real LEGUS catalog, or a bank of cluster stamps for training
   demo      render a random mock field and its preview (the README's demo)
   bench     time the mock-data engine on this machine
-
-Classification (classify, detect, models) arrives with the bundled models.
 """
 
 
@@ -314,6 +316,137 @@ def _bench(args):
     return 0
 
 
+
+# -- classify / detect / models ------------------------------------------------
+
+def _add_image_args(p):
+    p.add_argument("--image", action="append", required=True, metavar="BAND=PATH",
+                   help="one FITS per band, e.g. --image F555W=ngc628_f555w_drc.fits "
+                        "(the band may be left out: it is then read from FILTER keywords)")
+    p.add_argument("--region", help="x0,y0,x1,y1 in 0-based pixels (default: whole mosaic)")
+
+
+def _add_classify(sub):
+    p = sub.add_parser(
+        "classify", help="classify catalog sources (or detected ones) of a mosaic",
+        description="Classify star-cluster candidates of an HST mosaic into the LEGUS classes "
+                    "and estimate age, mass, A_V and r_h with the bundled ensembles. Sources "
+                    "come from --catalog (LEGUS .tab, PHANGS FITS, or ECSV/CSV/FITS with x,y "
+                    "or ra,dec); without it they are detected in --region or the whole mosaic.")
+    _add_image_args(p)
+    p.add_argument("--catalog", help="source catalog")
+    p.add_argument("--distance-mpc", type=float, required=True, help="galaxy distance in Mpc")
+    p.add_argument("--out", required=True, help="results table (.ecsv, .fits or .csv)")
+    p.add_argument("--regions", help="also write a DS9 region file")
+    p.add_argument("--models", help="folder of model cards (default: the bundled models)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.set_defaults(func=_classify)
+
+
+def _add_detect(sub):
+    p = sub.add_parser("detect", help="find cluster candidates in a mosaic",
+                       description="Detect candidates on the V band (photutils) with LEGUS-like "
+                                   "cuts on the concentration index (CI = mag(1px) - mag(3px)).")
+    _add_image_args(p)
+    p.add_argument("--ci-min", type=float, default=1.3, help="minimum CI (default 1.3)")
+    p.add_argument("--threshold-sigma", type=float, default=5.0)
+    p.add_argument("--out", required=True, help="candidate table (.ecsv, .fits or .csv)")
+    p.add_argument("--regions", help="also write a DS9 region file")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_detect)
+
+
+def _add_models(sub):
+    p = sub.add_parser("models", help="list the bundled models and their cards",
+                       description="List model cards: family, seed, training and metrics.")
+    p.add_argument("--models", help="folder of model cards (default: the bundled models)")
+    p.add_argument("--json", action="store_true", help="print the full cards as JSON")
+    p.set_defaults(func=_models)
+
+
+def _sources(args, mosaic):
+    import logging
+    log = logging.getLogger("glue_starclf")
+    if args.catalog:
+        from .catalogs import read_catalog
+        from .detection import parse_region
+        table = read_catalog(args.catalog, wcs=mosaic.wcs, shape=mosaic.shape)
+        if args.region and len(table):
+            x0, y0, x1, y1 = parse_region(args.region, mosaic.shape)
+            x, y = table["x"], table["y"]
+            table = table[(x >= x0) & (x < x1) & (y >= y0) & (y < y1)]
+        return table
+    from .detection import detect_sources
+    table = detect_sources(mosaic, region=args.region)
+    log.info("detected %d candidates", len(table))
+    return table
+
+
+def _classify(args):
+    import logging
+
+    from .mosaic import open_mosaic
+    from .predict import load_ensemble, predict
+    from .sim.mosaic import check_distance
+    from .writers import write_regions, write_table
+    check_distance(args.distance_mpc)
+    _check_new(args.out, args.overwrite, parent_must_exist=True)
+    _check_new(args.regions, args.overwrite, parent_must_exist=True)
+    mosaic = open_mosaic(args.image)
+    classifier = load_ensemble("classifier", args.models)
+    physical = load_ensemble("physical", args.models)
+    sources = _sources(args, mosaic)
+    if len(sources) == 0:
+        logging.getLogger("glue_starclf").warning("no sources to classify: writing an empty table")
+    t0 = time.perf_counter()
+    result = predict(mosaic, sources, args.distance_mpc, classifier=classifier,
+                     physical=physical, progress=sys.stderr.isatty())
+    write_table(result, args.out, overwrite=args.overwrite)
+    if args.regions:
+        write_regions(result, args.regions, overwrite=args.overwrite)
+    counts = ", ".join(f"{int((result['class'] == c).sum())} class {c}" for c in (1, 2, 3, 4))
+    print(f"classified {len(result)} sources in {time.perf_counter() - t0:.1f} s ({counts}); "
+          f"wrote {args.out}" + (f" and {args.regions}" if args.regions else ""))
+    return 0
+
+
+def _detect(args):
+    from .detection import detect_sources
+    from .mosaic import open_mosaic
+    from .writers import write_regions, write_table
+    _check_new(args.out, args.overwrite, parent_must_exist=True)
+    _check_new(args.regions, args.overwrite, parent_must_exist=True)
+    mosaic = open_mosaic(args.image)
+    table = detect_sources(mosaic, region=args.region, ci_min=args.ci_min,
+                           threshold_sigma=args.threshold_sigma)
+    write_table(table, args.out, overwrite=args.overwrite)
+    if args.regions:
+        write_regions(table, args.regions, overwrite=args.overwrite)
+    print(f"detected {len(table)} candidates; wrote {args.out}")
+    return 0
+
+
+def _models(args):
+    from .checkpoints import bundled_models_dir, list_models
+    folder = args.models or bundled_models_dir()
+    cards = list_models(folder)
+    if args.json:
+        print(json.dumps(cards, indent=2))
+        return 0
+    if not cards:
+        print(f"no models in {folder}")
+        return 0
+    for c in cards:
+        val = c.get("metrics", {}).get("validation", {})
+        figure = (f"accuracy {val['accuracy']:.3f}" if "accuracy" in val else
+                  ", ".join(f"{k} {v:.3f}" for k, v in val.get("five_bands", {}).items()
+                            if k.startswith("p95") or k == "cb_auc"))
+        train = c.get("training", {})
+        print(f"{os.path.basename(c['_path'])[:-5]:24s} {c.get('family', '?'):10s} "
+              f"seed {c.get('seed', '?')}  {train.get('wall_time_s', '?')} s  {figure}")
+    return 0
+
+
 # -- entry point ---------------------------------------------------------------
 
 def build_parser():
@@ -323,16 +456,30 @@ def build_parser():
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"glue-starclf {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_classify(sub)
+    _add_detect(sub)
+    _add_models(sub)
     _add_simulate(sub)
     _add_demo(sub)
     _add_bench(sub)
     return parser
 
 
+def _log_to_stderr():
+    import logging
+    log = logging.getLogger("glue_starclf")
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("starclf: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+
+
 def main(argv=None):
     """Run ``starclf``; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    _log_to_stderr()
     try:
         return args.func(args)
     except (UserError, ValueError, FileNotFoundError, FileExistsError, OSError) as exc:

@@ -181,13 +181,16 @@ def predict(mosaic, sources, distance_mpc, classifier=None, physical=None, batch
             post["r_h"], LOG_RH_BINS, exp10=True)
         out["p_cb"][idx] = post["cb"][:, 1]
         out["visibility"][idx] = decode_1d(post["visibility"], VISIBILITY_BINS, exp10=True)[0]
+    out["x"], out["y"] = x, y
+    if "ra" in sources.colnames and "dec" in sources.colnames:
+        out["ra"], out["dec"] = np.asarray(sources["ra"], float), np.asarray(sources["dec"], float)
+    elif mosaic.wcs is not None and n:
+        out["ra"], out["dec"] = mosaic.wcs.all_pix2world(x, y, 0)
     table = Table()
     table["id"] = np.asarray(sources["id"]) if "id" in sources.colnames else np.arange(1, n + 1)
     for c in RESULT_COLUMNS[1:]:
         if c == "flags":
             table[c] = np.array([f or "" for f in flags], dtype=str) if n else np.array([], str)
-        elif c in ("ra", "dec") and c in sources.colnames:
-            table[c] = np.asarray(sources[c], float)
         else:
             table[c] = out[c]
     units = {"x": "pix", "y": "pix", "ra": "deg", "dec": "deg", "class_entropy": "nat",

@@ -159,7 +159,7 @@ def fit_temperature(logits, y):
         loss.backward()
         return loss
     opt.step(closure)
-    return float(log_t.exp())
+    return float(log_t.detach().exp())
 
 
 @torch.inference_mode()
