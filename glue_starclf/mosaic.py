@@ -229,6 +229,15 @@ class Mosaic:
                       if f in _FLAGGED_ALIASES]
         self._hduls = list(hduls)
 
+    @classmethod
+    def from_arrays(cls, images, wcs=None):
+        """A mosaic of in-memory images, shape (5, ny, nx) in `BANDS` order (e.g. a mock)."""
+        images = [None if im is None else np.asarray(im) for im in images]
+        if len(images) != len(BANDS):
+            raise ValueError(f"expected {len(BANDS)} band images, got {len(images)}")
+        shape = next(im.shape for im in images if im is not None)
+        return cls(images, shape, wcs, {}, {}, {})
+
     @property
     def bands(self):
         """Bands present, in `BANDS` order."""

@@ -120,8 +120,9 @@ def _legus_bank(folder, catalogs, seed, region_size):
     from tqdm import tqdm
 
     from glue_starclf.catalogs import read_legus_tab
+    from glue_starclf.cutouts import extract_stamps
+    from glue_starclf.mosaic import Mosaic
     from glue_starclf.sim.mosaic import legus_anchored_field
-    from glue_starclf.sim.preview import _cutouts
     all_stamps, parts = [], []
     for k, path in enumerate(tqdm(catalogs, desc="legus fields", unit="field")):
         cat = read_legus_tab(path)
@@ -136,8 +137,10 @@ def _legus_bank(folder, catalogs, seed, region_size):
             print(f"skipping {path}: {exc}", file=sys.stderr)
             continue
         t = mock.truth
-        xy = np.column_stack([np.asarray(t["x"]), np.asarray(t["y"])])
-        all_stamps.append(_cutouts(mock.images, xy, 32))
+        # Cut as at inference: nearest pixel, the same code path as real mosaics.
+        cut = extract_stamps(Mosaic.from_arrays(mock.images), np.asarray(t["x"]),
+                             np.asarray(t["y"]), size=32)
+        all_stamps.append(cut.stamps)
         keep = ["id", "x", "y", "class", "subtype", "log_age", "log_mass", "av", "r_h",
                 "p_cb", "visibility", "mag_F555W", "legus_id", "legus_class", "catalog_ci"]
         t = t[keep]

@@ -349,17 +349,11 @@ def save_preview(path, stamps, labels, mosaic=None, title=""):
 
 
 def _cutouts(images, xy, size):
-    """(n, 5, size, size) cutouts centred on integer-rounded positions, NaN outside."""
-    h = size // 2
-    ny, nx = images.shape[-2:]
-    out = np.full((len(xy), images.shape[0], size, size), np.nan, np.float32)
-    for i, (x, y) in enumerate(np.round(np.asarray(xy, float)).astype(int)):
-        y0, x0 = y - h, x - h
-        ys = slice(max(y0, 0), min(y0 + size, ny))
-        xs = slice(max(x0, 0), min(x0 + size, nx))
-        if ys.start < ys.stop and xs.start < xs.stop:
-            out[i, :, ys.start - y0:ys.stop - y0, xs.start - x0:xs.stop - x0] = images[:, ys, xs]
-    return out
+    """(n, 5, size, size) stamps of an in-memory (5, ny, nx) stack, NaN off the image."""
+    from ..cutouts import extract_stamps
+    from ..mosaic import Mosaic
+    xy = np.asarray(xy, float).reshape(-1, 2)
+    return extract_stamps(Mosaic.from_arrays(images), xy[:, 0], xy[:, 1], size=size).stamps
 
 
 def field_preview(mock, path, per_class=8, size=32):
