@@ -65,7 +65,7 @@ def load_ensemble(family, folder=None):
     cards = [c["_path"] for c in list_models(folder) if c.get("family") == family]
     if not cards:
         raise FileNotFoundError(f"no {family} models in {folder} (train them with "
-                                "python -m training, see models/README.md)")
+                                "python -m training, see the README, or pass --models DIR)")
     return Ensemble(cards)
 
 

@@ -112,18 +112,22 @@ def fit(model, dataset, step, *, epochs, batch_size, lr, seed, state_path, resum
     t0 = time.perf_counter() - elapsed
     loss_mean = float("nan")
     done = start_epoch
+    # Non-finite losses in a row, counted across epochs: a small data set has
+    # fewer than ``max_bad_batches`` batches per epoch.
+    bad = 0
+    limit = max(1, min(max_bad_batches, len(loader)))
     for epoch in range(start_epoch, epochs):
         if isinstance(loader.sampler, DistributedSampler):
             loader.sampler.set_epoch(epoch)
         net.train()
-        losses, bad = [], 0
+        losses = []
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", leave=False,
                    disable=not (progress and rank == 0))
         for batch in bar:
             loss = step(net, batch)
             if not torch.isfinite(loss):
                 bad += 1
-                if bad >= max_bad_batches:
+                if bad >= limit:
                     raise NonFiniteLoss(f"loss was not finite for {bad} batches in a row "
                                         f"(epoch {epoch + 1}); lower --lr")
                 opt.zero_grad(set_to_none=True)
@@ -136,6 +140,11 @@ def fit(model, dataset, step, *, epochs, batch_size, lr, seed, state_path, resum
             sched.step()
             losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
+        if not losses and len(loader):
+            raise NonFiniteLoss(f"loss was not finite in any batch of epoch {epoch + 1}; "
+                                "lower --lr")
+        if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+            raise NonFiniteLoss(f"weights became non-finite in epoch {epoch + 1}; lower --lr")
         loss_mean = float(np.mean(losses)) if losses else float("nan")
         done = epoch + 1
         if rank == 0:
