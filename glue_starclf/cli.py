@@ -465,11 +465,32 @@ def build_parser():
     return parser
 
 
+def _stderr_handler():
+    """A logging handler that writes to ``sys.stderr`` as it is at each record.
+
+    A plain ``StreamHandler(sys.stderr)`` keeps the stream of the first call:
+    ``main`` called again in one process after stderr was redirected (tests,
+    notebooks) would log into a stale, possibly closed stream.
+    """
+    import logging
+
+    class _StderrHandler(logging.StreamHandler):
+        @property
+        def stream(self):
+            return sys.stderr
+
+        @stream.setter
+        def stream(self, value):
+            pass
+
+    return _StderrHandler()
+
+
 def _log_to_stderr():
     import logging
     log = logging.getLogger("glue_starclf")
     if not log.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _stderr_handler()
         handler.setFormatter(logging.Formatter("starclf: %(message)s"))
         log.addHandler(handler)
         log.setLevel(logging.INFO)

@@ -15,6 +15,7 @@ COMMANDS = {
                          "train one member of the morphological classifier ensemble"),
     "train-physical": ("training.train_physical",
                        "train one member of the physical-parameter ensemble"),
+    "evaluate": ("training.evaluate", "report of a classifier ensemble on a labelled bank"),
 }
 
 
@@ -27,6 +28,8 @@ def main(argv=None):
         modules[name] = mod
         mod.add_arguments(sub.add_parser(name, help=help_, description=mod.__doc__))
     args = parser.parse_args(argv)
+    # The command as given (model cards record it), also when called as main([...]).
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return modules[args.command].run(args) or 0
     except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as exc:

@@ -54,8 +54,11 @@ def _loader(dataset, batch_size, seed, weights, world):
     else:
         sampler = None
     g = torch.Generator().manual_seed(seed)
+    # Drop a ragged last batch only when a full one is left: each rank sees
+    # ceil(n / world) samples, and dropping its only batch would train nothing.
+    per_rank = math.ceil(len(dataset) / world)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, shuffle=sampler is None,
-                      generator=g, drop_last=len(dataset) > batch_size, num_workers=0)
+                      generator=g, drop_last=per_rank > batch_size, num_workers=0)
 
 
 def fit(model, dataset, step, *, epochs, batch_size, lr, seed, state_path, resume=False,
@@ -91,6 +94,8 @@ def fit(model, dataset, step, *, epochs, batch_size, lr, seed, state_path, resum
         ``epochs`` done, ``seconds`` of training, final ``loss``.
     """
     from tqdm import tqdm
+    if len(dataset) == 0:
+        raise ValueError("no training samples (is --val-fraction 1?)")
     rank, world = distributed_setup()
     net = model
     if world > 1:
@@ -107,6 +112,12 @@ def fit(model, dataset, step, *, epochs, batch_size, lr, seed, state_path, resum
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
+        # The schedule spans this run's --epochs: a run extended on resume
+        # (--epochs 1, then --epochs 2 --resume) would otherwise go on at the
+        # learning rate the shorter schedule ended with, zero.
+        for group, base, fn in zip(opt.param_groups, sched.base_lrs, sched.lr_lambdas):
+            group["lr"] = base * fn(sched.last_epoch)
+        sched._last_lr = [group["lr"] for group in opt.param_groups]
         torch.set_rng_state(state["torch_rng"])
         start_epoch, elapsed = int(state["epoch"]), float(state["seconds"])
     t0 = time.perf_counter() - elapsed

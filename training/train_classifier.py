@@ -218,7 +218,8 @@ def run(args):
     card = {"family": "classifier", "architecture": "StarClassifier", "kwargs": kwargs,
             "bands": list(BANDS), "stamp_size": 32, "normalisation": "classifier-asinh-v1",
             "class_names": CLASS_NAMES, "temperature": temp, "seed": args.seed,
-            "training": {"command": "python -m training " + " ".join(sys.argv[1:]),
+            "training": {"command": "python -m training " + " ".join(
+                             getattr(args, "argv", sys.argv[1:])),
                          "banks": [str(b) for b in args.bank], "n_train": int((~val).sum()),
                          "n_val": int(val.sum()), "val_fields": args.val_fields,
                          "epochs": result["epochs"], "wall_time_s": round(result["seconds"], 1),

@@ -183,7 +183,8 @@ def run(args):
     card = {"family": "physical", "architecture": "PhysicalNet", "kwargs": kwargs,
             "bands": list(BANDS), "stamp_size": 64, "normalisation": "physical-asinh-v1",
             "inputs": ["stamp", "band_mask", "log10_distance_mpc"], "seed": args.seed,
-            "training": {"command": "python -m training " + " ".join(sys.argv[1:]),
+            "training": {"command": "python -m training " + " ".join(
+                             getattr(args, "argv", sys.argv[1:])),
                          "banks": [str(b) for b in args.bank], "n_train": int(len(tr)),
                          "n_val": int(val.sum()), "epochs": result["epochs"],
                          "wall_time_s": round(result["seconds"], 1),

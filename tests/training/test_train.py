@@ -1,0 +1,235 @@
+"""``python -m training train-classifier | train-physical``: cards, resume,
+determinism, the NaN guard and bad input (one-line errors, exit status 2)."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from glue_starclf.checkpoints import load_checkpoint, sha256_file
+
+
+def _fixtures():
+    """This folder's conftest, by path (other ``conftest`` modules share the name)."""
+    name = "starclf_training_fixtures"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("conftest.py"))
+        sys.modules[name] = mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+    return sys.modules[name]
+
+
+classifier_argv = _fixtures().classifier_argv
+physical_argv = _fixtures().physical_argv
+run_training = _fixtures().run_training
+
+
+def _tensors(path):
+    from safetensors.numpy import load_file
+    return load_file(str(path))
+
+
+def _error_lines(err):
+    """Lines of stderr that are not progress-bar redraws."""
+    lines = [ln for chunk in err.split("\n") for ln in chunk.split("\r")]
+    return [ln.strip() for ln in lines if ln.strip() and "it/s" not in ln and "s/it" not in ln
+            and "?it" not in ln and not ln.startswith("epoch ")]
+
+
+def _assert_one_line_error(status, err, *words):
+    assert status == 2, err
+    assert "Traceback" not in err
+    lines = [ln for ln in _error_lines(err) if ln.startswith("error:")]
+    assert len(lines) == 1, err
+    for w in words:
+        assert w in lines[0], lines[0]
+    return lines[0]
+
+
+# -- the end-to-end run and its model card -------------------------------------
+
+def _common_card(card, path, family, argv):
+    assert card["family"] == family
+    assert card["architecture"] == {"classifier": "StarClassifier",
+                                    "physical": "PhysicalNet"}[family]
+    assert isinstance(card["kwargs"], dict)
+    assert card["bands"] == ["F275W", "F336W", "F438W", "F555W", "F814W"]
+    assert card["stamp_size"] == {"classifier": 32, "physical": 64}[family]
+    assert card["normalisation"]
+    assert card["seed"] == 0
+    assert card["training"]["command"] == "python -m training " + " ".join(argv)
+    assert card["training"]["wall_time_s"] >= 0
+    assert card["training"]["epochs"] == 1
+    assert card["weights"] == path.name
+    assert card["sha256"] == sha256_file(path)
+    assert len(card["sha256"]) == 64
+
+
+def test_classifier_run_writes_weights_and_card(trained_models):
+    path = trained_models["classifier"]
+    assert path.suffix == ".safetensors" and path.is_file()
+    card = json.loads(path.with_suffix(".json").read_text())
+    _common_card(card, path, "classifier", trained_models["classifier_argv"])
+    val = card["metrics"]["validation"]
+    assert 0 <= val["accuracy"] <= 1
+    assert len(val["recall"]) == 4 and all(0 <= r <= 1 for r in val["recall"])
+    assert 0 <= val["ece_before"] <= 1 and 0 <= val["ece_after"] <= 1
+    assert val["n"] == card["training"]["n_val"] > 0
+    assert card["training"]["n_train"] + card["training"]["n_val"] == 400
+    assert card["temperature"] > 0
+    assert "epoch 1: loss" in trained_models["classifier_stdout"]
+    model, loaded = load_checkpoint(path)
+    assert loaded["sha256"] == card["sha256"]
+
+
+def test_physical_run_writes_weights_and_card(trained_models):
+    path = trained_models["physical"]
+    assert path.is_file()
+    card = json.loads(path.with_suffix(".json").read_text())
+    _common_card(card, path, "physical", trained_models["physical_argv"])
+    for bands in ("five_bands", "three_bands"):
+        val = card["metrics"]["validation"][bands]
+        for key in ("p95_abs_err_log_age", "p95_abs_err_log_mass", "p95_abs_err_av",
+                    "p95_abs_err_log_r_h"):
+            assert np.isfinite(val[key]) and val[key] >= 0, (bands, key, val[key])
+        assert 0 <= val["cb_auc"] <= 1
+    load_checkpoint(path)
+
+
+def test_trained_weights_are_finite(trained_models):
+    for name in ("classifier", "physical", "classifier_s1"):
+        for key, t in _tensors(trained_models[name]).items():
+            assert np.isfinite(t).all(), (name, key)
+
+
+# -- determinism and resume ----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def rerun_s0(trained_models, tmp_path_factory):
+    """The fixture's classifier-s0 command again, into another folder."""
+    out = tmp_path_factory.mktemp("rerun") / "classifier-s0.safetensors"
+    status, stdout, err = run_training(*classifier_argv(trained_models["classifier_bank"], out))
+    assert status == 0, err
+    return out
+
+
+def test_same_seed_same_bank_gives_identical_weights(trained_models, rerun_s0):
+    a, b = _tensors(trained_models["classifier"]), _tensors(rerun_s0)
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    # ... and the comparison can fail: another seed gives other weights
+    other = _tensors(trained_models["classifier_s1"])
+    assert any(not np.array_equal(a[k], other[k]) for k in a)
+
+
+def test_resume_continues_at_the_next_epoch(trained_models, rerun_s0, tmp_path):
+    """``--epochs 1``, then the same command with ``--epochs 2 --resume``."""
+    import shutil
+
+    import torch
+    out = tmp_path / rerun_s0.name
+    state = out.with_suffix(".state.pt")
+    for src in (rerun_s0, rerun_s0.with_suffix(".json"), rerun_s0.with_suffix(".state.pt")):
+        shutil.copy(src, tmp_path / src.name)
+    assert torch.load(state, weights_only=True)["epoch"] == 1
+    first = _tensors(out)
+    status, out2, err2 = run_training(*classifier_argv(trained_models["classifier_bank"], out,
+                                                       0, 2), "--resume")
+    assert status == 0, err2
+    assert "epoch 2: loss" in out2
+    assert "epoch 1" not in out2 + err2
+    assert torch.load(state, weights_only=True)["epoch"] == 2
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["training"]["epochs"] == 2
+    assert card["sha256"] == sha256_file(out)
+    second = _tensors(out)
+    # epoch 2 trained (a learning rate of zero left from the 1-epoch schedule would not)
+    assert any(not np.array_equal(first[k], second[k]) for k in first)
+    for t in second.values():
+        assert np.isfinite(t).all()
+
+
+# -- NaN guard ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("family", ["classifier", "physical"])
+def test_non_finite_loss_stops_without_writing(trained_models, tmp_path, family):
+    from training.loop import NonFiniteLoss
+    out = tmp_path / f"{family}-nan.safetensors"
+    make = classifier_argv if family == "classifier" else physical_argv
+    argv = make(trained_models[f"{family}_bank"], out, 0, 2, "--lr", "1e30")
+    status, _, err = run_training(*argv)
+    line = _assert_one_line_error(status, err, "not finite", "--lr")
+    # the line is the NonFiniteLoss message of training.loop
+    assert issubclass(NonFiniteLoss, RuntimeError)
+    assert line.startswith("error: loss was not finite") or \
+        line.startswith("error: weights became non-finite")
+    assert not out.exists()
+    assert not out.with_suffix(".json").exists()
+
+
+def test_fit_raises_non_finite_loss_even_with_few_batches(tmp_path):
+    """One batch per epoch: the guard must not wait for 20 bad batches in a row."""
+    import torch
+
+    from training.loop import NonFiniteLoss, fit
+
+    model = torch.nn.Linear(3, 1)
+    data = torch.utils.data.TensorDataset(torch.ones(8, 3))
+    calls = []
+
+    def step(net, batch):
+        calls.append(1)
+        return net(batch[0]).sum() * float("nan")
+
+    with pytest.raises(NonFiniteLoss, match="not finite"):
+        fit(model, data, step, epochs=3, batch_size=8, lr=1e-3, seed=0,
+            state_path=tmp_path / "s.pt", progress=False)
+    assert len(calls) == 1
+    assert not (tmp_path / "s.pt").exists()
+
+
+# -- bad input -----------------------------------------------------------------------
+
+def test_out_must_be_safetensors(trained_models, tmp_path):
+    out = tmp_path / "x.pt"
+    status, _, err = run_training(*classifier_argv(trained_models["classifier_bank"], out))
+    _assert_one_line_error(status, err, "x.pt", ".safetensors")
+    assert not out.exists()
+    status, _, err = run_training(*physical_argv(trained_models["physical_bank"], out))
+    _assert_one_line_error(status, err, "x.pt", ".safetensors")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["train-classifier", "train-physical"])
+def test_missing_bank_folder(tmp_path, command):
+    missing = tmp_path / "nosuchbank"
+    out = tmp_path / "m.safetensors"
+    status, _, err = run_training(command, "--bank", missing, "--out", out, "--epochs", 1)
+    _assert_one_line_error(status, err, "nosuchbank")
+    assert not out.exists()
+
+
+def test_physical_bank_to_train_classifier(trained_models, tmp_path):
+    out = tmp_path / "m.safetensors"
+    status, _, err = run_training(*classifier_argv(trained_models["physical_bank"], out))
+    _assert_one_line_error(status, err, str(trained_models["physical_bank"]))
+    assert not out.exists()
+
+
+def test_classifier_bank_to_train_physical(trained_models, tmp_path):
+    out = tmp_path / "m.safetensors"
+    status, _, err = run_training(*physical_argv(trained_models["classifier_bank"], out))
+    _assert_one_line_error(status, err, str(trained_models["classifier_bank"]), "classifier")
+    assert not out.exists()
+
+
+def test_unknown_validation_field(trained_models, tmp_path):
+    out = tmp_path / "m.safetensors"
+    status, _, err = run_training(*classifier_argv(trained_models["classifier_bank"], out),
+                                  "--val-fields", "nosuchfield")
+    _assert_one_line_error(status, err, "--val-fields", "nosuchfield")
+    assert not out.exists()
