@@ -120,7 +120,7 @@ def run(args):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     _plots(out, probs, y, np.array(m["confusion"]), raw)
-    lines = [f"# Classifier ensemble report", "",
+    lines = ["# Classifier ensemble report", "",
              f"Models: {', '.join(ens.names)}  ",
              f"Banks: {', '.join(args.bank)} ({len(y)} sources)  ",
              f"Command: `python -m training {' '.join(sys.argv[1:])}`  ",
