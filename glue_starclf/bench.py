@@ -11,9 +11,10 @@ import platform
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
-__all__ = ["run_benchmarks", "cpu_model"]
+__all__ = ["run_benchmarks", "run_inference_benchmarks", "cpu_model"]
 
 #: LEGUS field, 4k x 4k region and distance of the mosaic benchmark.
 MOSAIC_FIELD = "ngc1566"
@@ -44,9 +45,9 @@ def _default_catalog():
     return None
 
 
-def _child(code, *args):
-    """Run a worker in a fresh single-threaded interpreter and return its JSON result."""
-    env = {**os.environ, **_SINGLE_THREAD}
+def _child(code, *args, threads=1):
+    """Run a worker in a fresh interpreter (single-threaded by default); its JSON result."""
+    env = {**os.environ, **({k: str(threads) for k in _SINGLE_THREAD})}
     proc = subprocess.Popen([sys.executable, "-c", code, *map(str, args)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
     out, err = proc.communicate()
@@ -82,6 +83,156 @@ peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
 print(json.dumps({"seconds": time.perf_counter() - t, "sources": len(mock.truth),
                   "shape": list(mock.images.shape), "peak_rss_gb": peak}))
 """
+
+
+_NETS_WORKER = """
+import json, sys, time
+import numpy as np, torch
+from glue_starclf.networks import (BNReference, StarcNetReference, normalise_classifier,
+                                   normalise_physical)
+from glue_starclf.predict import load_ensemble
+models = None if sys.argv[1] == "-" else sys.argv[1]
+n = int(sys.argv[2])
+rng = np.random.default_rng(0)
+cls, phys = load_ensemble("classifier", models), load_ensemble("physical", models)
+
+def rate(fn, n_obj, repeat=2):
+    fn(min(n_obj, 64))                                   # warm-up
+    best = 1e9
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn(n_obj)
+        best = min(best, time.perf_counter() - t)
+    return n_obj / best
+
+def ours(members, size, norm, extra):
+    def run(k):
+        x = rng.normal(0, 0.02, (k, 5, size, size)).astype(np.float32)
+        m = np.ones((k, 5), np.float32)
+        with torch.inference_mode():
+            for i in range(0, k, 512):
+                xb = torch.from_numpy(norm(x[i:i + 512], m[i:i + 512]))
+                mb = torch.from_numpy(m[i:i + 512])
+                for model, _ in members:
+                    model(xb, mb, *extra(len(xb)))
+    return run
+
+def reference(net, size, extra):
+    net.eval()
+    def run(k):
+        x = torch.from_numpy(rng.normal(0, 1, (k, 5, size, size)).astype(np.float32))
+        with torch.inference_mode():
+            for i in range(0, k, 64):
+                net(x[i:i + 64], torch.ones(len(x[i:i + 64]), 5), *extra(len(x[i:i + 64])))
+    return run
+
+no_extra = lambda k: ()
+dist = lambda k: (torch.ones(k, 1),)
+out = {"threads": torch.get_num_threads(),
+       "classifier_members": len(cls.members), "physical_members": len(phys.members),
+       "classifier_obj_s": rate(ours(cls.members, cls.stamp_size, normalise_classifier, no_extra), n),
+       "physical_obj_s": rate(ours(phys.members, phys.stamp_size, normalise_physical, dist), n),
+       "starcnet_obj_s": rate(reference(StarcNetReference(), 32, no_extra), 256, repeat=1),
+       "bn_obj_s": rate(reference(BNReference(), 64, dist), 256, repeat=1)}
+print(json.dumps(out))
+"""
+
+
+def _mosaic_for_classify(folder, side, n_sources):
+    """An ``side`` x ``side`` x 5 FITS mosaic tiled from a mock field, and its catalog."""
+    import numpy as np
+    from astropy.io import fits
+    from astropy.table import Table
+
+    from .bands import BANDS
+    from .sim.mosaic import random_field
+    tile = 2048
+    k = side // tile
+    per_tile = int(np.ceil(n_sources / (k * k)))
+    mock = random_field(seed=5, shape=(tile, tile), n_sources=per_tile)
+    header = mock.wcs.to_header()
+    header["CRPIX1"] += (side - tile) / 2
+    header["CRPIX2"] += (side - tile) / 2
+    paths = []
+    for b, band in enumerate(BANDS):
+        h = header.copy()
+        h["FILTER"] = band
+        path = os.path.join(folder, f"bench_{band.lower()}.fits")
+        fits.PrimaryHDU(np.tile(mock.images[b], (k, k)), header=h).writeto(path)
+        paths.append(f"{band}={path}")
+    xs = np.concatenate([mock.truth["x"] + tile * i for i in range(k) for _ in range(k)])
+    ys = np.concatenate([mock.truth["y"] + tile * j for _ in range(k) for j in range(k)])
+    cat = Table({"id": np.arange(1, xs.size + 1), "x": xs, "y": ys})[:n_sources]
+    cat_path = os.path.join(folder, "bench_sources.ecsv")
+    cat.write(cat_path)
+    return paths, cat_path, len(cat)
+
+
+def _timed_cli(args):
+    """Run ``starclf`` in a child; wall seconds and its peak RSS in GB (os.wait4)."""
+    env = {**os.environ}
+    with tempfile.TemporaryFile() as out:
+        t = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "glue_starclf.cli", *args],
+                                stdout=out, stderr=subprocess.STDOUT, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - t
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            out.seek(0)
+            raise RuntimeError(f"benchmark classify failed: {out.read().decode()[-300:]}")
+    return seconds, usage.ru_maxrss / 1024 ** 2
+
+
+def run_inference_benchmarks(models=None, n_objects=2048, side=8192, n_sources=10000,
+                             stream=None):
+    """Classifier and physical ensembles against the papers' networks, and end to end.
+
+    Parameters
+    ----------
+    models : str, optional
+        Folder of model cards (default: the bundled models).
+    n_objects : int
+        Stamps for the network throughput.
+    side, n_sources : int
+        Mosaic side and number of sources of the end-to-end run.
+
+    Returns
+    -------
+    dict
+        Objects/s of each network, the ratios, the end-to-end seconds and peak memory.
+    """
+    stream = stream or sys.stdout
+    env_threads = os.cpu_count()
+    nets = _child(_NETS_WORKER, models or "-", n_objects, threads=env_threads)
+    r_cls = nets["classifier_obj_s"] / nets["starcnet_obj_s"]
+    r_phys = nets["physical_obj_s"] / nets["bn_obj_s"]
+    print(f"torch threads: {nets['threads']}", file=stream)
+    print(f"classifier ensemble ({nets['classifier_members']} members): "
+          f"{nets['classifier_obj_s']:8.1f} objects/s   StarcNet reference "
+          f"{nets['starcnet_obj_s']:6.1f} objects/s   ratio {r_cls:5.1f}x (target >= 20x)",
+          file=stream)
+    print(f"physical ensemble ({nets['physical_members']} members):   "
+          f"{nets['physical_obj_s']:8.1f} objects/s   B&N ResNet-50 ref. "
+          f"{nets['bn_obj_s']:6.1f} objects/s   ratio {r_phys:5.1f}x (target >= 10x)",
+          file=stream)
+    with tempfile.TemporaryDirectory() as tmp:
+        images, cat, n = _mosaic_for_classify(tmp, side, n_sources)
+        args = ["classify", *sum((["--image", i] for i in images), []), "--catalog", cat,
+                "--distance-mpc", "10", "--out", os.path.join(tmp, "results.ecsv")]
+        if models:
+            args += ["--models", models]
+        seconds, peak = _timed_cli(args)
+    print(f"end to end: {n} sources from a {side}x{side}x5 FITS mosaic to results.ecsv in "
+          f"{seconds:.1f} s (target < 30 s), peak memory {peak:.2f} GB (target < 2.5 GB)",
+          file=stream)
+    return {"classifier_obj_s": round(nets["classifier_obj_s"], 1),
+            "starcnet_obj_s": round(nets["starcnet_obj_s"], 1),
+            "classifier_ratio_vs_starcnet": round(r_cls, 1),
+            "physical_obj_s": round(nets["physical_obj_s"], 1),
+            "bn_obj_s": round(nets["bn_obj_s"], 1), "physical_ratio_vs_bn": round(r_phys, 1),
+            "torch_threads": nets["threads"], "end_to_end_10k_s": round(seconds, 1),
+            "end_to_end_sources": n, "peak_rss_gb": round(peak, 2)}
 
 
 def run_benchmarks(catalog=None, n_stamps=2000, stream=None):

@@ -295,22 +295,39 @@ def _demo(args):
 # -- bench ---------------------------------------------------------------------
 
 def _add_bench(sub):
-    p = sub.add_parser("bench", help="time the mock-data engine",
-                       description="Benchmarks of this machine: physical-bank stamps "
-                                   "(64x64, 5 bands, log M = 4) per second per core, and the "
-                                   "time and peak memory to render a 4k x 4k 5-band "
-                                   "LEGUS-anchored mosaic with ~2,000 sources.")
+    p = sub.add_parser("bench", help="time the engine and the models on this machine",
+                       description="Benchmarks of this machine, side by side in one run: "
+                                   "physical-bank stamps (64x64, 5 bands, log M = 4) per second "
+                                   "per core; time and peak memory to render a 4k x 4k 5-band "
+                                   "LEGUS-anchored mosaic with ~2,000 sources; the classifier "
+                                   "and physical ensembles against the StarcNet and B&N "
+                                   "ResNet-50 reference networks (objects/s and ratios); and "
+                                   "classify of 10,000 sources of an 8k x 8k x 5 FITS mosaic "
+                                   "end to end (seconds, peak memory).")
     p.add_argument("--catalog", help="LEGUS .tab for the mosaic benchmark (default: NGC 1566 "
                                      "from ../shared/data/legus when present, else a random "
                                      "field with 2,000 sources)")
     p.add_argument("--n-stamps", type=int, default=2000)
+    p.add_argument("--models", help="folder of model cards for the inference benchmarks "
+                                    "(default: the bundled models)")
+    p.add_argument("--skip-engine", action="store_true",
+                   help="only the inference benchmarks")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON line last")
     p.set_defaults(func=_bench)
 
 
 def _bench(args):
-    from .bench import run_benchmarks
-    result = run_benchmarks(catalog=args.catalog, n_stamps=args.n_stamps)
+    from .bench import run_benchmarks, run_inference_benchmarks
+    from .predict import load_ensemble
+    result = {}
+    if not args.skip_engine:
+        result.update(run_benchmarks(catalog=args.catalog, n_stamps=args.n_stamps))
+    try:
+        load_ensemble("classifier", args.models), load_ensemble("physical", args.models)
+    except FileNotFoundError as exc:
+        print(f"inference benchmarks skipped: {exc}")
+    else:
+        result.update(run_inference_benchmarks(models=args.models))
     if args.json:
         print(json.dumps(result))
     return 0

@@ -62,7 +62,8 @@ class _Bank(torch.utils.data.Dataset):
         return len(self.x)
 
     def __getitem__(self, i):
-        return (np.asarray(self.x[i]), self.dist[i]) + tuple(t[i] for t in self.targets)
+        # A copy: rows of a read-only memory map cannot back a torch tensor.
+        return (np.array(self.x[i]), self.dist[i]) + tuple(t[i] for t in self.targets)
 
 
 def _soft_ce(logits, target):
