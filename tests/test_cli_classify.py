@@ -3,10 +3,8 @@
 tests/training/conftest.py: every catalog format, detection, the DS9 file,
 and the one-line errors (exit status 2, nothing written)."""
 
-import importlib.util
 import json
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,22 +14,6 @@ from astropy.table import Table
 
 from glue_starclf.cli import main
 from glue_starclf.predict import RESULT_COLUMNS
-
-
-def _training_fixtures():
-    """tests/training/conftest.py by path (its fixtures are not visible here)."""
-    name = "starclf_training_fixtures"
-    if name not in sys.modules:
-        path = Path(__file__).resolve().parent / "training" / "conftest.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        sys.modules[name] = mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
-@pytest.fixture(scope="session")
-def trained_models(tmp_path_factory):
-    return _training_fixtures().build_trained_models(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

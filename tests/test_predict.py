@@ -1,10 +1,7 @@
 """`glue_starclf.predict`: the results table of results-schema.md from a mosaic,
 sources and the (tiny, session-trained) ensembles."""
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,22 +11,6 @@ from glue_starclf.checkpoints import sha256_file
 from glue_starclf.predict import RESULT_COLUMNS, Ensemble, load_ensemble, predict
 
 SHAPE = (256, 256)
-
-
-def _training_fixtures():
-    """tests/training/conftest.py by path (its fixtures are not visible here)."""
-    name = "starclf_training_fixtures"
-    if name not in sys.modules:
-        path = Path(__file__).resolve().parent / "training" / "conftest.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        sys.modules[name] = mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
-@pytest.fixture(scope="session")
-def trained_models(tmp_path_factory):
-    return _training_fixtures().build_trained_models(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,9 @@
   ensemble tests, kept out of ``models/`` so that folder holds one member
   per family.
 
-The tests outside ``tests/training`` cannot see this conftest's fixtures,
-so they load `trained_models` from this file by path; the work is done
-once per session all the same, because the result is kept under the
-session's base temporary folder (a ``done.json`` marker) and reused.
+The `trained_models` fixture itself lives in ``tests/conftest.py`` so that
+every folder sees it; the work is done once per session, and the result is
+kept under the session's base temporary folder (a ``done.json`` marker).
 """
 
 import contextlib
@@ -22,7 +21,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # ``training`` is a folder of the checkout, not installed
@@ -91,9 +89,3 @@ def build_trained_models(tmp_path_factory):
 def _as_paths(info):
     return {k: (Path(v) if isinstance(v, str) and k not in ("seconds",)
                 and not k.endswith("_stdout") else v) for k, v in info.items()}
-
-
-@pytest.fixture(scope="session")
-def trained_models(tmp_path_factory):
-    """Paths of the session's tiny banks and models (see the module docstring)."""
-    return build_trained_models(tmp_path_factory)
