@@ -20,8 +20,9 @@ __all__ = ["run_benchmarks", "run_inference_benchmarks", "cpu_model"]
 MOSAIC_FIELD = "ngc1566"
 MOSAIC_REGION = (2000, 1000, 6000, 5000)
 
-_SINGLE_THREAD = {k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                                   "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")}
+#: Environment variables that set the thread count of numpy/torch back ends.
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                "NUMEXPR_NUM_THREADS")
 
 
 def cpu_model():
@@ -47,7 +48,7 @@ def _default_catalog():
 
 def _child(code, *args, threads=1):
     """Run a worker in a fresh interpreter (single-threaded by default); its JSON result."""
-    env = {**os.environ, **({k: str(threads) for k in _SINGLE_THREAD})}
+    env = {**os.environ, **{k: str(threads) for k in _THREAD_VARS}}
     proc = subprocess.Popen([sys.executable, "-c", code, *map(str, args)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
     out, err = proc.communicate()

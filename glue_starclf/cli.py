@@ -318,16 +318,16 @@ def _add_bench(sub):
 
 def _bench(args):
     from .bench import run_benchmarks, run_inference_benchmarks
-    from .predict import load_ensemble
+    from .checkpoints import bundled_models_dir, list_models
     result = {}
     if not args.skip_engine:
         result.update(run_benchmarks(catalog=args.catalog, n_stamps=args.n_stamps))
-    try:
-        load_ensemble("classifier", args.models), load_ensemble("physical", args.models)
-    except FileNotFoundError as exc:
-        print(f"inference benchmarks skipped: {exc}")
-    else:
+    folder = args.models or bundled_models_dir()
+    families = {c.get("family") for c in list_models(folder)}
+    if {"classifier", "physical"} <= families:
         result.update(run_inference_benchmarks(models=args.models))
+    else:
+        print(f"inference benchmarks skipped: no classifier and physical models in {folder}")
     if args.json:
         print(json.dumps(result))
     return 0
