@@ -111,7 +111,7 @@ def _centre_crop(stamps, size):
 
 
 def predict(mosaic, sources, distance_mpc, classifier=None, physical=None, batch=BATCH,
-            progress=False):
+            progress=False, callback=None):
     """Classify sources of a mosaic and estimate their physical parameters.
 
     Parameters
@@ -128,6 +128,10 @@ def predict(mosaic, sources, distance_mpc, classifier=None, physical=None, batch
         Sources per batch.
     progress : bool
         Show a progress bar.
+    callback : callable, optional
+        Called as ``callback(done, total)`` before the first batch and after
+        each one; an exception it raises (e.g. to cancel) stops the work and
+        propagates, and nothing is returned.
 
     Returns
     -------
@@ -155,12 +159,16 @@ def predict(mosaic, sources, distance_mpc, classifier=None, physical=None, batch
     flags = np.empty(n, dtype=object)
     size = max(classifier.stamp_size, physical.stamp_size)
     starts = range(0, n, batch)
+    if callback is not None:
+        callback(0, n)
     for start in tqdm(starts, desc="classifying", unit="batch", disable=not progress):
         sl = slice(start, min(start + batch, n))
         cut = extract_stamps(mosaic, x[sl], y[sl], size=size)
         flags[sl] = cut.flags
         ok = ~np.all(np.isnan(cut.stamps), axis=(1, 2, 3))
         if not ok.any():
+            if callback is not None:
+                callback(sl.stop, n)
             continue
         idx = np.arange(sl.start, sl.stop)[ok]
         stamps = cut.stamps[ok]
@@ -181,6 +189,8 @@ def predict(mosaic, sources, distance_mpc, classifier=None, physical=None, batch
             post["r_h"], LOG_RH_BINS, exp10=True)
         out["p_cb"][idx] = post["cb"][:, 1]
         out["visibility"][idx] = decode_1d(post["visibility"], VISIBILITY_BINS, exp10=True)[0]
+        if callback is not None:
+            callback(sl.stop, n)
     out["x"], out["y"] = x, y
     if "ra" in sources.colnames and "dec" in sources.colnames:
         out["ra"], out["dec"] = np.asarray(sources["ra"], float), np.asarray(sources["dec"], float)
