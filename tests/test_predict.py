@@ -215,17 +215,13 @@ def test_ensemble_refuses_mixed_families(trained_models):
                   trained_models["physical"].with_suffix(".json")])
 
 
-def test_predict_callback_reports_progress_and_cancels(trained_models, tmp_path):
-    from astropy.table import Table
-
+def test_predict_callback_reports_progress_and_cancels(ensembles):
     from glue_starclf.mosaic import Mosaic
-    from glue_starclf.predict import load_ensemble, predict
     rng = np.random.default_rng(3)
     mosaic = Mosaic.from_arrays({b: rng.normal(0, 0.01, (200, 200)).astype(np.float32)
                                  for b in ("F275W", "F336W", "F438W", "F555W", "F814W")})
     src = Table({"x": rng.uniform(40, 160, 25), "y": rng.uniform(40, 160, 25)})
-    clf = load_ensemble("classifier", trained_models)
-    phys = load_ensemble("physical", trained_models)
+    clf, phys = ensembles
     seen = []
     predict(mosaic, src, 10.0, clf, phys, batch=10, callback=lambda d, n: seen.append((d, n)))
     assert seen == [(0, 25), (10, 25), (20, 25), (25, 25)]
