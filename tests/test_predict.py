@@ -218,8 +218,7 @@ def test_ensemble_refuses_mixed_families(trained_models):
 def test_predict_callback_reports_progress_and_cancels(ensembles):
     from glue_starclf.mosaic import Mosaic
     rng = np.random.default_rng(3)
-    mosaic = Mosaic.from_arrays({b: rng.normal(0, 0.01, (200, 200)).astype(np.float32)
-                                 for b in ("F275W", "F336W", "F438W", "F555W", "F814W")})
+    mosaic = Mosaic.from_arrays(rng.normal(0, 0.01, (5, 200, 200)).astype(np.float32))
     src = Table({"x": rng.uniform(40, 160, 25), "y": rng.uniform(40, 160, 25)})
     clf, phys = ensembles
     seen = []
