@@ -151,3 +151,13 @@ def test_augment_shape_and_flux():
     z = N.augment(x, rng, p_scale=1.0)
     ratio = (z.sum(dim=(1, 2, 3)) / x.sum(dim=(1, 2, 3))).numpy()
     assert np.all((ratio > 1.0) & (ratio < 1.07 ** 2 + 0.03))
+
+
+def test_zoom_views_crop_and_resample():
+    x = torch.zeros(1, 5, 32, 32)
+    x[..., 0, 0] = 1.0                      # outside the 1.6x and 3.2x crops
+    views = N._zoom_views(x, side=16)
+    assert [tuple(v.shape[-2:]) for v in views] == [(16, 16)] * 3
+    assert views[0].sum() > 0 and views[1].abs().sum() == 0 and views[2].abs().sum() == 0
+    flat = N._zoom_views(torch.full((1, 5, 32, 32), 2.0), side=16)
+    assert all(torch.allclose(v, torch.tensor(2.0)) for v in flat)

@@ -15,7 +15,11 @@ COMMANDS = {
                          "train one member of the morphological classifier ensemble"),
     "train-physical": ("training.train_physical",
                        "train one member of the physical-parameter ensemble"),
+    "ensemble": ("training.ensemble",
+                 "train independently seeded members of one family into a models folder"),
     "evaluate": ("training.evaluate", "report of a classifier ensemble on a labelled bank"),
+    "finetune": ("training.finetune",
+                 "fine-tune a classifier member on a user's labelled sources"),
 }
 
 

@@ -2,7 +2,7 @@
 
 The story: a physical bank from ``make-bank`` -> random validation split ->
 PhysicalNet of `glue_starclf.networks` (stamp, band mask and galaxy
-distance in) -> soft-target cross entropies on the joint age x A_V x mass
+distance in; flips and right-angle turns) -> soft-target cross entropies on the joint age x A_V x mass
 grid, r_h, cluster/background and visibility, with the parameter losses
 zeroed for background stamps -> validation errors and AUC -> safetensors +
 model card.
@@ -130,7 +130,7 @@ def physical_metrics(probs, truth):
 
 def run(args):
     from glue_starclf.checkpoints import save_checkpoint
-    from glue_starclf.networks import PhysicalNet
+    from glue_starclf.networks import PhysicalNet, augment
 
     from .banks import open_bank
     if not args.out.endswith(".safetensors"):
@@ -156,11 +156,14 @@ def run(args):
     kwargs = {}
     model = PhysicalNet(**kwargs)
     gen = torch.Generator().manual_seed(args.seed)
+    aug_rng = np.random.default_rng(args.seed)
 
     def step(net, batch):
         xb, db, grid, rh, cb, vis = batch
         m = _masks(len(xb), args.band_dropout, gen)
-        out = net(_inputs(xb.numpy(), m.numpy()), m, torch.log10(db.float())[:, None])
+        # Flips and right-angle turns only: a zoom would change the flux, i.e. the mass.
+        inp = augment(_inputs(xb.numpy(), m.numpy()), aug_rng, p_scale=0.0)
+        out = net(inp, m, torch.log10(db.float())[:, None])
         w = cb.float()
         loss_param = ((_soft_ce(out["grid"], grid) + _soft_ce(out["r_h"], rh)) * w).sum() \
             / w.sum().clamp(min=1)
