@@ -63,6 +63,19 @@ def is_memory_mapped(array):
     return False
 
 
+def _mmap_of(array):
+    """The `mmap.mmap` behind a memory-mapped array, or None."""
+    a = array
+    while a is not None:
+        if isinstance(a, mmap.mmap):
+            return a
+        m = getattr(a, "_mmap", None)
+        if isinstance(m, mmap.mmap):
+            return m
+        a = getattr(a, "base", None)
+    return None
+
+
 def parse_image_arg(arg):
     """Split an image argument into ``(band or None, path)``.
 
@@ -228,6 +241,21 @@ class Mosaic:
         self.flags = [f"{f}-as-{b}" for b, f in self.filters.items()
                       if f in _FLAGGED_ALIASES]
         self._hduls = list(hduls)
+
+    def release_pages(self):
+        """Drop the image pages read so far from this process's resident memory.
+
+        Pages of a memory-mapped file stay resident once read, so a pass over
+        a large mosaic would end up holding all of it; after this call they
+        are read again (usually from the OS file cache) when next needed.
+        In-memory images are untouched.
+        """
+        if not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        for image in self.images:
+            m = _mmap_of(image) if image is not None else None
+            if m is not None and not m.closed:
+                m.madvise(mmap.MADV_DONTNEED)
 
     @classmethod
     def from_arrays(cls, images, wcs=None):

@@ -164,6 +164,8 @@ def predict(mosaic, sources, distance_mpc, classifier=None, physical=None, batch
     for start in tqdm(starts, desc="classifying", unit="batch", disable=not progress):
         sl = slice(start, min(start + batch, n))
         cut = extract_stamps(mosaic, x[sl], y[sl], size=size)
+        # Peak memory stays one batch, not the whole mosaic read so far.
+        mosaic.release_pages()
         flags[sl] = cut.flags
         ok = ~np.all(np.isnan(cut.stamps), axis=(1, 2, 3))
         if not ok.any():
