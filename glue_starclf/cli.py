@@ -19,11 +19,13 @@ Star-cluster classification for HST mosaics (LEGUS, PHANGS-HST).
 Commands:
   classify  classify catalog (or detected) sources of a mosaic: LEGUS classes,
             age, mass, A_V, r_h with uncertainties, into a table and DS9 regions
+  classify-batch
+            classify many fields (a YAML manifest) on a dask.distributed cluster
   detect    find cluster candidates (V band, concentration-index cuts)
   models    list the models and their cards
   simulate  render mock HST data: a random galaxy field, a field anchored on a
             real LEGUS catalog, or a bank of cluster stamps for training
-  demo      render a random mock field and its preview (the README's demo)
+  demo      classify a mock field with the bundled models (the README's demo)
   bench     time the mock-data engine on this machine
 """
 
@@ -259,36 +261,26 @@ def _simulate_bank(args):
 # -- demo ----------------------------------------------------------------------
 
 def _add_demo(sub):
-    p = sub.add_parser("demo", help="render a random mock field and its preview",
-                       description="Render a random mock field with the engine, write it "
-                                   "and its preview. Classification of the field joins the "
-                                   "demo once the bundled models exist.")
+    p = sub.add_parser("demo", help="classify a mock field with the bundled models",
+                       description="Render a random mock field with the engine, classify its "
+                                   "sources with the bundled models, and write results.ecsv, "
+                                   "results.reg and summary.png (stamps by predicted class, "
+                                   "log age vs log mass, confusion against the mock truth).")
     p.add_argument("--out", default="demo-output", help="output folder (default demo-output)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--shape", default="1536")
     p.add_argument("--n-sources", type=int, default=250)
     p.add_argument("--distance-mpc", type=float, default=10.0)
+    p.add_argument("--models", help="folder of model cards (default: the bundled models)")
     p.set_defaults(func=_demo)
 
 
 def _demo(args):
-    from .sim.mosaic import random_field, write_mosaic
-    from .sim.preview import field_preview
-    t0 = time.perf_counter()
-    mock = random_field(seed=args.seed, shape=_shape(args.shape),
-                        distance_mpc=args.distance_mpc, n_sources=args.n_sources)
-    paths = write_mosaic(mock, args.out, prefix="demo", overwrite=True)
-    preview = os.path.join(args.out, "demo_preview.png")
-    field_preview(mock, preview)
-    counts = {c: int((mock.truth["class"] == c).sum()) for c in (1, 2, 3, 4)}
-    print(f"Rendered a mock field of {mock.images.shape[2]} x {mock.images.shape[1]} px at "
-          f"{mock.distance_mpc:g} Mpc in {time.perf_counter() - t0:.1f} s: "
-          + ", ".join(f"{n} class {c}" for c, n in counts.items()))
-    print(f"  mosaic: {os.path.dirname(paths['F555W'])}/demo_*_drc.fits")
-    print(f"  truth:  {paths['truth']}")
-    print(f"  preview: {preview}")
-    print("Not yet in this version: the bundled classifier and physical-parameter models, "
-          "so the demo does not classify the field yet (no results are made up).")
+    from .demo import run_demo
+    from .sim.mosaic import check_distance
+    check_distance(args.distance_mpc)
+    run_demo(args.out, seed=args.seed, shape=_shape(args.shape), n_sources=args.n_sources,
+             distance_mpc=args.distance_mpc, models=args.models)
     return 0
 
 
@@ -358,6 +350,40 @@ def _add_classify(sub):
     p.add_argument("--models", help="folder of model cards (default: the bundled models)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.set_defaults(func=_classify)
+
+
+def _add_classify_batch(sub):
+    p = sub.add_parser(
+        "classify-batch", help="classify many fields of a manifest on a dask cluster",
+        description="Classify the fields listed in a YAML manifest (band files, catalog or "
+                    "'detect', distance, output; see the README) on a dask.distributed "
+                    "cluster: a local cluster of worker processes, or the scheduler at "
+                    "--scheduler (e.g. one started by dask-jobqueue on SLURM). Results equal "
+                    "starclf classify's with as many torch threads; one table per field plus a "
+                    "merged table with a 'field' column. A failed field does not stop the "
+                    "others (exit status 1); a re-run skips the fields whose outputs are "
+                    "complete.")
+    p.add_argument("manifest", nargs="?", help="YAML manifest of the fields")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", metavar="ADDRESS",
+                       help="dask scheduler address, e.g. tcp://10.0.0.5:8786")
+    where.add_argument("--local-workers", type=int, metavar="N",
+                       help="start a local cluster of N worker processes (default: one per "
+                            "CPU core; with --bench: 2)")
+    p.add_argument("--models", help="folder of model cards (default: the manifest's 'models', "
+                                    "else the bundled models)")
+    p.add_argument("--torch-threads", type=int, default=1,
+                   help="torch threads per task (default 1)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="recompute every field and replace existing outputs")
+    p.add_argument("--bench", action="store_true",
+                   help="time mock fields on local clusters of 1 and N workers instead")
+    p.set_defaults(func=_classify_batch)
+
+
+def _classify_batch(args):
+    from .batch import command
+    return command(args)
 
 
 def _add_detect(sub):
@@ -474,6 +500,7 @@ def build_parser():
     parser.add_argument("--version", action="version", version=f"glue-starclf {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_classify(sub)
+    _add_classify_batch(sub)
     _add_detect(sub)
     _add_models(sub)
     _add_simulate(sub)
