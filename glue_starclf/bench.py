@@ -89,9 +89,8 @@ print(json.dumps({"seconds": time.perf_counter() - t, "sources": len(mock.truth)
 _NETS_WORKER = """
 import json, sys, time
 import numpy as np, torch
-from glue_starclf.networks import (BNReference, StarcNetReference, normalise_classifier,
-                                   normalise_physical)
-from glue_starclf.predict import load_ensemble
+from glue_starclf.networks import BNReference, StarcNetReference
+from glue_starclf.predict import BATCH, _classify, _physical, load_ensemble
 models = None if sys.argv[1] == "-" else sys.argv[1]
 n = int(sys.argv[2])
 rng = np.random.default_rng(0)
@@ -106,16 +105,17 @@ def rate(fn, n_obj, repeat=2):
         best = min(best, time.perf_counter() - t)
     return n_obj / best
 
-def ours(members, size, norm, extra):
+def ours(kind, ens):
+    # The inference path of predict(): normalisation, shared views, members, averaging.
+    size = ens.stamp_size
     def run(k):
         x = rng.normal(0, 0.02, (k, 5, size, size)).astype(np.float32)
         m = np.ones((k, 5), np.float32)
-        with torch.inference_mode():
-            for i in range(0, k, 512):
-                xb = torch.from_numpy(norm(x[i:i + 512], m[i:i + 512]))
-                mb = torch.from_numpy(m[i:i + 512])
-                for model, _ in members:
-                    model(xb, mb, *extra(len(xb)))
+        for i in range(0, k, BATCH):
+            if kind == "classifier":
+                _classify(ens, x[i:i + BATCH], m[i:i + BATCH])
+            else:
+                _physical(ens, x[i:i + BATCH], m[i:i + BATCH], 10.0)
     return run
 
 def reference(net, size, extra):
@@ -131,8 +131,8 @@ no_extra = lambda k: ()
 dist = lambda k: (torch.ones(k, 1),)
 out = {"threads": torch.get_num_threads(),
        "classifier_members": len(cls.members), "physical_members": len(phys.members),
-       "classifier_obj_s": rate(ours(cls.members, cls.stamp_size, normalise_classifier, no_extra), n),
-       "physical_obj_s": rate(ours(phys.members, phys.stamp_size, normalise_physical, dist), n),
+       "classifier_obj_s": rate(ours("classifier", cls), n),
+       "physical_obj_s": rate(ours("physical", phys), n),
        "starcnet_obj_s": rate(reference(StarcNetReference(), 32, no_extra), 256, repeat=1),
        "bn_obj_s": rate(reference(BNReference(), 64, dist), 256, repeat=1)}
 print(json.dumps(out))

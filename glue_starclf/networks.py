@@ -46,6 +46,7 @@ __all__ = [
     "StarClassifier", "StarcNetReference", "PhysicalNet", "BNReference",
     "gaussian_targets_3d", "gaussian_targets_1d", "decode_grid", "decode_1d",
     "normalise_classifier", "normalise_physical", "augment", "count_parameters",
+    "fuse_for_inference",
     "ARCHITECTURES", "build_network",
 ]
 
@@ -172,11 +173,18 @@ class StarClassifier(nn.Module):
             nn.Dropout(dropout), nn.Linear(hidden, N_CLASSES))
         self.to(memory_format=torch.channels_last)
 
+    def prepare(self, x):
+        """The zoomed views of ``x``; members with the same ``view_side`` can share them."""
+        return [v.contiguous(memory_format=torch.channels_last)
+                for v in _zoom_views(x, side=self.view_side)]
+
+    def forward_prepared(self, views, mask):
+        """Logits from `prepare`'s views."""
+        f = [p(v).mean(dim=(2, 3)) for p, v in zip(self.pathways, views)]
+        return self.head(torch.cat(f + [mask.to(views[0].dtype)], dim=1))
+
     def forward(self, x, mask):
-        views = _zoom_views(x, side=self.view_side)
-        f = [p(v.contiguous(memory_format=torch.channels_last)).mean(dim=(2, 3))
-             for p, v in zip(self.pathways, views)]
-        return self.head(torch.cat(f + [mask.to(x.dtype)], dim=1))
+        return self.forward_prepared(self.prepare(x), mask)
 
 
 class StarcNetReference(nn.Module):
@@ -273,17 +281,26 @@ class PhysicalNet(nn.Module):
         self.trunk, self.heads = _physical_heads(n_in, hidden)
         self.to(memory_format=torch.channels_last)
 
-    def forward(self, x, mask, log_distance):
+    def prepare(self, x):
+        """Channels-last input and aperture means; every member can share them."""
         n = x.shape[-1]
         apertures = []
         for a in _APERTURES:
             o = (n - a) // 2
             apertures.append(x[..., o:o + a, o:o + a].mean(dim=(2, 3)))
-        f = self.features(x.contiguous(memory_format=torch.channels_last)).mean(dim=(2, 3))
-        z = torch.cat(apertures + [f, mask.to(f.dtype),
-                                   log_distance.reshape(-1, 1).to(f.dtype)], 1)
+        return x.contiguous(memory_format=torch.channels_last), torch.cat(apertures, 1)
+
+    def forward_prepared(self, prepared, mask, log_distance):
+        """Logits of every head from `prepare`'s output."""
+        x, apertures = prepared
+        f = self.features(x).mean(dim=(2, 3))
+        z = torch.cat([apertures, f, mask.to(f.dtype),
+                       log_distance.reshape(-1, 1).to(f.dtype)], 1)
         z = self.trunk(z)
         return {k: head(z) for k, head in self.heads.items()}
+
+    def forward(self, x, mask, log_distance):
+        return self.forward_prepared(self.prepare(x), mask, log_distance)
 
 
 class _Bottleneck(nn.Module):
@@ -521,6 +538,12 @@ def _prepare(stamps, mask):
     return x, mask
 
 
+def _asinh_inplace(x):
+    """asinh of a float32 array in place (torch's vectorised kernel: several times numpy's)."""
+    torch.from_numpy(x).asinh_()
+    return x
+
+
 def normalise_classifier(stamps, mask=None):
     """Classifier input: shape and colour kept, brightness divided out.
 
@@ -560,9 +583,10 @@ def normalise_classifier(stamps, mask=None):
     scale = np.percentile(centre, 99, axis=-1)
     scale = np.where(mask, scale, -np.inf).max(axis=1)
     scale = np.maximum(scale, CLASSIFIER_SCALE_FLOOR)
-    y = np.arcsinh(x / (CLASSIFIER_SOFTENING * scale[:, None, None, None]))
-    y[~mask] = 0.0
-    return y.astype(np.float32)
+    x /= CLASSIFIER_SOFTENING * scale[:, None, None, None].astype(np.float32)
+    _asinh_inplace(x)
+    x[~mask] = 0.0
+    return x
 
 
 def normalise_physical(stamps, mask=None):
@@ -584,10 +608,11 @@ def normalise_physical(stamps, mask=None):
     ndarray, float32, shape (n, 5, ny, nx)
     """
     x, mask = _prepare(stamps, mask)
-    x = np.where(np.isfinite(x), x, 0.0)
-    y = np.arcsinh(x / BAND_SCALE_E_PER_S[None, :, None, None])
-    y[~mask] = 0.0
-    return y.astype(np.float32)
+    np.nan_to_num(x, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    x /= BAND_SCALE_E_PER_S[None, :, None, None]
+    _asinh_inplace(x)
+    x[~mask] = 0.0
+    return x
 
 
 # -- augmentation ----------------------------------------------------------------
@@ -637,6 +662,33 @@ def augment(x, rng, p_scale=0.5, scale=1.07):
 
 #: Networks a model card may name.
 ARCHITECTURES = {"StarClassifier": StarClassifier, "PhysicalNet": PhysicalNet}
+
+
+def fuse_for_inference(model):
+    """Fold each BatchNorm that follows a convolution into it, for inference only.
+
+    In eval mode a BatchNorm is a fixed per-channel affine map, so folding it
+    into the convolution's weights and bias gives the same outputs (to float
+    rounding) without the extra pass over the activations. The model is put
+    in eval mode and modified in place; do not train it afterwards.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+
+    Returns
+    -------
+    torch.nn.Module
+        ``model``.
+    """
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+    model.eval()
+    for seq in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
+        for i in range(len(seq) - 1):
+            if isinstance(seq[i], nn.Conv2d) and isinstance(seq[i + 1], nn.BatchNorm2d):
+                seq[i] = fuse_conv_bn_eval(seq[i], seq[i + 1])
+                seq[i + 1] = nn.Identity()
+    return model.to(memory_format=torch.channels_last)
 
 
 def build_network(architecture, **kwargs):

@@ -29,17 +29,22 @@ RESULT_COLUMNS = (
     "av", "av_lo", "av_hi", "r_h", "r_h_lo", "r_h_hi", "p_cb", "visibility", "flags")
 
 #: Sources per batch: bounds memory (a 64 px, 5-band stamp is 80 kB).
-BATCH = 2048
+BATCH = 1024
 
 
 class Ensemble:
-    """Members of one model family, loaded from their cards (no pickle)."""
+    """Members of one model family, loaded from their cards (no pickle), for inference.
+
+    BatchNorm layers are folded into the convolutions (`fuse_for_inference`).
+    """
 
     def __init__(self, cards):
         from .checkpoints import load_checkpoint
+        from .networks import fuse_for_inference
         if not cards:
             raise ValueError("an ensemble needs at least one model card")
-        self.members = [load_checkpoint(c) for c in cards]
+        self.members = [(fuse_for_inference(model), card)
+                        for model, card in (load_checkpoint(c) for c in cards)]
         families = {card.get("family") for _, card in self.members}
         if len(families) != 1:
             raise ValueError(f"models of different families in one ensemble: {families}")
@@ -69,7 +74,16 @@ def load_ensemble(family, folder=None):
     return Ensemble(cards)
 
 
+def _shared_inputs(members, x):
+    """``prepare(x)`` of the first member, reused by all when their settings agree."""
+    first = members[0][0]
+    same = all(type(m) is type(first) and getattr(m, "view_side", None) ==
+               getattr(first, "view_side", None) for m, _ in members)
+    return first.prepare(x) if same else None
+
+
 def _classify(ens, stamps, mask):
+    """Mean class probabilities, the classes 1-4 and the members' vote fractions."""
     import torch
 
     from .networks import normalise_classifier
@@ -77,8 +91,10 @@ def _classify(ens, stamps, mask):
     m = torch.from_numpy(mask)
     probs = []
     with torch.inference_mode():
+        shared = _shared_inputs(ens.members, x)
         for model, card in ens.members:
-            logits = model(x, m) / float(card.get("temperature", 1.0))
+            logits = (model.forward_prepared(shared, m) if shared is not None else model(x, m))
+            logits = logits / float(card.get("temperature", 1.0))
             probs.append(torch.softmax(logits, dim=1).numpy())
     probs = np.stack(probs)                      # (members, n, 4)
     mean = probs.mean(axis=0)
@@ -88,6 +104,7 @@ def _classify(ens, stamps, mask):
 
 
 def _physical(ens, stamps, mask, distance_mpc):
+    """Softmax outputs of every head, averaged over the members."""
     import torch
 
     from .networks import normalise_physical
@@ -96,8 +113,11 @@ def _physical(ens, stamps, mask, distance_mpc):
     d = torch.full((len(stamps), 1), math.log10(distance_mpc))
     acc = {}
     with torch.inference_mode():
+        shared = _shared_inputs(ens.members, x)
         for model, _ in ens.members:
-            for k, v in model(x, m, d).items():
+            out = (model.forward_prepared(shared, m, d) if shared is not None
+                   else model(x, m, d))
+            for k, v in out.items():
                 acc[k] = acc.get(k, 0.0) + torch.softmax(v, dim=1).numpy() / len(ens.members)
     return acc
 

@@ -161,3 +161,26 @@ def test_zoom_views_crop_and_resample():
     assert views[0].sum() > 0 and views[1].abs().sum() == 0 and views[2].abs().sum() == 0
     flat = N._zoom_views(torch.full((1, 5, 32, 32), 2.0), side=16)
     assert all(torch.allclose(v, torch.tensor(2.0)) for v in flat)
+
+
+@pytest.mark.parametrize("name", ["StarClassifier", "PhysicalNet"])
+def test_fuse_for_inference_keeps_outputs(name):
+    net = N.build_network(name)
+    net.train()
+    with torch.no_grad():  # non-trivial running statistics
+        for _ in range(3):
+            x = torch.randn(16, 5, 32 if name == "StarClassifier" else 64,
+                            32 if name == "StarClassifier" else 64) * 2 + 0.5
+            args = (x, torch.ones(16, 5)) + (() if name == "StarClassifier"
+                                             else (torch.ones(16, 1),))
+            net(*args)
+    net.eval()
+    with torch.inference_mode():
+        ref = net(*args)
+        fused = N.fuse_for_inference(net)
+        out = fused(*args)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+    ref = ref if isinstance(ref, dict) else {"logits": ref}
+    out = out if isinstance(out, dict) else {"logits": out}
+    for k in ref:
+        torch.testing.assert_close(out[k], ref[k], rtol=1e-4, atol=1e-4)
