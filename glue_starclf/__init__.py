@@ -8,10 +8,28 @@ __version__ = "0.1.0"
 
 __all__ = ["__version__", "setup"]
 
+_setup_done = False
+
 
 def setup():
     """Entry point of the ``glue.plugins`` group.
 
-    The viewers, tools and data factories arrive with the glue plugin issue;
-    until then the plugin loads and registers nothing.
+    Registers lazily: glue's registries import `glue_starclf.glue_io` (data
+    factories and exporters, no Qt) and `glue_starclf.qt` (viewers, tools,
+    menu items) the first time their members are needed, so loading the
+    plugin imports neither Qt nor torch. Calling it again does nothing.
     """
+    global _setup_done
+    if _setup_done:
+        return
+    from glue.config import data_exporter, data_factory, viewer_tool
+    data_factory.lazy_add("glue_starclf.glue_io")
+    data_exporter.lazy_add("glue_starclf.glue_io")
+    try:
+        from glue_qt.config import menubar_plugin, qt_client
+    except ImportError:  # glue without its Qt application: data only
+        pass
+    else:
+        for registry in (qt_client, menubar_plugin, viewer_tool):
+            registry.lazy_add("glue_starclf.qt")
+    _setup_done = True

@@ -17,7 +17,7 @@ COMMANDS = {
                        "train one member of the physical-parameter ensemble"),
     "ensemble": ("training.ensemble",
                  "train independently seeded members of one family into a models folder"),
-    "evaluate": ("training.evaluate", "report of a classifier ensemble on a labelled bank"),
+    "evaluate": ("training.evaluate", "reports of the ensembles on labelled banks"),
     "finetune": ("training.finetune",
                  "fine-tune a classifier member on a user's labelled sources"),
 }

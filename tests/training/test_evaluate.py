@@ -1,5 +1,8 @@
 import json
 
+import numpy as np
+import pytest
+
 from training.__main__ import main
 
 
@@ -24,3 +27,117 @@ def test_evaluate_without_models(trained_models, tmp_path, capsys):
     err = capsys.readouterr().err
     assert status == 2
     assert "no classifier models" in err and len(err.strip().splitlines()) == 1
+
+
+def test_classifier_report_covers_the_issue_list(trained_models, tmp_path, capsys):
+    out = tmp_path / "report"
+    status = main(["evaluate", "--models", str(trained_models["models"]),
+                   "--bank", str(trained_models["classifier_bank"]), "--out", str(out)])
+    assert status == 0, capsys.readouterr().err
+    report = (out / "classifier_report.md").read_text()
+    for text in ("4-class, counts and row-normalised", "Binary, counts and row-normalised",
+                 "average precision, binary", "entropy", "leave-one-field-out", "held out",
+                 "Held-out fields pooled", "target"):
+        assert text in report, text
+    data = json.loads((out / "classifier_metrics.json").read_text())
+    m = data["metrics"]
+    conf, binary = np.array(m["confusion"]), np.array(m["binary_confusion"])
+    # the binary matrix is the 4-class one folded: classes 1+2 vs 3+4
+    assert binary.tolist() == [[conf[:2, :2].sum(), conf[:2, 2:].sum()],
+                               [conf[2:, :2].sum(), conf[2:, 2:].sum()]]
+    assert m["binary_accuracy"] == pytest.approx(np.trace(binary) / binary.sum())
+    assert len(m["average_precision"]) == 4
+    assert all(0 <= a <= 1 for a in m["average_precision"])
+    assert set(m["reliability"]) == {"before", "after"}
+    # the model trained on this very bank: its one field is not held out
+    assert [r["in_training"] for r in data["per_field"].values()] == [True]
+    assert data["held_out_fields"] is None
+    assert data["targets_met"]["accuracy"] == (m["accuracy"] >= 0.80)
+
+
+def test_physical_report(trained_models, tmp_path, capsys):
+    from glue_starclf.checkpoints import load_checkpoint
+    from training.banks import open_bank
+    from training.train_physical import physical_metrics, predict
+    out = tmp_path / "report"
+    status = main(["evaluate", "--models", str(trained_models["models"]),
+                   "--bank", str(trained_models["physical_bank"]), "--out", str(out)])
+    assert status == 0, capsys.readouterr().err
+    assert not (out / "classifier_report.md").exists()
+    report = (out / "physical_report.md").read_text()
+    for text in ("log age", "log mass", "A_V", "log r_h", "cluster/background AUC",
+                 "F336W/F438W/F814W", "physical_report.png", "004 Fig. 10"):
+        assert text in report, text
+    assert (out / "physical_report.png").stat().st_size > 20_000
+    data = json.loads((out / "physical_metrics.json").read_text())
+    five = data["metrics"]["five_bands"]
+    # one member: the ensemble's numbers are that member's
+    stamps, truth, _ = open_bank(trained_models["physical_bank"])
+    model, _ = load_checkpoint(trained_models["physical"])
+    own = physical_metrics(predict(model, np.asarray(stamps),
+                                   np.asarray(truth["distance_mpc"], np.float32)), truth)
+    for key in ("p95_abs_err_log_age", "p95_abs_err_log_mass", "p95_abs_err_av",
+                "p95_abs_err_log_r_h", "cb_auc"):
+        assert five[key] == pytest.approx(own[key], rel=1e-5), key
+        assert f"{five[key]:.3f}" in report
+    assert five["n_clusters"] + five["n_background"] == len(truth)
+    assert set(data["targets_met"]) == {"log_age", "log_mass", "av", "log_r_h", "cb_auc"}
+    assert data["targets_met"]["cb_auc"] == (five["cb_auc"] >= 0.98)
+
+
+def test_both_families_in_one_run(trained_models, tmp_path, capsys):
+    out = tmp_path / "report"
+    status = main(["evaluate", "--models", str(trained_models["models"]),
+                   "--bank", str(trained_models["classifier_bank"]),
+                   "--bank", str(trained_models["physical_bank"]), "--out", str(out)])
+    assert status == 0, capsys.readouterr().err
+    for name in ("classifier_report.md", "classifier_metrics.json", "physical_report.md",
+                 "physical_metrics.json"):
+        assert (out / name).is_file(), name
+
+
+def test_physical_bank_without_physical_models(trained_models, tmp_path, capsys):
+    import shutil
+    models = tmp_path / "models"
+    models.mkdir()
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(trained_models["classifier"].with_suffix(suffix), models)
+    status = main(["evaluate", "--models", str(models), "--bank",
+                   str(trained_models["physical_bank"]), "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert "no physical models" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+
+
+def test_training_fields_from_the_cards(tmp_path):
+    from astropy.table import Table
+
+    from training.evaluate import training_fields
+    legus = tmp_path / "legus"
+    legus.mkdir()
+    (legus / "meta.json").write_text(json.dumps({"kind": "legus"}))
+    Table({"field": ["ngc1", "ngc1", "ngc2", "ngc3"]}).write(legus / "truth.ecsv")
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "meta.json").write_text(json.dumps({"kind": "classifier"}))
+    Table({"class": [1, 2]}).write(plain / "truth.ecsv")
+    cards = [{"training": {"banks": [str(legus), str(plain)], "val_fields": "ngc3"}},
+             {"training": {"banks": [str(legus)], "val_fields": "ngc2,ngc3"}},
+             {"training": {"banks": [str(tmp_path / "gone")], "val_fields": ""}}]
+    used, missing = training_fields(cards)
+    assert used == {"ngc1", "ngc2", "classifier-plain"}
+    assert missing == [str(tmp_path / "gone")]
+    assert training_fields(cards[1:2]) == ({"ngc1"}, [])
+
+
+def test_precision_recall_and_roc():
+    from training.evaluate import precision_recall, roc_curve
+    score = np.array([0.9, 0.8, 0.7, 0.6, 0.5])
+    prec, rec, ap = precision_recall(score, np.array([1, 0, 1, 0, 0], bool))
+    np.testing.assert_allclose(prec, [1, 0.5, 2 / 3, 0.5, 0.4])
+    np.testing.assert_allclose(rec, [0.5, 0.5, 1, 1, 1])
+    assert ap == pytest.approx((1 + 2 / 3) / 2)
+    fpr, tpr = roc_curve(score, np.array([1, 1, 0, 0, 0], bool))
+    np.testing.assert_allclose(tpr, [0, 0.5, 1, 1, 1, 1])
+    np.testing.assert_allclose(fpr, [0, 0, 0, 1 / 3, 2 / 3, 1])

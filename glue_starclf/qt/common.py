@@ -1,0 +1,294 @@
+"""Qt pieces shared by the plugin's tools, viewers and menu actions.
+
+- `notify`: a non-blocking message box (glue keeps running behind it); every
+  message is also kept in `MESSAGES` and logged, so tests and the log see
+  what the user saw.
+- `ModelChooser`: bundled models (default) or a models folder.
+- `DistanceEdit`: the galaxy distance in Mpc.
+- `JobRunner`: runs `glue_starclf.glue_results.run_job` in a `QThread`
+  with a progress dialog and Cancel; the result is handed to a callback in
+  the GUI thread only when the work completed, so a cancelled or failed
+  job adds nothing.
+"""
+
+import logging
+import threading
+import time
+
+from qtpy import QtCore, QtWidgets
+from qtpy.QtCore import Qt
+
+from ..glue_results import NoSources, run_job
+
+__all__ = ["MESSAGES", "notify", "one_line", "ModelChooser", "DistanceEdit", "JobRunner",
+           "Cancelled", "RUNNING"]
+
+log = logging.getLogger("glue_starclf")
+
+#: Every message shown, as ``(level, text)``, oldest first.
+MESSAGES = []
+
+#: Runners whose thread has not finished yet (kept alive until then).
+RUNNING = set()
+
+_ICONS = {"information": QtWidgets.QMessageBox.Information,
+          "warning": QtWidgets.QMessageBox.Warning,
+          "error": QtWidgets.QMessageBox.Critical}
+
+#: The models folder chosen last in this session (the default next time).
+_last_folder = {"path": ""}
+
+
+def one_line(exc):
+    """A one-line description of an exception for a message box."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def notify(parent, text, level="information", title="Star clusters"):
+    """Show a message without blocking the event loop, and record it.
+
+    Parameters
+    ----------
+    parent : QWidget or None
+    text : str
+    level : {"information", "warning", "error"}
+    title : str
+
+    Returns
+    -------
+    QMessageBox
+    """
+    MESSAGES.append((level, text))
+    getattr(log, "info" if level == "information" else "warning")("%s", text)
+    box = QtWidgets.QMessageBox(_ICONS[level], title, text, QtWidgets.QMessageBox.Ok, parent)
+    box.setAttribute(Qt.WA_DeleteOnClose)
+    box.setModal(False)
+    box.show()
+    return box
+
+
+class ModelChooser(QtWidgets.QWidget):
+    """Bundled models (default) or the models of a folder."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.combo = QtWidgets.QComboBox()
+        self.combo.addItems(["Bundled models", "Models folder"])
+        self.folder = QtWidgets.QLineEdit(_last_folder["path"])
+        self.folder.setPlaceholderText("folder with classifier-*.json / physical-*.json")
+        self.browse = QtWidgets.QPushButton("Browse…")
+        lay = QtWidgets.QHBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.combo)
+        lay.addWidget(self.folder, 1)
+        lay.addWidget(self.browse)
+        self.combo.currentIndexChanged.connect(self._sync)
+        self.browse.clicked.connect(self._browse)
+        if _last_folder["path"]:
+            self.combo.setCurrentIndex(1)
+        self._sync()
+
+    def _sync(self, *args):
+        custom = self.combo.currentIndex() == 1
+        self.folder.setEnabled(custom)
+        self.browse.setEnabled(custom)
+
+    def _browse(self):
+        path = QtWidgets.QFileDialog.getExistingDirectory(self, "Models folder",
+                                                          self.folder.text())
+        if path:
+            self.folder.setText(path)
+
+    def set_folder(self, path):
+        """Choose a models folder (None or "" for the bundled models)."""
+        self.folder.setText(str(path or ""))
+        self.combo.setCurrentIndex(1 if path else 0)
+
+    def value(self):
+        """The models folder, or None for the bundled models.
+
+        Raises
+        ------
+        ValueError
+            If a folder is chosen but not given.
+        """
+        if self.combo.currentIndex() == 0:
+            return None
+        path = self.folder.text().strip()
+        if not path:
+            raise ValueError("choose a models folder, or the bundled models")
+        _last_folder["path"] = path
+        return path
+
+
+class DistanceEdit(QtWidgets.QWidget):
+    """Galaxy distance [Mpc] with a note on where the default came from."""
+
+    def __init__(self, distance=None, source="", parent=None):
+        super().__init__(parent)
+        self.edit = QtWidgets.QLineEdit("" if distance is None else f"{distance:g}")
+        self.edit.setPlaceholderText("Mpc")
+        self.note = QtWidgets.QLabel(source)
+        self.note.setStyleSheet("color: gray")
+        lay = QtWidgets.QHBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.edit)
+        lay.addWidget(QtWidgets.QLabel("Mpc"))
+        lay.addWidget(self.note, 1)
+
+    def value(self):
+        """The distance in Mpc.
+
+        Raises
+        ------
+        ValueError
+            If it is not a positive number.
+        """
+        text = self.edit.text().strip()
+        try:
+            d = float(text)
+        except ValueError:
+            raise ValueError(f"distance {text!r} is not a number of Mpc") from None
+        if not (d > 0 and d < 1e4):
+            raise ValueError(f"distance {text} Mpc must be positive (the models know 3-20 Mpc)")
+        return d
+
+
+class Cancelled(Exception):
+    """Raised inside the worker by the progress callback after Cancel."""
+
+
+class _JobThread(QtCore.QThread):
+    progress = QtCore.Signal(int, int)
+    succeeded = QtCore.Signal(object)
+    failed = QtCore.Signal(str, bool)  # message, True for "nothing to classify"
+
+    def __init__(self, job):
+        super().__init__()
+        self.job = job
+        self.cancel_requested = threading.Event()
+
+    def _callback(self, done, total):
+        if self.cancel_requested.is_set():
+            raise Cancelled()
+        self.progress.emit(int(done), int(total))
+
+    def run(self):
+        try:
+            table = run_job(self.job, callback=self._callback)
+        except Cancelled:
+            return
+        except NoSources as exc:
+            self.failed.emit(one_line(exc), True)
+        except Exception as exc:  # shown to the user, never a traceback
+            log.debug("classification failed", exc_info=True)
+            self.failed.emit(f"{type(exc).__name__}: {one_line(exc)}", False)
+        else:
+            if not self.cancel_requested.is_set():
+                self.succeeded.emit(table)
+
+
+class JobRunner(QtCore.QObject):
+    """Run a classification job in a thread, with a progress dialog and Cancel.
+
+    Parameters
+    ----------
+    job : glue_starclf.glue_results.ClassifyJob
+    on_result : callable
+        Called in the GUI thread with the results table when the job
+        completed (not after Cancel or an error); its own errors are shown
+        as a message.
+    parent : QWidget, optional
+        Parent of the progress dialog and the messages.
+    title : str
+
+    Attributes
+    ----------
+    state : str
+        ``"running"``, then ``"done"``, ``"cancelled"``, ``"failed"`` or
+        ``"empty"`` (nothing to classify).
+    message : str
+        The last message shown about this job.
+    """
+
+    finished = QtCore.Signal(str)
+
+    def __init__(self, job, on_result, parent=None, title="Classifying sources"):
+        super().__init__()
+        self.job = job
+        self.on_result = on_result
+        self.widget = parent
+        self.state = "idle"
+        self.message = ""
+        self.started_at = None
+        self.thread = _JobThread(job)
+        self.thread.progress.connect(self._on_progress)
+        self.thread.succeeded.connect(self._on_succeeded)
+        self.thread.failed.connect(self._on_failed)
+        self.thread.finished.connect(self._on_thread_finished)
+        self.dialog = QtWidgets.QProgressDialog(f"{title}…", "Cancel", 0, 0, parent)
+        self.dialog.setWindowTitle(title)
+        self.dialog.setWindowModality(Qt.WindowModal)
+        self.dialog.setMinimumDuration(0)
+        self.dialog.setAutoClose(False)
+        self.dialog.setAutoReset(False)
+        self.dialog.canceled.connect(self.cancel)
+
+    def start(self):
+        """Start the worker thread and show the progress dialog."""
+        self.state = "running"
+        self.started_at = time.perf_counter()
+        RUNNING.add(self)
+        self.dialog.show()
+        self.thread.start()
+
+    def cancel(self):
+        """Stop: the dialog closes now, the worker stops after its current batch."""
+        if self.state != "running":
+            return
+        self.thread.cancel_requested.set()
+        self._finish("cancelled", "Classification cancelled: nothing was added.", "information")
+
+    def _on_progress(self, done, total):
+        if self.state != "running":
+            return
+        self.dialog.setMaximum(max(total, 1))
+        self.dialog.setValue(done)
+        self.dialog.setLabelText(f"Classifying {total:,} sources: {done:,} done")
+
+    def _on_succeeded(self, table):
+        if self.state != "running":
+            return
+        try:
+            text = self.on_result(table)
+        except Exception as exc:
+            log.debug("adding the results failed", exc_info=True)
+            self._finish("failed", f"The results could not be added: {one_line(exc)}", "error")
+            return
+        self._finish("done", text, "information")
+
+    def _on_failed(self, text, empty):
+        if self.state != "running":
+            return
+        if empty:
+            self._finish("empty", f"Nothing to classify: {text}. No dataset was made.",
+                         "warning")
+        else:
+            self._finish("failed", f"Classification failed, nothing was added.\n{text}",
+                         "error")
+
+    def _finish(self, state, text, level):
+        self.state = state
+        self.message = text or ""
+        self.dialog.canceled.disconnect(self.cancel)
+        self.dialog.close()
+        if text:
+            notify(self.widget, text, level)
+        self.finished.emit(state)
+
+    def _on_thread_finished(self):
+        if self.state == "running":  # the thread ended without a verdict
+            self._finish("failed", "Classification stopped unexpectedly; nothing was added.",
+                         "error")
+        RUNNING.discard(self)

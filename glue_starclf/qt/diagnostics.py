@@ -1,0 +1,131 @@
+"""The diagnostics layout: linked views of the results as in StarcNet (001) Figs. 9-11.
+
+One action opens a tab with four linked glue viewers of a results dataset:
+
+1. colour-colour diagram, U-B against V-I (U-B increasing downward);
+2. log age against log mass;
+3. luminosity function: histogram of the V aperture magnitude;
+4. mass function: histogram of log mass;
+
+each with the four LEGUS classes as coloured subsets (`CLASS_LABELS`), so a
+selection in any view (or the image) shows up in all of them.
+"""
+
+from glue_qt.viewers.histogram import HistogramViewer
+from glue_qt.viewers.scatter import ScatterViewer
+
+from ..glue_io import result_label
+from .inspector import CLASS_COLOURS
+
+__all__ = ["CLASS_LABELS", "COLOURS", "class_subsets", "colour_components",
+           "diagnostics_layout"]
+
+#: Subset-group labels of the LEGUS classes.
+CLASS_LABELS = {1: "class 1 (symmetric)", 2: "class 2 (asymmetric)",
+                3: "class 3 (association)", 4: "class 4 (non-cluster)"}
+
+#: Derived colour components: ``{label: (band minuend, band subtrahend)}``.
+COLOURS = {"V-I": ("F555W", "F814W"), "U-B": ("F336W", "F438W")}
+
+
+def class_subsets(data_collection, data):
+    """One subset group per LEGUS class of a results dataset (made or updated).
+
+    Returns
+    -------
+    list of glue.core.subset_group.SubsetGroup
+    """
+    label = result_label(data, "class")
+    groups = []
+    for k, name in CLASS_LABELS.items():
+        state = data.id[label] == k
+        group = next((g for g in data_collection.subset_groups if g.label == name), None)
+        if group is None:
+            group = data_collection.new_subset_group(name, state)
+        else:
+            group.subset_state = state
+        group.style.color = CLASS_COLOURS[k]
+        group.style.markersize = 5
+        group.style.alpha = 0.8
+        groups.append(group)
+    return groups
+
+
+def colour_components(data):
+    """Add the derived colours of `COLOURS` to a results dataset (when absent).
+
+    Returns
+    -------
+    dict
+        ``{label: ComponentID}`` of the colours available.
+    """
+    out = {}
+    labels = [c.label for c in data.components]
+    for name, (a, b) in COLOURS.items():
+        if name in labels:
+            out[name] = data.id[name]
+            continue
+        la, lb = result_label(data, f"mag_{a}"), result_label(data, f"mag_{b}")
+        if la is not None and lb is not None:
+            data[name] = data.id[la] - data.id[lb]
+            out[name] = data.id[name]
+    return out
+
+
+def _style(viewer, data):
+    for layer in viewer.layers:
+        if layer.layer is data:
+            layer.state.color = "#9a9a9a"
+            layer.state.alpha = 0.5
+            if hasattr(layer.state, "size"):
+                layer.state.size = 3
+
+
+def diagnostics_layout(app, data):
+    """Open the four linked diagnostic views of a results dataset in a new tab.
+
+    Parameters
+    ----------
+    app : glue_qt.app.application.GlueApplication
+    data : glue.core.data.Data
+        Results (the ``star clusters`` dataset, or a catalog with result columns).
+
+    Returns
+    -------
+    list of viewers
+        Colour-colour, age-mass, luminosity function, mass function.
+    """
+    class_subsets(app.data_collection, data)
+    colours = colour_components(data)
+    app.new_tab()
+    app.tab_widget.setTabText(app.tab_count - 1, "Diagnostics")
+    views = []
+    cc = app.new_data_viewer(ScatterViewer, data=data)
+    if {"V-I", "U-B"} <= set(colours):
+        cc.state.x_att = colours["V-I"]
+        cc.state.y_att = colours["U-B"]
+        cc.state.flip_y()
+    cc.state.title = "Colour–colour"
+    views.append(cc)
+    am = app.new_data_viewer(ScatterViewer, data=data)
+    am.state.x_att = data.id[result_label(data, "log_age")]
+    am.state.y_att = data.id[result_label(data, "log_mass")]
+    am.state.title = "Age–mass"
+    views.append(am)
+    for name, title in (("mag_F555W", "Luminosity function (V)"),
+                        ("log_mass", "Mass function")):
+        label = result_label(data, name)
+        if label is None:
+            continue
+        h = app.new_data_viewer(HistogramViewer, data=data)
+        h.state.x_att = data.id[label]
+        h.state.hist_n_bin = 12
+        h.state.title = title
+        views.append(h)
+    area = app.current_tab.size()
+    w, hgt = max(area.width() // 2 - 4, 320), max(area.height() // 2 - 4, 240)
+    for i, v in enumerate(views):
+        _style(v, data)
+        v.viewer_size = (w, hgt)
+        v.position = ((i % 2) * w, (i // 2) * hgt)
+    return views

@@ -1,0 +1,531 @@
+"""The cluster inspector: a gallery of the sources of a subset of the results.
+
+For each source of the chosen subset (all sources when none), sorted by
+class entropy (most uncertain first), by p_cluster or by V magnitude: an
+RGB stamp (F814W, F555W, F438W/F336W) and the five bands, the four class
+probabilities as bars, the age-A_V posterior map of the physical network
+marginalised over mass (as Bialopetravičius & Narbutis 2020, Fig. 21),
+r_h and visibility. Clicking a stamp selects that source in every viewer
+(the subset group `PICK_LABEL`; Ctrl-click adds to it).
+
+The viewer keeps its choices in its glue state (`InspectorState`), so a
+saved session restores them.
+"""
+
+import logging
+
+import numpy as np
+from echo import CallbackProperty
+from glue.core import BaseData
+from glue.viewers.common.layer_artist import LayerArtist
+from glue.viewers.common.state import ViewerState
+from glue_qt.viewers.common.data_viewer import DataViewer
+from qtpy import QtCore, QtGui, QtWidgets
+from qtpy.QtCore import Qt
+
+from ..bands import BANDS
+from ..glue_io import MOSAIC, RESULTS_META_KEY, kind_of, mosaic_from_data, result_label
+from ..glue_results import MOSAIC_KEY, column, posterior_maps
+from .common import notify, one_line
+
+__all__ = ["ClusterInspectorViewer", "InspectorState", "InspectorLayerArtist", "SORT_KEYS",
+           "PICK_LABEL", "STAMP_SIZE", "CLASS_COLOURS", "stretch", "rgb_stamp"]
+
+log = logging.getLogger("glue_starclf")
+
+#: Sort choices: ``{name: (result column, descending)}``.
+SORT_KEYS = {"entropy": ("class_entropy", True), "p_cluster": ("p_cluster", True),
+             "magnitude": ("mag_F555W", False)}
+
+#: Label of the subset group made by clicking a stamp.
+PICK_LABEL = "picked cluster"
+
+#: Side of the stamps shown [px].
+STAMP_SIZE = 32
+
+#: Colour of each LEGUS class in the probability bars.
+CLASS_COLOURS = {1: "#2ca02c", 2: "#1f77b4", 3: "#ff7f0e", 4: "#d62728"}
+
+_RGB_BANDS = (("F814W",), ("F555W",), ("F438W", "F336W"))
+_ensembles = {}
+
+
+def stretch(image, q=8.0):
+    """An arcsinh stretch of a stamp to [0, 1] between its 5th and 99.7th percentiles.
+
+    Parameters
+    ----------
+    image : ndarray
+    q : float
+        Softening: larger shows fainter structure.
+
+    Returns
+    -------
+    ndarray
+        Same shape, NaN as 0.
+    """
+    finite = np.isfinite(image)
+    if not finite.any():
+        return np.zeros(image.shape)
+    lo, hi = np.percentile(image[finite], [5.0, 99.7])
+    x = (np.where(finite, image, lo) - lo) / (hi - lo if hi > lo else 1.0)
+    return np.clip(np.arcsinh(q * x) / np.arcsinh(q), 0.0, 1.0)
+
+
+def rgb_stamp(stamp, band_mask):
+    """RGB uint8 image (size, size, 3) of a 5-band stamp (grey with fewer than three bands)."""
+    chans = []
+    for names in _RGB_BANDS:
+        j = next((BANDS.index(b) for b in names if band_mask[BANDS.index(b)]), None)
+        chans.append(j)
+    if None in chans:
+        j = next((i for i in (3, 4, 2, 1, 0) if band_mask[i]), 0)
+        grey = stretch(stamp[j])
+        rgb = np.stack([grey] * 3, axis=-1)
+    else:
+        rgb = np.stack([stretch(stamp[j]) for j in chans], axis=-1)
+    return np.ascontiguousarray((rgb[::-1] * 255).astype(np.uint8))  # y up
+
+
+def _pixmap(rgb, scale):
+    h, w = rgb.shape[:2]
+    if rgb.ndim == 2:
+        rgb = np.ascontiguousarray(np.stack([rgb] * 3, axis=-1))
+    image = QtGui.QImage(rgb.data, w, h, 3 * w, QtGui.QImage.Format_RGB888).copy()
+    return QtGui.QPixmap.fromImage(image).scaled(w * scale, h * scale, Qt.IgnoreAspectRatio,
+                                                 Qt.FastTransformation)
+
+
+def _posterior_rgb(grid):
+    """Viridis image (A_V up, log age right) of a (20, 10) posterior."""
+    import matplotlib
+    p = np.asarray(grid, float).T[::-1]  # rows: A_V from high to low
+    p = p / p.max() if np.isfinite(p).all() and p.max() > 0 else np.zeros_like(p)
+    rgba = matplotlib.colormaps["viridis"](p)
+    return np.ascontiguousarray((rgba[..., :3] * 255).astype(np.uint8))
+
+
+class _Bars(QtWidgets.QWidget):
+    """Four class-probability bars."""
+
+    def __init__(self, probs, parent=None):
+        super().__init__(parent)
+        self.probs = [0.0 if not np.isfinite(p) else float(p) for p in probs]
+        self.setFixedHeight(56)
+        self.setMinimumWidth(120)
+        self.setToolTip("class probabilities: " + ", ".join(
+            f"{k + 1}: {p:.2f}" for k, p in enumerate(self.probs)))
+
+    def paintEvent(self, event):
+        painter = QtGui.QPainter(self)
+        font = painter.font()
+        font.setPointSizeF(7.5)
+        painter.setFont(font)
+        w, h = self.width(), self.height()
+        bw = w / 4.0
+        top, bottom = 12, 12
+        for k, p in enumerate(self.probs):
+            x = k * bw + 4
+            bar_h = (h - top - bottom) * p
+            painter.fillRect(QtCore.QRectF(x, h - bottom - bar_h, bw - 8, max(bar_h, 1)),
+                             QtGui.QColor(CLASS_COLOURS[k + 1]))
+            painter.setPen(QtGui.QColor("#333333"))
+            painter.drawText(QtCore.QRectF(x - 2, h - bottom - bar_h - top, bw - 4, top),
+                             Qt.AlignCenter, f"{p:.2f}")
+            painter.drawText(QtCore.QRectF(x - 2, h - bottom + 1, bw - 4, bottom - 1),
+                             Qt.AlignCenter, f"class {k + 1}")
+        painter.end()
+
+
+class _Tile(QtWidgets.QFrame):
+    """One source of the gallery; a click picks it."""
+
+    clicked = QtCore.Signal(int, bool)
+
+    def __init__(self, row, info, stamp, band_mask, grid, picked, parent=None):
+        super().__init__(parent)
+        self.row = row
+        self.setFrameShape(QtWidgets.QFrame.StyledPanel)
+        self.setLineWidth(2)
+        self.setStyleSheet("QFrame#tile { border: 3px solid %s; border-radius: 4px; }"
+                           % ("#ff00ff" if picked else "#cccccc"))
+        self.setObjectName("tile")
+        self.setCursor(Qt.PointingHandCursor)
+        lay = QtWidgets.QVBoxLayout(self)
+        lay.setContentsMargins(5, 5, 5, 5)
+        lay.setSpacing(3)
+        head = QtWidgets.QLabel(info["title"])
+        head.setStyleSheet("font-weight: bold")
+        lay.addWidget(head)
+        top = QtWidgets.QHBoxLayout()
+        rgb = QtWidgets.QLabel()
+        rgb.setPixmap(_pixmap(rgb_stamp(stamp, band_mask), 3))
+        rgb.setToolTip("RGB: F814W, F555W, F438W (F336W)")
+        top.addWidget(rgb)
+        post = QtWidgets.QVBoxLayout()
+        pm = QtWidgets.QLabel()
+        if grid is not None and np.isfinite(grid).all():
+            pm.setPixmap(_pixmap(_posterior_rgb(grid), 5))
+            pm.setToolTip("age–A_V posterior (marginalised over mass): "
+                          "log age 6.6→10.1 to the right, A_V 0→3 mag upward")
+        else:
+            pm.setText("no posterior")
+            pm.setFixedSize(100, 50)
+            pm.setAlignment(Qt.AlignCenter)
+            pm.setStyleSheet("background: #eeeeee; color: #777777")
+        post.addWidget(pm)
+        cap = QtWidgets.QLabel("log age →  (A_V ↑)")
+        cap.setStyleSheet("color: #666666; font-size: 9px")
+        post.addWidget(cap)
+        post.addStretch(1)
+        top.addLayout(post)
+        lay.addLayout(top)
+        bands = QtWidgets.QHBoxLayout()
+        bands.setSpacing(2)
+        for j, band in enumerate(BANDS):
+            lab = QtWidgets.QLabel()
+            if band_mask[j]:
+                grey = (stretch(stamp[j])[::-1] * 255).astype(np.uint8)
+                lab.setPixmap(_pixmap(np.ascontiguousarray(grey), 1))
+            else:
+                lab.setText("—")
+                lab.setFixedSize(STAMP_SIZE, STAMP_SIZE)
+                lab.setAlignment(Qt.AlignCenter)
+            lab.setToolTip(band + ("" if band_mask[j] else " (missing)"))
+            bands.addWidget(lab)
+        bands.addStretch(1)
+        lay.addLayout(bands)
+        lay.addWidget(_Bars(info["probs"]))
+        text = QtWidgets.QLabel(info["text"])
+        text.setStyleSheet("font-size: 10px")
+        lay.addWidget(text)
+        self.setFixedWidth(3 * STAMP_SIZE + 140)
+
+    def mousePressEvent(self, event):
+        self.clicked.emit(self.row, bool(event.modifiers() & Qt.ControlModifier))
+        super().mousePressEvent(event)
+
+
+class InspectorState(ViewerState):
+    """Choices of the cluster inspector (saved with the session)."""
+
+    subset_label = CallbackProperty("", docstring="Label of the subset shown; '' for all")
+    sort_by = CallbackProperty("entropy", docstring="One of SORT_KEYS")
+    max_stamps = CallbackProperty(24, docstring="Most stamps shown")
+
+
+class InspectorLayerArtist(LayerArtist):
+    """A layer of the inspector: any change redraws the gallery."""
+
+    def __init__(self, inspector, viewer_state, layer_state=None, layer=None):
+        self._inspector = inspector
+        super().__init__(viewer_state, layer_state=layer_state, layer=layer)
+
+    def update(self):
+        self._inspector.schedule_refresh()
+
+    def redraw(self):
+        self._inspector.schedule_refresh()
+
+    def clear(self):
+        self._inspector.schedule_refresh()
+
+
+class ClusterInspectorViewer(DataViewer):
+    """Gallery of stamps, class probabilities and posteriors of a subset of the results.
+
+    Attributes
+    ----------
+    tiles : list
+        The tiles shown, one per source, in order (their ``row`` is the row
+        of the results dataset).
+    note : str
+        What the gallery shows, or why part of it is missing.
+    """
+
+    LABEL = "Cluster inspector"
+    _state_cls = InspectorState
+    _data_artist_cls = InspectorLayerArtist
+    _subset_artist_cls = InspectorLayerArtist
+    inherit_tools = False
+    tools = ["window"]
+    subtools = {"window": ["window:movetab", "window:title"]}
+
+    def __init__(self, session, state=None, parent=None):
+        super().__init__(session, state=state, parent=parent)
+        self.tiles = []
+        self.note = ""
+        self._maps = {}
+        box = QtWidgets.QWidget()
+        lay = QtWidgets.QVBoxLayout(box)
+        bar = QtWidgets.QHBoxLayout()
+        self.subset_combo = QtWidgets.QComboBox()
+        self.subset_combo.setMinimumWidth(160)
+        self.sort_combo = QtWidgets.QComboBox()
+        self.sort_combo.addItems(list(SORT_KEYS))
+        self.max_spin = QtWidgets.QSpinBox()
+        self.max_spin.setRange(1, 500)
+        for text, w in (("Subset", self.subset_combo), ("Sort by", self.sort_combo),
+                        ("Show at most", self.max_spin)):
+            bar.addWidget(QtWidgets.QLabel(text))
+            bar.addWidget(w)
+        bar.addStretch(1)
+        lay.addLayout(bar)
+        self.info = QtWidgets.QLabel("Drag a results dataset (“star clusters”) here.")
+        self.info.setWordWrap(True)
+        lay.addWidget(self.info)
+        self.scroll = QtWidgets.QScrollArea()
+        self.scroll.setWidgetResizable(True)
+        self.gallery = QtWidgets.QWidget()
+        self.grid = QtWidgets.QGridLayout(self.gallery)
+        self.grid.setAlignment(Qt.AlignTop | Qt.AlignLeft)
+        self.scroll.setWidget(self.gallery)
+        lay.addWidget(self.scroll, 1)
+        self.setCentralWidget(box)
+        self.resize(860, 640)
+        self._timer = QtCore.QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(0)
+        self._timer.timeout.connect(self.refresh)
+        self.subset_combo.currentIndexChanged.connect(self._from_widgets)
+        self.sort_combo.currentIndexChanged.connect(self._from_widgets)
+        self.max_spin.valueChanged.connect(self._from_widgets)
+        for name in ("subset_label", "sort_by", "max_stamps"):
+            self.state.add_callback(name, self.schedule_refresh)
+        self.state.add_callback("layers", self.schedule_refresh)
+        self.schedule_refresh()
+
+    def get_layer_artist(self, cls, layer=None, layer_state=None):
+        return cls(self, self.state, layer=layer, layer_state=layer_state)
+
+    @property
+    def results_data(self):
+        """The results dataset shown (the first dataset layer), or None."""
+        for st in self.state.layers:
+            if isinstance(st.layer, BaseData):
+                return st.layer
+        return None
+
+    def add_data(self, data):
+        """Show a results dataset (it replaces the one shown)."""
+        if data.ndim != 1 or result_label(data, "p_class1") is None:
+            notify(self, f"The cluster inspector shows classification results; "
+                         f"“{data.label}” has none (classify sources first).", "warning")
+            return False
+        old = self.results_data
+        if old is not None and old is not data:
+            self.remove_data(old)
+        added = super().add_data(data)
+        if added and not self.state.subset_label:
+            edit = self.session.edit_subset_mode.edit_subset or []
+            labels = [s.label for s in data.subsets]
+            chosen = next((g.label for g in edit if g.label in labels), None)
+            if chosen is None and labels:
+                chosen = next((lab for lab in reversed(labels) if lab != PICK_LABEL), "")
+            self.state.subset_label = chosen or ""
+        self.schedule_refresh()
+        return added
+
+    def schedule_refresh(self, *args):
+        """Redraw the gallery once the event loop is free (changes are batched)."""
+        self._timer.start()
+
+    def _from_widgets(self, *args):
+        label = self.subset_combo.currentData()
+        self.state.subset_label = label if label is not None else ""
+        self.state.sort_by = self.sort_combo.currentText() or "entropy"
+        self.state.max_stamps = int(self.max_spin.value())
+
+    def _sync_widgets(self, data):
+        labels = [s.label for s in data.subsets] if data is not None else []
+        for w in (self.subset_combo, self.sort_combo, self.max_spin):
+            w.blockSignals(True)
+        self.subset_combo.clear()
+        self.subset_combo.addItem("All sources", "")
+        for lab in labels:
+            self.subset_combo.addItem(lab, lab)
+        idx = self.subset_combo.findData(self.state.subset_label)
+        self.subset_combo.setCurrentIndex(max(idx, 0))
+        self.sort_combo.setCurrentText(self.state.sort_by)
+        self.max_spin.setValue(int(self.state.max_stamps))
+        for w in (self.subset_combo, self.sort_combo, self.max_spin):
+            w.blockSignals(False)
+
+    def _mosaic_data(self, data):
+        dc = self.session.data_collection
+        label = data.meta.get(MOSAIC_KEY)
+        named = [d for d in dc if d.label == label and d.ndim == 2]
+        mosaics = named or [d for d in dc if kind_of(d) == MOSAIC]
+        return mosaics[0] if mosaics else None
+
+    def rows(self):
+        """Rows of the results shown, in gallery order (before the `max_stamps` cut)."""
+        data = self.results_data
+        if data is None:
+            return np.zeros(0, int)
+        subset = next((s for s in data.subsets if s.label == self.state.subset_label), None)
+        mask = np.ones(data.shape[0], bool) if subset is None else \
+            np.asarray(subset.to_mask(), bool)
+        rows = np.flatnonzero(mask)
+        name, descending = SORT_KEYS.get(self.state.sort_by, SORT_KEYS["entropy"])
+        key = column(data, name)
+        if key is None and name.startswith("mag_") and name in [c.label for c in data.components]:
+            key = np.asarray(data[name], float)
+        if key is None:
+            return rows
+        k = np.asarray(key, float)[rows]
+        k = np.where(np.isfinite(k), -k if descending else k, np.inf)
+        return rows[np.argsort(k, kind="stable")]
+
+    def _posteriors(self, data, mosaic, rows, x, y):
+        prov = data.meta.get(RESULTS_META_KEY) or {}
+        folder = prov.get("models_folder")
+        folder = None if folder in (None, "", "bundled") else folder
+        distance = float(prov.get("distance_mpc", np.nan))
+        if not np.isfinite(distance):
+            return None, "posterior maps need the distance of the classification"
+        keys = [(id(data), float(a), float(b), distance, folder) for a, b in zip(x, y)]
+        todo = [i for i, k in enumerate(keys) if k not in self._maps]
+        if todo:
+            try:
+                from ..predict import load_ensemble
+                if folder not in _ensembles:
+                    _ensembles[folder] = load_ensemble("physical", folder)
+                maps = posterior_maps(mosaic, x[todo], y[todo], distance, _ensembles[folder])
+            except Exception as exc:  # models gone or broken: the gallery still shows
+                return None, f"posterior maps unavailable ({one_line(exc)})"
+            for i, m in zip(todo, maps):
+                self._maps[keys[i]] = m
+        return [self._maps[k] for k in keys], ""
+
+    def refresh(self):
+        """Rebuild the gallery from the state and the data (a failure is shown, not raised)."""
+        try:
+            self._refresh()
+        except Exception as exc:
+            log.debug("inspector refresh failed", exc_info=True)
+            self.note = f"The gallery cannot be shown: {one_line(exc)}"
+            self.info.setText(self.note)
+
+    def _refresh(self):
+        from ..cutouts import extract_stamps
+        for tile in self.tiles:
+            self.grid.removeWidget(tile)
+            tile.deleteLater()
+        self.tiles = []
+        data = self.results_data
+        self._sync_widgets(data)
+        if data is None:
+            self.note = "Drag a results dataset (“star clusters”) here."
+            self.info.setText(self.note)
+            return
+        order = self.rows()
+        shown = order[:max(int(self.state.max_stamps), 1)]
+        what = f"“{self.state.subset_label}”" if self.state.subset_label else "all sources"
+        notes = [f"{len(order)} sources in {what} of “{data.label}”; showing {len(shown)}, "
+                 f"sorted by {self.state.sort_by}."]
+        mosaic_data = self._mosaic_data(data)
+        if mosaic_data is None:
+            notes.append("The mosaic of these results is not in the session: no stamps.")
+            self.note = " ".join(notes)
+            self.info.setText(self.note)
+            return
+        mosaic = mosaic_from_data(mosaic_data)
+        x = np.asarray(column(data, "x"), float)[shown]
+        y = np.asarray(column(data, "y"), float)[shown]
+        stamps = extract_stamps(mosaic, x, y, size=STAMP_SIZE).stamps if len(shown) else []
+        maps, why = self._posteriors(data, mosaic, shown, x, y) if len(shown) else ([], "")
+        if why:
+            notes.append(why + ".")
+        picked = set()
+        group = next((g for g in self.session.data_collection.subset_groups
+                      if g.label == PICK_LABEL), None)
+        if group is not None:
+            sub = next((s for s in group.subsets if s.data is data), None)
+            if sub is not None:
+                try:
+                    picked = set(np.flatnonzero(sub.to_mask()).tolist())
+                except Exception:  # a pick made on another dataset
+                    picked = set()
+        values = {name: column(data, name) for name in
+                  ("id", "class", "p_class1", "p_class2", "p_class3", "p_class4", "log_age",
+                   "log_age_lo", "log_age_hi", "av", "log_mass", "r_h", "visibility",
+                   "flags", "mag_F555W", "class_entropy")}
+        for i, row in enumerate(shown):
+            info = self._info(values, row)
+            tile = _Tile(int(row), info, stamps[i], mosaic.band_mask,
+                         None if maps is None else maps[i], int(row) in picked)
+            tile.clicked.connect(self.pick)
+            self.tiles.append(tile)
+        self._reflow()
+        self.note = " ".join(notes)
+        self.info.setText(self.note)
+
+    def _reflow(self):
+        """Place the tiles in as many columns as the gallery's width holds."""
+        cols = max(1, (self.scroll.viewport().width() - 10) // (3 * STAMP_SIZE + 152))
+        for tile in self.tiles:
+            self.grid.removeWidget(tile)
+        for i, tile in enumerate(self.tiles):
+            self.grid.addWidget(tile, i // cols, i % cols)
+
+    def resizeEvent(self, event):
+        super().resizeEvent(event)
+        self._reflow()
+
+    @staticmethod
+    def _info(values, row):
+        def v(name, fmt="{:.2f}"):
+            arr = values.get(name)
+            if arr is None:
+                return "–"
+            val = arr[row]
+            try:
+                return fmt.format(float(val)) if np.isfinite(float(val)) else "–"
+            except (TypeError, ValueError):
+                return str(val)
+        probs = [float(values[f"p_class{k}"][row]) if values.get(f"p_class{k}") is not None
+                 else np.nan for k in (1, 2, 3, 4)]
+        ident = values["id"][row] if values.get("id") is not None else row
+        cls = v("class", "{:.0f}")
+        pmax = max((p for p in probs if np.isfinite(p)), default=np.nan)
+        title = f"#{ident}  class {cls}" + (f"  (p {pmax:.2f})" if np.isfinite(pmax) else "")
+        flags = str(values["flags"][row]) if values.get("flags") is not None else ""
+        text = (f"log age {v('log_age')} [{v('log_age_lo')}, {v('log_age_hi')}]\n"
+                f"A_V {v('av')} mag   log M {v('log_mass')}\n"
+                f"r_h {v('r_h', '{:.1f}')} pc   visibility {v('visibility', '{:.1f}')}\n"
+                f"V {v('mag_F555W')}   entropy {v('class_entropy')}")
+        if flags:
+            text += f"\nflags: {flags}"
+        return {"title": title, "probs": probs, "text": text}
+
+    def pick(self, row, add=False):
+        """Select the source of a results row in every viewer (subset group `PICK_LABEL`).
+
+        Parameters
+        ----------
+        row : int
+        add : bool
+            Add to the current pick instead of replacing it.
+
+        Returns
+        -------
+        glue.core.subset_group.SubsetGroup
+        """
+        from glue.core.subset import ElementSubsetState
+        data = self.results_data
+        dc = self.session.data_collection
+        group = next((g for g in dc.subset_groups if g.label == PICK_LABEL), None)
+        rows = {int(row)}
+        if add and group is not None:
+            sub = next((s for s in group.subsets if s.data is data), None)
+            if sub is not None:
+                rows |= set(np.flatnonzero(sub.to_mask()).tolist())
+        state = ElementSubsetState(indices=sorted(rows), data=data)
+        if group is None:
+            group = dc.new_subset_group(PICK_LABEL, state)
+            group.style.color = "#ff00ff"
+            group.style.markersize = 12
+        else:
+            group.subset_state = state
+        return group

@@ -1,0 +1,112 @@
+"""Fixtures of the glue plugin tests: a mock mosaic on disk, a glue application, models.
+
+Everything runs headless (``QT_QPA_PLATFORM=offscreen``, ``GLUE_TESTING=True``).
+"""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("GLUE_TESTING", "True")
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+#: Shape and seed of the mock field every test opens.
+SHAPE = (320, 320)
+SEED = 11
+
+
+@pytest.fixture(scope="session")
+def mock_field():
+    """A mock field rendered by the engine (seconds)."""
+    from glue_starclf.sim.mosaic import random_field
+    return random_field(SEED, shape=SHAPE, distance_mpc=8.0, n_sources=40)
+
+
+@pytest.fixture(scope="session")
+def mock_files(mock_field, tmp_path_factory):
+    """The mock field written as one FITS per band plus its truth ECSV."""
+    from glue_starclf.sim.mosaic import write_mosaic
+    return write_mosaic(mock_field, tmp_path_factory.mktemp("mosaic"), "mock")
+
+
+@pytest.fixture(scope="session")
+def models(trained_models):
+    """Folder of one tiny classifier and one tiny physical model."""
+    return str(trained_models["models"])
+
+
+@pytest.fixture
+def app(qapp):
+    """A glue application with the plugin loaded through its entry point."""
+    from importlib.metadata import entry_points
+
+    from glue_qt.app import GlueApplication
+
+    from glue_starclf.qt.common import MESSAGES
+    ep = next(e for e in entry_points(group="glue.plugins") if e.name == "glue_starclf")
+    ep.load()()
+    MESSAGES.clear()
+    application = GlueApplication()
+    application.resize(1400, 900)
+    yield application
+    from glue_starclf.qt.common import RUNNING
+    for runner in list(RUNNING):
+        runner.cancel()
+        runner.thread.wait(30000)
+    application.close()
+
+
+def band_items(files, bands=None):
+    """``BAND=path`` items of the mock files (all five bands by default)."""
+    from glue_starclf.bands import BANDS
+    return [f"{b}={files[b]}" for b in (bands or BANDS)]
+
+
+def wait_for(qtbot, runner, timeout=240_000):
+    """Wait until a `JobRunner` has a verdict; return its state."""
+    qtbot.waitUntil(lambda: runner.state not in ("idle", "running"), timeout=timeout)
+    return runner.state
+
+
+def save_screenshot(widget, name):
+    """Save a widget as a PNG under docs/screenshots and check it is not blank."""
+    from qtpy import QtWidgets
+    QtWidgets.QApplication.processEvents()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / name
+    pixmap = widget.grab()
+    assert pixmap.save(str(path)), path
+    image = pixmap.toImage()
+    w, h = image.width(), image.height()
+    assert w > 200 and h > 150
+    step = max(1, min(w, h) // 80)
+    colours = {image.pixel(x, y) for x in range(0, w, step) for y in range(0, h, step)}
+    assert len(colours) > 50, f"{path} looks blank ({len(colours)} colours)"
+    return path
+
+
+def region_on(viewer, x0, x1, y0, y1):
+    """Draw a rectangular region on an image viewer as the user would (new subset group)."""
+    from glue.core.roi import RectangularROI
+    viewer.apply_roi(RectangularROI(xmin=x0, xmax=x1, ymin=y0, ymax=y1))
+    return viewer.session.edit_subset_mode.edit_subset[0]
+
+
+def truth_catalog(files, tmp_path, name="catalog.ecsv"):
+    """The mock truth as an ECSV catalog with id, x, y, ra, dec."""
+    from astropy.table import Table
+    truth = Table.read(files["truth"])
+    cat = truth["id", "x", "y", "ra", "dec"]
+    path = tmp_path / name
+    cat.write(path, format="ascii.ecsv", overwrite=True)
+    return path, cat
+
+
+def xy_in(cat, x0, x1, y0, y1):
+    """Rows of a table inside a box (the glue ROI convention: strict inequalities)."""
+    x, y = np.asarray(cat["x"]), np.asarray(cat["y"])
+    return (x > x0) & (x < x1) & (y > y0) & (y < y1)

@@ -1,0 +1,203 @@
+"""The "Classify sources in selection" tool and "Classify catalog sources…" menu item."""
+
+import numpy as np
+import pytest
+from astropy.table import Table
+from conftest import (band_items, region_on, save_screenshot, truth_catalog, wait_for,
+                      xy_in)
+
+from glue_starclf.glue_io import RESULTS, kind_of
+from glue_starclf.glue_results import RESULTS_LABEL
+from glue_starclf.predict import RESULT_COLUMNS
+from glue_starclf.qt.actions import (classify_catalog_dialog, open_diagnostics, open_inspector,
+                                    open_mosaic_files)
+
+
+@pytest.fixture
+def opened(app, mock_files, tmp_path):
+    """The mock mosaic and its catalog opened and linked, in a star-cluster image viewer."""
+    cat_path, cat = truth_catalog(mock_files, tmp_path)
+    mosaic = open_mosaic_files(app.session, band_items(mock_files), str(cat_path))
+    viewer = app.viewers[0][0]
+    catalog = next(d for d in app.data_collection if d.label == "catalog")
+    return mosaic, catalog, viewer, cat
+
+
+def run_tool(viewer, qtbot, models, source=0):
+    """Click the tool, choose a source list and the test models, press Classify, wait."""
+    viewer.toolbar.tools["starclf:classify"].activate()
+    dialog = viewer.last_dialog
+    assert dialog is not None and dialog.isVisible()
+    dialog.sources.setCurrentIndex(source)
+    dialog.models.set_folder(models)
+    dialog.buttons.button(dialog.buttons.Ok).click()
+    assert dialog.runner is not None
+    wait_for(qtbot, dialog.runner)
+    return dialog.runner
+
+
+def drawn_xy(artist):
+    """Positions of the markers a glue scatter layer artist draws."""
+    if artist.plot_artist.get_visible() and len(artist.plot_artist.get_xdata()):
+        return np.column_stack(artist.plot_artist.get_data())
+    return np.asarray(artist.scatter_artist.get_offsets())
+
+
+def results_of(app):
+    return next(d for d in app.data_collection if kind_of(d) == RESULTS)
+
+
+def test_region_tool_catalog_rows(app, qtbot, opened, models):
+    mosaic, catalog, viewer, cat = opened
+    region_on(viewer, 40, 200, 60, 260)
+    runner = run_tool(viewer, qtbot, models)
+    assert runner.state == "done", runner.message
+    res = results_of(app)
+    assert res.label == RESULTS_LABEL
+    # every schema column, one row per catalog source in the region
+    labels = [c.label for c in res.main_components]
+    assert set(RESULT_COLUMNS) <= set(labels)
+    inside = xy_in(cat, 40, 200, 60, 260)
+    assert res.shape[0] == inside.sum()
+    np.testing.assert_array_equal(np.sort(res["id"]), np.sort(np.asarray(cat["id"])[inside]))
+    p = np.column_stack([res[f"p_class{k}"] for k in (1, 2, 3, 4)])
+    np.testing.assert_allclose(p.sum(axis=1), 1, atol=1e-5)
+    # world links: the image's RA/Dec of the result rows (through glue's links)
+    # equal the rows' own, and so does the WCS applied to their pixels
+    ra_img = res[mosaic.world_component_ids[1]]
+    dec_img = res[mosaic.world_component_ids[0]]
+    np.testing.assert_allclose(ra_img, res["ra"], atol=1e-6, rtol=0)
+    np.testing.assert_allclose(dec_img, res["dec"], atol=1e-6, rtol=0)
+    ra_w, dec_w = mosaic.coords.pixel_to_world_values(res["x"], res["y"])
+    np.testing.assert_allclose(ra_w, res["ra"], atol=1e-6, rtol=0)
+    np.testing.assert_allclose(dec_w, res["dec"], atol=1e-6, rtol=0)
+    by_id = {int(i): k for k, i in enumerate(cat["id"])}
+    rows = [by_id[int(i)] for i in res["id"]]
+    np.testing.assert_allclose(res["ra"], np.asarray(cat["ra"])[rows], atol=1e-6, rtol=0)
+    # the region subset selects these rows on the results too (pixel links)
+    region = app.data_collection.subset_groups[0]
+    sub = next(s for s in region.subsets if s.data is res)
+    assert sub.to_mask().all()
+    # results are drawn on the image
+    assert any(la.layer is res for la in viewer.layers)
+
+
+def test_subset_on_results_selects_the_same_sources_on_the_image(app, qtbot, opened, models):
+    mosaic, catalog, viewer, cat = opened
+    region_on(viewer, 20, 300, 20, 300)
+    assert run_tool(viewer, qtbot, models).state == "done"
+    res = results_of(app)
+    threshold = float(np.median(res["log_age"]))
+    group = app.data_collection.new_subset_group("young", res.id["log_age"] < threshold)
+    on_res = group.subsets[[s.data for s in group.subsets].index(res)]
+    chosen = on_res.to_mask()
+    assert 0 < chosen.sum() < res.shape[0]
+    artist = next(la for la in viewer.layers if la.layer is on_res)
+    assert artist.enabled and artist.visible
+    drawn = {(round(float(a), 3), round(float(b), 3)) for a, b in drawn_xy(artist)}
+    want = {(round(float(a), 3), round(float(b), 3))
+            for a, b in zip(res["x"][chosen], res["y"][chosen])}
+    assert drawn == want
+    # and the same sources of the catalog: the subset propagates through the links
+    region = region_on(viewer, 20, 300, 20, 300)
+    on_cat = next(s for s in region.subsets if s.data is catalog)
+    on_res2 = next(s for s in region.subsets if s.data is res)
+    assert on_res2.to_mask().sum() == np.isin(catalog["id"][on_cat.to_mask()], res["id"]).sum()
+
+
+def test_rerun_updates_and_another_region_adds(app, qtbot, opened, models):
+    mosaic, catalog, viewer, cat = opened
+    region_on(viewer, 40, 160, 40, 300)
+    assert run_tool(viewer, qtbot, models).state == "done"
+    res = results_of(app)
+    cids = list(res.components)
+    n1 = res.shape[0]
+    ids1 = set(np.asarray(res["id"]).tolist())
+    # same region again: rows updated in place, nothing duplicated
+    runner = run_tool(viewer, qtbot, models)
+    assert runner.state == "done" and f"0 new, {n1} updated" in runner.message
+    assert res.shape[0] == n1 and list(res.components) == cids
+    assert len([d for d in app.data_collection if kind_of(d) == RESULTS]) == 1
+    # another, overlapping region: the new sources are added
+    region_on(viewer, 120, 300, 40, 300)
+    runner = run_tool(viewer, qtbot, models)
+    assert runner.state == "done", runner.message
+    both = xy_in(cat, 40, 160, 40, 300) | xy_in(cat, 120, 300, 40, 300)
+    assert res.shape[0] == both.sum()
+    assert len(set(np.asarray(res["id"]).tolist())) == res.shape[0]
+    assert ids1 <= set(np.asarray(res["id"]).tolist())
+    assert list(res.components) == cids  # same component ids: links and subsets hold
+    np.testing.assert_allclose(res[mosaic.world_component_ids[1]], res["ra"], atol=1e-6,
+                               rtol=0)
+
+
+def test_detect_in_region(app, qtbot, opened, models):
+    mosaic, catalog, viewer, cat = opened
+    region_on(viewer, 10, 310, 10, 310)
+    runner = run_tool(viewer, qtbot, models, source=1)  # "Detect candidates in the region"
+    assert runner.state in ("done", "empty"), runner.message
+    if runner.state == "done":
+        res = results_of(app)
+        assert set(RESULT_COLUMNS) <= {c.label for c in res.main_components}
+        assert ((res["x"] > 10) & (res["x"] < 310)).all()
+
+
+def test_classify_catalog_sources_attaches_columns(app, qtbot, opened, models):
+    mosaic, catalog, viewer, cat = opened
+    n_comp = len(catalog.components)
+    dialog = classify_catalog_dialog(app.session, app.data_collection)
+    dialog.models.set_folder(models)
+    dialog.buttons.button(dialog.buttons.Ok).click()
+    assert wait_for(qtbot, dialog.runner) == "done", dialog.runner.message
+    labels = [c.label for c in catalog.components]
+    for name in RESULT_COLUMNS:
+        assert name in labels
+    added = len(catalog.components) - n_comp
+    cids = list(catalog.components)
+    p1 = np.array(catalog["p_class1"])
+    # again: the same components are updated, none added
+    dialog = classify_catalog_dialog(app.session, app.data_collection)
+    dialog.models.set_folder(models)
+    dialog.buttons.button(dialog.buttons.Ok).click()
+    assert wait_for(qtbot, dialog.runner) == "done"
+    assert list(catalog.components) == cids and added > 20
+    assert f"0 columns added, {added} updated" in dialog.runner.message
+    np.testing.assert_allclose(catalog["p_class1"], p1, rtol=1e-5)
+    assert not any(d.label == RESULTS_LABEL for d in app.data_collection)
+    views = open_diagnostics(app.session)  # the views work on the catalog's columns too
+    assert len(views) == 4 and all(v.layers[0].layer is catalog for v in views)
+    inspector = open_inspector(app.session)
+    qtbot.waitUntil(lambda: len(inspector.tiles) == min(24, catalog.shape[0]), timeout=60_000)
+
+
+def test_classify_catalog_keeps_the_catalogs_own_class(app, qtbot, mock_files, models,
+                                                       tmp_path):
+    truth = Table.read(mock_files["truth"])["id", "x", "y", "ra", "dec", "class"]
+    path = tmp_path / "visual.ecsv"
+    truth.write(path)
+    open_mosaic_files(app.session, band_items(mock_files), str(path))
+    catalog = next(d for d in app.data_collection if d.label == "visual")
+    dialog = classify_catalog_dialog(app.session, app.data_collection)
+    dialog.models.set_folder(models)
+    dialog.buttons.button(dialog.buttons.Ok).click()
+    assert wait_for(qtbot, dialog.runner) == "done"
+    np.testing.assert_array_equal(catalog["class"], truth["class"])  # the visual class
+    assert set(np.unique(catalog["class_starclf"])) <= {1, 2, 3, 4}
+    assert catalog.meta["starclf_columns"]["class"] == "class_starclf"
+
+
+def test_main_window_screenshot(app, qtbot, opened, models):
+    """Image, catalog markers, a region and the results, as an astronomer sees them."""
+    from glue_starclf.qt.diagnostics import class_subsets
+    mosaic, catalog, viewer, cat = opened
+    catalog_layer = next(la for la in viewer.layers if la.layer is catalog)
+    catalog_layer.state.visible = False
+    region_on(viewer, 30, 290, 30, 290)
+    assert run_tool(viewer, qtbot, models).state == "done"
+    class_subsets(app.data_collection, results_of(app))
+    app.show()
+    sub = viewer.parent()
+    sub.showMaximized()
+    qtbot.wait(300)
+    viewer.figure.canvas.draw()
+    save_screenshot(app, "main_window.png")

@@ -1,0 +1,98 @@
+"""Opening mosaics (through the menu's code path) and catalogs as glue datasets."""
+
+import numpy as np
+from astropy.io import fits
+from astropy.table import Table
+from conftest import band_items, truth_catalog
+
+from glue_starclf.bands import BANDS
+from glue_starclf.glue_io import (CATALOG, MOSAIC, band_siblings, catalog_factory, kind_of,
+                                  mosaic_factory, mosaic_from_data)
+from glue_starclf.qt.common import MESSAGES
+from glue_starclf.qt.dialogs import OpenMosaicDialog
+from glue_starclf.qt.image_viewer import StarClusterImageViewer
+
+
+def _menu_action(app, label):
+    return next(a for a in app._actions["plugins"] if a.text() == label)
+
+
+def test_open_mosaic_through_the_menu(app, qtbot, mock_files, mock_field, tmp_path):
+    cat_path, cat = truth_catalog(mock_files, tmp_path)
+    _menu_action(app, "Open HST mosaic…").trigger()
+    dialog = app.findChildren(OpenMosaicDialog)[-1]
+    assert dialog.isVisible()
+    unknown = dialog.set_files([mock_files[b] for b in BANDS])  # placed by FILTER keyword
+    assert unknown == []
+    dialog.catalog_edit.setText(str(cat_path))
+    dialog.buttons.button(dialog.buttons.Ok).click()
+    dc = app.data_collection
+    mosaic = next(d for d in dc if kind_of(d) == MOSAIC)
+    assert [c.label for c in mosaic.main_components] == list(BANDS)
+    assert mosaic.shape == mock_field.images.shape[1:]
+    np.testing.assert_array_equal(mosaic["F555W"], mock_field.images[3].astype(np.float32))
+    assert mosaic.coords.has_celestial  # WCS kept
+    ra, dec = mosaic.coords.pixel_to_world_values(10.0, 20.0)
+    ra0, dec0 = mock_field.wcs.all_pix2world(10.0, 20.0, 0)
+    assert abs(ra - ra0) < 1e-9 and abs(dec - dec0) < 1e-9
+    catalog = next(d for d in dc if kind_of(d) == CATALOG)
+    np.testing.assert_allclose(catalog["x"], cat["x"])
+    # The catalog is linked: the mosaic's world coordinates of its rows are its ra/dec.
+    ra_img = catalog[mosaic.world_component_ids[1]]
+    np.testing.assert_allclose(ra_img, cat["ra"], atol=1e-6)
+    viewer = app.viewers[0][0]
+    assert isinstance(viewer, StarClusterImageViewer)
+    images = [la for la in viewer.layers if la.layer is mosaic]
+    assert [la.state.attribute.label for la in images] == ["F814W", "F555W", "F438W"]
+    assert viewer.state.color_mode == "One color per layer"
+    assert any(la.layer is catalog for la in viewer.layers)  # markers
+    assert "Opened mosaic" in MESSAGES[-1][1]
+
+
+def test_dialog_needs_a_band(app, qtbot):
+    dialog = OpenMosaicDialog()
+    qtbot.addWidget(dialog)
+    dialog.open()
+    dialog.accept()
+    assert dialog.isVisible() and "at least one band" in dialog.error.text()
+
+
+def test_mosaic_data_factory_finds_the_other_bands(mock_files):
+    assert band_siblings(mock_files["F336W"]) == band_items(mock_files)
+    data = mosaic_factory(str(mock_files["F336W"]))
+    assert [c.label for c in data.main_components] == list(BANDS)
+    mosaic = mosaic_from_data(data)
+    assert mosaic.bands == BANDS and str(mosaic.paths["F814W"]) == str(mock_files["F814W"])
+
+
+def _legus_tab(path, rows):
+    """A LEGUS-like .tab: 34 numeric columns, x/y 1-based in columns 2-3."""
+    lines = []
+    for i, (x, y, ra, dec, cls) in enumerate(rows, 1):
+        vals = [i, x + 1, y + 1, ra, dec] + [20.0, 0.05] * 5 + [1.5] + [1e7, 0, 0, 1e4, 0, 0,
+                                                                     0.1, 0, 0] + [0] * 7
+        vals += [5, cls]
+        assert len(vals) == 34
+        lines.append(" ".join(f"{v}" for v in vals))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_legus_and_phangs_catalogs_open_with_0_based_pixels(tmp_path):
+    from glue.core.data_factories import find_factory, load_data
+    tab = tmp_path / "hlsp_legus_hst_wfc3_ngc628-c_multiband_v1_padagb-mwext-avgapcor.tab"
+    _legus_tab(tab, [(10.0, 20.0, 24.1, 15.7, 1), (30.5, 40.25, 24.2, 15.8, 3)])
+    assert find_factory(str(tab)) is catalog_factory
+    data = load_data(str(tab))
+    assert kind_of(data) == CATALOG
+    np.testing.assert_allclose(data["x"], [10.0, 30.5])  # file 11, 31.5: 1-based
+    np.testing.assert_allclose(data["y"], [20.0, 40.25])
+    assert list(data["class"]) == [1, 3]
+    assert "1-based" in data.meta["pixel_convention"]
+    t = Table({"ID_PHANGS_CLUSTERS": [7, 8], "PHANGS_X": [5.0, 6.0], "PHANGS_Y": [7.0, 8.0],
+               "PHANGS_RA": [1.0, 1.1], "PHANGS_DEC": [2.0, 2.1]})
+    fpath = tmp_path / "hlsp_phangs-hst_ngc1566_cluster_catalog.fits"
+    fits.BinTableHDU(t).writeto(fpath)
+    assert find_factory(str(fpath)) is catalog_factory
+    data = load_data(str(fpath))
+    np.testing.assert_allclose(data["x"], [5.0, 6.0])
+    assert list(data["id"]) == [7, 8]

@@ -1,0 +1,177 @@
+"""The cluster inspector, the diagnostics layout, exports and session save/restore."""
+
+import numpy as np
+import pytest
+from astropy.table import Table
+from conftest import band_items, region_on, save_screenshot, truth_catalog, wait_for
+from qtpy.QtCore import QPoint, Qt
+
+from glue_starclf.glue_io import RESULTS, kind_of
+from glue_starclf.predict import RESULT_COLUMNS
+from glue_starclf.qt.actions import (classify_catalog_dialog, open_diagnostics, open_inspector,
+                                    open_mosaic_files)
+from glue_starclf.qt.diagnostics import CLASS_LABELS
+from glue_starclf.qt.image_viewer import StarClusterImageViewer
+from glue_starclf.qt.inspector import PICK_LABEL, ClusterInspectorViewer
+
+
+@pytest.fixture
+def classified(app, qtbot, mock_files, models, tmp_path):
+    """Mosaic, catalog and the results of a region, with the region subset active."""
+    cat_path, cat = truth_catalog(mock_files, tmp_path)
+    mosaic = open_mosaic_files(app.session, band_items(mock_files), str(cat_path))
+    viewer = app.viewers[0][0]
+    region = region_on(viewer, 20, 300, 20, 300)
+    viewer.toolbar.tools["starclf:classify"].activate()
+    dialog = viewer.last_dialog
+    dialog.models.set_folder(models)
+    dialog.buttons.button(dialog.buttons.Ok).click()
+    assert wait_for(qtbot, dialog.runner) == "done", dialog.runner.message
+    res = next(d for d in app.data_collection if kind_of(d) == RESULTS)
+    return mosaic, res, viewer, region
+
+
+def test_inspector_gallery_and_pick(app, qtbot, classified):
+    mosaic, res, viewer, region = classified
+    young = app.data_collection.new_subset_group(
+        "young", res.id["log_age"] < float(np.median(res["log_age"])))
+    n_young = int(next(s for s in young.subsets if s.data is res).to_mask().sum())
+    inspector = open_inspector(app.session)
+    assert isinstance(inspector, ClusterInspectorViewer)
+    inspector.state.subset_label = "young"
+    inspector.state.max_stamps = 100
+    qtbot.waitUntil(lambda: len(inspector.tiles) == n_young, timeout=60_000)
+    assert "posterior" not in inspector.note  # the maps were computed
+    # sorted by entropy, most uncertain first
+    ent = np.asarray(res["class_entropy"])[[t.row for t in inspector.tiles]]
+    assert (np.diff(ent) <= 1e-12).all()
+    inspector.state.sort_by = "p_cluster"
+    qtbot.waitUntil(lambda: inspector.sort_combo.currentText() == "p_cluster")
+    pc = np.asarray(res["p_cluster"])[[t.row for t in inspector.tiles]]
+    assert (np.diff(pc) <= 1e-12).all()
+    inspector.state.sort_by = "magnitude"
+    qtbot.waitUntil(lambda: inspector.sort_combo.currentText() == "magnitude")
+    mags = np.asarray(res["mag_F555W"])[[t.row for t in inspector.tiles]]
+    finite = mags[np.isfinite(mags)]
+    assert (np.diff(finite) >= -1e-12).all()
+    inspector.state.max_stamps = 3
+    qtbot.waitUntil(lambda: len(inspector.tiles) == min(3, n_young))
+    # clicking a stamp selects that source in every viewer
+    tile = inspector.tiles[1]
+    qtbot.mouseClick(tile, Qt.LeftButton, pos=QPoint(20, 20))
+    group = next(g for g in app.data_collection.subset_groups if g.label == PICK_LABEL)
+    picked = next(s for s in group.subsets if s.data is res)
+    assert np.flatnonzero(picked.to_mask()).tolist() == [tile.row]
+    artist = next(la for la in viewer.layers if la.layer is picked)
+    assert artist.enabled and artist.visible
+    qtbot.mouseClick(inspector.tiles[0], Qt.LeftButton, Qt.ControlModifier, QPoint(20, 20))
+    assert picked.to_mask().sum() == 2
+    inspector.state.max_stamps = 12
+    inspector.state.sort_by = "entropy"
+    qtbot.waitUntil(lambda: len(inspector.tiles) == min(12, n_young))
+    app.show()
+    inspector.parent().showMaximized()
+    qtbot.wait(300)
+    save_screenshot(inspector, "inspector.png")
+
+
+def test_inspector_refuses_non_results(app, qtbot, classified):
+    mosaic, res, viewer, region = classified
+    inspector = app.new_data_viewer(ClusterInspectorViewer, data=res)
+    assert inspector.add_data(mosaic) is False
+    assert inspector.results_data is res
+
+
+def test_diagnostics_layout(app, qtbot, classified):
+    mosaic, res, viewer, region = classified
+    app.show()
+    qtbot.wait(100)
+    views = open_diagnostics(app.session)
+    assert len(views) == 4
+    assert app.tab_widget.tabText(app.tab_count - 1) == "Diagnostics"
+    labels = [g.label for g in app.data_collection.subset_groups]
+    for name in CLASS_LABELS.values():
+        assert name in labels
+    cc, am, lf, mf = views
+    assert (cc.state.x_att.label, cc.state.y_att.label) == ("V-I", "U-B")
+    assert (am.state.x_att.label, am.state.y_att.label) == ("log_age", "log_mass")
+    assert lf.state.x_att.label == "mag_F555W" and mf.state.x_att.label == "log_mass"
+    np.testing.assert_allclose(res["V-I"], res["mag_F555W"] - res["mag_F814W"])
+    for v in views:  # each class is a layer of each view (linked selections)
+        shown = {la.layer.label for la in v.layers}
+        assert set(CLASS_LABELS.values()) <= shown
+    qtbot.wait(300)
+    for v in views:
+        v.figure.canvas.draw()
+    save_screenshot(app, "diagnostics.png")
+
+
+def test_export_menus(app, qtbot, classified, tmp_path):
+    from glue.config import data_exporter
+
+    from glue_starclf.writers import read_regions
+    mosaic, res, viewer, region = classified
+    exporters = {e.label: e.function for e in data_exporter}
+    exporters["Star-cluster results (ECSV)"](str(tmp_path / "r.ecsv"), res)
+    t = Table.read(tmp_path / "r.ecsv")
+    assert set(RESULT_COLUMNS) <= set(t.colnames) and len(t) == res.shape[0]
+    assert t.meta["distance_mpc"] > 0 and t["r_h"].unit == "pc"
+    exporters["Star-cluster results (FITS)"](str(tmp_path / "r.fits"), res)
+    assert len(Table.read(tmp_path / "r.fits")) == res.shape[0]
+    sub = app.data_collection.new_subset_group("old", res.id["log_age"] > 8).subsets
+    old = next(s for s in sub if s.data is res)
+    exporters["Star-cluster DS9 regions"](str(tmp_path / "r.reg"), old)
+    reg = read_regions(tmp_path / "r.reg")
+    assert len(reg) == int(old.to_mask().sum())
+
+
+def test_session_save_and_restore(app, qtbot, classified, tmp_path):
+    from glue_qt.app import GlueApplication
+    mosaic, res, viewer, region = classified
+    catalog = next(d for d in app.data_collection if d.label == "catalog")
+    dialog = classify_catalog_dialog(app.session, app.data_collection)
+    dialog.models.set_folder(str(res.meta["starclf_provenance"]["models_folder"]))
+    dialog.buttons.button(dialog.buttons.Ok).click()
+    assert wait_for(qtbot, dialog.runner) == "done"
+    cat_labels = [c.label for c in catalog.components]
+    assert len(open_diagnostics(app.session)) == 4
+    inspector = open_inspector(app.session)
+    inspector.state.sort_by = "p_cluster"
+    inspector.state.subset_label = region.label
+    n_res = res.shape[0]
+    labels = [c.label for c in res.components]
+    path = tmp_path / "session.glu"
+    app.save_session(str(path))
+    restored = GlueApplication.restore_session(str(path))
+    try:
+        dc = restored.data_collection
+        assert {d.label for d in dc} == {d.label for d in app.data_collection}
+        res2 = next(d for d in dc if kind_of(d) == RESULTS)
+        mosaic2 = next(d for d in dc if d.label == mosaic.label)
+        assert res2.shape[0] == n_res and [c.label for c in res2.components] == labels
+        np.testing.assert_allclose(res2["p_class1"], res["p_class1"])
+        catalog2 = next(d for d in dc if d.label == "catalog")
+        assert [c.label for c in catalog2.components] == cat_labels
+        np.testing.assert_allclose(catalog2["p_cluster"], catalog["p_cluster"])
+        assert catalog2.meta["starclf_columns"]["class"] == "class"
+        # links survive: image RA/Dec of the rows, and the region propagates
+        np.testing.assert_allclose(res2[mosaic2.world_component_ids[1]], res2["ra"], atol=1e-6,
+                                   rtol=0)
+        group = next(g for g in dc.subset_groups if g.label == region.label)
+        assert next(s for s in group.subsets if s.data is res2).to_mask().all()
+        viewers = [v for tab in restored.viewers for v in tab]
+        kinds = {type(v).__name__ for v in viewers}
+        assert {"StarClusterImageViewer", "ClusterInspectorViewer", "ScatterViewer",
+                "HistogramViewer"} <= kinds
+        image = next(v for v in viewers if isinstance(v, StarClusterImageViewer))
+        assert image.state.color_mode == "One color per layer"
+        assert any(la.layer is res2 for la in image.layers)
+        insp = next(v for v in viewers if isinstance(v, ClusterInspectorViewer))
+        assert insp.state.sort_by == "p_cluster" and insp.state.subset_label == region.label
+        qtbot.waitUntil(lambda: len(insp.tiles) == min(n_res, insp.state.max_stamps),
+                        timeout=60_000)
+        # the mosaic is stored by file name, not by pixels
+        assert "mock_f555w_drc.fits" in path.read_text()
+        assert path.stat().st_size < mosaic.size * 4  # less than one band's pixels
+    finally:
+        restored.close()
