@@ -134,7 +134,7 @@ out = {"threads": torch.get_num_threads(),
        "classifier_obj_s": rate(ours("classifier", cls), n),
        "physical_obj_s": rate(ours("physical", phys), n),
        "starcnet_obj_s": rate(reference(StarcNetReference(), 32, no_extra), 256, repeat=1),
-       "bn_obj_s": rate(reference(BNReference(), 64, dist), 256, repeat=1)}
+       "bn_obj_s": rate(reference(BNReference("fig6"), 64, dist), 256, repeat=1)}
 print(json.dumps(out))
 """
 
@@ -214,7 +214,7 @@ def run_inference_benchmarks(models=None, n_objects=2048, side=8192, n_sources=1
           f"{nets['starcnet_obj_s']:6.1f} objects/s   ratio {r_cls:5.1f}x (target >= 20x)",
           file=stream)
     print(f"physical ensemble ({nets['physical_members']} members):   "
-          f"{nets['physical_obj_s']:8.1f} objects/s   B&N ResNet-50 ref. "
+          f"{nets['physical_obj_s']:8.1f} objects/s   B&N Fig. 6 ResNet-50 "
           f"{nets['bn_obj_s']:6.1f} objects/s   ratio {r_phys:5.1f}x (target >= 10x)",
           file=stream)
     with tempfile.TemporaryDirectory() as tmp:

@@ -5,7 +5,7 @@ the binned targets / decoding of the physical outputs:
 
 * `StarClassifier`: LEGUS 4-class morphology of a 32 x 32 x 5 stamp, a
   cheap three-pathway design after StarcNet (001 §3.2): the stamp seen at
-  1x, 1.6x and 3.2x, convolutions with GroupNorm and LeakyReLU.
+  1x, 1.6x and 3.2x, convolutions with BatchNorm and ReLU.
 * `PhysicalNet`: age, extinction, mass, size, cluster/background and
   visibility of a 64 x 64 x 5 stamp as softmax grids, after Bialopetravičius
   & Narbutis 2020 (004 §3), with the galaxy distance as an input.
@@ -109,9 +109,15 @@ def _zoom_views(x, zooms=_ZOOMS, mode="bilinear", side=None):
 
 
 def _conv_bn(c_in, c_out, kernel=3, stride=1):
-    """Convolution, BatchNorm, LeakyReLU (padding keeps the size at stride 1)."""
-    return [nn.Conv2d(c_in, c_out, kernel, stride, (kernel - 1) // 2, bias=False),
-            nn.BatchNorm2d(c_out), nn.LeakyReLU(0.1, inplace=True)]
+    """Convolution, BatchNorm, ReLU; 3x3 kernels are padded to keep the size.
+
+    ReLU rather than StarcNet's LeakyReLU: on CPU the in-place ReLU pass is
+    about four times faster, and the activations are a large part of the
+    cost of networks this small.
+    """
+    pad = 1 if kernel == 3 else 0
+    return [nn.Conv2d(c_in, c_out, kernel, stride, pad, bias=False),
+            nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
 
 
 # -- classifier ----------------------------------------------------------------
@@ -124,12 +130,13 @@ class StarClassifier(nn.Module):
     the whole stamp binned 2 x 2 (context), the 3.2x view the central
     10 x 10 pixels at better than native sampling (the source's core).
     Each pathway is 3x3 conv 16, max pool /2, conv 32, conv 32, max pool
-    /2, conv 64, conv 64, each conv followed by BatchNorm and LeakyReLU,
+    /2, conv 64, conv 64, each conv followed by BatchNorm and ReLU,
     then a global average pool; the 3 x 64 features and the band mask go
-    through FC 64 and FC 4. About 0.22 M parameters and 12 M
-    multiply-adds per stamp (StarcNet: 15 M parameters, about 1.5 G).
-    BatchNorm rather than StarcNet's GroupNorm: at inference it is a fixed
-    affine map, about four times faster on CPU for these small layers.
+    through FC 64 and FC 4. About 0.22 M parameters and 6 M
+    multiply-adds per stamp (`StarcNetReference`: 15 M and 1.7 G).
+    BatchNorm rather than StarcNet's GroupNorm: at inference it is folded
+    into the convolutions (`fuse_for_inference`); GroupNorm costs about as
+    much as the convolutions themselves on CPU for layers this small.
     Parameters and activations are channels-last (faster oneDNN kernels).
 
     Parameters
@@ -240,21 +247,20 @@ _APERTURES = (4, 8, 16, 32)
 class PhysicalNet(nn.Module):
     """Compact CNN for age, A_V, mass, r_h, cluster/background and visibility.
 
-    A plain convolutional stack that halves the resolution at every layer
-    but the last: 2x2 conv /2 (16 channels, 32 x 32), 2x2 conv /2 (32,
-    16 x 16), 3x3 conv /2 (48, 8 x 8), 3x3 conv /2 (64, 4 x 4), 3x3 conv
-    (96), each with BatchNorm and LeakyReLU, then a global average. The
-    2x2 stride-2 layers see every input pixel once at full resolution. The
-    pooled features, the per-band mean input in central boxes of 4, 8, 16
-    and 32 px (the cluster's light at several apertures, where mass and
-    colours live), the band mask and log10 distance feed one hidden layer
-    and the four softmax heads of 004 §3.1. About 7 M multiply-adds per
-    stamp (the ResNet-50 of 004: about 1 G).
+    A plain convolutional stack: a 4x4 stride-4 convolution (32 channels,
+    16 x 16: every input pixel seen once at full resolution), 3x3 conv /2
+    (48, 8 x 8), 3x3 conv /2 (64, 4 x 4) and 3x3 conv (96), each with
+    BatchNorm and ReLU, then a global average. The pooled features, the
+    per-band mean input in central boxes of 4, 8, 16 and 32 px (the
+    cluster's light at several apertures, where mass and colours live), the
+    band mask and log10 distance feed one hidden layer and the four softmax
+    heads of 004 §3.1. About 0.5 M parameters and 3 M multiply-adds per
+    stamp (`BNReference` as in 004 Fig. 6: 10 M and 0.5 G).
 
     Parameters
     ----------
-    width : sequence of 5 int
-        Channels of the five convolutions.
+    width : sequence of 4 int
+        Channels of the four convolutions.
     hidden : int
         Units of the shared hidden layer.
 
@@ -267,11 +273,11 @@ class PhysicalNet(nn.Module):
     (B, 14), ``"cb"`` (B, 2; index 1 = cluster), ``"visibility"`` (B, 20).
     """
 
-    def __init__(self, width=(16, 32, 48, 64, 96), hidden=128):
+    def __init__(self, width=(32, 48, 64, 96), hidden=128):
         super().__init__()
-        if len(width) != 5:
-            raise ValueError(f"width {width!r} must list 5 channel counts")
-        kernels, strides = (2, 2, 3, 3, 3), (2, 2, 2, 2, 1)
+        if len(width) != 4:
+            raise ValueError(f"width {width!r} must list 4 channel counts")
+        kernels, strides = (4, 3, 3, 3), (4, 2, 2, 1)
         layers, c_in = [], N_BANDS
         for c, k, st in zip(width, kernels, strides):
             layers += _conv_bn(c_in, c, k, st)
