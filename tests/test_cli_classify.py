@@ -309,3 +309,59 @@ def test_models_json(capsys, trained_models):
     assert sorted(c["family"] for c in cards) == ["classifier", "physical"]
     for c in cards:
         assert len(c["sha256"]) == 64 and c["weights"].endswith(".safetensors")
+
+
+def _copy_images(field, folder, edit):
+    """The field's five FITS files copied into ``folder`` with ``edit(band, hdu)`` applied."""
+    images = []
+    for image in field[2]:
+        band, path = image.split("=", 1)
+        with fits.open(path) as hdul:
+            hdu = fits.PrimaryHDU(np.array(hdul[0].data), header=hdul[0].header.copy())
+        edit(band, hdu)
+        new = folder / Path(path).name
+        hdu.writeto(new)
+        images.append(f"{band}={new}")
+    return images
+
+
+def test_image_without_wcs_classifies_a_pixel_catalog(capsys, field, trained_models, tmp_path):
+    from astropy.wcs import WCS
+
+    def strip_wcs(band, hdu):
+        for key in WCS(hdu.header).to_header():
+            hdu.header.remove(key, ignore_missing=True, remove_all=True)
+    images = _copy_images(field, tmp_path, strip_wcs)
+    x, y = _truth_xy(field)
+    cat = tmp_path / "pix.csv"
+    Table({"x": x, "y": y}).write(cat)
+    out, reg = tmp_path / "res.ecsv", tmp_path / "res.reg"
+    status, _, err = run(capsys, *_argv_with_images(images, trained_models, out, "--catalog",
+                                                    cat, "--regions", reg))
+    assert status == 0, err
+    assert "no WCS" in err
+    t = check_results(out, reg, n=len(x))
+    assert np.all(np.isnan(t["ra"])) and np.all(np.isnan(t["dec"]))
+    assert np.all(np.isfinite(t["p_class1"]))
+
+
+def test_all_nan_stamp_gives_nan_results(capsys, field, trained_models, tmp_path):
+    x, y = _truth_xy(field)
+    blank = (int(round(y[0])) - 40, int(round(y[0])) + 40,
+             int(round(x[0])) - 40, int(round(x[0])) + 40)
+
+    def blank_source(band, hdu):
+        y0, y1, x0, x1 = blank
+        hdu.data[max(y0, 0):y1, max(x0, 0):x1] = np.nan
+    images = _copy_images(field, tmp_path, blank_source)
+    cat = tmp_path / "pix.csv"
+    Table({"x": x, "y": y}).write(cat)
+    out = tmp_path / "res.ecsv"
+    status, _, err = run(capsys, *_argv_with_images(images, trained_models, out, "--catalog",
+                                                    cat))
+    assert status == 0, err
+    t = Table.read(out)
+    assert np.isnan(t["p_class1"][0]) and np.isnan(t["log_age"][0]) and t["class"][0] == 0
+    assert "nan_pixels" in t["flags"][0]
+    far = (np.abs(x - x[0]) > 80) | (np.abs(y - y[0]) > 80)
+    assert far.any() and np.all(np.isfinite(np.asarray(t["p_class1"])[far]))

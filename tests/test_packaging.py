@@ -80,3 +80,71 @@ def test_wheel_entry_points(wheel, names):
 def test_wheel_license_files(names):
     licences = [n for n in names if ".dist-info/licenses/" in n or ".dist-info/LICENSE" in n]
     assert any(n.endswith("LICENSE-drizzlepac.txt") for n in licences), licences
+
+
+def test_every_package_is_listed():
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    listed = set(cfg["options"]["packages"].split())
+    found = {".".join(p.parent.relative_to(ROOT).parts)
+             for p in (ROOT / "glue_starclf").rglob("__init__.py")}
+    assert found | {"glue_starclf.models"} == listed
+
+
+def test_wheel_ships_the_bundled_models(names):
+    bundled = sorted(p.name for p in (ROOT / "models").glob("*.safetensors"))
+    assert len([n for n in bundled if n.startswith("classifier-")]) >= 5
+    assert len([n for n in bundled if n.startswith("physical-")]) >= 5
+    for name in bundled:
+        assert f"glue_starclf/models/{name}" in names
+        assert f"glue_starclf/models/{name[:-len('.safetensors')]}.json" in names
+
+
+def test_wheel_in_a_fresh_environment_finds_the_models_and_classifies(wheel, tmp_path):
+    """A new venv with only the wheel (dependencies reached through a path file)."""
+    import site
+    import sysconfig
+
+    from glue_starclf.sim.mosaic import random_field, write_mosaic
+    env = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env)], check=True)
+    py = env / "bin" / "python"
+    purelib = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_path("
+                              "'purelib'))"], capture_output=True, text=True,
+                             check=True).stdout.strip()
+    with zipfile.ZipFile(wheel) as zf:
+        zf.extractall(purelib)
+    # The project's dependencies, without its editable install (.pth files of a
+    # directory named in a path file are not run, so its finder stays out).
+    deps = [p for p in site.getsitepackages() + [sysconfig.get_path("purelib")]
+            if Path(p).is_dir()]
+    (Path(purelib) / "deps.pth").write_text("\n".join(dict.fromkeys(deps)) + "\n")
+    mock = random_field(seed=2, shape=(256, 256), n_sources=6)
+    paths = write_mosaic(mock, tmp_path / "field", prefix="w")
+    code = ("import glue_starclf, glue_starclf.checkpoints as c, sys; "
+            "print(glue_starclf.__file__); print(c.bundled_models_dir()); "
+            "from glue_starclf.cli import main; sys.exit(main(sys.argv[1:]))")
+    args = ["classify", *sum((["--image", f"{b}={p}"] for b, p in paths.items()
+                              if b != "truth"), []),
+            "--catalog", str(paths["truth"]), "--distance-mpc", "10",
+            "--out", str(tmp_path / "r.ecsv")]
+    proc = subprocess.run([str(py), "-c", code, *args], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    module, models = proc.stdout.splitlines()[:2]
+    assert module.startswith(purelib) and models.startswith(purelib)
+    assert "classified 6 sources" in proc.stdout
+
+
+def test_checkout_uses_the_bundled_models():
+    from glue_starclf.checkpoints import bundled_models_dir
+    from glue_starclf.predict import load_ensemble
+    assert bundled_models_dir() == ROOT / "models"
+    for family in ("classifier", "physical"):
+        ens = load_ensemble(family)            # verifies every member's sha256
+        assert len(ens.members) >= 5
+        assert len({card["seed"] for _, card in ens.members}) == len(ens.members)
+        for _, card in ens.members:
+            assert (ROOT / "models" / (Path(card["_path"]).stem + ".safetensors")
+                    ).stat().st_size <= 5 * 1024 ** 2
+            assert card["training"]["command"].startswith("python -m training train-")
