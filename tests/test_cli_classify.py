@@ -86,19 +86,7 @@ def _truth_xy(field):
     return np.asarray(mock.truth["x"], float), np.asarray(mock.truth["y"], float)
 
 
-def write_legus_tab(path, x0, y0, ra, dec, classes):
-    """A LEGUS-format .tab: 1-based x/y in columns 2-3, class in column 34."""
-    rows = []
-    for i, (x, y, r, d, c) in enumerate(zip(x0, y0, ra, dec, classes)):
-        cols = [float(i + 1), x + 1.0, y + 1.0, r, d] + [20.0, 0.05] * 5 \
-            + [1.5] + [1e7, 1e6, 1e8, 1e4, 1e3, 1e5, 0.1, 0.0, 0.2] + [1.0] * 7 + [5.0, float(c)]
-        assert len(cols) == 34
-        rows.append(" ".join(f"{v:.6f}" if j not in (0, 33) else f"{int(v)}"
-                             for j, v in enumerate(cols)))
-    Path(path).write_text("\n".join(rows) + "\n")
-
-
-def test_legus_tab_catalog(capsys, field, trained_models, tmp_path):
+def test_legus_tab_catalog(capsys, field, trained_models, tmp_path, write_legus_tab):
     mock = field[0]
     x, y = _truth_xy(field)
     cat = tmp_path / "hlsp_legus_hst_wfc3_mock_multiband_v1.tab"

@@ -233,3 +233,24 @@ def test_unknown_validation_field(trained_models, tmp_path):
                                   "--val-fields", "nosuchfield")
     _assert_one_line_error(status, err, "--val-fields", "nosuchfield")
     assert not out.exists()
+
+
+def test_classifier_on_a_mosaic_and_a_legus_catalog(tmp_path, write_legus_tab):
+    """The path of a user with MAST data: FITS bands + a LEGUS .tab with visual classes."""
+    from glue_starclf.sim.mosaic import random_field, write_mosaic
+    mock = random_field(seed=11, shape=(384, 384), n_sources=40)
+    paths = write_mosaic(mock, tmp_path / "field", prefix="u")
+    t = mock.truth
+    cat = tmp_path / "hlsp_legus_hst_wfc3_ngc1566_multiband_v1_padagb-mwext-avgapcor.tab"
+    write_legus_tab(cat, t["x"], t["y"], t["ra"], t["dec"], t["class"])
+    out = tmp_path / "real.safetensors"
+    argv = ["train-classifier", "--catalog", cat, "--out", out, "--epochs", "1",
+            "--val-fraction", "0.25"]
+    for band, path in paths.items():
+        if band != "truth":
+            argv += ["--image", f"{band}={path}"]
+    status, _, err = run_training(*argv)
+    assert status == 0, err
+    model, card = load_checkpoint(out)
+    assert card["training"]["n_train"] + card["training"]["n_val"] == len(t)
+    assert "--catalog" in card["training"]["command"]
