@@ -17,7 +17,7 @@ from astropy.table import Table
 
 from . import __version__
 
-__all__ = ["Ensemble", "load_ensemble", "predict", "RESULT_COLUMNS"]
+__all__ = ["Ensemble", "load_ensemble", "predict", "bf16_supported", "RESULT_COLUMNS"]
 
 log = logging.getLogger("glue_starclf")
 
@@ -82,7 +82,19 @@ def _shared_inputs(members, x):
     return first.prepare(x) if same else None
 
 
-def _classify(ens, stamps, mask):
+def bf16_supported():
+    """True if this CPU has native bfloat16 arithmetic (AVX512-BF16 or AMX)."""
+    import torch
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
+
+
+def _autocast(bf16):
+    import torch
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(bf16))
+
+
+def _classify(ens, stamps, mask, bf16=False):
     """Mean class probabilities, the classes 1-4 and the members' vote fractions."""
     import torch
 
@@ -90,11 +102,11 @@ def _classify(ens, stamps, mask):
     x = torch.from_numpy(normalise_classifier(stamps, mask))
     m = torch.from_numpy(mask)
     probs = []
-    with torch.inference_mode():
+    with torch.inference_mode(), _autocast(bf16):
         shared = _shared_inputs(ens.members, x)
         for model, card in ens.members:
             logits = (model.forward_prepared(shared, m) if shared is not None else model(x, m))
-            logits = logits / float(card.get("temperature", 1.0))
+            logits = logits.float() / float(card.get("temperature", 1.0))
             probs.append(torch.softmax(logits, dim=1).numpy())
     probs = np.stack(probs)                      # (members, n, 4)
     mean = probs.mean(axis=0)
@@ -103,7 +115,7 @@ def _classify(ens, stamps, mask):
     return mean, cls + 1, votes
 
 
-def _physical(ens, stamps, mask, distance_mpc):
+def _physical(ens, stamps, mask, distance_mpc, bf16=False):
     """Softmax outputs of every head, averaged over the members."""
     import torch
 
@@ -112,13 +124,14 @@ def _physical(ens, stamps, mask, distance_mpc):
     m = torch.from_numpy(mask)
     d = torch.full((len(stamps), 1), math.log10(distance_mpc))
     acc = {}
-    with torch.inference_mode():
+    with torch.inference_mode(), _autocast(bf16):
         shared = _shared_inputs(ens.members, x)
         for model, _ in ens.members:
             out = (model.forward_prepared(shared, m, d) if shared is not None
                    else model(x, m, d))
             for k, v in out.items():
-                acc[k] = acc.get(k, 0.0) + torch.softmax(v, dim=1).numpy() / len(ens.members)
+                acc[k] = acc.get(k, 0.0) + torch.softmax(v.float(), dim=1).numpy() / len(
+                    ens.members)
     return acc
 
 
@@ -131,7 +144,7 @@ def _centre_crop(stamps, size):
 
 
 def predict(mosaic, sources, distance_mpc, classifier=None, physical=None, batch=BATCH,
-            progress=False, callback=None):
+            progress=False, callback=None, bf16=False):
     """Classify sources of a mosaic and estimate their physical parameters.
 
     Parameters
@@ -152,6 +165,9 @@ def predict(mosaic, sources, distance_mpc, classifier=None, physical=None, batch
         Called as ``callback(done, total)`` before the first batch and after
         each one; an exception it raises (e.g. to cancel) stops the work and
         propagates, and nothing is returned.
+    bf16 : bool
+        Run the networks under bfloat16 autocast (only where `bf16_supported`
+        says the CPU has native bfloat16; ignored elsewhere).
 
     Returns
     -------
@@ -169,6 +185,7 @@ def predict(mosaic, sources, distance_mpc, classifier=None, physical=None, batch
     d = float(distance_mpc)
     if not np.isfinite(d) or d <= 0:
         raise ValueError(f"distance {distance_mpc!r} Mpc must be positive")
+    bf16 = bool(bf16) and bf16_supported()
     classifier = classifier or load_ensemble("classifier")
     physical = physical or load_ensemble("physical")
     n = len(sources)
@@ -195,14 +212,15 @@ def predict(mosaic, sources, distance_mpc, classifier=None, physical=None, batch
         idx = np.arange(sl.start, sl.stop)[ok]
         stamps = cut.stamps[ok]
         mask = np.tile(mosaic.band_mask.astype(np.float32), (len(stamps), 1))
-        probs, cls, votes = _classify(classifier, _centre_crop(stamps, classifier.stamp_size), mask)
+        probs, cls, votes = _classify(classifier, _centre_crop(stamps, classifier.stamp_size), mask,
+                                      bf16)
         for k in range(4):
             out[f"p_class{k + 1}"][idx] = probs[:, k]
         out["class"][idx] = cls
         out["p_cluster"][idx] = probs[:, 0] + probs[:, 1]
         out["class_entropy"][idx] = -(probs * np.log(np.clip(probs, 1e-12, 1))).sum(axis=1)
         out["class_agreement"][idx] = votes
-        post = _physical(physical, _centre_crop(stamps, physical.stamp_size), mask, d)
+        post = _physical(physical, _centre_crop(stamps, physical.stamp_size), mask, d, bf16)
         est = decode_grid(post["grid"])
         for name in ("log_age", "av", "log_mass"):
             out[name][idx] = est[name]
@@ -234,6 +252,7 @@ def predict(mosaic, sources, distance_mpc, classifier=None, physical=None, batch
         "generator": f"glue-starclf {__version__}", "distance_mpc": d,
         "classifier_models": classifier.names, "classifier_sha256": classifier.hashes,
         "physical_models": physical.names, "physical_sha256": physical.hashes,
+        "precision": "bfloat16 autocast" if bf16 else "float32",
         "bands": {b: str(p) for b, p in mosaic.paths.items()},
         "pixel_convention": "x, y are 0-based (numpy/glue)"})
     return table
