@@ -90,7 +90,7 @@ _NETS_WORKER = """
 import json, sys, time
 import numpy as np, torch
 from glue_starclf.networks import BNReference, StarcNetReference
-from glue_starclf.predict import BATCH, _classify, _physical, load_ensemble
+from glue_starclf.predict import BATCH, _classify, _physical, bf16_supported, load_ensemble
 models = None if sys.argv[1] == "-" else sys.argv[1]
 n = int(sys.argv[2])
 rng = np.random.default_rng(0)
@@ -105,7 +105,7 @@ def rate(fn, n_obj, repeat=2):
         best = min(best, time.perf_counter() - t)
     return n_obj / best
 
-def ours(kind, ens):
+def ours(kind, ens, bf16=False):
     # The inference path of predict(): normalisation, shared views, members, averaging.
     size = ens.stamp_size
     def run(k):
@@ -113,9 +113,9 @@ def ours(kind, ens):
         m = np.ones((k, 5), np.float32)
         for i in range(0, k, BATCH):
             if kind == "classifier":
-                _classify(ens, x[i:i + BATCH], m[i:i + BATCH])
+                _classify(ens, x[i:i + BATCH], m[i:i + BATCH], bf16)
             else:
-                _physical(ens, x[i:i + BATCH], m[i:i + BATCH], 10.0)
+                _physical(ens, x[i:i + BATCH], m[i:i + BATCH], 10.0, bf16)
     return run
 
 def reference(net, size, extra):
@@ -135,6 +135,9 @@ out = {"threads": torch.get_num_threads(),
        "physical_obj_s": rate(ours("physical", phys), n),
        "starcnet_obj_s": rate(reference(StarcNetReference(), 32, no_extra), 256, repeat=1),
        "bn_obj_s": rate(reference(BNReference("fig6"), 64, dist), 256, repeat=1)}
+if bf16_supported():
+    out["classifier_obj_s_bf16"] = rate(ours("classifier", cls, True), n)
+    out["physical_obj_s_bf16"] = rate(ours("physical", phys, True), n)
 print(json.dumps(out))
 """
 
@@ -217,6 +220,10 @@ def run_inference_benchmarks(models=None, n_objects=2048, side=8192, n_sources=1
           f"{nets['physical_obj_s']:8.1f} objects/s   B&N Fig. 6 ResNet-50 "
           f"{nets['bn_obj_s']:6.1f} objects/s   ratio {r_phys:5.1f}x (target >= 10x)",
           file=stream)
+    if "classifier_obj_s_bf16" in nets:
+        print(f"with bfloat16 autocast (classify --bf16): classifier "
+              f"{nets['classifier_obj_s_bf16']:.1f}, physical {nets['physical_obj_s_bf16']:.1f} "
+              "objects/s", file=stream)
     with tempfile.TemporaryDirectory() as tmp:
         images, cat, n = _mosaic_for_classify(tmp, side, n_sources)
         args = ["classify", *sum((["--image", i] for i in images), []), "--catalog", cat,
@@ -232,6 +239,7 @@ def run_inference_benchmarks(models=None, n_objects=2048, side=8192, n_sources=1
             "classifier_ratio_vs_starcnet": round(r_cls, 1),
             "physical_obj_s": round(nets["physical_obj_s"], 1),
             "bn_obj_s": round(nets["bn_obj_s"], 1), "physical_ratio_vs_bn": round(r_phys, 1),
+            **{k: round(v, 1) for k, v in nets.items() if k.endswith("_bf16")},
             "torch_threads": nets["threads"], "end_to_end_10k_s": round(seconds, 1),
             "end_to_end_sources": n, "peak_rss_gb": round(peak, 2)}
 

@@ -349,6 +349,9 @@ def _add_classify(sub):
     p.add_argument("--regions", help="also write a DS9 region file")
     p.add_argument("--models", help="folder of model cards (default: the bundled models)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--bf16", action="store_true",
+                   help="bfloat16 autocast on CPUs with native bf16 (AVX512-BF16/AMX): faster, "
+                        "same metrics on the held-out test (see the model cards)")
     p.set_defaults(func=_classify)
 
 
@@ -443,7 +446,7 @@ def _classify(args):
         logging.getLogger("glue_starclf").warning("no sources to classify: writing an empty table")
     t0 = time.perf_counter()
     result = predict(mosaic, sources, args.distance_mpc, classifier=classifier,
-                     physical=physical, progress=sys.stderr.isatty())
+                     physical=physical, progress=sys.stderr.isatty(), bf16=args.bf16)
     write_table(result, args.out, overwrite=args.overwrite)
     if args.regions:
         write_regions(result, args.regions, overwrite=args.overwrite)

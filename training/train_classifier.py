@@ -170,7 +170,7 @@ def predict_logits(model, x, mask, batch=1024):
     for i in range(0, len(x), batch):
         out.append(model(_inputs(x[i:i + batch], mask[i:i + batch]),
                          torch.from_numpy(np.asarray(mask[i:i + batch]))))
-    return torch.cat(out).numpy()
+    return torch.cat(out).float().numpy()
 
 
 def run(args):

@@ -96,7 +96,7 @@ def predict(model, x, dist, mask=None, batch=512):
         o = model(_inputs(x[i:i + batch], m), torch.from_numpy(m),
                   torch.log10(torch.as_tensor(dist[i:i + batch], dtype=torch.float32))[:, None])
         for k, v in o.items():
-            out.setdefault(k, []).append(torch.softmax(v, dim=1))
+            out.setdefault(k, []).append(torch.softmax(v.float(), dim=1))
     return {k: torch.cat(v).numpy() for k, v in out.items()}
 
 
