@@ -211,7 +211,8 @@ def run_inference_benchmarks(models=None, n_objects=2048, side=8192, n_sources=1
     nets = _child(_NETS_WORKER, models or "-", n_objects, threads=env_threads)
     r_cls = nets["classifier_obj_s"] / nets["starcnet_obj_s"]
     r_phys = nets["physical_obj_s"] / nets["bn_obj_s"]
-    print(f"torch threads: {nets['threads']}", file=stream)
+    cpu = cpu_model()
+    print(f"CPU: {cpu}, {os.cpu_count()} cores; torch threads: {nets['threads']}", file=stream)
     print(f"classifier ensemble ({nets['classifier_members']} members): "
           f"{nets['classifier_obj_s']:8.1f} objects/s   StarcNet reference "
           f"{nets['starcnet_obj_s']:6.1f} objects/s   ratio {r_cls:5.1f}x (target >= 20x)",
@@ -240,7 +241,7 @@ def run_inference_benchmarks(models=None, n_objects=2048, side=8192, n_sources=1
             "physical_obj_s": round(nets["physical_obj_s"], 1),
             "bn_obj_s": round(nets["bn_obj_s"], 1), "physical_ratio_vs_bn": round(r_phys, 1),
             **{k: round(v, 1) for k, v in nets.items() if k.endswith("_bf16")},
-            "torch_threads": nets["threads"], "end_to_end_10k_s": round(seconds, 1),
+            "cpu": cpu, "torch_threads": nets["threads"], "end_to_end_10k_s": round(seconds, 1),
             "end_to_end_sources": n, "peak_rss_gb": round(peak, 2)}
 
 

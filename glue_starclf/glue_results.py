@@ -37,7 +37,8 @@ __all__ = ["RESULTS_LABEL", "MATCH_RADIUS_PX", "GUI_BATCH", "MAG_RADIUS_PX", "MA
            "MOSAIC_KEY", "NoSources", "ClassifyJob", "default_distance", "region_box",
            "linked_catalogs", "catalog_sources", "run_job", "aperture_magnitudes",
            "results_for", "merge_results", "attach_results", "link_to_mosaic",
-           "is_linked", "world_agrees", "posterior_maps", "column"]
+           "is_linked", "world_agrees", "posterior_maps", "column", "mosaic_of",
+           "models_folder_of"]
 
 log = logging.getLogger("glue_starclf")
 
@@ -598,3 +599,22 @@ def column(data, name):
     """Values of a result column of a dataset (see `glue_starclf.glue_io.result_label`)."""
     label = result_label(data, name)
     return None if label is None else np.asarray(data[label])
+
+
+def mosaic_of(data_collection, data):
+    """The mosaic dataset a results dataset (or catalog with results) was classified on.
+
+    The one named in its ``meta`` (`MOSAIC_KEY`), else the first mosaic of
+    the collection, else None.
+    """
+    from .glue_io import MOSAIC
+    label = data.meta.get(MOSAIC_KEY)
+    named = [d for d in data_collection if d.label == label and d.ndim == 2]
+    mosaics = named or [d for d in data_collection if kind_of(d) == MOSAIC]
+    return mosaics[0] if mosaics else None
+
+
+def models_folder_of(data):
+    """Models folder of a dataset's last classification (None: bundled or unknown)."""
+    folder = (data.meta.get(RESULTS_META_KEY) or {}).get("models_folder")
+    return None if folder in (None, "", "bundled") else folder

@@ -20,6 +20,8 @@ COMMANDS = {
     "evaluate": ("training.evaluate", "reports of the ensembles on labelled banks"),
     "finetune": ("training.finetune",
                  "fine-tune a classifier member on a user's labelled sources"),
+    "bench-finetune": ("training.bench_finetune",
+                       "time fine-tuning on 300 mock labels as the glue action runs it"),
 }
 
 

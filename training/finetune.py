@@ -31,7 +31,10 @@ of two kinds of label columns:
   sure" and the row is skipped (counted). Several rows for one source (the
   same ``id``, or the same position) are the votes of several labellers
   (an optional ``labeller`` column is kept for the reader, not used): they
-  become per-class vote fractions, i.e. soft labels (003 §3).
+  become per-class vote fractions, i.e. soft labels (003 §3). The labels
+  file of the glue cluster inspector (`glue_starclf.labelling.export_labels`:
+  ``id``, ``x``, ``y``, ``ra``, ``dec``, ``class_user``, ``labeller``,
+  ``labelled_at``, one row per vote) is such a table.
 - **vote fractions**: ``p_class1``, ``p_class2``, ``p_class3``,
   ``p_class4`` (non-negative; each row is normalised to sum to 1), used as
   soft labels.
@@ -72,7 +75,8 @@ from .train_classifier import (_band_dropout, _inputs, classification_metrics,
                                expected_calibration_error, fit_temperature, predict_logits)
 
 __all__ = ["add_arguments", "run", "finetune", "write_finetuned", "read_labels",
-           "labelled_sources", "layer_groups", "Finetuned", "report_paths"]
+           "labelled_sources", "check_bands", "cut_labelled", "layer_groups", "Finetuned",
+           "report_paths"]
 
 N_CLASSES = 4
 #: Columns of vote fractions, classes 1-4.
@@ -277,6 +281,50 @@ def labelled_sources(labels, mosaic, catalog=None):
     keep = rows[~unknown]
     return (np.asarray(cat["x"], float)[keep], np.asarray(cat["y"], float)[keep],
             targets[~unknown], info)
+
+
+def check_bands(mosaic, card):
+    """Raise ValueError if the mosaic has a band the model (its card) lacks."""
+    lacking = [b for b in mosaic.bands if b not in card["bands"]]
+    if lacking:
+        raise ValueError(f"the model has no band {', '.join(lacking)} "
+                         f"(its bands: {', '.join(card['bands'])})")
+
+
+def cut_labelled(mosaic, x, y, card):
+    """Stamps of labelled sources as a classifier member takes them.
+
+    Parameters
+    ----------
+    mosaic : glue_starclf.mosaic.Mosaic
+    x, y : array_like
+        0-based positions.
+    card : dict
+        The member's model card.
+
+    Returns
+    -------
+    stamps : ndarray, shape (m, 5, S, S)
+        Of the sources on the mosaic.
+    mask : ndarray, shape (m, 5)
+        The mosaic's bands.
+    inside : ndarray of bool, shape (n,)
+        Which sources are on the mosaic (the others are skipped).
+
+    Raises
+    ------
+    ValueError
+        If the mosaic has a band the model lacks, or no source is on it.
+    """
+    from glue_starclf.cutouts import extract_stamps
+    check_bands(mosaic, card)
+    cut = extract_stamps(mosaic, np.asarray(x, float), np.asarray(y, float),
+                         size=int(card["stamp_size"]))
+    inside = ~np.all(np.isnan(cut.stamps), axis=(1, 2, 3))
+    if not inside.any():
+        raise ValueError("no labelled source lies on the mosaic")
+    mask = np.tile(mosaic.band_mask.astype(np.float32), (int(inside.sum()), 1))
+    return cut.stamps[inside], mask, inside
 
 
 # -- frozen layers ---------------------------------------------------------------------
@@ -744,7 +792,6 @@ def run(args):
     from tqdm import tqdm
 
     from glue_starclf.checkpoints import load_card
-    from glue_starclf.cutouts import extract_stamps
     from glue_starclf.mosaic import open_mosaic
     out = Path(args.out)
     if out.suffix != ".safetensors":
@@ -760,22 +807,21 @@ def run(args):
         raise ValueError(f"{args.model}: a {card.get('family')} model; finetune takes a "
                          f"classifier member")
     mosaic = open_mosaic(args.image)
-    lacking = [b for b in mosaic.bands if b not in card["bands"]]
-    if lacking:
-        raise ValueError(f"{args.model}: the model has no band {', '.join(lacking)} "
-                         f"(its bands: {', '.join(card['bands'])})")
+    try:
+        check_bands(mosaic, card)
+    except ValueError as exc:
+        raise ValueError(f"{args.model}: {exc}") from None
     x, y, targets, info = labelled_sources(args.labels, mosaic, args.catalog)
     if info["unknown_ids"]:
         print(f"{args.labels}: {info['unknown_ids']} labelled ids not in {args.catalog}, "
               f"skipped (e.g. {', '.join(info['unknown_id_examples'][:5])})", file=sys.stderr)
-    cut = extract_stamps(mosaic, x, y, size=int(card["stamp_size"]))
-    inside = ~np.all(np.isnan(cut.stamps), axis=(1, 2, 3))
+    try:
+        stamps, mask, inside = cut_labelled(mosaic, x, y, card)
+    except ValueError as exc:
+        raise ValueError(f"{args.labels}: {exc}") from None
     if not inside.all():
         print(f"{args.labels}: {int((~inside).sum())} labelled sources off the mosaic, skipped",
               file=sys.stderr)
-    if not inside.any():
-        raise ValueError(f"{args.labels}: no labelled source lies on the mosaic")
-    mask = np.tile(mosaic.band_mask.astype(np.float32), (int(inside.sum()), 1))
     bar = tqdm(desc="fine-tuning", unit="step", total=0)
 
     def progress(done, total):
@@ -783,7 +829,7 @@ def run(args):
         bar.n = done
         bar.refresh()
     try:
-        result = finetune(args.model, cut.stamps[inside], targets[inside], mask,
+        result = finetune(args.model, stamps, targets[inside], mask,
                           freeze=args.freeze, folds=args.folds, curve_folds=args.curve_folds,
                           epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                           lr_scratch=args.lr_scratch, band_dropout=args.band_dropout,

@@ -5,7 +5,8 @@ reports bad input with a message (`glue_starclf.qt.common.notify`), and
 leaves the data collection unchanged when it fails or is cancelled.
 
 Menu items (``Plugins`` menu of glue, `MENU`): "Open HST mosaic…",
-"Classify catalog sources…", "Cluster inspector", "Diagnostics layout".
+"Classify catalog sources…", "Cluster inspector", "Diagnostics layout",
+"Fine-tune on my labels…" (`glue_starclf.qt.labelling`).
 """
 
 import numpy as np
@@ -21,7 +22,7 @@ from .dialogs import ClassifyDialog, OpenMosaicDialog
 
 __all__ = ["MENU", "open_mosaic_dialog", "open_mosaic_files", "classify_selection",
            "active_region", "classify_catalog_dialog", "open_inspector", "open_diagnostics",
-           "mosaic_notes", "class_counts"]
+           "finetune_on_labels", "mosaic_notes", "class_counts"]
 
 
 def _app(session):
@@ -324,8 +325,15 @@ def open_diagnostics(session, data_collection=None):
     return diagnostics_layout(_app(session), found[0])
 
 
+def finetune_on_labels(session, data_collection):
+    """Menu "Fine-tune on my labels…" (see `glue_starclf.qt.labelling.finetune_menu`)."""
+    from .labelling import finetune_menu
+    return finetune_menu(session, data_collection)
+
+
 #: Menu items: ``(label, function(session, data_collection))``.
 MENU = (("Open HST mosaic…", open_mosaic_dialog),
         ("Classify catalog sources…", classify_catalog_dialog),
         ("Cluster inspector", open_inspector),
-        ("Diagnostics layout", open_diagnostics))
+        ("Diagnostics layout", open_diagnostics),
+        ("Fine-tune on my labels…", finetune_on_labels))

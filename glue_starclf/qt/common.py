@@ -3,12 +3,13 @@
 - `notify`: a non-blocking message box (glue keeps running behind it); every
   message is also kept in `MESSAGES` and logged, so tests and the log see
   what the user saw.
-- `ModelChooser`: bundled models (default) or a models folder.
+- `ModelChooser`: bundled models (default), a models folder, or one of the
+  user's fine-tuned versions (`glue_starclf.finetuning.list_user_models`).
 - `DistanceEdit`: the galaxy distance in Mpc.
-- `JobRunner`: runs `glue_starclf.glue_results.run_job` in a `QThread`
-  with a progress dialog and Cancel; the result is handed to a callback in
-  the GUI thread only when the work completed, so a cancelled or failed
-  job adds nothing.
+- `JobRunner`: runs `glue_starclf.glue_results.run_job` (a subclass: any
+  ``work(job, callback)``) in a `QThread` with a progress dialog and
+  Cancel; the result is handed to a callback in the GUI thread only when
+  the work completed, so a cancelled or failed job adds nothing.
 """
 
 import logging
@@ -69,12 +70,22 @@ def notify(parent, text, level="information", title="Star clusters"):
 
 
 class ModelChooser(QtWidgets.QWidget):
-    """Bundled models (default) or the models of a folder."""
+    """Bundled models (default), the models of a folder, or a fine-tuned version.
+
+    Attributes
+    ----------
+    versions : list of (str, pathlib.Path)
+        The user's fine-tuned versions offered (items 2 and on).
+    """
 
     def __init__(self, parent=None):
+        from ..finetuning import list_user_models
         super().__init__(parent)
         self.combo = QtWidgets.QComboBox()
         self.combo.addItems(["Bundled models", "Models folder"])
+        self.versions = list_user_models()
+        for name, folder in self.versions:
+            self.combo.addItem(f"Fine-tuned: {name}", str(folder))
         self.folder = QtWidgets.QLineEdit(_last_folder["path"])
         self.folder.setPlaceholderText("folder with classifier-*.json / physical-*.json")
         self.browse = QtWidgets.QPushButton("Browse…")
@@ -101,7 +112,11 @@ class ModelChooser(QtWidgets.QWidget):
             self.folder.setText(path)
 
     def set_folder(self, path):
-        """Choose a models folder (None or "" for the bundled models)."""
+        """Choose a models folder (None or "" for the bundled models; a version's is its item)."""
+        version = self.combo.findData(str(path)) if path else -1
+        if version >= 2:
+            self.combo.setCurrentIndex(version)
+            return
         self.folder.setText(str(path or ""))
         self.combo.setCurrentIndex(1 if path else 0)
 
@@ -115,6 +130,8 @@ class ModelChooser(QtWidgets.QWidget):
         """
         if self.combo.currentIndex() == 0:
             return None
+        if self.combo.currentIndex() >= 2:
+            return self.combo.currentData()
         path = self.folder.text().strip()
         if not path:
             raise ValueError("choose a models folder, or the bundled models")
@@ -164,9 +181,10 @@ class _JobThread(QtCore.QThread):
     succeeded = QtCore.Signal(object)
     failed = QtCore.Signal(str, bool)  # message, True for "nothing to classify"
 
-    def __init__(self, job):
+    def __init__(self, job, work):
         super().__init__()
         self.job = job
+        self.work = work
         self.cancel_requested = threading.Event()
 
     def _callback(self, done, total):
@@ -176,13 +194,13 @@ class _JobThread(QtCore.QThread):
 
     def run(self):
         try:
-            table = run_job(self.job, callback=self._callback)
+            table = self.work(self.job, callback=self._callback)
         except Cancelled:
             return
         except NoSources as exc:
             self.failed.emit(one_line(exc), True)
         except Exception as exc:  # shown to the user, never a traceback
-            log.debug("classification failed", exc_info=True)
+            log.debug("the job failed", exc_info=True)
             self.failed.emit(f"{type(exc).__name__}: {one_line(exc)}", False)
         else:
             if not self.cancel_requested.is_set():
@@ -192,13 +210,16 @@ class _JobThread(QtCore.QThread):
 class JobRunner(QtCore.QObject):
     """Run a classification job in a thread, with a progress dialog and Cancel.
 
+    Subclasses run other work by overriding `work` and the texts
+    (`CANCELLED`, `FAILED`, `NOT_ADDED`, `progress_text`).
+
     Parameters
     ----------
     job : glue_starclf.glue_results.ClassifyJob
     on_result : callable
-        Called in the GUI thread with the results table when the job
-        completed (not after Cancel or an error); its own errors are shown
-        as a message.
+        Called in the GUI thread with the work's result (the results table)
+        when the job completed (not after Cancel or an error); its own
+        errors are shown as a message.
     parent : QWidget, optional
         Parent of the progress dialog and the messages.
     title : str
@@ -210,9 +231,20 @@ class JobRunner(QtCore.QObject):
         ``"empty"`` (nothing to classify).
     message : str
         The last message shown about this job.
+    box : QtWidgets.QMessageBox or None
+        That message's box.
     """
 
     finished = QtCore.Signal(str)
+
+    #: ``work(job, callback)`` run in the thread.
+    work = staticmethod(run_job)
+    #: Message after Cancel.
+    CANCELLED = "Classification cancelled: nothing was added."
+    #: First line of the message after an error.
+    FAILED = "Classification failed, nothing was added."
+    #: Start of the message when ``on_result`` fails.
+    NOT_ADDED = "The results could not be added"
 
     def __init__(self, job, on_result, parent=None, title="Classifying sources"):
         super().__init__()
@@ -222,7 +254,8 @@ class JobRunner(QtCore.QObject):
         self.state = "idle"
         self.message = ""
         self.started_at = None
-        self.thread = _JobThread(job)
+        self.box = None
+        self.thread = _JobThread(job, self.work)
         self.thread.progress.connect(self._on_progress)
         self.thread.succeeded.connect(self._on_succeeded)
         self.thread.failed.connect(self._on_failed)
@@ -248,14 +281,18 @@ class JobRunner(QtCore.QObject):
         if self.state != "running":
             return
         self.thread.cancel_requested.set()
-        self._finish("cancelled", "Classification cancelled: nothing was added.", "information")
+        self._finish("cancelled", self.CANCELLED, "information")
+
+    def progress_text(self, done, total):
+        """The progress dialog's text."""
+        return f"Classifying {total:,} sources: {done:,} done"
 
     def _on_progress(self, done, total):
         if self.state != "running":
             return
         self.dialog.setMaximum(max(total, 1))
         self.dialog.setValue(done)
-        self.dialog.setLabelText(f"Classifying {total:,} sources: {done:,} done")
+        self.dialog.setLabelText(self.progress_text(done, total))
 
     def _on_succeeded(self, table):
         if self.state != "running":
@@ -264,7 +301,7 @@ class JobRunner(QtCore.QObject):
             text = self.on_result(table)
         except Exception as exc:
             log.debug("adding the results failed", exc_info=True)
-            self._finish("failed", f"The results could not be added: {one_line(exc)}", "error")
+            self._finish("failed", f"{self.NOT_ADDED}: {one_line(exc)}", "error")
             return
         self._finish("done", text, "information")
 
@@ -275,8 +312,7 @@ class JobRunner(QtCore.QObject):
             self._finish("empty", f"Nothing to classify: {text}. No dataset was made.",
                          "warning")
         else:
-            self._finish("failed", f"Classification failed, nothing was added.\n{text}",
-                         "error")
+            self._finish("failed", f"{self.FAILED}\n{text}", "error")
 
     def _finish(self, state, text, level):
         self.state = state
@@ -284,11 +320,11 @@ class JobRunner(QtCore.QObject):
         self.dialog.canceled.disconnect(self.cancel)
         self.dialog.close()
         if text:
-            notify(self.widget, text, level)
+            self.box = notify(self.widget, text, level)
         self.finished.emit(state)
 
     def _on_thread_finished(self):
         if self.state == "running":  # the thread ended without a verdict
-            self._finish("failed", "Classification stopped unexpectedly; nothing was added.",
+            self._finish("failed", f"{self.FAILED}\nThe worker stopped unexpectedly.",
                          "error")
         RUNNING.discard(self)

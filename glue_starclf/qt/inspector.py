@@ -1,17 +1,32 @@
 """The cluster inspector: a gallery of the sources of a subset of the results.
 
 For each source of the chosen subset (all sources when none), sorted by
-class entropy (most uncertain first), by p_cluster or by V magnitude: an
-RGB stamp (F814W, F555W, F438W/F336W) and the five bands, the four class
-probabilities as bars, the age-A_V posterior map of the physical network
-marginalised over mass (as Bialopetravičius & Narbutis 2020, Fig. 21),
-r_h and visibility. Clicking a stamp selects that source in every viewer
-(the subset group `PICK_LABEL`; Ctrl-click adds to it).
+class entropy (most uncertain first), ensemble disagreement
+(``1 - class_agreement``, most first), a stratified sample by class and V
+magnitude (`glue_starclf.labelling.labelling_order`), p_cluster or V
+magnitude: an RGB stamp (F814W, F555W, F438W/F336W) and the five bands,
+the four class probabilities as bars, the age-A_V posterior map of the
+physical network marginalised over mass (as Bialopetravičius & Narbutis
+2020, Fig. 21), r_h, visibility and the human labels. Clicking a stamp
+selects that source in every viewer (the subset group `PICK_LABEL`;
+Ctrl-click adds to it) and focuses it.
+
+Labelling: keys 1-4 give the focused source that LEGUS class, 0 "not
+sure", as a vote of the labeller named in the viewer (components
+``class_user``, ``labeller``, ``labelled_at``, ``votes``; see
+`glue_starclf.labelling`); the focus then moves to the next source. The
+arrow keys move the focus (→/↓ next, ←/↑ previous); past either end of
+the page the next or previous page is shown. "Unlabelled only" hides the
+sources the labeller has voted on. A counter gives the labelled sources
+and their agreement with the model; the buttons open the confusion
+matrix, export and import labels files, and fine-tune on the labels
+(`glue_starclf.qt.labelling`).
 
 The viewer keeps its choices in its glue state (`InspectorState`), so a
 saved session restores them.
 """
 
+import getpass
 import logging
 
 import numpy as np
@@ -24,18 +39,30 @@ from qtpy import QtCore, QtGui, QtWidgets
 from qtpy.QtCore import Qt
 
 from ..bands import BANDS
-from ..glue_io import MOSAIC, RESULTS_META_KEY, kind_of, mosaic_from_data, result_label
-from ..glue_results import MOSAIC_KEY, column, posterior_maps
+from ..glue_io import RESULTS_META_KEY, mosaic_from_data, result_label
+from ..glue_results import column, models_folder_of, mosaic_of, posterior_maps
+from ..labelling import (NOT_SURE, ORDERS, check_labeller, label_summary, labelling_order,
+                         parse_votes, set_votes, votes_of)
 from .common import notify, one_line
 
 __all__ = ["ClusterInspectorViewer", "InspectorState", "InspectorLayerArtist", "SORT_KEYS",
-           "PICK_LABEL", "STAMP_SIZE", "CLASS_COLOURS", "stretch", "rgb_stamp"]
+           "SORTS", "LABEL_KEYS", "NEXT_KEYS", "PREVIOUS_KEYS", "PICK_LABEL", "STAMP_SIZE",
+           "CLASS_COLOURS", "stretch", "rgb_stamp", "votes_text"]
 
 log = logging.getLogger("glue_starclf")
 
 #: Sort choices: ``{name: (result column, descending)}``.
 SORT_KEYS = {"entropy": ("class_entropy", True), "p_cluster": ("p_cluster", True),
              "magnitude": ("mag_F555W", False)}
+
+#: Every sort choice: the labelling orders between the column sorts.
+SORTS = ("entropy", *ORDERS, "p_cluster", "magnitude")
+
+#: Keys that vote: ``{key: class}`` (0 = not sure).
+LABEL_KEYS = {Qt.Key_0: NOT_SURE, Qt.Key_1: 1, Qt.Key_2: 2, Qt.Key_3: 3, Qt.Key_4: 4}
+#: Keys that move the focus on, and back.
+NEXT_KEYS = (Qt.Key_Right, Qt.Key_Down)
+PREVIOUS_KEYS = (Qt.Key_Left, Qt.Key_Up)
 
 #: Label of the subset group made by clicking a stamp.
 PICK_LABEL = "picked cluster"
@@ -137,19 +164,40 @@ class _Bars(QtWidgets.QWidget):
         painter.end()
 
 
+def votes_text(text, labeller=""):
+    """What a tile says of a source's votes (``labeller``'s own marked "you")."""
+    votes = parse_votes(text)
+    if not votes:
+        return "not labelled"
+
+    def name(c):
+        return "not sure" if c == NOT_SURE else f"class {c}"
+    return "labels: " + ", ".join(f"{'you' if who == labeller else who} {name(c)}"
+                                  for who, (c, _) in votes.items())
+
+
 class _Tile(QtWidgets.QFrame):
-    """One source of the gallery; a click picks it."""
+    """One source of the gallery; a click picks it.
+
+    Attributes
+    ----------
+    row : int
+        Row of the results dataset.
+    user : QtWidgets.QLabel
+        The human labels of the source.
+    """
 
     clicked = QtCore.Signal(int, bool)
 
-    def __init__(self, row, info, stamp, band_mask, grid, picked, parent=None):
+    def __init__(self, row, info, stamp, band_mask, grid, picked, user_text="", parent=None):
         super().__init__(parent)
         self.row = row
+        self.picked = picked
+        self.focused = False
         self.setFrameShape(QtWidgets.QFrame.StyledPanel)
         self.setLineWidth(2)
-        self.setStyleSheet("QFrame#tile { border: 3px solid %s; border-radius: 4px; }"
-                           % ("#ff00ff" if picked else "#cccccc"))
         self.setObjectName("tile")
+        self._style()
         self.setCursor(Qt.PointingHandCursor)
         lay = QtWidgets.QVBoxLayout(self)
         lay.setContentsMargins(5, 5, 5, 5)
@@ -157,6 +205,10 @@ class _Tile(QtWidgets.QFrame):
         head = QtWidgets.QLabel(info["title"])
         head.setStyleSheet("font-weight: bold")
         lay.addWidget(head)
+        self.user = QtWidgets.QLabel(user_text)
+        self.user.setWordWrap(True)
+        self.user.setStyleSheet("color: #6a1b9a; font-size: 10px")
+        lay.addWidget(self.user)
         top = QtWidgets.QHBoxLayout()
         rgb = QtWidgets.QLabel()
         rgb.setPixmap(_pixmap(rgb_stamp(stamp, band_mask), 3))
@@ -201,17 +253,39 @@ class _Tile(QtWidgets.QFrame):
         lay.addWidget(text)
         self.setFixedWidth(3 * STAMP_SIZE + 140)
 
+    def _style(self):
+        colour = "#ff8c00" if self.focused else "#ff00ff" if self.picked else "#cccccc"
+        width = 4 if self.focused else 3
+        self.setStyleSheet("QFrame#tile { border: %dpx solid %s; border-radius: 4px; }"
+                           % (width, colour))
+
+    def set_focused(self, focused):
+        """Mark (or unmark) the tile as the one the label keys act on."""
+        self.focused = bool(focused)
+        self._style()
+
     def mousePressEvent(self, event):
         self.clicked.emit(self.row, bool(event.modifiers() & Qt.ControlModifier))
         super().mousePressEvent(event)
+
+
+def _default_labeller():
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no user name in the environment
+        return "me"
 
 
 class InspectorState(ViewerState):
     """Choices of the cluster inspector (saved with the session)."""
 
     subset_label = CallbackProperty("", docstring="Label of the subset shown; '' for all")
-    sort_by = CallbackProperty("entropy", docstring="One of SORT_KEYS")
-    max_stamps = CallbackProperty(24, docstring="Most stamps shown")
+    sort_by = CallbackProperty("entropy", docstring="One of SORTS")
+    max_stamps = CallbackProperty(24, docstring="Most stamps shown (the page size)")
+    offset = CallbackProperty(0, docstring="Position of the page's first source in the order")
+    labeller = CallbackProperty(_default_labeller(), docstring="Name the votes are made under")
+    unlabelled_only = CallbackProperty(False, docstring="Hide the sources the labeller "
+                                                        "has voted on")
 
 
 class InspectorLayerArtist(LayerArtist):
@@ -239,9 +313,16 @@ class ClusterInspectorViewer(DataViewer):
     tiles : list
         The tiles shown, one per source, in order (their ``row`` is the row
         of the results dataset).
+    focus : int
+        Index in `tiles` of the source the label keys act on (-1: none).
+    last_dialog : QDialog or None
+        The last dialog a button opened (the fine-tuning dialog).
     note : str
         What the gallery shows, or why part of it is missing.
     """
+
+    #: Emitted after the keys (or an import) changed the labels.
+    labels_changed = QtCore.Signal()
 
     LABEL = "Cluster inspector"
     _state_cls = InspectorState
@@ -254,15 +335,20 @@ class ClusterInspectorViewer(DataViewer):
     def __init__(self, session, state=None, parent=None):
         super().__init__(session, state=state, parent=parent)
         self.tiles = []
+        self.focus = -1
+        self.last_dialog = None
         self.note = ""
         self._maps = {}
+        self._order = np.zeros(0, int)
+        self._quiet = False
+        self._focus_last = False
         box = QtWidgets.QWidget()
         lay = QtWidgets.QVBoxLayout(box)
         bar = QtWidgets.QHBoxLayout()
         self.subset_combo = QtWidgets.QComboBox()
         self.subset_combo.setMinimumWidth(160)
         self.sort_combo = QtWidgets.QComboBox()
-        self.sort_combo.addItems(list(SORT_KEYS))
+        self.sort_combo.addItems(list(SORTS))
         self.max_spin = QtWidgets.QSpinBox()
         self.max_spin.setRange(1, 500)
         for text, w in (("Subset", self.subset_combo), ("Sort by", self.sort_combo),
@@ -271,6 +357,7 @@ class ClusterInspectorViewer(DataViewer):
             bar.addWidget(w)
         bar.addStretch(1)
         lay.addLayout(bar)
+        lay.addLayout(self._labelling_bar())
         self.info = QtWidgets.QLabel("Drag a results dataset (“star clusters”) here.")
         self.info.setWordWrap(True)
         lay.addWidget(self.info)
@@ -280,6 +367,8 @@ class ClusterInspectorViewer(DataViewer):
         self.grid = QtWidgets.QGridLayout(self.gallery)
         self.grid.setAlignment(Qt.AlignTop | Qt.AlignLeft)
         self.scroll.setWidget(self.gallery)
+        self.scroll.installEventFilter(self)
+        self.setFocusPolicy(Qt.StrongFocus)
         lay.addWidget(self.scroll, 1)
         self.setCentralWidget(box)
         self.resize(860, 640)
@@ -290,9 +379,45 @@ class ClusterInspectorViewer(DataViewer):
         self.subset_combo.currentIndexChanged.connect(self._from_widgets)
         self.sort_combo.currentIndexChanged.connect(self._from_widgets)
         self.max_spin.valueChanged.connect(self._from_widgets)
-        for name in ("subset_label", "sort_by", "max_stamps"):
+        self.labeller_edit.editingFinished.connect(self._from_widgets)
+        self.unlabelled_check.toggled.connect(self._from_widgets)
+        for name in ("subset_label", "sort_by", "unlabelled_only"):
+            self.state.add_callback(name, self._first_page)
+        for name in ("max_stamps", "offset", "labeller"):
             self.state.add_callback(name, self.schedule_refresh)
         self.state.add_callback("layers", self.schedule_refresh)
+        self.schedule_refresh()
+
+    def _labelling_bar(self):
+        from . import labelling
+        bar = QtWidgets.QHBoxLayout()
+        self.labeller_edit = QtWidgets.QLineEdit(self.state.labeller)
+        self.labeller_edit.setMaximumWidth(120)
+        self.labeller_edit.setToolTip("Your name: your votes are kept apart from other "
+                                      "labellers'")
+        self.unlabelled_check = QtWidgets.QCheckBox("Unlabelled only")
+        self.unlabelled_check.setToolTip("Hide the sources you have labelled")
+        bar.addWidget(QtWidgets.QLabel("Labeller"))
+        bar.addWidget(self.labeller_edit)
+        bar.addWidget(self.unlabelled_check)
+        self.counter = QtWidgets.QLabel("")
+        self.counter.setToolTip("Keys 1-4: LEGUS class of the focused source, 0: not sure; "
+                                "arrows: move on")
+        bar.addWidget(self.counter, 1)
+        self.buttons = {}
+        for text, slot in (("Confusion matrix…", labelling.show_confusion),
+                           ("Export labels…", labelling.export_labels_dialog),
+                           ("Import labels…", labelling.import_labels_dialog),
+                           ("Fine-tune on my labels…", labelling.finetune_from_inspector)):
+            button = QtWidgets.QPushButton(text)
+            button.setFocusPolicy(Qt.NoFocus)  # the keys stay with the gallery
+            button.clicked.connect(lambda _=False, f=slot: f(self))
+            bar.addWidget(button)
+            self.buttons[text] = button
+        return bar
+
+    def _first_page(self, *args):
+        self.state.offset = 0
         self.schedule_refresh()
 
     def get_layer_artist(self, cls, layer=None, layer_state=None):
@@ -327,18 +452,26 @@ class ClusterInspectorViewer(DataViewer):
         return added
 
     def schedule_refresh(self, *args):
-        """Redraw the gallery once the event loop is free (changes are batched)."""
-        self._timer.start()
+        """Redraw the gallery once the event loop is free (changes are batched).
+
+        Not while the keys write a vote: the tile is updated in place.
+        """
+        if not self._quiet:
+            self._timer.start()
 
     def _from_widgets(self, *args):
         label = self.subset_combo.currentData()
         self.state.subset_label = label if label is not None else ""
         self.state.sort_by = self.sort_combo.currentText() or "entropy"
         self.state.max_stamps = int(self.max_spin.value())
+        self.state.labeller = self.labeller_edit.text().strip()
+        self.state.unlabelled_only = self.unlabelled_check.isChecked()
 
     def _sync_widgets(self, data):
         labels = [s.label for s in data.subsets] if data is not None else []
-        for w in (self.subset_combo, self.sort_combo, self.max_spin):
+        widgets = (self.subset_combo, self.sort_combo, self.max_spin, self.labeller_edit,
+                   self.unlabelled_check)
+        for w in widgets:
             w.blockSignals(True)
         self.subset_combo.clear()
         self.subset_combo.addItem("All sources", "")
@@ -348,25 +481,35 @@ class ClusterInspectorViewer(DataViewer):
         self.subset_combo.setCurrentIndex(max(idx, 0))
         self.sort_combo.setCurrentText(self.state.sort_by)
         self.max_spin.setValue(int(self.state.max_stamps))
-        for w in (self.subset_combo, self.sort_combo, self.max_spin):
+        if self.labeller_edit.text() != self.state.labeller:
+            self.labeller_edit.setText(self.state.labeller)
+        self.unlabelled_check.setChecked(bool(self.state.unlabelled_only))
+        for w in widgets:
             w.blockSignals(False)
 
-    def _mosaic_data(self, data):
-        dc = self.session.data_collection
-        label = data.meta.get(MOSAIC_KEY)
-        named = [d for d in dc if d.label == label and d.ndim == 2]
-        mosaics = named or [d for d in dc if kind_of(d) == MOSAIC]
-        return mosaics[0] if mosaics else None
-
     def rows(self):
-        """Rows of the results shown, in gallery order (before the `max_stamps` cut)."""
+        """Rows of the results shown, in gallery order (all pages).
+
+        The order is of the whole subset; "unlabelled only" then drops the
+        labeller's sources, so the order of the others does not change as
+        labels are given.
+        """
         data = self.results_data
         if data is None:
             return np.zeros(0, int)
         subset = next((s for s in data.subsets if s.label == self.state.subset_label), None)
         mask = np.ones(data.shape[0], bool) if subset is None else \
             np.asarray(subset.to_mask(), bool)
-        rows = np.flatnonzero(mask)
+        rows = self._sorted(data, np.flatnonzero(mask))
+        if self.state.unlabelled_only:
+            me = self.state.labeller.strip()
+            texts = votes_of(data)
+            rows = rows[[me not in parse_votes(texts[r]) for r in rows]] if len(rows) else rows
+        return rows
+
+    def _sorted(self, data, rows):
+        if self.state.sort_by in ORDERS:
+            return labelling_order(data, rows, self.state.sort_by)
         name, descending = SORT_KEYS.get(self.state.sort_by, SORT_KEYS["entropy"])
         key = column(data, name)
         if key is None and name.startswith("mag_") and name in [c.label for c in data.components]:
@@ -379,8 +522,7 @@ class ClusterInspectorViewer(DataViewer):
 
     def _posteriors(self, data, mosaic, rows, x, y):
         prov = data.meta.get(RESULTS_META_KEY) or {}
-        folder = prov.get("models_folder")
-        folder = None if folder in (None, "", "bundled") else folder
+        folder = models_folder_of(data)
         distance = float(prov.get("distance_mpc", np.nan))
         if not np.isfinite(distance):
             return None, "posterior maps need the distance of the classification"
@@ -409,22 +551,30 @@ class ClusterInspectorViewer(DataViewer):
 
     def _refresh(self):
         from ..cutouts import extract_stamps
+        keep = self.focused_row
         for tile in self.tiles:
             self.grid.removeWidget(tile)
             tile.deleteLater()
         self.tiles = []
+        self.focus = -1
         data = self.results_data
         self._sync_widgets(data)
+        self.update_counter()
         if data is None:
             self.note = "Drag a results dataset (“star clusters”) here."
             self.info.setText(self.note)
             return
-        order = self.rows()
-        shown = order[:max(int(self.state.max_stamps), 1)]
+        order = self._order = self.rows()
+        page = max(int(self.state.max_stamps), 1)
+        start = min(max(int(self.state.offset), 0), max(len(order) - 1, 0))
+        shown = order[start:start + page]
         what = f"“{self.state.subset_label}”" if self.state.subset_label else "all sources"
-        notes = [f"{len(order)} sources in {what} of “{data.label}”; showing {len(shown)}, "
-                 f"sorted by {self.state.sort_by}."]
-        mosaic_data = self._mosaic_data(data)
+        if self.state.unlabelled_only:
+            what += f" not labelled by {self.state.labeller}"
+        notes = [f"{len(order)} sources in {what} of “{data.label}”; showing "
+                 + (f"{start + 1}–{start + len(shown)}" if len(shown) else "none")
+                 + f", sorted by {self.state.sort_by}."]
+        mosaic_data = mosaic_of(self.session.data_collection, data)
         if mosaic_data is None:
             notes.append("The mosaic of these results is not in the session: no stamps.")
             self.note = " ".join(notes)
@@ -451,13 +601,20 @@ class ClusterInspectorViewer(DataViewer):
                   ("id", "class", "p_class1", "p_class2", "p_class3", "p_class4", "log_age",
                    "log_age_lo", "log_age_hi", "av", "log_mass", "r_h", "visibility",
                    "flags", "mag_F555W", "class_entropy")}
+        texts = votes_of(data)
         for i, row in enumerate(shown):
             info = self._info(values, row)
             tile = _Tile(int(row), info, stamps[i], mosaic.band_mask,
-                         None if maps is None else maps[i], int(row) in picked)
-            tile.clicked.connect(self.pick)
+                         None if maps is None else maps[i], int(row) in picked,
+                         votes_text(texts[row], self.state.labeller))
+            tile.clicked.connect(self._clicked)
             self.tiles.append(tile)
         self._reflow()
+        if self.tiles:  # the source focused before, if still shown
+            rows = [t.row for t in self.tiles]
+            self.set_focus(len(rows) - 1 if self._focus_last else
+                           rows.index(keep) if keep in rows else 0)
+        self._focus_last = False
         self.note = " ".join(notes)
         self.info.setText(self.note)
 
@@ -498,6 +655,137 @@ class ClusterInspectorViewer(DataViewer):
         if flags:
             text += f"\nflags: {flags}"
         return {"title": title, "probs": probs, "text": text}
+
+    # -- labelling ---------------------------------------------------------------------
+
+    def update_counter(self):
+        """Show how many sources are labelled and how well the model agrees."""
+        data = self.results_data
+        if data is None:
+            self.counter.setText("")
+            return
+        s = label_summary(data, self.state.labeller.strip())
+        text = (f"Labelled {s['labelled']} of {s['n']} (you: {s['mine']}, not sure: "
+                f"{s['not_sure']})")
+        if s["compared"]:
+            text += f"; model agrees on {s['agree']} of {s['compared']} ({s['agreement']:.0%})"
+        self.counter.setText(text)
+
+    def set_focus(self, index):
+        """Focus the tile at ``index`` (clipped to the page) for the label keys."""
+        if not self.tiles:
+            self.focus = -1
+            return
+        index = int(np.clip(index, 0, len(self.tiles) - 1))
+        if 0 <= self.focus < len(self.tiles):
+            self.tiles[self.focus].set_focused(False)
+        self.focus = index
+        tile = self.tiles[index]
+        tile.set_focused(True)
+        self.scroll.ensureWidgetVisible(tile)
+
+    @property
+    def focused_row(self):
+        """Results row of the focused tile, or None."""
+        return self.tiles[self.focus].row if 0 <= self.focus < len(self.tiles) else None
+
+    def _clicked(self, row, add):
+        self.set_focus(next(i for i, t in enumerate(self.tiles) if t.row == row))
+        self.scroll.setFocus()
+        self.pick(row, add)
+
+    def move_focus(self, step):
+        """Move the focus by ``step`` tiles; past the page's ends, show the next/previous page."""
+        if not self.tiles:
+            return
+        target = self.focus + step
+        if 0 <= target < len(self.tiles):
+            self.set_focus(target)
+        elif target >= len(self.tiles):
+            self._turn_page(+1)
+        else:
+            self._turn_page(-1)
+
+    def _turn_page(self, direction):
+        """Show the page after (+1) or before (-1) the tiles shown, in the current order.
+
+        The order is recomputed first: with "unlabelled only", the sources
+        just labelled have left it, so the page after starts at the first
+        source after this page that is still to be shown.
+        """
+        old = self._order
+        shown = [t.row for t in self.tiles]
+        order = self.rows()
+        position = {int(r): i for i, r in enumerate(order)}
+        page = max(int(self.state.max_stamps), 1)
+        if direction > 0:
+            start = int(np.flatnonzero(np.isin(old, shown)).max()) + 1 if shown else 0
+            after = [position[int(r)] for r in old[start:] if int(r) in position]
+            if not after:
+                return  # the last page
+            offset = after[0]
+        else:
+            first = int(np.flatnonzero(np.isin(old, shown)).min()) if shown else 0
+            before = [position[int(r)] for r in old[:first] if int(r) in position]
+            if not before:
+                return  # the first page
+            offset = max(before[-1] - page + 1, 0)
+            self._focus_last = True
+        if offset == int(self.state.offset):
+            self.schedule_refresh()
+        self.state.offset = offset
+
+    def label_focused(self, cls):
+        """Vote class ``cls`` (1-4, 0 = not sure) for the focused source and move on.
+
+        Returns
+        -------
+        bool
+            True if a vote was written.
+        """
+        data = self.results_data
+        row = self.focused_row
+        if data is None or row is None:
+            return False
+        try:
+            name = check_labeller(self.state.labeller)
+        except ValueError as exc:
+            notify(self, f"No vote written: {exc}.", "warning")
+            return False
+        self._quiet = True  # the tile is updated here, not the whole gallery
+        try:
+            set_votes(data, [row], name, cls)
+        finally:
+            self._quiet = False
+        tile = self.tiles[self.focus]
+        tile.user.setText(votes_text(votes_of(data)[row], name))
+        self.update_counter()
+        self.labels_changed.emit()
+        self.move_focus(+1)
+        return True
+
+    def handle_key(self, key):
+        """Act on a labelling key; False when ``key`` is not one."""
+        if key in LABEL_KEYS:
+            self.label_focused(LABEL_KEYS[key])
+        elif key in NEXT_KEYS:
+            self.move_focus(+1)
+        elif key in PREVIOUS_KEYS:
+            self.move_focus(-1)
+        else:
+            return False
+        return True
+
+    def keyPressEvent(self, event):
+        if not self.handle_key(event.key()):
+            super().keyPressEvent(event)
+
+    def eventFilter(self, obj, event):
+        """The gallery's scroll area would scroll on the arrows: they move the focus."""
+        if obj is self.scroll and event.type() == QtCore.QEvent.KeyPress and \
+                self.handle_key(event.key()):
+            return True
+        return super().eventFilter(obj, event)
 
     def pick(self, row, add=False):
         """Select the source of a results row in every viewer (subset group `PICK_LABEL`).

@@ -294,6 +294,18 @@ def test_fewer_labels_than_classes(app, qtbot, small, user_models):
     assert list_user_models() == []
 
 
+def test_finetune_without_the_training_module(app, qtbot, small, monkeypatch):
+    import sys
+    res, expert, inspector = small
+    label_first(qtbot, inspector, [1, 2, 3, 4], "ana")
+    monkeypatch.setitem(sys.modules, "training.finetune", None)
+    inspector.buttons["Fine-tune on my labels…"].click()
+    assert inspector.last_dialog is None
+    level, text = MESSAGES[-1]
+    assert level == "error" and "needs the training module of a glue-starclf source " \
+        "checkout" in text
+
+
 def test_cancel_mid_finetune_registers_nothing(app, qtbot, small, user_models):
     res, expert, inspector = small
     label_first(qtbot, inspector, expert[[t.row for t in inspector.tiles[:12]]], "ana")

@@ -2,6 +2,7 @@
 summaries, labels files and the user's model versions."""
 
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -167,3 +168,10 @@ def test_user_models_folder(tmp_path, monkeypatch):
 
 def test_training_module_from_the_checkout():
     assert callable(training_finetune().finetune)
+
+
+def test_without_the_training_module(monkeypatch):
+    """An installed wheel has no training/ folder: a clear error, no traceback."""
+    monkeypatch.setitem(sys.modules, "training.finetune", None)
+    with pytest.raises(RuntimeError, match="source checkout"):
+        training_finetune()
