@@ -39,6 +39,13 @@ def models(trained_models):
     return str(trained_models["models"])
 
 
+@pytest.fixture(scope="session")
+def bundled_models():
+    """The bundled 5 + 5 members, for the views whose screenshots the README shows."""
+    from glue_starclf.checkpoints import bundled_models_dir
+    return str(bundled_models_dir())
+
+
 @pytest.fixture
 def app(qapp):
     """A glue application with the plugin loaded through its entry point."""

@@ -186,14 +186,14 @@ def test_classify_catalog_keeps_the_catalogs_own_class(app, qtbot, mock_files, m
     assert catalog.meta["starclf_columns"]["class"] == "class_starclf"
 
 
-def test_main_window_screenshot(app, qtbot, opened, models):
+def test_main_window_screenshot(app, qtbot, opened, bundled_models):
     """Image, catalog markers, a region and the results, as an astronomer sees them."""
     from glue_starclf.qt.diagnostics import class_subsets
     mosaic, catalog, viewer, cat = opened
     catalog_layer = next(la for la in viewer.layers if la.layer is catalog)
     catalog_layer.state.visible = False
     region_on(viewer, 30, 290, 30, 290)
-    assert run_tool(viewer, qtbot, models).state == "done"
+    assert run_tool(viewer, qtbot, bundled_models).state == "done"
     class_subsets(app.data_collection, results_of(app))
     app.show()
     sub = viewer.parent()

@@ -16,7 +16,7 @@ from glue_starclf.qt.inspector import PICK_LABEL, ClusterInspectorViewer
 
 
 @pytest.fixture
-def classified(app, qtbot, mock_files, models, tmp_path):
+def classified(app, qtbot, mock_files, bundled_models, tmp_path):
     """Mosaic, catalog and the results of a region, with the region subset active."""
     cat_path, cat = truth_catalog(mock_files, tmp_path)
     mosaic = open_mosaic_files(app.session, band_items(mock_files), str(cat_path))
@@ -24,7 +24,7 @@ def classified(app, qtbot, mock_files, models, tmp_path):
     region = region_on(viewer, 20, 300, 20, 300)
     viewer.toolbar.tools["starclf:classify"].activate()
     dialog = viewer.last_dialog
-    dialog.models.set_folder(models)
+    dialog.models.set_folder(bundled_models)
     dialog.buttons.button(dialog.buttons.Ok).click()
     assert wait_for(qtbot, dialog.runner) == "done", dialog.runner.message
     res = next(d for d in app.data_collection if kind_of(d) == RESULTS)
