@@ -43,7 +43,7 @@ import numpy as np
 
 from .glue_results import MATCH_RADIUS_PX, column
 
-__all__ = ["VOTES", "USER_COLUMNS", "NOT_SURE", "N_CLASSES", "ORDERS", "MATCH_ARCSEC",
+__all__ = ["read_labels_file", "VOTES", "USER_COLUMNS", "NOT_SURE", "N_CLASSES", "ORDERS", "MATCH_ARCSEC",
            "check_labeller", "now", "parse_votes", "format_votes", "consensus", "votes_of",
            "set_votes", "merge_votes", "vote_fractions", "labelling_order", "label_summary",
            "labels_table", "export_labels", "import_labels"]
@@ -443,7 +443,8 @@ def export_labels(data, path, overwrite=False):
     return len(t)
 
 
-def _read_labels_file(path):
+def read_labels_file(path):
+    """A labels table (ECSV, CSV or any astropy format); one-line errors for bad files."""
     from pathlib import Path
 
     from astropy.table import Table
@@ -504,7 +505,7 @@ def import_labels(data, path, default_labeller=None):
     from pathlib import Path
 
     from scipy.spatial import cKDTree
-    t = _read_labels_file(path)
+    t = read_labels_file(path)
     lower = {c.lower(): c for c in t.colnames}
     cls_name = next((lower[n] for n in ("class_user", "class") if n in lower), None)
     if cls_name is None:

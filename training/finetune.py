@@ -69,6 +69,7 @@ import numpy as np
 import torch
 
 from glue_starclf.bands import BANDS
+from glue_starclf.labelling import read_labels_file
 
 from .loop import fit, seed_everything
 from .train_classifier import (_band_dropout, _inputs, classification_metrics,
@@ -112,20 +113,6 @@ def add_arguments(p):
 
 
 # -- labels --------------------------------------------------------------------------
-
-def _read_table(path):
-    from astropy.table import Table
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such labels file")
-    fmt = {".ecsv": "ascii.ecsv", ".csv": "ascii.csv"}.get(path.suffix.lower())
-    try:
-        return Table.read(path, format=fmt) if fmt else Table.read(path)
-    except Exception as exc:  # astropy raises many types for unreadable files
-        lines = str(exc).strip().splitlines()
-        raise ValueError(f"{path}: cannot read it as a labels table "
-                         f"({lines[0] if lines else type(exc).__name__})") from None
-
 
 def _column(table, *names):
     lower = {c.lower(): c for c in table.colnames}
@@ -207,10 +194,10 @@ def read_labels(path, wcs=None, positions=True):
     if positions:
         t = read_catalog(path, wcs=wcs)
         keys = np.round(np.stack([_fill(t["x"]), _fill(t["y"])], axis=1), 3)
-        has_id = _column(_read_table(path), "id", "index") is not None
+        has_id = _column(read_labels_file(path), "id", "index") is not None
         key_of = [str(i) for i in t["id"]] if has_id else [f"{a},{b}" for a, b in keys]
     else:
-        t = _read_table(path)
+        t = read_labels_file(path)
         if "id" not in t.colnames:
             raise ValueError(f"{path}: no id column to look up in the catalog; "
                              f"found {', '.join(t.colnames) or 'none'}")
