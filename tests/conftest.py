@@ -19,6 +19,12 @@ def _training_fixtures():
 
 
 @pytest.fixture(scope="session")
+def run_training():
+    """``run_training(*argv)``: ``python -m training argv`` in-process -> (status, out, err)."""
+    return _training_fixtures().run_training
+
+
+@pytest.fixture(scope="session")
 def trained_models(tmp_path_factory):
     """Tiny banks and one-epoch models, built once per session (see tests/training)."""
     return _training_fixtures().build_trained_models(tmp_path_factory)

@@ -1,26 +1,10 @@
 """``python -m training ensemble``: seeded members, kept on re-run, reserved options."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 from glue_starclf.checkpoints import load_card
 from glue_starclf.predict import load_ensemble
 
 
-def _fixtures():
-    name = "starclf_training_fixtures"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("conftest.py"))
-        sys.modules[name] = mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
-run_training = _fixtures().run_training
-
-
-def test_ensemble_trains_seeded_members_and_keeps_them(trained_models, tmp_path):
+def test_ensemble_trains_seeded_members_and_keeps_them(trained_models, run_training, tmp_path):
     argv = ["ensemble", "--family", "classifier", "--members", "2", "--first-seed", "3",
             "--out", tmp_path, "--", "--bank", trained_models["classifier_bank"],
             "--epochs", "1"]
@@ -41,7 +25,7 @@ def test_ensemble_trains_seeded_members_and_keeps_them(trained_models, tmp_path)
     assert [p.stat().st_mtime_ns for p in paths] == stamp
 
 
-def test_ensemble_rejects_options_it_sets(trained_models, tmp_path):
+def test_ensemble_rejects_options_it_sets(trained_models, run_training, tmp_path):
     status, _, err = run_training("ensemble", "--family", "physical", "--out", tmp_path, "--",
                                   "--bank", trained_models["physical_bank"], "--seed", "1")
     assert status == 2
@@ -49,7 +33,7 @@ def test_ensemble_rejects_options_it_sets(trained_models, tmp_path):
     assert not list(tmp_path.glob("*.safetensors"))
 
 
-def test_ensemble_member_count_must_be_positive(tmp_path):
+def test_ensemble_member_count_must_be_positive(run_training, tmp_path):
     status, _, err = run_training("ensemble", "--family", "physical", "--members", "0",
                                   "--out", tmp_path)
     assert status == 2 and "--members 0" in err
