@@ -7,6 +7,7 @@ fields when the bank has them) -> StarClassifier of `glue_starclf.networks`
 -> validation metrics and a fitted temperature -> safetensors + model card.
 """
 
+import argparse
 import sys
 import time
 from pathlib import Path
@@ -38,7 +39,22 @@ def add_arguments(p):
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--band-dropout", type=float, default=0.2)
+    p.add_argument("--width", type=_width, default=None, metavar="C1,C2,C3,C4,C5",
+                   help="channels of the five convolutions of each pathway "
+                        "(default that of StarClassifier)")
+    p.add_argument("--hidden", type=int, default=None,
+                   help="units of the hidden fully-connected layer (default StarClassifier's)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
+
+
+def _width(text):
+    try:
+        width = [int(c) for c in text.split(",")]
+    except ValueError:
+        width = []
+    if len(width) != 5 or min(width) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not five positive channel counts")
+    return width
 
 
 def labelled_stamps(banks=(), images=(), catalog=None):
@@ -190,6 +206,10 @@ def run(args):
     train = _Stamps(x[~val], y[~val], mask[~val])
     # model
     kwargs = {}
+    if args.width is not None:
+        kwargs["width"] = list(args.width)
+    if args.hidden is not None:
+        kwargs["hidden"] = args.hidden
     model = StarClassifier(**kwargs)
     gen = torch.Generator().manual_seed(args.seed)
     aug_rng = np.random.default_rng(args.seed)

@@ -2,34 +2,19 @@
 and its card, the report, soft labels from votes, frozen layers, cancelling,
 and bad input (one-line errors, exit status 2, nothing written)."""
 
-import importlib.util
 import json
 import shutil
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from astropy.table import Table
 
 from glue_starclf.checkpoints import load_checkpoint, sha256_file
+from training_runs import run_training
 from training.finetune import (finetune, labelled_sources, layer_groups, read_labels,
                                report_paths, write_finetuned)
 from training.train_classifier import labelled_stamps
 
-
-
-def _fixtures():
-    """This folder's conftest, by path (other ``conftest`` modules share the name)."""
-    name = "starclf_training_fixtures"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("conftest.py"))
-        sys.modules[name] = mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
-run_training = _fixtures().run_training
 
 #: Quick settings: every training is one short epoch.
 FAST = ["--folds", "2", "--curve-folds", "1", "--epochs", "1"]

@@ -1,30 +1,13 @@
 """``python -m training train-classifier | train-physical``: cards, resume,
 determinism, the NaN guard and bad input (one-line errors, exit status 2)."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from glue_starclf.checkpoints import load_checkpoint, sha256_file
-
-
-def _fixtures():
-    """This folder's conftest, by path (other ``conftest`` modules share the name)."""
-    name = "starclf_training_fixtures"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("conftest.py"))
-        sys.modules[name] = mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
-classifier_argv = _fixtures().classifier_argv
-physical_argv = _fixtures().physical_argv
-run_training = _fixtures().run_training
+from training_runs import classifier_argv, physical_argv, run_training
 
 
 def _tensors(path):
@@ -192,6 +175,17 @@ def test_fit_raises_non_finite_loss_even_with_few_batches(tmp_path):
     assert not (tmp_path / "s.pt").exists()
 
 
+def test_classifier_width_and_hidden_go_into_the_card(trained_models, tmp_path):
+    out = tmp_path / "wide.safetensors"
+    status, _, err = run_training(*classifier_argv(trained_models["classifier_bank"], out),
+                                  "--width", "8,12,12,24,24", "--hidden", "20")
+    assert status == 0, err
+    model, card = load_checkpoint(out)
+    assert card["kwargs"] == {"width": [8, 12, 12, 24, 24], "hidden": 20}
+    assert model.pathways[0][0].out_channels == 8
+    assert model.head[0].out_features == 20
+
+
 # -- bad input -----------------------------------------------------------------------
 
 def test_out_must_be_safetensors(trained_models, tmp_path):
@@ -224,6 +218,18 @@ def test_classifier_bank_to_train_physical(trained_models, tmp_path):
     out = tmp_path / "m.safetensors"
     status, _, err = run_training(*physical_argv(trained_models["classifier_bank"], out))
     _assert_one_line_error(status, err, str(trained_models["classifier_bank"]), "classifier")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("width", ["8,12,12,24", "8,12,x,24,24", "8,12,0,24,24"])
+def test_bad_width(trained_models, tmp_path, capsys, width):
+    from training.__main__ import main
+    out = tmp_path / "m.safetensors"
+    with pytest.raises(SystemExit) as exit_info:
+        main(classifier_argv(trained_models["classifier_bank"], out) + ["--width", width])
+    assert exit_info.value.code == 2
+    errors = [ln for ln in capsys.readouterr().err.splitlines() if "error:" in ln]
+    assert len(errors) == 1 and "--width" in errors[0] and repr(width) in errors[0], errors
     assert not out.exists()
 
 

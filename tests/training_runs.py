@@ -1,4 +1,8 @@
-"""Tiny banks and models trained once per test session (``python -m training``).
+"""Helpers of the training tests: in-process ``python -m training`` runs, and
+tiny banks and models trained once per test session.
+
+A plain module rather than a conftest, so that test modules import it by
+name (``tests/`` is on ``sys.path`` through the root conftest).
 
 `trained_models` builds, through ``training.__main__.main([...])``:
 
@@ -22,7 +26,7 @@ import time
 from pathlib import Path
 
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # ``training`` is a folder of the checkout, not installed
     sys.path.insert(0, str(ROOT))
 
