@@ -83,6 +83,9 @@ def test_physical_report(trained_models, tmp_path, capsys):
     assert five["n_clusters"] + five["n_background"] == len(truth)
     assert set(data["targets_met"]) == {"log_age", "log_mass", "av", "log_r_h", "cb_auc"}
     assert data["targets_met"]["cb_auc"] == (five["cb_auc"] >= 0.98)
+    rows = five["by_visibility"]
+    assert sum(r["n"] for r in rows) == five["n_clusters"]
+    assert "By true visibility" in report and "| ≥ 100 |" in report
 
 
 def test_both_families_in_one_run(trained_models, tmp_path, capsys):
@@ -141,3 +144,19 @@ def test_precision_recall_and_roc():
     fpr, tpr = roc_curve(score, np.array([1, 1, 0, 0, 0], bool))
     np.testing.assert_allclose(tpr, [0, 0.5, 1, 1, 1, 1])
     np.testing.assert_allclose(fpr, [0, 0, 0, 1 / 3, 2 / 3, 1])
+
+
+def test_errors_by_visibility():
+    from training.evaluate import errors_by_visibility
+    vis = np.array([1.0, 5.0, 20.0, 50.0, 500.0, 9.99])
+    true = np.zeros(6)
+    pred = np.array([1.0, -3.0, 0.5, 0.25, 0.1, 2.0])
+    rows = errors_by_visibility({"log_age": (true, pred)}, vis, edges=(0, 10, 100, np.inf))
+    assert [(r["lo"], r["hi"], r["n"]) for r in rows] == [(0, 10, 3), (10, 100, 2), (100, None, 1)]
+    assert rows[0]["median_log_age"] == 2.0
+    assert rows[0]["p95_log_age"] == pytest.approx(np.percentile([1, 3, 2], 95))
+    assert rows[1]["median_log_age"] == pytest.approx(0.375)
+    assert rows[2]["p95_log_age"] == pytest.approx(0.1)
+    empty = errors_by_visibility({"log_age": (true, pred)}, vis, edges=(1000, np.inf))
+    assert empty == [{"lo": 1000, "hi": None, "n": 0, "median_log_age": None,
+                      "p95_log_age": None}]
