@@ -42,7 +42,7 @@ def add_arguments(p):
     p.add_argument("--width", type=_width, default=None, metavar="C1,C2,C3,C4,C5",
                    help="channels of the five convolutions of each pathway "
                         "(default that of StarClassifier)")
-    p.add_argument("--hidden", type=int, default=None,
+    p.add_argument("--hidden", type=_positive_int, default=None,
                    help="units of the hidden fully-connected layer (default StarClassifier's)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
 
@@ -55,6 +55,16 @@ def _width(text):
     if len(width) != 5 or min(width) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not five positive channel counts")
     return width
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return value
 
 
 def labelled_stamps(banks=(), images=(), catalog=None):
@@ -207,7 +217,7 @@ def run(args):
     # model
     kwargs = {}
     if args.width is not None:
-        kwargs["width"] = list(args.width)
+        kwargs["width"] = args.width
     if args.hidden is not None:
         kwargs["hidden"] = args.hidden
     model = StarClassifier(**kwargs)

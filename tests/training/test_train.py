@@ -221,15 +221,17 @@ def test_classifier_bank_to_train_physical(trained_models, tmp_path):
     assert not out.exists()
 
 
-@pytest.mark.parametrize("width", ["8,12,12,24", "8,12,x,24,24", "8,12,0,24,24"])
-def test_bad_width(trained_models, tmp_path, capsys, width):
+@pytest.mark.parametrize("option, value", [("--width", "8,12,12,24"), ("--width", "8,12,x,24,24"),
+                                           ("--width", "8,12,0,24,24"), ("--hidden", "-3"),
+                                           ("--hidden", "many")])
+def test_bad_network_size(trained_models, tmp_path, capsys, option, value):
     from training.__main__ import main
     out = tmp_path / "m.safetensors"
     with pytest.raises(SystemExit) as exit_info:
-        main(classifier_argv(trained_models["classifier_bank"], out) + ["--width", width])
+        main(classifier_argv(trained_models["classifier_bank"], out) + [option, value])
     assert exit_info.value.code == 2
     errors = [ln for ln in capsys.readouterr().err.splitlines() if "error:" in ln]
-    assert len(errors) == 1 and "--width" in errors[0] and repr(width) in errors[0], errors
+    assert len(errors) == 1 and option in errors[0] and repr(value) in errors[0], errors
     assert not out.exists()
 
 
