@@ -4,7 +4,6 @@ Everything runs headless (``QT_QPA_PLATFORM=offscreen``, ``GLUE_TESTING=True``).
 """
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -12,11 +11,6 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("GLUE_TESTING", "True")
-
-#: Where `save_screenshot` writes: a temporary folder, unless STARCLF_SCREENSHOTS
-#: names one (``make screenshots`` sets it to docs/screenshots, which the README shows).
-SCREENSHOTS = (Path(os.environ["STARCLF_SCREENSHOTS"]) if os.environ.get("STARCLF_SCREENSHOTS")
-               else Path(tempfile.gettempdir()) / f"starclf-screenshots-{os.getpid()}")
 
 #: Shape and seed of the mock field every test opens.
 SHAPE = (320, 320)
@@ -35,6 +29,20 @@ def mock_files(mock_field, tmp_path_factory):
     """The mock field written as one FITS per band plus its truth ECSV."""
     from glue_starclf.sim.mosaic import write_mosaic
     return write_mosaic(mock_field, tmp_path_factory.mktemp("mosaic"), "mock")
+
+
+@pytest.fixture(scope="session")
+def screenshots(tmp_path_factory):
+    """Folder for screenshots: STARCLF_SCREENSHOTS if set, else a pytest temporary folder.
+
+    ``make screenshots`` sets it to docs/screenshots, which the README shows;
+    pytest prunes its own temporary folders, so test runs leave nothing behind.
+    """
+    folder = os.environ.get("STARCLF_SCREENSHOTS")
+    if not folder:
+        return tmp_path_factory.mktemp("screenshots")
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    return Path(folder)
 
 
 @pytest.fixture(scope="session")
@@ -83,12 +91,10 @@ def wait_for(qtbot, runner, timeout=240_000):
     return runner.state
 
 
-def save_screenshot(widget, name):
-    """Save a widget as a PNG under `SCREENSHOTS` and check it is not blank."""
+def save_screenshot(widget, path):
+    """Save a widget as a PNG at ``path`` and check it is not blank."""
     from qtpy import QtWidgets
     QtWidgets.QApplication.processEvents()
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    path = SCREENSHOTS / name
     pixmap = widget.grab()
     assert pixmap.save(str(path)), path
     image = pixmap.toImage()

@@ -186,7 +186,7 @@ def test_classify_catalog_keeps_the_catalogs_own_class(app, qtbot, mock_files, m
     assert catalog.meta["starclf_columns"]["class"] == "class_starclf"
 
 
-def test_main_window_screenshot(app, qtbot, opened, bundled_models):
+def test_main_window_screenshot(app, qtbot, opened, bundled_models, screenshots):
     """Image, catalog markers, a region and the results, as an astronomer sees them."""
     from glue_starclf.qt.diagnostics import class_subsets
     mosaic, catalog, viewer, cat = opened
@@ -200,4 +200,4 @@ def test_main_window_screenshot(app, qtbot, opened, bundled_models):
     sub.showMaximized()
     qtbot.wait(300)
     viewer.figure.canvas.draw()
-    save_screenshot(app, "main_window.png")
+    save_screenshot(app, screenshots / "main_window.png")

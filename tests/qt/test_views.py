@@ -31,7 +31,7 @@ def classified(app, qtbot, mock_files, bundled_models, tmp_path):
     return mosaic, res, viewer, region
 
 
-def test_inspector_gallery_and_pick(app, qtbot, classified):
+def test_inspector_gallery_and_pick(app, qtbot, classified, screenshots):
     mosaic, res, viewer, region = classified
     young = app.data_collection.new_subset_group(
         "young", res.id["log_age"] < float(np.median(res["log_age"])))
@@ -72,7 +72,7 @@ def test_inspector_gallery_and_pick(app, qtbot, classified):
     app.show()
     inspector.parent().showMaximized()
     qtbot.wait(300)
-    save_screenshot(inspector, "inspector.png")
+    save_screenshot(inspector, screenshots / "inspector.png")
 
 
 def test_inspector_refuses_non_results(app, qtbot, classified):
@@ -82,7 +82,7 @@ def test_inspector_refuses_non_results(app, qtbot, classified):
     assert inspector.results_data is res
 
 
-def test_diagnostics_layout(app, qtbot, classified):
+def test_diagnostics_layout(app, qtbot, classified, screenshots):
     mosaic, res, viewer, region = classified
     app.show()
     qtbot.wait(100)
@@ -103,7 +103,7 @@ def test_diagnostics_layout(app, qtbot, classified):
     qtbot.wait(300)
     for v in views:
         v.figure.canvas.draw()
-    save_screenshot(app, "diagnostics.png")
+    save_screenshot(app, screenshots / "diagnostics.png")
 
 
 def test_export_menus(app, qtbot, classified, tmp_path):
