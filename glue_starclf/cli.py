@@ -11,7 +11,7 @@ import os
 import sys
 import time
 
-__all__ = ["main"]
+__all__ = ["main", "OneLineArgumentParser"]
 
 DESCRIPTION = """\
 Star-cluster classification for HST mosaics (LEGUS, PHANGS-HST).
@@ -34,8 +34,11 @@ class UserError(Exception):
     """A mistake in the user's input: reported on one line, exit status 2."""
 
 
-class _Parser(argparse.ArgumentParser):
-    """Argument errors on one line, like every other user mistake."""
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """An `argparse.ArgumentParser` whose errors take one line, like every other user mistake.
+
+    Used by ``starclf`` and ``python -m training``; subcommand parsers inherit it.
+    """
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
@@ -498,7 +501,7 @@ def _models(args):
 def build_parser():
     """The argparse parser of ``starclf``."""
     from . import __version__
-    parser = _Parser(prog="starclf", description=DESCRIPTION,
+    parser = OneLineArgumentParser(prog="starclf", description=DESCRIPTION,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"glue-starclf {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

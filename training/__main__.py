@@ -1,6 +1,5 @@
 """``python -m training <command>``: build the shipped data tables and models."""
 
-import argparse
 import importlib
 import sys
 
@@ -26,7 +25,8 @@ COMMANDS = {
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
+    from glue_starclf.cli import OneLineArgumentParser
+    parser = OneLineArgumentParser(prog="python -m training", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     modules = {}
     for name, (modname, help_) in COMMANDS.items():

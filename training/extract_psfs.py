@@ -8,7 +8,6 @@ float32 FITS to ``glue_starclf/data/psf/`` and puts the drizzlepac licence
 beside them.
 """
 
-import argparse
 import io
 import subprocess
 import sys
@@ -176,9 +175,3 @@ def _license_text(licence, wheel_name, member):
         f"(python -m training extract-psfs). They are redistributed under "
         f"drizzlepac's BSD 3-Clause licence, reproduced below from {member}.")
     return textwrap.fill(preamble, 78, break_on_hyphens=False) + "\n\n" + "-" * 78 + "\n\n" + licence.strip() + "\n"
-
-
-if __name__ == "__main__":  # pragma: no cover - use ``python -m training extract-psfs``
-    p = argparse.ArgumentParser(description=__doc__)
-    add_arguments(p)
-    sys.exit(run(p.parse_args()))
