@@ -502,7 +502,7 @@ def build_parser():
     """The argparse parser of ``starclf``."""
     from . import __version__
     parser = OneLineArgumentParser(prog="starclf", description=DESCRIPTION,
-                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"glue-starclf {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_classify(sub)
