@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .loop import positive_int
+
 
 def add_arguments(p):
     p.add_argument("--from", dest="model",
@@ -27,7 +29,7 @@ def add_arguments(p):
     p.add_argument("--n", type=int, default=300, help="labelled sources")
     p.add_argument("--distance-mpc", type=float, default=18.0)
     p.add_argument("--folds", type=int, default=5)
-    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--epochs", type=positive_int, default=8)
     p.add_argument("--curve-folds", type=int, default=0)
     p.add_argument("--seed", type=int, default=21, help="seed of the mock field")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON line")

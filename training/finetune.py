@@ -71,7 +71,7 @@ import torch
 from glue_starclf.bands import BANDS
 from glue_starclf.labelling import read_labels_file
 
-from .loop import fit, seed_everything
+from .loop import fit, positive_int, seed_everything
 from .train_classifier import (_band_dropout, _inputs, classification_metrics,
                                expected_calibration_error, fit_temperature, predict_logits)
 
@@ -102,8 +102,8 @@ def add_arguments(p):
     p.add_argument("--folds", type=int, default=5, help="k of the k-fold cross-validation")
     p.add_argument("--curve-folds", type=int, default=3,
                    help="folds the learning curve is averaged over")
-    p.add_argument("--epochs", type=int, default=8)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--epochs", type=positive_int, default=8)
+    p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--lr", type=float, default=5e-4, help="fine-tuning learning rate")
     p.add_argument("--lr-scratch", type=float, default=2e-3,
                    help="learning rate of the from-scratch comparison")

@@ -7,6 +7,7 @@ only rank 0 writes. A state file is written after every epoch; ``--resume``
 continues from it with the same optimizer state and random streams.
 """
 
+import argparse
 import math
 import os
 import time
@@ -16,12 +17,26 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, WeightedRandomSampler
 
-__all__ = ["distributed_setup", "is_main", "seed_everything", "fit", "NonFiniteLoss"]
+__all__ = ["distributed_setup", "is_main", "seed_everything", "fit", "NonFiniteLoss",
+           "positive_int"]
 
 
 class NonFiniteLoss(RuntimeError):
     """The loss became NaN or infinite."""
 
+
+def positive_int(text):
+    """argparse type for counts (epochs, batch size, units): an integer >= 1.
+
+    Zero epochs would write an untrained checkpoint with exit status 0.
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return value
 
 def distributed_setup():
     """Join the torchrun process group when there is one; returns (rank, world size)."""

@@ -17,7 +17,7 @@ import torch
 
 from glue_starclf.bands import BANDS
 
-from .loop import fit, is_main, seed_everything
+from .loop import fit, is_main, positive_int, seed_everything
 
 __all__ = ["add_arguments", "run", "labelled_stamps", "split", "fit_temperature",
            "classification_metrics"]
@@ -34,15 +34,15 @@ def add_arguments(p):
     p.add_argument("--val-fraction", type=float, default=0.1)
     p.add_argument("--out", required=True, help="weights path, ending in .safetensors")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--epochs", type=positive_int, default=20)
     p.add_argument("--minutes", type=float, help="stop after this much training time")
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--batch-size", type=positive_int, default=256)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--band-dropout", type=float, default=0.2)
     p.add_argument("--width", type=_width, default=None, metavar="C1,C2,C3,C4,C5",
                    help="channels of the five convolutions of each pathway "
                         "(default that of StarClassifier)")
-    p.add_argument("--hidden", type=_positive_int, default=None,
+    p.add_argument("--hidden", type=positive_int, default=None,
                    help="units of the hidden fully-connected layer (default StarClassifier's)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
 
@@ -55,16 +55,6 @@ def _width(text):
     if len(width) != 5 or min(width) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not five positive channel counts")
     return width
-
-
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
-    return value
 
 
 def labelled_stamps(banks=(), images=(), catalog=None):

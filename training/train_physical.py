@@ -17,7 +17,7 @@ import torch
 
 from glue_starclf.bands import BANDS
 
-from .loop import fit, is_main, seed_everything
+from .loop import fit, is_main, positive_int, seed_everything
 
 __all__ = ["add_arguments", "run", "physical_metrics"]
 
@@ -30,9 +30,9 @@ def add_arguments(p):
     p.add_argument("--val-fraction", type=float, default=0.1)
     p.add_argument("--out", required=True, help="weights path, ending in .safetensors")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--epochs", type=positive_int, default=20)
     p.add_argument("--minutes", type=float, help="stop after this much training time")
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--batch-size", type=positive_int, default=128)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--band-dropout", type=float, default=0.15)
     p.add_argument("--resume", action="store_true")

@@ -223,8 +223,9 @@ def test_classifier_bank_to_train_physical(trained_models, tmp_path):
 
 @pytest.mark.parametrize("option, value", [("--width", "8,12,12,24"), ("--width", "8,12,x,24,24"),
                                            ("--width", "8,12,0,24,24"), ("--hidden", "-3"),
-                                           ("--hidden", "many")])
-def test_bad_network_size(trained_models, tmp_path, capsys, option, value):
+                                           ("--hidden", "many"), ("--epochs", "0"),
+                                           ("--batch-size", "0")])
+def test_bad_network_size_or_schedule(trained_models, tmp_path, capsys, option, value):
     from training.__main__ import main
     out = tmp_path / "m.safetensors"
     with pytest.raises(SystemExit) as exit_info:
@@ -232,6 +233,19 @@ def test_bad_network_size(trained_models, tmp_path, capsys, option, value):
     assert exit_info.value.code == 2
     errors = capsys.readouterr().err.splitlines()
     assert len(errors) == 1 and option in errors[0] and repr(value) in errors[0], errors
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("command", ["train-physical", "finetune", "bench-finetune"])
+def test_zero_epochs_is_refused(command, tmp_path, capsys):
+    """Zero epochs would write an untrained checkpoint; refused before any data is read."""
+    from training.__main__ import main
+    out = tmp_path / "m.safetensors"
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--epochs", "0", "--out", str(out)])
+    assert exit_info.value.code == 2
+    errors = capsys.readouterr().err.splitlines()
+    assert len(errors) == 1 and "--epochs" in errors[0] and "'0'" in errors[0], errors
     assert not out.exists()
 
 
