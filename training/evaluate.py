@@ -46,7 +46,7 @@ from .train_classifier import (classification_metrics, expected_calibration_erro
 
 __all__ = ["add_arguments", "run", "HUMAN_AGREEMENT", "CLASSIFIER_TARGETS",
            "PHYSICAL_TARGETS", "precision_recall", "roc_curve", "training_fields",
-           "classifier_report", "physical_report"]
+           "errors_by_visibility", "interval_coverage", "classifier_report", "physical_report"]
 
 #: Per-class human agreement of Wei et al. 2020 (000 §2.1) and the 4-class /
 #: binary human-to-mode agreement of LEGUS (001 §2.1).
@@ -364,16 +364,38 @@ def _physical_probs(members, x, dist, mask=None):
 
 
 def _estimates(probs, truth):
-    """True and predicted values of every parameter for the cluster stamps."""
+    """``name -> (true, predicted, p16, p84)`` of every parameter for the cluster stamps."""
     from glue_starclf.networks import LOG_RH_BINS, decode_1d, decode_grid
     cl = np.asarray(truth["p_cb"]) > 0.5
     est = decode_grid(probs["grid"][cl])
     t = truth[cl]
-    return {"log_age": (np.asarray(t["log_age"], float), est["log_age"]),
-            "log_mass": (np.asarray(t["log_mass"], float), est["log_mass"]),
-            "av": (np.asarray(t["av"], float), est["av"]),
-            "log_r_h": (np.log10(np.asarray(t["r_h"], float)),
-                        decode_1d(probs["r_h"][cl], LOG_RH_BINS)[0])}
+    out = {name: (np.asarray(t[name], float), est[name], est[f"{name}_p16"], est[f"{name}_p84"])
+           for name in ("log_age", "log_mass", "av")}
+    out["log_r_h"] = (np.log10(np.asarray(t["r_h"], float)),) + decode_1d(probs["r_h"][cl],
+                                                                          LOG_RH_BINS)
+    return out
+
+
+def interval_coverage(true, p16, p84):
+    """How often the 16th-84th percentile interval holds the true value, and its width.
+
+    Parameters
+    ----------
+    true, p16, p84 : ndarray
+        True values and the predicted percentiles of the same sources.
+
+    Returns
+    -------
+    dict
+        ``coverage``: fraction of sources with ``p16 <= true <= p84`` (0.68 for
+        calibrated uncertainties; more means they are too wide); ``median_width``:
+        median of ``p84 - p16``. None for no sources.
+    """
+    true, p16, p84 = (np.asarray(a, float) for a in (true, p16, p84))
+    if not len(true):
+        return {"coverage": None, "median_width": None}
+    return {"coverage": float(np.mean((true >= p16) & (true <= p84))),
+            "median_width": float(np.median(p84 - p16))}
 
 
 #: Bins of true visibility (004 eq. 2) for the error breakdown of the report.
@@ -386,7 +408,7 @@ def errors_by_visibility(values, visibility, edges=VISIBILITY_EDGES):
     Parameters
     ----------
     values : dict
-        ``name -> (true, predicted)`` over the cluster stamps (`_estimates`).
+        ``name -> (true, predicted, ...)`` over the cluster stamps (`_estimates`).
     visibility : ndarray
         True visibility of the same stamps.
     edges : sequence of float
@@ -402,7 +424,7 @@ def errors_by_visibility(values, visibility, edges=VISIBILITY_EDGES):
     for lo, hi in zip(edges[:-1], edges[1:]):
         k = (visibility >= lo) & (visibility < hi)
         row = {"lo": float(lo), "hi": float(hi) if np.isfinite(hi) else None, "n": int(k.sum())}
-        for name, (true, pred) in values.items():
+        for name, (true, pred, *_) in values.items():
             err = np.abs(pred[k] - true[k])
             row[f"median_{name}"] = float(np.median(err)) if k.any() else None
             row[f"p95_{name}"] = float(np.percentile(err, 95)) if k.any() else None
@@ -415,7 +437,7 @@ def _physical_plots(path, values, p95, probs, cl, auc):
     fig = Figure(figsize=(16, 3.8))
     ax = fig.subplots(1, 5)
     for a, (name, label) in zip(ax, _PARAMS):
-        true, pred = values[name]
+        true, pred = values[name][:2]
         lo, hi = np.nanmin(np.r_[true, pred]), np.nanmax(np.r_[true, pred])
         if len(true):
             a.hexbin(true, pred, gridsize=30, bins="log", mincnt=1, cmap="viridis",
@@ -469,8 +491,9 @@ def physical_report(ens, banks, out, argv=None):
     p95 = {name: five[f"p95_abs_err_{name}"] for name, _ in _PARAMS}
     values = _estimates(probs, truth)
     for name, _ in _PARAMS:
-        true, pred = values[name]
+        true, pred, p16, p84 = values[name]
         five[f"bias_{name}"] = float(np.mean(pred - true))
+        five[f"interval_{name}"] = interval_coverage(true, p16, p84)
     five["by_visibility"] = errors_by_visibility(values, np.asarray(truth["visibility"], float)[cl])
     targets = {name: p95[name] <= PHYSICAL_TARGETS[name] for name, _ in _PARAMS}
     targets["cb_auc"] = five["cb_auc"] >= PHYSICAL_TARGETS["cb_auc"]
@@ -497,6 +520,15 @@ def physical_report(ens, banks, out, argv=None):
               f"{_target_mark(targets['cb_auc'])} |", "",
               "Mean error (bias), 5 bands: " + ", ".join(
                   f"{label} {five[f'bias_{name}']:+.3f}" for name, label in _PARAMS), "",
+              "Uncertainties, 5 bands: the fraction of clusters whose true value lies within "
+              "the predicted 16th–84th percentiles (0.68 if calibrated; more: the intervals "
+              "are too wide), and the median width of that interval.", "",
+              "| | " + " | ".join(label for _, label in _PARAMS) + " |",
+              "| --- |" + " --- |" * len(_PARAMS),
+              "| within 16th–84th percentile | " + " | ".join(
+                  f"{five[f'interval_{n}']['coverage']:.2f}" for n, _ in _PARAMS) + " |",
+              "| median width | " + " | ".join(
+                  f"{five[f'interval_{n}']['median_width']:.2f}" for n, _ in _PARAMS) + " |", "",
               "By true visibility (004 eq. 2), 5 bands: median / 95th percentile of the "
               "absolute error.", "",
               "| visibility | clusters | " + " | ".join(label for _, label in _PARAMS) + " |",

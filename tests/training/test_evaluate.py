@@ -86,6 +86,12 @@ def test_physical_report(trained_models, tmp_path, capsys):
     rows = five["by_visibility"]
     assert sum(r["n"] for r in rows) == five["n_clusters"]
     assert "By true visibility" in report and "| ≥ 100 |" in report
+    for name in ("log_age", "log_mass", "av", "log_r_h"):
+        interval = five[f"interval_{name}"]
+        assert 0 <= interval["coverage"] <= 1 and interval["median_width"] > 0, name
+    assert "within 16th–84th percentile | " + " | ".join(
+        f"{five[f'interval_{n}']['coverage']:.2f}"
+        for n in ("log_age", "log_mass", "av", "log_r_h")) in report
 
 
 def test_both_families_in_one_run(trained_models, tmp_path, capsys):
@@ -160,3 +166,13 @@ def test_errors_by_visibility():
     empty = errors_by_visibility({"log_age": (true, pred)}, vis, edges=(1000, np.inf))
     assert empty == [{"lo": 1000, "hi": None, "n": 0, "median_log_age": None,
                       "p95_log_age": None}]
+
+
+def test_interval_coverage():
+    from training.evaluate import interval_coverage
+    true = np.array([0.0, 1.0, 2.0, 3.0])
+    lo = np.array([-1.0, 1.0, 2.5, 0.0])
+    hi = np.array([1.0, 2.0, 3.0, 2.0])
+    # inside, on the lower edge, below, above
+    assert interval_coverage(true, lo, hi) == {"coverage": 0.5, "median_width": 1.5}
+    assert interval_coverage([], [], []) == {"coverage": None, "median_width": None}
