@@ -28,7 +28,9 @@ Physical report (004): true-vs-predicted density maps of log age, log
 mass, A_V and log r_h of the cluster stamps with the band holding 95% of
 them (004 Fig. 10), the 95th percentile of |error| of each against the
 project's targets, with all five bands and with F336W/F438W/F814W only,
-and the cluster/background ROC curve and AUC.
+the mean error, how often the 16th-84th percentile interval holds the
+true value, the errors by true visibility, and the cluster/background ROC
+curve and AUC.
 """
 
 import json
