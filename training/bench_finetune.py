@@ -26,7 +26,7 @@ from .loop import positive_int
 def add_arguments(p):
     p.add_argument("--from", dest="model",
                    help="classifier member to start from (default: a tiny one trained first)")
-    p.add_argument("--n", type=int, default=300, help="labelled sources")
+    p.add_argument("--n", type=positive_int, default=300, help="labelled sources")
     p.add_argument("--distance-mpc", type=float, default=18.0)
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--epochs", type=positive_int, default=8)

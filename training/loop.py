@@ -38,6 +38,7 @@ def positive_int(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
     return value
 
+
 def distributed_setup():
     """Join the torchrun process group when there is one; returns (rank, world size)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))

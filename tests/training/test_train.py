@@ -249,6 +249,15 @@ def test_zero_epochs_is_refused(command, tmp_path, capsys):
     assert not out.exists()
 
 
+def test_bench_finetune_needs_labels(capsys):
+    from training.__main__ import main
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench-finetune", "--n", "0"])
+    assert exit_info.value.code == 2
+    errors = capsys.readouterr().err.splitlines()
+    assert len(errors) == 1 and "--n" in errors[0] and "'0'" in errors[0], errors
+
+
 def test_unknown_validation_field(trained_models, tmp_path):
     out = tmp_path / "m.safetensors"
     status, _, err = run_training(*classifier_argv(trained_models["classifier_bank"], out),
