@@ -71,7 +71,7 @@ import torch
 from glue_starclf.bands import BANDS
 from glue_starclf.labelling import read_labels_file
 
-from .loop import fit, positive_int, seed_everything
+from .loop import fit, positive_int, probability, seed_everything
 from .train_classifier import (_band_dropout, _inputs, classification_metrics,
                                expected_calibration_error, fit_temperature, predict_logits)
 
@@ -107,7 +107,7 @@ def add_arguments(p):
     p.add_argument("--lr", type=float, default=5e-4, help="fine-tuning learning rate")
     p.add_argument("--lr-scratch", type=float, default=2e-3,
                    help="learning rate of the from-scratch comparison")
-    p.add_argument("--band-dropout", type=float, default=0.2)
+    p.add_argument("--band-dropout", type=probability, default=0.2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
 

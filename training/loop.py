@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler, WeightedRandomSampler
 
 __all__ = ["distributed_setup", "is_main", "seed_everything", "fit", "NonFiniteLoss",
-           "positive_int"]
+           "positive_int", "fraction", "probability"]
 
 
 class NonFiniteLoss(RuntimeError):
@@ -37,6 +37,29 @@ def positive_int(text):
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
     return value
+
+
+def _float_in(text, low_ok, what):
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not ((0.0 <= value if low_ok else 0.0 < value) and value < 1.0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+    return value
+
+
+def fraction(text):
+    """argparse type for a split (``--val-fraction``): a number with 0 < x < 1.
+
+    0 leaves nothing to validate on, 1 nothing to train on.
+    """
+    return _float_in(text, False, "a fraction between 0 and 1 (both excluded)")
+
+
+def probability(text):
+    """argparse type for a probability per sample (``--band-dropout``): 0 <= x < 1."""
+    return _float_in(text, True, "a probability in [0, 1)")
 
 
 def distributed_setup():
@@ -111,7 +134,7 @@ def fit(model, dataset, step, *, epochs, batch_size, lr, seed, state_path, resum
     """
     from tqdm import tqdm
     if len(dataset) == 0:
-        raise ValueError("no training samples (is --val-fraction 1?)")
+        raise ValueError("no training samples: the validation split took them all")
     rank, world = distributed_setup()
     net = model
     if world > 1:

@@ -17,7 +17,7 @@ import torch
 
 from glue_starclf.bands import BANDS
 
-from .loop import fit, is_main, positive_int, seed_everything
+from .loop import fit, fraction, is_main, positive_int, probability, seed_everything
 
 __all__ = ["add_arguments", "run", "labelled_stamps", "split", "fit_temperature",
            "classification_metrics"]
@@ -31,14 +31,14 @@ def add_arguments(p):
                    help="a band of a real mosaic (with --catalog)")
     p.add_argument("--catalog", help="LEGUS .tab catalog with visual classes (with --image)")
     p.add_argument("--val-fields", default="", help="comma-separated fields held out for validation")
-    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--val-fraction", type=fraction, default=0.1)
     p.add_argument("--out", required=True, help="weights path, ending in .safetensors")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=positive_int, default=20)
     p.add_argument("--minutes", type=float, help="stop after this much training time")
     p.add_argument("--batch-size", type=positive_int, default=256)
     p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--band-dropout", type=float, default=0.2)
+    p.add_argument("--band-dropout", type=probability, default=0.2)
     p.add_argument("--width", type=_width, default=None, metavar="C1,C2,C3,C4,C5",
                    help="channels of the five convolutions of each pathway "
                         "(default that of StarClassifier)")
@@ -198,6 +198,9 @@ def run(args):
     rng = seed_everything(args.seed)
     x, y, mask, fields = labelled_stamps(args.bank, args.image, args.catalog)
     val = split(fields, [f for f in args.val_fields.split(",") if f], args.val_fraction, rng)
+    if not val.any():
+        raise ValueError(f"--val-fraction {args.val_fraction} of {len(y)} sources picked none "
+                         f"to validate on: use a larger fraction or bank")
     counts = np.bincount(y[~val], minlength=4)
     if (counts == 0).any():
         raise ValueError(f"the training data lack classes "

@@ -17,7 +17,7 @@ import torch
 
 from glue_starclf.bands import BANDS
 
-from .loop import fit, is_main, positive_int, seed_everything
+from .loop import fit, fraction, is_main, positive_int, probability, seed_everything
 
 __all__ = ["add_arguments", "run", "physical_metrics"]
 
@@ -27,14 +27,14 @@ THREE_BANDS = np.array([0, 1, 1, 0, 1], np.float32)
 
 def add_arguments(p):
     p.add_argument("--bank", action="append", required=True, help="physical bank folder")
-    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--val-fraction", type=fraction, default=0.1)
     p.add_argument("--out", required=True, help="weights path, ending in .safetensors")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=positive_int, default=20)
     p.add_argument("--minutes", type=float, help="stop after this much training time")
     p.add_argument("--batch-size", type=positive_int, default=128)
     p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--band-dropout", type=float, default=0.15)
+    p.add_argument("--band-dropout", type=probability, default=0.15)
     p.add_argument("--resume", action="store_true")
 
 
@@ -148,6 +148,9 @@ def run(args):
     x = np.concatenate([np.asarray(s) for s in xs]) if len(xs) > 1 else xs[0]
     truth = vstack(ts) if len(ts) > 1 else ts[0]
     val = rng.random(len(truth)) < args.val_fraction
+    if not val.any():
+        raise ValueError(f"--val-fraction {args.val_fraction} of {len(truth)} stamps picked none "
+                         f"to validate on: use a larger fraction or bank")
     targets = _targets(truth)
     dist = np.asarray(truth["distance_mpc"], np.float32)
     tr = np.flatnonzero(~val)

@@ -236,6 +236,33 @@ def test_bad_network_size_or_schedule(trained_models, tmp_path, capsys, option, 
     assert not out.exists()
 
 
+@pytest.mark.parametrize("family", ["classifier", "physical"])
+@pytest.mark.parametrize("option, value", [("--val-fraction", "0"), ("--val-fraction", "1"),
+                                           ("--val-fraction", "ten"), ("--band-dropout", "1"),
+                                           ("--band-dropout", "-0.1")])
+def test_bad_fraction_or_probability(trained_models, tmp_path, capsys, family, option, value):
+    from training.__main__ import main
+    out = tmp_path / "m.safetensors"
+    make = classifier_argv if family == "classifier" else physical_argv
+    with pytest.raises(SystemExit) as exit_info:
+        main(make(trained_models[f"{family}_bank"], out) + [option, value])
+    assert exit_info.value.code == 2
+    errors = capsys.readouterr().err.splitlines()
+    assert len(errors) == 1 and option in errors[0] and repr(value) in errors[0], errors
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("family", ["classifier", "physical"])
+def test_empty_validation_split(trained_models, tmp_path, family):
+    """A tiny fraction of a small bank picks nothing: refused before training."""
+    out = tmp_path / "m.safetensors"
+    make = classifier_argv if family == "classifier" else physical_argv
+    status, _, err = run_training(*make(trained_models[f"{family}_bank"], out),
+                                  "--val-fraction", "1e-9")
+    _assert_one_line_error(status, err, "--val-fraction", "picked none")
+    assert not out.exists() and not out.with_suffix(".state.pt").exists()
+
+
 @pytest.mark.parametrize("command", ["train-physical", "finetune", "bench-finetune"])
 def test_zero_epochs_is_refused(command, tmp_path, capsys):
     """Zero epochs would write an untrained checkpoint; refused before any data is read."""
