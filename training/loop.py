@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler, WeightedRandomSampler
 
 __all__ = ["distributed_setup", "is_main", "seed_everything", "fit", "NonFiniteLoss",
-           "positive_int", "fraction", "probability"]
+           "positive_int", "fraction", "probability", "require_validation"]
 
 
 class NonFiniteLoss(RuntimeError):
@@ -60,6 +60,16 @@ def fraction(text):
 def probability(text):
     """argparse type for a probability per sample (``--band-dropout``): 0 <= x < 1."""
     return _float_in(text, True, "a probability in [0, 1)")
+
+
+def require_validation(val, fraction, what):
+    """Refuse, before any training, a random split that picked nothing to validate on.
+
+    ``val`` is the boolean validation mask over the ``what`` (e.g. "stamps").
+    """
+    if not np.any(val):
+        raise ValueError(f"--val-fraction {fraction} of {len(val)} {what} picked none "
+                         f"to validate on: use a larger fraction or bank")
 
 
 def distributed_setup():

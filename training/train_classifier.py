@@ -17,7 +17,8 @@ import torch
 
 from glue_starclf.bands import BANDS
 
-from .loop import fit, fraction, is_main, positive_int, probability, seed_everything
+from .loop import (fit, fraction, is_main, positive_int, probability, require_validation,
+                   seed_everything)
 
 __all__ = ["add_arguments", "run", "labelled_stamps", "split", "fit_temperature",
            "classification_metrics"]
@@ -198,9 +199,7 @@ def run(args):
     rng = seed_everything(args.seed)
     x, y, mask, fields = labelled_stamps(args.bank, args.image, args.catalog)
     val = split(fields, [f for f in args.val_fields.split(",") if f], args.val_fraction, rng)
-    if not val.any():
-        raise ValueError(f"--val-fraction {args.val_fraction} of {len(y)} sources picked none "
-                         f"to validate on: use a larger fraction or bank")
+    require_validation(val, args.val_fraction, "sources")
     counts = np.bincount(y[~val], minlength=4)
     if (counts == 0).any():
         raise ValueError(f"the training data lack classes "

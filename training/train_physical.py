@@ -17,7 +17,8 @@ import torch
 
 from glue_starclf.bands import BANDS
 
-from .loop import fit, fraction, is_main, positive_int, probability, seed_everything
+from .loop import (fit, fraction, is_main, positive_int, probability, require_validation,
+                   seed_everything)
 
 __all__ = ["add_arguments", "run", "physical_metrics"]
 
@@ -148,9 +149,7 @@ def run(args):
     x = np.concatenate([np.asarray(s) for s in xs]) if len(xs) > 1 else xs[0]
     truth = vstack(ts) if len(ts) > 1 else ts[0]
     val = rng.random(len(truth)) < args.val_fraction
-    if not val.any():
-        raise ValueError(f"--val-fraction {args.val_fraction} of {len(truth)} stamps picked none "
-                         f"to validate on: use a larger fraction or bank")
+    require_validation(val, args.val_fraction, "stamps")
     targets = _targets(truth)
     dist = np.asarray(truth["distance_mpc"], np.float32)
     tr = np.flatnonzero(~val)
