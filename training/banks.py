@@ -14,10 +14,17 @@ Kinds:
   parameter bank (`glue_starclf.sim.bank`).
 - ``legus``: 32x32 stamps cut from LEGUS-anchored mock fields, one field per
   catalog, with a ``field`` column for leave-one-field-out splits.
+
+Domain randomisation (`glue_starclf.sim.domain`): ``--randomise`` draws the
+instrument conditions per chunk (classifier, physical) or per field (legus),
+with the empirical STDPSFs among the PSF families when ``--stdpsf-dir`` is
+given; ``--perturb NAME=VALUE`` instead fixes single conditions (robustness
+banks). Both are recorded in ``meta.json`` and per stamp in the truth table.
 """
 
 import json
 import os
+from dataclasses import replace
 import shutil
 import sys
 import time
@@ -40,16 +47,54 @@ def add_arguments(p):
     p.add_argument("--region-size", type=int, default=3000,
                    help="side of the catalog region rendered per field (kind legus)")
     p.add_argument("--out", required=True, help="bank folder")
+    p.add_argument("--randomise", action="store_true",
+                   help="domain randomisation: draw PSF, depth, sky, noise correlation, "
+                        "registration, zeropoints, background and EFF truncation")
+    p.add_argument("--stdpsf-dir", help="folder of the PSFSTD_WFC3UV_<band>.fits library "
+                                        "(empirical PSFs; not shipped)")
+    p.add_argument("--perturb", action="append", default=[], metavar="NAME=VALUE",
+                   help="fix one condition (robustness banks), e.g. exposure_factor=0.5, "
+                        "psf_family=stdpsf, detector_xy=300,3800; repeatable")
 
 
 def run(args):
     path = make_bank(args.kind, args.out, n=args.n, seed=args.seed, catalogs=args.catalogs,
-                     region_size=args.region_size)
+                     region_size=args.region_size, randomise=args.randomise,
+                     stdpsf_dir=args.stdpsf_dir, perturb=args.perturb)
     print(f"bank ready: {path}")
 
 
-def _meta(kind, n, seed, catalogs, region_size):
-    m = {"kind": kind, "seed": seed}
+def parse_perturbations(items):
+    """``["name=value", ...]`` -> dict of validated perturbations (one-line errors)."""
+    from glue_starclf.sim.domain import check_perturbation
+    out = {}
+    for item in items:
+        name, sep, text = str(item).partition("=")
+        name = name.strip()
+        if not sep or not text.strip():
+            raise ValueError(f"--perturb {item!r}: expected NAME=VALUE")
+        if name in ("psf_family", "background"):
+            value = text.strip()
+        else:
+            try:
+                vals = [float(v) for v in text.split(",")]
+            except ValueError:
+                raise ValueError(f"--perturb {item!r}: {text!r} is not a number") from None
+            value = vals if name == "detector_xy" else (vals[0] if len(vals) == 1 else vals)
+        out[name] = check_perturbation(name, value)
+    return out
+
+
+def check_stdpsf_dir(folder):
+    """Read every STDPSF file up front, so a bad library fails before anything is written."""
+    from glue_starclf.sim.effpsf import STDPSF_BANDS, read_stdpsf
+    for name in STDPSF_BANDS.values():
+        read_stdpsf(Path(folder) / name)
+
+
+def _meta(kind, n, seed, catalogs, region_size, randomise=False, perturb=None, stdpsf_dir=None):
+    m = {"kind": kind, "seed": seed, "randomise": bool(randomise),
+         "perturb": dict(perturb or {}), "stdpsf": bool(stdpsf_dir)}
     if kind == "legus":
         m.update(catalogs=[os.path.basename(c) for c in catalogs], region_size=region_size)
     else:
@@ -57,8 +102,13 @@ def _meta(kind, n, seed, catalogs, region_size):
     return m
 
 
-def make_bank(kind, out, n=20000, seed=0, catalogs=(), region_size=3000):
-    """Build (or reuse) a bank folder; returns its path."""
+def make_bank(kind, out, n=20000, seed=0, catalogs=(), region_size=3000, randomise=False,
+              stdpsf_dir=None, perturb=()):
+    """Build (or reuse) a bank folder; returns its path.
+
+    ``perturb``: ``NAME=VALUE`` strings or a dict (`glue_starclf.sim.domain.perturbed`).
+    """
+    from glue_starclf.sim.domain import perturbed
     from glue_starclf import __version__
     if kind not in KINDS:
         raise ValueError(f"unknown bank kind {kind!r}: expected one of {', '.join(KINDS)}")
@@ -66,11 +116,22 @@ def make_bank(kind, out, n=20000, seed=0, catalogs=(), region_size=3000):
         raise ValueError("a legus bank needs --catalogs")
     if kind != "legus" and n < 1:
         raise ValueError(f"--n {n} must be >= 1")
+    perturb = dict(perturb) if isinstance(perturb, dict) else parse_perturbations(perturb)
+    if randomise and perturb:
+        raise ValueError("--randomise and --perturb exclude each other")
+    if perturb.get("psf_family") == "stdpsf" and not stdpsf_dir:
+        raise ValueError("--perturb psf_family=stdpsf needs --stdpsf-dir")
+    if stdpsf_dir:
+        check_stdpsf_dir(stdpsf_dir)
+    domain = perturbed(**perturb)
+    if domain.psf_family == "stdpsf":
+        domain = replace(domain, stdpsf_dir=str(stdpsf_dir))
     out = Path(out)
-    meta = _meta(kind, n, seed, catalogs, region_size)
+    meta = _meta(kind, n, seed, catalogs, region_size, randomise, perturb, stdpsf_dir)
     if (out / "meta.json").exists():
         old = json.loads((out / "meta.json").read_text())
-        if {k: old.get(k) for k in meta} == meta:
+        defaults = {"randomise": False, "perturb": {}, "stdpsf": False}
+        if {k: old.get(k, defaults.get(k)) for k in meta} == meta:
             return out
         raise FileExistsError(f"{out} holds a different bank ({old.get('kind')}, "
                               f"seed {old.get('seed')}); choose another --out")
@@ -78,12 +139,17 @@ def make_bank(kind, out, n=20000, seed=0, catalogs=(), region_size=3000):
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     t0 = time.perf_counter()
-    if kind == "legus":
-        truth = _legus_bank(tmp, catalogs, seed, region_size)
-    else:
-        truth = _engine_bank(tmp, kind, n, seed)
+    try:
+        if kind == "legus":
+            truth = _legus_bank(tmp, catalogs, seed, region_size, domain, randomise, stdpsf_dir)
+        else:
+            truth = _engine_bank(tmp, kind, n, seed, domain, randomise, stdpsf_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     truth.write(tmp / "truth.ecsv", format="ascii.ecsv")
-    meta.update(generator=f"glue-starclf {__version__}", n_stamps=len(truth),
+    meta.update(domain=None if randomise else domain.describe(),
+                generator=f"glue-starclf {__version__}", n_stamps=len(truth),
                 seconds=round(time.perf_counter() - t0, 1), command=" ".join(sys.argv))
     (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     if out.exists():
@@ -92,7 +158,7 @@ def make_bank(kind, out, n=20000, seed=0, catalogs=(), region_size=3000):
     return out
 
 
-def _engine_bank(folder, kind, n, seed):
+def _engine_bank(folder, kind, n, seed, domain, randomise, stdpsf_dir):
     from tqdm import tqdm
     if kind == "classifier":
         from glue_starclf.sim.classbank import classifier_bank as make
@@ -105,7 +171,8 @@ def _engine_bank(folder, kind, n, seed):
     parts = []
     for k, start in enumerate(tqdm(range(0, n, _CHUNK), desc=f"{kind} bank", unit="chunk")):
         m = min(_CHUNK, n - start)
-        s, t = make(m, seed=seed * 100003 + k)
+        s, t = make(m, seed=seed * 100003 + k, domain=domain, randomise=randomise,
+                    stdpsf_dir=stdpsf_dir)
         stamps[start:start + m] = s
         parts.append(t)
     stamps.flush()
@@ -115,15 +182,17 @@ def _engine_bank(folder, kind, n, seed):
     return truth
 
 
-def _legus_bank(folder, catalogs, seed, region_size):
+def _legus_bank(folder, catalogs, seed, region_size, domain, randomise, stdpsf_dir):
     """Stamps at the truth positions of LEGUS-anchored fields, one field per catalog."""
     from tqdm import tqdm
 
     from glue_starclf.catalogs import read_legus_tab
     from glue_starclf.cutouts import extract_stamps
     from glue_starclf.mosaic import Mosaic
+    from glue_starclf.sim.domain import DomainColumns, draw_domain
     from glue_starclf.sim.mosaic import legus_anchored_field
     all_stamps, parts = [], []
+    dom_rng = np.random.default_rng([seed, 7])
     for k, path in enumerate(tqdm(catalogs, desc="legus fields", unit="field")):
         cat = read_legus_tab(path)
         x, y = np.asarray(cat["x"]), np.asarray(cat["y"])
@@ -131,8 +200,9 @@ def _legus_bank(folder, catalogs, seed, region_size):
         h = region_size // 2
         region = (int(max(cx - h, 0)), int(max(cy - h, 0)),
                   int(max(cx - h, 0)) + region_size, int(max(cy - h, 0)) + region_size)
+        dom = draw_domain(dom_rng, stdpsf_dir) if randomise else domain
         try:
-            mock = legus_anchored_field(cat, seed=seed * 1009 + k, region=region)
+            mock = legus_anchored_field(cat, seed=seed * 1009 + k, region=region, domain=dom)
         except ValueError as exc:
             print(f"skipping {path}: {exc}", file=sys.stderr)
             continue
@@ -144,6 +214,9 @@ def _legus_bank(folder, catalogs, seed, region_size):
         keep = ["id", "x", "y", "class", "subtype", "log_age", "log_mass", "av", "r_h",
                 "p_cb", "visibility", "mag_F555W", "legus_id", "legus_class", "catalog_ci"]
         t = t[keep]
+        cols = DomainColumns(len(t))
+        cols.set(np.arange(len(t)), dom)
+        cols.fill(t)
         t["field"] = cat.meta["field"]
         t["distance_mpc"] = mock.distance_mpc
         parts.append(t)

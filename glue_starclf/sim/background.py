@@ -51,16 +51,37 @@ class GalaxyModel:
     av_disk: float = 0.2        # A_V of the smooth disk light and field stars
 
 
-def random_galaxy(rng, shape):
-    """A random `GalaxyModel` whose disk fills a mosaic of ``shape``."""
+#: Parameter ranges of the two galaxy-background variants: ``standard`` (the
+#: engine's original draws) and ``varied`` (domain randomisation: dwarfs to
+#: bright disks, dust-free to dusty, smooth to strongly armed).
+GALAXY_RANGES = {
+    "standard": {"scale": (0.3, 0.6), "inclination": (0, 60), "mu_v": (20.5, 22.5),
+                 "arm": (0.0005, 0.003), "dust": (0.3, 1.5), "av_disk": (0.2, 0.2)},
+    "varied": {"scale": (0.15, 1.0), "inclination": (0, 75), "mu_v": (19.5, 24.0),
+               "arm": (0.0001, 0.006), "dust": (0.0, 2.5), "av_disk": (0.0, 0.6)},
+}
+
+
+def random_galaxy(rng, shape, variant="standard"):
+    """A random `GalaxyModel` whose disk fills a mosaic of ``shape``.
+
+    ``variant`` picks the parameter ranges of `GALAXY_RANGES`.
+    """
+    if variant not in GALAXY_RANGES:
+        raise ValueError(f"galaxy background variant {variant!r}: expected one of "
+                         f"{', '.join(GALAXY_RANGES)}")
+    r = GALAXY_RANGES[variant]
     ny, nx = shape
-    return GalaxyModel(
+    g = GalaxyModel(
         centre=(nx * rng.uniform(0.3, 0.7), ny * rng.uniform(0.3, 0.7)),
-        scale_length=max(ny, nx) * rng.uniform(0.3, 0.6),
-        inclination_deg=rng.uniform(0, 60), position_angle_deg=rng.uniform(0, 180),
-        mu_v_centre=rng.uniform(20.5, 22.5), arm_contrast=rng.uniform(0.0005, 0.003),
+        scale_length=max(ny, nx) * rng.uniform(*r["scale"]),
+        inclination_deg=rng.uniform(*r["inclination"]), position_angle_deg=rng.uniform(0, 180),
+        mu_v_centre=rng.uniform(*r["mu_v"]), arm_contrast=rng.uniform(*r["arm"]),
         pitch_deg=rng.uniform(12, 25), n_arms=int(rng.choice([2, 2, 3])),
-        arm_phase=rng.uniform(0, 2 * np.pi), dust_av=rng.uniform(0.3, 1.5))
+        arm_phase=rng.uniform(0, 2 * np.pi), dust_av=rng.uniform(*r["dust"]))
+    if variant != "standard":
+        g.av_disk = float(rng.uniform(*r["av_disk"]))
+    return g
 
 
 def _maps(model, shape, step):

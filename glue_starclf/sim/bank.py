@@ -16,7 +16,8 @@ from ..bands import BANDS, VEGA_ZEROPOINT
 from .background import random_galaxy, render_background
 from .compose import render_stamps, visibility
 from .populations import distance_modulus, population
-from .render import add_noise, convolve_image, deposit
+from .domain import NOMINAL, DomainColumns, chunk_domain, noisy_stamps
+from .render import convolve_image, deposit
 from .sources import V, render_class1
 
 __all__ = ["BANK_RANGES", "DETECTION_LIMITS", "physical_bank", "check_range"]
@@ -46,12 +47,12 @@ def check_range(name, value):
 
 
 @functools.lru_cache(maxsize=4)
-def _background_tiles(seed):
+def _background_tiles(seed, variant="standard"):
     """Noise-free galaxy background tiles, one per reference distance, (k, 5, T, T)."""
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed if variant == "standard" else [seed, 1])
     tiles = []
     for d in _TILE_DISTANCES:
-        galaxy = random_galaxy(rng, (_TILE, _TILE))
+        galaxy = random_galaxy(rng, (_TILE, _TILE), variant)
         smooth, stars, _ = render_background(rng, galaxy, (_TILE, _TILE), d, step=8)
         deposit(smooth, stars.x, stars.y, stars.flux)
         tiles.append(np.stack([convolve_image(smooth[b], b) for b in range(len(BANDS))]))
@@ -93,7 +94,7 @@ def _detected(p):
 
 def physical_bank(n, seed=0, size=64, background_fraction=0.1, ranges=None,
                   log_age=None, log_mass=None, av=None, r_h=None, distance_mpc=None,
-                  jitter_px=1.0, max_tries=50):
+                  jitter_px=1.0, max_tries=50, domain=None, randomise=False, stdpsf_dir=None):
     """Render ``n`` stamps of the physical-parameter bank.
 
     Parameters
@@ -111,6 +112,12 @@ def physical_bank(n, seed=0, size=64, background_fraction=0.1, ranges=None,
         Hold a parameter fixed (e.g. ``log_mass=4`` for the benchmark).
     jitter_px : float
         Clusters are centred within this many pixels of the stamp centre.
+    domain : glue_starclf.sim.domain.Domain, optional
+        Fixed instrument conditions (default `NOMINAL`).
+    randomise : bool
+        Draw a new `Domain` per chunk (`draw_domain`) instead.
+    stdpsf_dir : str, optional
+        STDPSF folder for randomised PSF families.
 
     Returns
     -------
@@ -118,8 +125,8 @@ def physical_bank(n, seed=0, size=64, background_fraction=0.1, ranges=None,
         Sky-subtracted count rates [e-/s].
     truth : astropy.table.Table
         ``log_age``, ``log_mass``, ``av``, ``r_h`` [pc], ``gamma``,
-        ``distance_mpc``, ``p_cb``, ``visibility``, ``dx``, ``dy`` and the
-        noise-free apparent magnitudes.
+        ``distance_mpc``, ``p_cb``, ``visibility``, ``dx``, ``dy``, the
+        noise-free apparent magnitudes and the domain columns.
     """
     ranges = {**BANK_RANGES, **(ranges or {})}
     for name, value in ranges.items():
@@ -150,7 +157,6 @@ def physical_bank(n, seed=0, size=64, background_fraction=0.1, ranges=None,
 
     dist = np.concatenate([params["distance_mpc"], rng.uniform(*ranges["distance_mpc"], n_bg)
                            if distance_mpc is None else np.full(n_bg, distance_mpc)])
-    tiles = _background_tiles(seed)
     which = np.abs(np.log(dist[:, None] / np.array(_TILE_DISTANCES)[None, :])).argmin(axis=1)
     corner = rng.integers(0, _TILE - size, (n, 2))
     offsets = np.zeros((n, 2))
@@ -160,21 +166,26 @@ def physical_bank(n, seed=0, size=64, background_fraction=0.1, ranges=None,
     gamma = np.full(n, np.nan)
     flux = np.full((n, len(BANDS)), np.nan)
     c = (size - 1) / 2.0
+    doms = DomainColumns(n)
+    dom_rng = np.random.default_rng([seed, 7])
     # Chunks keep the working arrays small (memory and cache).
     for start in range(0, n, _CHUNK):
         idx = np.arange(start, min(start + _CHUNK, n))
         cl = idx[idx < n_cl]
+        dom = chunk_domain(dom_rng, domain, randomise, stdpsf_dir)
+        doms.set(idx, dom)
         sources = [render_class1(rng, params["log_age"][i], params["log_mass"][i],
                                  params["av"][i], params["r_h"][i], params["distance_mpc"][i],
-                                 q=1.0) for i in cl]
+                                 q=1.0, truncation=dom.eff_truncation) for i in cl]
+        tiles = _background_tiles(seed, dom.background)
         expected = np.stack([tiles[which[i], :, corner[i, 1]:corner[i, 1] + size,
                                    corner[i, 0]:corner[i, 0] + size] for i in idx]).astype(float)
         if cl.size:
-            light = render_stamps(sources, size, offsets=offsets[cl])
+            light = render_stamps(sources, size, offsets=offsets[cl], psf=dom.psf())
             expected[:cl.size] += light
             gamma[cl] = [s.truth["gamma"] for s in sources]
             flux[cl] = light.sum(axis=(2, 3))
-        stamps[idx] = add_noise(expected, rng)
+        stamps[idx] = noisy_stamps(expected, rng, dom)
         for k, i in enumerate(cl):
             vis[i] = visibility(light[k, V], stamps[i, V] - light[k, V],
                                 c + offsets[i, 0], c + offsets[i, 1])
@@ -188,10 +199,12 @@ def physical_bank(n, seed=0, size=64, background_fraction=0.1, ranges=None,
     truth["p_cb"] = np.concatenate([np.ones(n_cl), np.zeros(n_bg)])
     truth["visibility"] = vis
     truth["dx"], truth["dy"] = offsets[:, 0], offsets[:, 1]
+    doms.fill(truth)
     with np.errstate(divide="ignore", invalid="ignore"):
         for j, b in enumerate(BANDS):
             truth[f"mag_{b}"] = -2.5 * np.log10(flux[:, j]) + VEGA_ZEROPOINT[b]
     truth["r_h"].unit = "pc"
     truth.meta.update({"seed": seed, "size": size, "ranges": ranges,
-                       "detection_limits": DETECTION_LIMITS})
+                       "detection_limits": DETECTION_LIMITS, "randomise": bool(randomise),
+                       "domain": None if randomise else (domain or NOMINAL).describe()})
     return stamps, truth

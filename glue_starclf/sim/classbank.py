@@ -13,8 +13,8 @@ from astropy.table import Table
 from ..bands import BANDS, VEGA_ZEROPOINT
 from .bank import _TILE, _TILE_DISTANCES, _background_tiles
 from .compose import apply_masked_rows, render_stamps
+from .domain import NOMINAL, DomainColumns, chunk_domain, noisy_stamps
 from .mosaic import draw_source
-from .render import add_noise
 from .sources import V
 
 __all__ = ["classifier_bank"]
@@ -34,7 +34,7 @@ def _class_counts(n, weights):
 
 
 def classifier_bank(n, seed=0, size=32, distance_range=(3, 20), class_weights=(0.25,) * 4,
-                    jitter_px=1.0):
+                    jitter_px=1.0, domain=None, randomise=False, stdpsf_dir=None):
     """Render ``n`` labelled stamps of mock sources of every LEGUS class.
 
     Parameters
@@ -55,6 +55,12 @@ def classifier_bank(n, seed=0, size=32, distance_range=(3, 20), class_weights=(0
     jitter_px : float
         Sources are centred uniformly within this many pixels of the stamp
         centre ((size - 1) / 2) in x and y.
+    domain : glue_starclf.sim.domain.Domain, optional
+        Fixed instrument conditions (default `NOMINAL`).
+    randomise : bool
+        Draw a new `Domain` per chunk of stamps (`draw_domain`) instead.
+    stdpsf_dir : str, optional
+        STDPSF folder for randomised PSF families.
 
     Returns
     -------
@@ -65,7 +71,8 @@ def classifier_bank(n, seed=0, size=32, distance_range=(3, 20), class_weights=(0
         ``class``, ``subtype``, ``distance_mpc``, ``log_age``, ``log_mass``,
         ``av``, ``r_h`` [pc] (NaN where they do not apply), ``p_cb``,
         ``mag_F555W`` (noise-free Vega magnitude of the source's light, NaN
-        when it has none), ``dx``, ``dy`` (offset [px] from the centre).
+        when it has none), ``dx``, ``dy`` (offset [px] from the centre), and
+        the domain of each stamp (`domain_columns`).
     """
     n = int(n)
     if n < 0:
@@ -84,7 +91,6 @@ def classifier_bank(n, seed=0, size=32, distance_range=(3, 20), class_weights=(0
     cls = rng.permutation(np.repeat(np.arange(1, 5), counts))
     dist = rng.uniform(lo, hi, n)
     offsets = rng.uniform(-jitter_px, jitter_px, (n, 2))
-    tiles = _background_tiles(seed)
     which = np.abs(np.log(dist[:, None] / np.array(_TILE_DISTANCES)[None, :])).argmin(axis=1)
     corner = rng.integers(0, _TILE - size, (n, 2))
 
@@ -93,14 +99,20 @@ def classifier_bank(n, seed=0, size=32, distance_range=(3, 20), class_weights=(0
                                                "mag_F555W")}
     subtype = np.empty(n, dtype=object)
     c = (size - 1) / 2.0
+    doms = DomainColumns(n)
+    dom_rng = np.random.default_rng([seed, 7])
     # Chunks bound the working arrays (PSF FFT batches, noise).
     for start in range(0, n, _CHUNK):
         idx = np.arange(start, min(start + _CHUNK, n))
-        sources = [draw_source(rng, int(cls[i]), dist[i]) for i in idx]
+        dom = chunk_domain(dom_rng, domain, randomise, stdpsf_dir)
+        doms.set(idx, dom)
+        sources = [draw_source(rng, int(cls[i]), dist[i], truncation=dom.eff_truncation)
+                   for i in idx]
+        tiles = _background_tiles(seed, dom.background)
         expected = np.stack([tiles[which[i], :, corner[i, 1]:corner[i, 1] + size,
                                    corner[i, 0]:corner[i, 0] + size] for i in idx]).astype(float)
-        expected += render_stamps(sources, size, offsets=offsets[idx])
-        stamps[idx] = add_noise(expected, rng)
+        expected += render_stamps(sources, size, offsets=offsets[idx], psf=dom.psf())
+        stamps[idx] = noisy_stamps(expected, rng, dom)
         for i, s in zip(idx, sources):
             if s.masked_rows is not None:
                 apply_masked_rows(stamps[i], c + offsets[i, 0], c + offsets[i, 1], s.masked_rows)
@@ -119,9 +131,11 @@ def classifier_bank(n, seed=0, size=32, distance_range=(3, 20), class_weights=(0
     for k in ("log_age", "log_mass", "av", "r_h", "p_cb", "mag_F555W"):
         truth[k] = cols[k]
     truth["dx"], truth["dy"] = offsets[:, 0], offsets[:, 1]
+    doms.fill(truth)
     truth["r_h"].unit = "pc"
     truth["distance_mpc"].unit = "Mpc"
     truth.meta.update({"seed": seed, "size": size, "distance_range": (lo, hi),
                        "class_weights": tuple(float(w) for w in class_weights),
-                       "jitter_px": float(jitter_px)})
+                       "jitter_px": float(jitter_px), "randomise": bool(randomise),
+                       "domain": None if randomise else (domain or NOMINAL).describe()})
     return stamps, truth

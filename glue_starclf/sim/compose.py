@@ -15,19 +15,22 @@ __all__ = ["BIG_PSF_SIZE", "renderer", "render_stamps", "tune_knobs_to_ci", "noi
 #: Full TinyTim support used for saturated stars, so their spikes and halo show.
 BIG_PSF_SIZE = 149
 
+#: Half-width [px] of the blanked rows of an edge source.
+MASK_HALF_WIDTH = 17
+
 #: Points per source when scanning sizes (the final CI uses all points).
 TUNE_POINTS = 240
 
 
 @functools.lru_cache(maxsize=16)
-def renderer(size, psf_size=None, bands=None):
+def renderer(size, psf_size=None, bands=None, psf=None):
     """Cached `StampRenderer`."""
     kw = {} if psf_size is None else {"psf_size": psf_size}
-    return StampRenderer(size, bands=bands, **kw)
+    return StampRenderer(size, bands=bands, psf=psf, **kw)
 
 
 def render_stamps(sources, size, offsets=None, knobs=None, bands=None, chunk=256,
-                  max_points=None):
+                  max_points=None, psf=None):
     """Noise-free, PSF-convolved stamps of sources at the stamp centre.
 
     Parameters
@@ -46,6 +49,8 @@ def render_stamps(sources, size, offsets=None, knobs=None, bands=None, chunk=256
     max_points : int, optional
         Thin each source to this many points (`Light.thinned`), for quick
         estimates such as size tuning.
+    psf : glue_starclf.sim.effpsf.EffectivePSF, optional
+        The field's effective PSF (default `glue_starclf.sim.render.default_psf`).
 
     Returns
     -------
@@ -61,8 +66,8 @@ def render_stamps(sources, size, offsets=None, knobs=None, bands=None, chunk=256
     thin = np.random.default_rng(0)
     normal = [i for i, s in enumerate(sources) if not s.saturated]
     big = [i for i, s in enumerate(sources) if s.saturated]
-    for idx, rend in ((normal, renderer(size, None, band_idx)),
-                      (big, renderer(size, BIG_PSF_SIZE, band_idx) if big else None)):
+    for idx, rend in ((normal, renderer(size, None, band_idx, psf)),
+                      (big, renderer(size, BIG_PSF_SIZE, band_idx, psf) if big else None)):
         for start in range(0, len(idx), chunk):
             sel = idx[start:start + chunk]
             canvas = rend.canvas(len(sel))
@@ -130,7 +135,8 @@ def apply_masked_rows(image, cx, cy, masked_rows):
     dy0, dy1, value, bands = masked_rows
     ny, nx = image.shape[-2:]
     y0, y1 = int(round(cy)) + dy0, int(round(cy)) + dy1
-    x0, x1 = int(round(cx)) - 40, int(round(cx)) + 41
+    # Across a whole 32-px stamp, but not into the apertures of every neighbour.
+    x0, x1 = int(round(cx)) - MASK_HALF_WIDTH, int(round(cx)) + MASK_HALF_WIDTH + 1
     y0, y1 = max(y0, 0), min(y1 + 1, ny)
     x0, x1 = max(x0, 0), min(x1, nx)
     if y0 < y1 and x0 < x1:
@@ -138,17 +144,18 @@ def apply_masked_rows(image, cx, cy, masked_rows):
             image[b, y0:y1, x0:x1] = value
 
 
-def noise_free_ci(sources, knobs=None, size=19, max_points=None):
+def noise_free_ci(sources, knobs=None, size=19, max_points=None, psf=None):
     """F555W concentration index of each source rendered noise-free.
 
     Measured as on a real image, with the local sky from the annulus (which
     an extended source or an asterism's companions raise).
     """
-    stamps = render_stamps(sources, size, knobs=knobs, bands=(V,), max_points=max_points)
+    stamps = render_stamps(sources, size, knobs=knobs, bands=(V,), max_points=max_points,
+                           psf=psf)
     return centred_ci(stamps[:, 0])
 
 
-def tune_knobs_to_ci(sources, target_ci, n_grid=7):
+def tune_knobs_to_ci(sources, target_ci, n_grid=7, psf=None):
     """Set each tunable source's size so its noise-free CI matches a target.
 
     The source's own stars are kept; only their positions are scaled.
@@ -161,6 +168,8 @@ def tune_knobs_to_ci(sources, target_ci, n_grid=7):
         Target CI per source (NaN: leave as is).
     n_grid : int
         Knob values tried per source, log-spaced over its range.
+    psf : glue_starclf.sim.effpsf.EffectivePSF, optional
+        The field's effective PSF.
 
     Returns
     -------
@@ -173,13 +182,13 @@ def tune_knobs_to_ci(sources, target_ci, n_grid=7):
     if tunable:
         grid = np.array([np.geomspace(*sources[i].knob_range, n_grid) for i in tunable])
         reps = [sources[i] for i in tunable for _ in range(n_grid)]
-        ci = noise_free_ci(reps, knobs=grid.ravel(), max_points=TUNE_POINTS)
+        ci = noise_free_ci(reps, knobs=grid.ravel(), max_points=TUNE_POINTS, psf=psf)
         ci = ci.reshape(len(tunable), n_grid)
         for row, i in enumerate(tunable):
             knob = _crossing(ci[row], np.log(grid[row]), target_ci[i])
             if knob is not None:
                 sources[i].set_knob(np.exp(knob))
-    return noise_free_ci(sources)
+    return noise_free_ci(sources, psf=psf)
 
 
 def _crossing(c, k, target):

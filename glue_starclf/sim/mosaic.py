@@ -25,12 +25,15 @@ from .background import random_galaxy, render_background
 from .compose import (apply_masked_rows, noise_free_ci, render_stamps, saturate,
                       tune_knobs_to_ci, visibility)
 from .populations import distance_modulus, population
-from .render import add_noise, convolve_image, deposit
+from .render import add_noise, convolve_image, default_psf, deposit
 from .sedfit import fit_ssp
-from .sources import (CLASS4_SUBTYPES, V, Light, render_class1, render_class2, render_class3,
-                      render_class4)
+from .domain import NOMINAL
+from .effpsf import stellar_locus
+from .profiles import EFF_TRUNCATION
+from .sources import (ANCHORED_CLASS4_SHARES, CLASS4_SUBTYPES, V, Light, anchor_fluxes,
+                      render_class1, render_class2, render_class3, render_class4)
 
-__all__ = ["MockField", "random_field", "legus_anchored_field", "draw_source",
+__all__ = ["MockField", "random_field", "legus_anchored_field", "anchored_subtypes", "draw_source",
            "write_mosaic", "check_distance", "LEGUS_ABS_MAG_CUT"]
 
 _ZP = np.array([VEGA_ZEROPOINT[b] for b in BANDS])
@@ -43,8 +46,7 @@ _BIG_STAMP = 129
 _VIS_STAMP = 61
 
 #: Realisations drawn per anchored cluster to find one that reaches the CI.
-ANCHOR_DRAWS = {1: 2, 2: 2, 3: 6}
-REASSIGN_DRAWS = 3
+ANCHOR_DRAWS = {1: 2, 2: 2, 3: 10, 4: 2}
 
 #: Grid ages of the physical-parameter ranges (mock-hst-data.md).
 AGE_GRID = np.round(np.arange(6.6, 10.1001, 0.05), 2)
@@ -78,11 +80,12 @@ def _cluster_mass_range(log_age, av, distance_mpc, lo=3.5, hi=5.5):
     return max(lo, need), hi
 
 
-def draw_source(rng, cls, distance_mpc, subtype=None):
+def draw_source(rng, cls, distance_mpc, subtype=None, truncation=EFF_TRUNCATION):
     """A random mock source of LEGUS class ``cls`` (1-4) at a distance.
 
     Parameters follow the ranges of ``mock-hst-data.md``; clusters and
     associations are drawn until they pass the LEGUS M_V <= -6 cut.
+    ``truncation`` is the EFF truncation radius [r_h] of classes 1-2.
     """
     dm = distance_modulus(distance_mpc)
     if cls in (1, 2, 3):
@@ -96,9 +99,11 @@ def draw_source(rng, cls, distance_mpc, subtype=None):
         # Cluster mass function dN/dM ~ M^-2 above the detection cut.
         log_mass = -np.log10(rng.uniform(10.0 ** -hi, 10.0 ** -lo))
         if cls == 1:
-            return render_class1(rng, log_age, log_mass, av, _log_uniform(rng, 0.5, 10), distance_mpc)
+            return render_class1(rng, log_age, log_mass, av, _log_uniform(rng, 0.5, 10),
+                                 distance_mpc, truncation=truncation)
         if cls == 2:
-            return render_class2(rng, log_age, log_mass, av, _log_uniform(rng, 0.5, 10), distance_mpc)
+            return render_class2(rng, log_age, log_mass, av, _log_uniform(rng, 0.5, 10),
+                                 distance_mpc, truncation=truncation)
         return render_class3(rng, log_age, log_mass, av, rng.uniform(3, 15), distance_mpc)
     if cls != 4:
         raise ValueError(f"unknown class {cls!r}: LEGUS classes are 1-4")
@@ -121,7 +126,7 @@ def _log_uniform(rng, lo, hi):
 
 # -- painting ------------------------------------------------------------------
 
-def _paint(rng, shape, sources, xy, galaxy, distance_mpc):
+def _paint(rng, shape, sources, xy, galaxy, distance_mpc, psf=None, domain=NOMINAL):
     """Render sources at positions ``xy`` (n, 2) on a galaxy background."""
     ny, nx = shape
     smooth, stars, _ = render_background(rng, galaxy, shape, distance_mpc)
@@ -142,11 +147,11 @@ def _paint(rng, shape, sources, xy, galaxy, distance_mpc):
             deposit(canvas, all_.x, all_.y, all_.flux)
             chunk, size = [], 0
     for b in range(len(BANDS)):
-        canvas[b] = convolve_image(canvas[b], b)
+        canvas[b] = convolve_image(canvas[b], b, psf=psf)
     big = [i for i, s in enumerate(sources) if s.saturated]
     if big:
         stamps = render_stamps([sources[i] for i in big], _BIG_STAMP,
-                               offsets=xy[big] - np.round(xy[big]))
+                               offsets=xy[big] - np.round(xy[big]), psf=psf)
         for stamp, i in zip(stamps, big):
             _add_stamp(canvas, stamp, *np.round(xy[i]).astype(int))
         for i in big:
@@ -163,8 +168,13 @@ def _paint(rng, shape, sources, xy, galaxy, distance_mpc):
             for b in range(len(BANDS)):
                 np.add.at(canvas[b], (iy[ok], ix[ok]), s.artifact.flux[ok, b])
     noisy = np.empty_like(canvas)
+    gain = domain.flux_factor()
     for b in range(len(BANDS)):
-        noisy[b] = add_noise(canvas[b:b + 1], rng, bands=[b])[0]
+        # A zeropoint error: the recorded flux differs from the calibrated one.
+        noisy[b] = add_noise(canvas[b:b + 1] * gain[b], rng, bands=[b],
+                             exposure_factor=domain.exposure_factor[b],
+                             sky_factor=domain.sky_factor,
+                             correlation=domain.correlated_noise)[0]
     del canvas
     for s, (x, y) in zip(sources, xy):
         if s.masked_rows is not None:
@@ -184,11 +194,11 @@ def _add_stamp(image, stamp, x, y):
         image[:, max(y0, 0):min(y1, ny), max(x0, 0):min(x1, nx)] += stamp[:, sy0:sy1, sx0:sx1]
 
 
-def _truth_table(sources, xy, images, wcs, ci_true):
+def _truth_table(sources, xy, images, wcs, ci_true, psf=None):
     """Truth columns, including visibility measured on the rendered image."""
     n = len(sources)
     offsets = xy - np.round(xy)
-    light = render_stamps(sources, _VIS_STAMP, offsets=offsets, bands=(V,))[:, 0]
+    light = render_stamps(sources, _VIS_STAMP, offsets=offsets, bands=(V,), psf=psf)[:, 0]
     c = _VIS_STAMP // 2
     vis = np.full(n, np.nan)
     for i, (x, y) in enumerate(np.round(xy).astype(int)):
@@ -213,7 +223,10 @@ def _truth_table(sources, xy, images, wcs, ci_true):
     for name in ("log_age", "log_mass", "av", "r_h", "p_cb"):
         t[name] = np.array([r.get(name, np.nan) for r in rows], float)
     t["visibility"] = vis
-    flux = np.array([s.light.total() if s.light.x.size else np.zeros(5) for s in sources])
+    # Noise-free band totals: light and artifacts (a cosmic ray holds part of its band).
+    flux = np.array([(s.light.total() if s.light.x.size else np.zeros(5))
+                     + (s.artifact.total() if s.artifact is not None else 0.0)
+                     for s in sources])
     flux = flux.reshape(n, len(BANDS))
     with np.errstate(divide="ignore"):
         mags = np.where(flux > 0, -2.5 * np.log10(np.where(flux > 0, flux, 1)) + _ZP, np.nan)
@@ -260,7 +273,8 @@ def _place(rng, n, shape, galaxy, margin=20, min_sep=12.0, tries=50):
 
 
 def random_field(seed=0, shape=(2048, 2048), distance_mpc=10.0, n_sources=300,
-                 class_weights=(0.25, 0.25, 0.25, 0.25), ra=150.0, dec=2.0):
+                 class_weights=(0.25, 0.25, 0.25, 0.25), ra=150.0, dec=2.0, psf=None,
+                 domain=None):
     """Render a random mock field; needs no outside data.
 
     Parameters
@@ -277,41 +291,57 @@ def random_field(seed=0, shape=(2048, 2048), distance_mpc=10.0, n_sources=300,
         Relative frequency of LEGUS classes 1-4.
     ra, dec : float
         Sky position of the mosaic centre [deg].
+    psf : glue_starclf.sim.effpsf.EffectivePSF, optional
+        Effective PSF (default: the domain's, else
+        `glue_starclf.sim.render.default_psf`).
+    domain : glue_starclf.sim.domain.Domain, optional
+        Instrument and calibration conditions (default `NOMINAL`).
 
     Returns
     -------
     MockField
     """
     distance_mpc = check_distance(distance_mpc)
+    if psf is None:
+        psf = default_psf() if domain is None else domain.psf()
+    domain = NOMINAL if domain is None else domain
     ny, nx = (int(v) for v in shape)
     if ny < 64 or nx < 64:
         raise ValueError(f"mosaic shape {shape} too small: at least 64 x 64 pixels")
     rng = np.random.default_rng(seed)
-    galaxy = random_galaxy(rng, (ny, nx))
+    galaxy = random_galaxy(rng, (ny, nx), domain.background)
     xy = _place(rng, int(n_sources), (ny, nx), galaxy)
     w = np.asarray(class_weights, float)
     classes = rng.choice(4, size=len(xy), p=w / w.sum()) + 1
-    sources = [draw_source(rng, int(c), distance_mpc) for c in classes]
-    ci_true = noise_free_ci(sources)
-    images = _paint(rng, (ny, nx), sources, xy, galaxy, distance_mpc)
+    sources = [draw_source(rng, int(c), distance_mpc, truncation=domain.eff_truncation)
+               for c in classes]
+    ci_true = noise_free_ci(sources, psf=psf)
+    images = _paint(rng, (ny, nx), sources, xy, galaxy, distance_mpc, psf, domain)
     wcs = _tan_wcs((ny, nx), ra, dec)
-    truth = _truth_table(sources, xy, images, wcs, ci_true)
-    meta = {"mode": "random", "seed": seed, "galaxy": galaxy.__dict__}
+    truth = _truth_table(sources, xy, images, wcs, ci_true, psf)
+    meta = {"mode": "random", "seed": seed, "galaxy": galaxy.__dict__, "psf": psf.describe(),
+            "domain": domain.describe()}
     return MockField(images, wcs, truth, distance_mpc, meta)
 
 
 # -- LEGUS-anchored fields -----------------------------------------------------
 
-def legus_anchored_field(catalog, seed=0, distance_mpc=None, region=None, max_sources=None):
+def legus_anchored_field(catalog, seed=0, distance_mpc=None, region=None, max_sources=None,
+                         psf=None, domain=None):
     """Render one mock source per row of a LEGUS catalog.
 
-    Positions, V magnitudes and concentration indices come from the real
-    rows; clusters (classes 1-3) take the age, extinction and mass that fit
-    the row's 5-band photometry with the shipped isochrone table, and every
-    source's size is tuned so that its noise-free CI equals the catalog's.
-    Class-4 sub-types are drawn with the spec's shares among those that can
-    reach the row's CI. Rows not inspected (class 0) get a class drawn from
-    the field's class frequencies.
+    Every source reproduces its row: positions, and the noise-free total
+    magnitude in every band the catalog measured (isochrone stars, Sersic
+    galaxies, blends and cluster SEDs only split that flux; bands the row
+    lacks keep the model's flux). Clusters (classes 1-3) take the age and
+    extinction that fit the row's photometry with the shipped isochrone
+    table and the mass of its V magnitude; every source's size is tuned so
+    that its noise-free CI equals the catalog's. Class-4 rows get the
+    sub-types of `glue_starclf.sim.sources.ANCHORED_CLASS4_SHARES` in
+    exact shares (stars carry faint blends that give them the catalog CI).
+    Rows not inspected (class 0) get a class drawn from the field's class
+    frequencies. The effective PSF's stellar CI is the field's stellar locus
+    (`glue_starclf.sim.effpsf.stellar_locus` of the catalog CIs).
 
     Parameters
     ----------
@@ -324,12 +354,24 @@ def legus_anchored_field(catalog, seed=0, distance_mpc=None, region=None, max_so
         Pixel box of the catalog frame to render (default: all sources).
     max_sources : int, optional
         Keep only the first rows (in catalog order) inside the region.
+    psf : glue_starclf.sim.effpsf.EffectivePSF, optional
+        Default: the domain's PSF family broadened to the field's stellar
+        locus (drizzled TinyTim without a domain).
+    domain : glue_starclf.sim.domain.Domain, optional
+        Instrument and calibration conditions (default `NOMINAL`); its
+        locus is replaced by the field's.
 
     Returns
     -------
     MockField
         Truth ``x``/``y`` are in the rendered (region) frame; ``legus_id``,
         ``legus_class`` and ``catalog_ci`` keep the link to the real rows.
+
+    Raises
+    ------
+    ValueError
+        A row in the region with no measured band (named by its id), a
+        region too small or empty.
     """
     from ..catalogs import legus_distance_mpc
     field_name = catalog.meta.get("field", "")
@@ -349,6 +391,17 @@ def legus_anchored_field(catalog, seed=0, distance_mpc=None, region=None, max_so
         rows = rows[:int(max_sources)]
     if len(rows) == 0:
         raise ValueError(f"region {region} holds none of the {len(catalog)} catalog sources")
+    mags = np.column_stack([np.asarray(rows[f"mag_{b}"], float) for b in BANDS])
+    errs = np.column_stack([np.asarray(rows[f"err_{b}"], float) for b in BANDS])
+    empty = ~np.isfinite(mags).any(axis=1)
+    if empty.any():
+        where = catalog.meta.get("path", field_name)
+        raise ValueError(f"{where}: row id {int(rows['id'][np.argmax(empty)])} has no "
+                         "measured band (all magnitudes 99.999/66.666)")
+    locus = stellar_locus(catalog["ci"])
+    domain = NOMINAL if domain is None else domain
+    if psf is None:
+        psf = domain.psf(locus)
     shape = (y1 - y0, x1 - x0)
     # Sources sit on the pixel centre nearest to the catalog position, where
     # the CI measured on the image is the CI they were tuned to.
@@ -360,45 +413,97 @@ def legus_anchored_field(catalog, seed=0, distance_mpc=None, region=None, max_so
     freq = np.bincount(known, minlength=5)[1:] + 1.0
     drawn = cls < 1
     cls = np.where(drawn, rng.choice(4, size=len(cls), p=freq / freq.sum()) + 1, cls)
-    mags = np.column_stack([np.asarray(rows[f"mag_{b}"], float) for b in BANDS])
-    errs = np.column_stack([np.asarray(rows[f"err_{b}"], float) for b in BANDS])
-    fit = fit_ssp(mags, errs, distance_mpc)
+    subtypes = np.full(len(cls), "", dtype=object)
     ci_cat = np.asarray(rows["ci"], float)
+    # Blanked rows of an edge source span +-MASK_HALF_WIDTH px and up to 28 rows.
+    near = _nearest_neighbour(xy)
+    subtypes[cls == 4] = anchored_subtypes(rng, ci_cat[cls == 4], near[cls == 4] > 40)
+    fit = fit_ssp(mags, errs, distance_mpc)
     dm = distance_modulus(distance_mpc)
+    # Rows without V: the model's V at the LEGUS M_V cut shapes the source
+    # before its measured bands are imposed.
     v_mag = np.where(np.isfinite(mags[:, V]), mags[:, V], dm + LEGUS_ABS_MAG_CUT)
 
     # A few realisations per row, each tuned to the catalog CI; the closest wins.
-    cands = [[_anchored_source(rng, int(c), fit, i, v_mag[i], distance_mpc,
-                               dominance=(j + 1) / ANCHOR_DRAWS.get(c, 1))
+    cands = [[_anchored_source(rng, int(c), fit, i, v_mag[i], distance_mpc, subtypes[i],
+                               dominance=(j + 1) / ANCHOR_DRAWS.get(c, 1),
+                               truncation=domain.eff_truncation)
               for j in range(ANCHOR_DRAWS.get(c, 1))]
              for i, c in enumerate(cls)]
     flat = [s for group in cands for s in group]
     owner = np.repeat(np.arange(len(cands)), [len(g) for g in cands])
-    err = np.abs(tune_knobs_to_ci(flat, ci_cat[owner]) - ci_cat[owner])
+    err = np.abs(tune_knobs_to_ci(flat, ci_cat[owner], psf=psf) - ci_cat[owner])
     err[~np.isfinite(err)] = np.inf
     sources = []
     for i, group in enumerate(cands):
         k = np.flatnonzero(owner == i)
         sources.append(group[int(np.argmin(err[k]))])
-    ci = noise_free_ci(sources)
-    _reassign_class4(rng, sources, cls, ci, ci_cat, v_mag, distance_mpc)
-    ci = noise_free_ci(sources)
+    for src, m in zip(sources, mags):
+        anchor_fluxes(src, m)
+    ci = noise_free_ci(sources, psf=psf)
 
-    galaxy = random_galaxy(rng, shape)
-    images = _paint(rng, shape, sources, xy, galaxy, distance_mpc)
+    galaxy = random_galaxy(rng, shape, domain.background)
+    images = _paint(rng, shape, sources, xy, galaxy, distance_mpc, psf, domain)
     wcs = _anchored_wcs(rows, x0, y0, shape)
-    truth = _truth_table(sources, xy, images, wcs, ci)
+    truth = _truth_table(sources, xy, images, wcs, ci, psf)
     truth["legus_id"] = np.asarray(rows["id"], int)
     truth["legus_class"] = np.asarray(rows["class"], int)
     truth["catalog_ci"] = ci_cat
     meta = {"mode": "legus", "seed": seed, "field": field_name,
-            "catalog": str(catalog.meta.get("path", "")), "region": [x0, y0, x1, y1]}
+            "catalog": str(catalog.meta.get("path", "")), "region": [x0, y0, x1, y1],
+            "stellar_locus": round(locus, 3), "psf": psf.describe(),
+            "domain": domain.describe()}
     return MockField(images, wcs, truth, distance_mpc, meta)
 
 
-def _anchored_source(rng, cls, fit, i, v_mag, distance_mpc, dominance=1.0):
+def anchored_subtypes(rng, catalog_ci, isolated=None):
+    """Class-4 sub-types of anchored rows in exact `ANCHORED_CLASS4_SHARES`.
+
+    Background galaxies (r_e >= 0.1") are the most extended class-4 sources,
+    so they go to the rows of highest catalog CI (ranked with 0.1 mag of
+    scatter); the other sub-types are shuffled among the remaining rows.
+    Edge sources (blanked rows) go to ``isolated`` rows only, so that their
+    blanked rows do not cross a neighbour; where too few rows are isolated,
+    the rest become hot pixels (the artifact share stays).
+    """
+    ci = np.asarray(catalog_ci, float)
+    n = ci.size
+    names = list(ANCHORED_CLASS4_SHARES)
+    share = np.array([ANCHORED_CLASS4_SHARES[k] for k in names]) * n
+    counts = np.floor(share).astype(int)
+    counts[np.argsort(counts - share)[:n - counts.sum()]] += 1
+    out = np.empty(n, dtype=object)
+    key = np.where(np.isfinite(ci), ci, -np.inf) + rng.normal(0.0, 0.1, n)
+    n_gal = counts[names.index("galaxy")]
+    order = np.argsort(key)[::-1]
+    out[order[:n_gal]] = "galaxy"
+    rest = [k for k, c in zip(names, counts) if k != "galaxy" for _ in range(c)]
+    out[order[n_gal:]] = rng.permutation(np.array(rest, dtype=object))
+    if isolated is not None:
+        isolated = np.asarray(isolated, bool)
+        for i in np.flatnonzero((out == "edge") & ~isolated):
+            free = np.flatnonzero(isolated & ~np.isin(out, ("edge", "galaxy")))
+            if free.size:
+                j = rng.choice(free)
+                out[i], out[j] = out[j], "edge"
+            else:
+                out[i] = "hot_pixel"
+    return out
+
+
+def _nearest_neighbour(xy):
+    """Distance [px] from each position to its nearest other position."""
+    from scipy.spatial import cKDTree
+    if len(xy) < 2:
+        return np.full(len(xy), np.inf)
+    d, _ = cKDTree(xy).query(xy, k=2)
+    return d[:, 1]
+
+
+def _anchored_source(rng, cls, fit, i, v_mag, distance_mpc, subtype, dominance=1.0,
+                     truncation=EFF_TRUNCATION):
     if cls == 4:
-        return render_class4(rng, _draw_subtype(rng), v_mag, distance_mpc)
+        return render_class4(rng, subtype, v_mag, distance_mpc)
     log_age, av = float(fit["log_age"][i]), float(fit["av"][i])
     if not np.isfinite(fit["chi2_red"][i]) and fit["n_bands"][i] < 2:
         log_age, av = float(rng.choice(AGE_GRID[AGE_GRID <= 8.5])), 0.5
@@ -409,43 +514,10 @@ def _anchored_source(rng, cls, fit, i, v_mag, distance_mpc, dominance=1.0):
     log_mass = (-0.4 * (v_mag - distance_modulus(distance_mpc))
                 - np.log10(v_per_msun))
     if cls == 1:
-        return render_class1(rng, log_age, log_mass, av, 2.0, distance_mpc)
+        return render_class1(rng, log_age, log_mass, av, 2.0, distance_mpc, truncation=truncation)
     if cls == 2:
-        return render_class2(rng, log_age, log_mass, av, 2.0, distance_mpc)
+        return render_class2(rng, log_age, log_mass, av, 2.0, distance_mpc, truncation=truncation)
     return render_class3(rng, log_age, log_mass, av, 8.0, distance_mpc, dominance=dominance)
-
-
-def _draw_subtype(rng, exclude=()):
-    names = [n for n in CLASS4_SUBTYPES if n not in exclude]
-    p = np.array([CLASS4_SUBTYPES[n] for n in names])
-    return names[rng.choice(len(names), p=p / p.sum())]
-
-
-def _reassign_class4(rng, sources, cls, ci, target, v_mag, distance_mpc, tol=0.05):
-    """Give class-4 rows whose sub-type cannot reach the catalog CI a better one.
-
-    Every sub-type is drawn `REASSIGN_DRAWS` times (tuned to the target in one
-    batch) and the closest CI wins; rows already within ``tol`` keep theirs.
-    """
-    off = (cls == 4) & np.isfinite(target) & ~(np.abs(ci - target) <= tol)
-    rows, cands = [], []
-    for i in np.flatnonzero(off):
-        for sub in CLASS4_SUBTYPES:
-            for _ in range(REASSIGN_DRAWS):
-                rows.append(i)
-                cands.append(render_class4(rng, sub, v_mag[i], distance_mpc))
-    if not cands:
-        return
-    rows = np.array(rows)
-    c = tune_knobs_to_ci(cands, target[rows])
-    err = np.abs(c - target[rows])
-    for i in np.unique(rows):
-        sel = np.flatnonzero((rows == i) & np.isfinite(err))
-        if not sel.size:
-            continue
-        best = sel[np.argmin(err[sel])]
-        if not np.isfinite(ci[i]) or err[best] < abs(ci[i] - target[i]):
-            sources[i], ci[i] = cands[best], c[best]
 
 
 def _anchored_wcs(rows, x0, y0, shape):

@@ -14,9 +14,9 @@ __all__ = ["EFF_TRUNCATION", "eff_core_radius", "sample_eff", "sample_sersic", "
 EFF_TRUNCATION = 50.0
 
 
-@functools.lru_cache(maxsize=1)
-def _core_ratio_table():
-    """a / r_h of the truncated EFF profile on a grid of gamma."""
+@functools.lru_cache(maxsize=64)
+def _core_ratio_table(truncation=EFF_TRUNCATION):
+    """a / r_h of the EFF profile truncated at ``truncation`` r_h, on a grid of gamma."""
     gammas = np.linspace(2.01, 10.0, 400)
     ratios = []
     for g in gammas:
@@ -26,26 +26,30 @@ def _core_ratio_table():
         def f(log_a):
             a = np.exp(log_a)
             inner = 1.0 - (1.0 + 1.0 / a ** 2) ** k
-            total = 1.0 - (1.0 + EFF_TRUNCATION ** 2 / a ** 2) ** k
+            total = 1.0 - (1.0 + truncation ** 2 / a ** 2) ** k
             return inner - 0.5 * total
         ratios.append(np.exp(brentq(f, -60.0, 10.0)))
     return gammas, np.log(ratios)
 
 
-def eff_core_radius(r_h, gamma):
+def eff_core_radius(r_h, gamma, truncation=EFF_TRUNCATION):
     """EFF scale radius ``a`` giving half-number radius ``r_h``.
 
     The EFF surface density (004 eq. 1) mu(r) = mu0 (1 + r^2/a^2)^(-gamma/2)
     encloses N(<R) ∝ 1 - (1 + R^2/a^2)^(1 - gamma/2); ``r_h`` is the radius
-    holding half the stars of the profile truncated at `EFF_TRUNCATION` r_h.
+    holding half the stars of the profile truncated at ``truncation`` r_h
+    (default `EFF_TRUNCATION`; domain randomisation draws 5-50).
     """
-    gammas, log_ratio = _core_ratio_table()
+    truncation = round(float(truncation), 1)
+    if not 2.0 <= truncation <= 100.0:
+        raise ValueError(f"EFF truncation {truncation} r_h outside 2-100")
+    gammas, log_ratio = _core_ratio_table(truncation)
     if not gammas[0] <= gamma <= gammas[-1]:
         raise ValueError(f"EFF gamma {gamma} outside {gammas[0]:.2f}-{gammas[-1]:.0f}")
     return r_h * np.exp(np.interp(gamma, gammas, log_ratio))
 
 
-def sample_eff(rng, n, r_h, gamma, q=1.0, theta=0.0):
+def sample_eff(rng, n, r_h, gamma, q=1.0, theta=0.0, truncation=EFF_TRUNCATION):
     """Draw ``n`` projected positions from an EFF profile.
 
     Parameters
@@ -60,15 +64,19 @@ def sample_eff(rng, n, r_h, gamma, q=1.0, theta=0.0):
         Axis ratio of the isophotes (1 = round).
     theta : float
         Position angle of the major axis [rad].
+    truncation : float
+        Truncation radius in units of r_h; r_h stays the half-number radius
+        of the truncated profile.
 
     Returns
     -------
     dx, dy : ndarray
         Offsets from the centre.
     """
-    a = eff_core_radius(r_h, gamma)
+    truncation = round(float(truncation), 1)
+    a = eff_core_radius(r_h, gamma, truncation)
     k = 1.0 - gamma / 2.0
-    r_max = EFF_TRUNCATION * r_h
+    r_max = truncation * r_h
     u_max = 1.0 - (1.0 + (r_max / a) ** 2) ** k
     u = rng.random(n) * u_max
     r = a * np.sqrt((1.0 - u) ** (1.0 / k) - 1.0)

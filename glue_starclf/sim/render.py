@@ -10,36 +10,36 @@ import functools
 
 import numpy as np
 from scipy import fft as sfft
-from scipy.ndimage import gaussian_filter
+from scipy.ndimage import convolve as ndconvolve
 from scipy.signal import oaconvolve
 
 from ..bands import BANDS, EXPOSURE_TIME_S, N_EXPOSURES, READ_NOISE_E, SKY_E_PER_S
-from .psf import load_psf
+from .effpsf import DEFAULT_LOCUS, psf_for_locus
 
-__all__ = ["PSF_SIZE", "MOSAIC_PSF_SIZE", "DRIZZLE_BLUR_PX", "psf_kernels", "deposit", "StampRenderer",
+__all__ = ["PSF_SIZE", "MOSAIC_PSF_SIZE", "default_psf", "psf_kernels", "deposit", "StampRenderer",
            "convolve_image", "add_noise"]
 
 #: PSF support used in rendering (pixels); holds ~97% of TinyTim's light,
 #: renormalised to 1.
 PSF_SIZE = 41
 
-#: Gaussian sigma [px] added to TinyTim to stand for drizzling, charge
-#: diffusion and jitter: it brings the stellar CI (1 px vs 3 px, F555W) from
-#: TinyTim's 0.77 mag to ~1.25 mag, the stellar locus of LEGUS catalogs,
-#: which start at CI ~1.3-1.4.
-DRIZZLE_BLUR_PX = 0.8
+def default_psf():
+    """The effective PSF of fields that do not set one: drizzled TinyTim whose
+    stellar CI is `glue_starclf.sim.effpsf.DEFAULT_LOCUS`."""
+    return psf_for_locus(DEFAULT_LOCUS)
 
 
-@functools.lru_cache(maxsize=4)
-def psf_kernels(size=PSF_SIZE, blur=DRIZZLE_BLUR_PX):
-    """(5, size, size) effective PSFs of the drizzled mosaic, in `BANDS` order."""
-    out = np.empty((len(BANDS), size, size))
-    for i, band in enumerate(BANDS):
-        k = load_psf(band, size=size)
-        k = gaussian_filter(k, blur, mode="constant") if blur > 0 else np.array(k)
-        out[i] = k / k.sum()
-    out.setflags(write=False)
-    return out
+def psf_kernels(size=PSF_SIZE, psf=None):
+    """(5, size, size) effective PSFs of the drizzled mosaic, in `BANDS` order.
+
+    Parameters
+    ----------
+    size : int
+        Odd kernel side.
+    psf : glue_starclf.sim.effpsf.EffectivePSF, optional
+        Default: `default_psf`.
+    """
+    return (default_psf() if psf is None else psf).kernels(size)
 
 
 def deposit(canvas, x, y, flux):
@@ -97,14 +97,16 @@ class StampRenderer:
     bands : sequence of int, optional
         Band indices to render (default all five); fluxes given to `deposit`
         still have five columns.
+    psf : glue_starclf.sim.effpsf.EffectivePSF, optional
+        Default: `default_psf`.
     """
 
-    def __init__(self, size, psf_size=PSF_SIZE, bands=None):
+    def __init__(self, size, psf_size=PSF_SIZE, bands=None, psf=None):
         self.size = size
         self.bands = list(range(len(BANDS))) if bands is None else list(bands)
         self.pad = psf_size // 2
         self.side = sfft.next_fast_len(size + 2 * self.pad, real=True)
-        kern = psf_kernels(psf_size)[self.bands]
+        kern = psf_kernels(psf_size, psf)[self.bands]
         padded = np.zeros((len(self.bands), self.side, self.side))
         padded[:, :psf_size, :psf_size] = kern
         padded = np.roll(padded, (-self.pad, -self.pad), axis=(1, 2))
@@ -156,12 +158,13 @@ class StampRenderer:
 MOSAIC_PSF_SIZE = 81
 
 
-def convolve_image(image, band_index, psf_size=MOSAIC_PSF_SIZE):
+def convolve_image(image, band_index, psf_size=MOSAIC_PSF_SIZE, psf=None):
     """Convolve one full-size band image with its PSF (overlap-add FFT)."""
-    return oaconvolve(image, psf_kernels(psf_size)[band_index], mode="same")
+    return oaconvolve(image, psf_kernels(psf_size, psf)[band_index], mode="same")
 
 
-def add_noise(expected, rng, bands=None, sky=True):
+def add_noise(expected, rng, bands=None, sky=True, exposure_factor=1.0, sky_factor=1.0,
+              correlation=0.0):
     """Turn expected count rates into a sky-subtracted noisy image in e-/s.
 
     Poisson noise on source + background + sky electrons for each band's
@@ -177,6 +180,14 @@ def add_noise(expected, rng, bands=None, sky=True):
         Band index of each of the ``nb`` planes (default: all five in order).
     sky : bool
         Add (and then subtract) the zodiacal sky of `SKY_E_PER_S`.
+    exposure_factor : float or sequence of float
+        Depth: exposure times x this factor (per plane, or one for all).
+    sky_factor : float
+        Sky level x this factor.
+    correlation : float
+        Drizzle-correlated noise: the noise is smoothed with a 3x3 kernel
+        whose edge weight is ``correlation`` (corners its square), as
+        drizzling shares each input pixel among neighbouring output pixels.
 
     Returns
     -------
@@ -185,10 +196,19 @@ def add_noise(expected, rng, bands=None, sky=True):
     expected = np.asarray(expected)
     names = [BANDS[i] for i in (range(len(BANDS)) if bands is None else bands)]
     shape = (len(names), 1, 1)
-    t = np.array([EXPOSURE_TIME_S[b] for b in names]).reshape(shape)
-    s = np.array([SKY_E_PER_S[b] for b in names]).reshape(shape) if sky else 0.0
+    factor = np.broadcast_to(np.asarray(exposure_factor, float), (len(names),))
+    t = np.array([EXPOSURE_TIME_S[b] for b in names]).reshape(shape) * factor.reshape(shape)
+    s = (np.array([SKY_E_PER_S[b] for b in names]).reshape(shape) * sky_factor) if sky else 0.0
     electrons = np.clip(expected + s, 0.0, None) * t
     counts = rng.poisson(electrons).astype(np.float32)
     sigma_read = READ_NOISE_E * np.sqrt(N_EXPOSURES)
     counts += sigma_read * rng.standard_normal(expected.shape, dtype=np.float32)
-    return (counts / t - s).astype(np.float32)
+    noisy = (counts / t - s).astype(np.float32)
+    if correlation > 0:
+        w = np.array([correlation, 1.0, correlation])
+        kern = np.outer(w, w)
+        kern /= kern.sum()
+        noise = noisy - expected
+        kern = kern.reshape((1,) * (noise.ndim - 2) + (3, 3))
+        noisy = (expected + ndconvolve(noise, kern, mode="reflect")).astype(np.float32)
+    return noisy

@@ -16,9 +16,10 @@ import numpy as np
 
 from ..bands import BANDS, EXPOSURE_TIME_S, N_EXPOSURES, PIXEL_SCALE_ARCSEC, VEGA_ZEROPOINT
 from .populations import flux_scale, pc_per_pixel, population
-from .profiles import sample_eff, sample_sersic
+from .profiles import EFF_TRUNCATION, sample_eff, sample_sersic
 
 __all__ = ["Light", "MockSource", "CLASS4_SUBTYPES", "CLASS2_VARIANTS", "FWHM_PX",
+           "STAR_KNOB_RANGE", "ANCHORED_CLASS4_SHARES", "anchor_fluxes",
            "render_class1", "render_class2", "render_class3", "render_class4",
            "saturation_rate"]
 
@@ -30,6 +31,12 @@ FWHM_PX = 2.2
 #: Class-4 sub-types and their share among non-clusters (spec class table).
 CLASS4_SUBTYPES = {"star": 0.35, "asterism": 0.25, "galaxy": 0.20,
                    "cosmic_ray": 0.05, "hot_pixel": 0.05, "saturated": 0.05, "edge": 0.05}
+
+#: Class-4 sub-type shares in LEGUS-anchored fields: the spec's 35 / 25 / 20 /
+#: 20 with the artifacts split among those whose band totals can equal a
+#: catalog row (a saturated star's cannot).
+ANCHORED_CLASS4_SHARES = {"star": 0.35, "asterism": 0.25, "galaxy": 0.20,
+                          "cosmic_ray": 0.07, "hot_pixel": 0.06, "edge": 0.07}
 
 #: Ways a class-2 cluster is asymmetric.
 CLASS2_VARIANTS = ("elongated", "double", "colour_gradient")
@@ -143,7 +150,7 @@ def _truth(cls, subtype, log_age=np.nan, log_mass=np.nan, av=np.nan, r_h=np.nan)
 
 
 def _population_light(rng, log_age, log_mass, av, distance_mpc, gamma, q=1.0, theta=0.0,
-                      max_star_fraction=None, mh=0.0):
+                      max_star_fraction=None, mh=0.0, truncation=EFF_TRUNCATION):
     """Stars + smooth light of one EFF population with r_h = 1 (knob units)."""
     pop = population(log_age, av, mh)
     scale = flux_scale(distance_mpc)
@@ -159,8 +166,8 @@ def _population_light(rng, log_age, log_mass, av, distance_mpc, gamma, q=1.0, th
         # follows the class definition (a rare low-mass, young case).
         keep = stars[:, V] <= max_star_fraction * v_total
         stars = stars[keep]
-    sx, sy = sample_eff(rng, stars.shape[0], 1.0, gamma, q, theta)
-    px, py = sample_eff(rng, N_SMOOTH, 1.0, gamma, q, theta)
+    sx, sy = sample_eff(rng, stars.shape[0], 1.0, gamma, q, theta, truncation)
+    px, py = sample_eff(rng, N_SMOOTH, 1.0, gamma, q, theta, truncation)
     flux = np.concatenate([stars, np.broadcast_to(smooth / N_SMOOTH, (N_SMOOTH, len(BANDS)))])
     return Light(np.concatenate([sx, px]), np.concatenate([sy, py]), flux * scale)
 
@@ -170,24 +177,29 @@ def _cluster_knob_range(distance_mpc):
     return 0.5 / ppx, 10.0 / ppx
 
 
-def render_class1(rng, log_age, log_mass, av, r_h_pc, distance_mpc, gamma=None, q=None):
+def render_class1(rng, log_age, log_mass, av, r_h_pc, distance_mpc, gamma=None, q=None,
+                  truncation=EFF_TRUNCATION):
     """Symmetric compact cluster: one population, EFF, q >= 0.85.
 
-    The brightest single star holds at most 25% of the V flux.
+    The brightest single star holds at most 25% of the V flux. ``truncation``
+    is the EFF truncation radius in r_h (r_h is the half-number radius of
+    the stars drawn).
     """
     gamma = rng.uniform(2.05, 8.0) if gamma is None else gamma
     q = rng.uniform(0.85, 1.0) if q is None else q
     light = _population_light(rng, log_age, log_mass, av, distance_mpc, gamma, q,
-                              rng.uniform(0, np.pi), max_star_fraction=0.25)
+                              rng.uniform(0, np.pi), max_star_fraction=0.25,
+                              truncation=truncation)
     ppx = pc_per_pixel(distance_mpc)
     src = MockSource(light, r_h_pc / ppx, _cluster_knob_range(distance_mpc), ("r_h", ppx),
                      truth=_truth(1, "cluster", log_age, log_mass, av))
-    src.truth.update(gamma=gamma, q=q)
+    src.truth.update(gamma=gamma, q=q, eff_truncation=float(truncation))
     src.set_knob(r_h_pc / ppx)
     return src
 
 
-def render_class2(rng, log_age, log_mass, av, r_h_pc, distance_mpc, variant=None, gamma=None):
+def render_class2(rng, log_age, log_mass, av, r_h_pc, distance_mpc, variant=None, gamma=None,
+                  truncation=EFF_TRUNCATION):
     """Compact asymmetric cluster: elongated, with a second component, or a colour gradient."""
     variant = CLASS2_VARIANTS[rng.integers(3)] if variant is None else variant
     gamma = rng.uniform(2.05, 8.0) if gamma is None else gamma
@@ -195,14 +207,14 @@ def render_class2(rng, log_age, log_mass, av, r_h_pc, distance_mpc, variant=None
     if variant == "elongated":
         q = rng.uniform(0.4, 0.8)
         light = _population_light(rng, log_age, log_mass, av, distance_mpc, gamma, q, theta,
-                                  max_star_fraction=0.25)
+                                  max_star_fraction=0.25, truncation=truncation)
     elif variant == "double":
         q = rng.uniform(0.85, 1.0)
         frac = rng.uniform(0.15, 0.35)
         main = _population_light(rng, log_age, log_mass + np.log10(1 - frac), av, distance_mpc,
-                                 gamma, q, theta, max_star_fraction=0.25)
+                                 gamma, q, theta, max_star_fraction=0.25, truncation=truncation)
         second = _population_light(rng, log_age, log_mass + np.log10(frac), av, distance_mpc,
-                                   gamma, rng.uniform(0.7, 1.0), theta)
+                                   gamma, rng.uniform(0.7, 1.0), theta, truncation=truncation)
         # Exact flux share, and an offset of 0.5-1.5 r_h.
         second = second.scaled_flux(frac / (1 - frac) * main.total()[V] / second.total()[V])
         d, phi = rng.uniform(0.5, 1.5), rng.uniform(0, 2 * np.pi)
@@ -213,16 +225,18 @@ def render_class2(rng, log_age, log_mass, av, r_h_pc, distance_mpc, variant=None
     elif variant == "colour_gradient":
         q = rng.uniform(0.7, 1.0)
         core_age = max(6.6, log_age - rng.uniform(0.5, 1.5))
-        core = _population_light(rng, core_age, log_mass - 0.5, av, distance_mpc, gamma, q, theta)
+        core = _population_light(rng, core_age, log_mass - 0.5, av, distance_mpc, gamma, q, theta,
+                                 truncation=truncation)
         core = Light(core.x * 0.4, core.y * 0.4, core.flux)
-        env = _population_light(rng, log_age, log_mass, av, distance_mpc, gamma, q, theta)
+        env = _population_light(rng, log_age, log_mass, av, distance_mpc, gamma, q, theta,
+                                truncation=truncation)
         light = Light.concat([core, env])
     else:
         raise ValueError(f"unknown class-2 variant {variant!r}: expected one of {CLASS2_VARIANTS}")
     ppx = pc_per_pixel(distance_mpc)
     src = MockSource(light, r_h_pc / ppx, _cluster_knob_range(distance_mpc), ("r_h", ppx),
                      truth=_truth(2, variant, log_age, log_mass, av))
-    src.truth.update(gamma=gamma, q=q)
+    src.truth.update(gamma=gamma, q=q, eff_truncation=float(truncation))
     src.set_knob(r_h_pc / ppx)
     return src
 
@@ -274,7 +288,8 @@ def render_class3(rng, log_age, log_mass, av, radius_pc, distance_mpc, n_peaks=N
     for clump, w, cx, cy in peaks:
         clump = clump.scaled_flux(peak_v * w / clump.total()[V])
         parts.append(Light(clump.x * 0.04 + cx, clump.y * 0.04 + cy, clump.flux))
-    parts.append(Light(diffuse.x * 0.6, diffuse.y * 0.6,
+    spread = rng.uniform(0.6, 2.0)
+    parts.append(Light(diffuse.x * spread, diffuse.y * spread,
                        diffuse.flux * f_diff / diffuse.total()[V]))
     light = Light.concat(parts)
     light = light.scaled_flux(_v_flux(log_age, log_mass, av, distance_mpc) / light.total()[V])
@@ -315,6 +330,46 @@ def _star_sed(rng, kind):
     return stars[rng.integers(len(stars))]
 
 
+#: Faint companions of a class-4 star (a blend the catalog saw as one source):
+#: their number, and the range of their summed share of the light.
+STAR_COMPANIONS = (1, 3)
+STAR_COMPANION_SHARE = (0.2, 0.8)
+_BLEND_POINTS = 40
+
+#: Knob of a blended star: Gaussian sigma [px] of its companions' offsets.
+STAR_KNOB_RANGE = (0.05, 6.0)
+
+
+def _blended_star(rng, v_rate, truth, size_px):
+    """A star of total V rate ``v_rate`` blended with 1-3 fainter stars and unresolved light.
+
+    Stars in LEGUS catalogs lie above the field's CI cut, just above the
+    stellar locus; a blend of faint companions (or a broader PSF) carries
+    them there. The knob is the spread of the companions, so a star can be
+    tuned to any catalog CI from the locus upwards; at the smallest knob it
+    is a point source.
+    """
+    sed = _star_sed(rng, "supergiant" if rng.random() < 0.6 else "dwarf")
+    n = int(rng.integers(STAR_COMPANIONS[0], STAR_COMPANIONS[1] + 1))
+    share = rng.uniform(*STAR_COMPANION_SHARE)
+    comp = np.array([_star_sed(rng, "supergiant") for _ in range(n)])
+    # Half the blend or more is unresolved light of fainter stars.
+    resolved = share * rng.uniform(0.0, 0.5)
+    comp *= (rng.dirichlet(np.ones(n)) * resolved / comp[:, V])[:, None]
+    faint = np.broadcast_to(sed * (share - resolved) / sed[V] / _BLEND_POINTS,
+                            (_BLEND_POINTS, len(BANDS)))
+    seds = np.vstack([sed * (1 - share) / sed[V], comp, faint])
+    off = rng.normal(size=(n + _BLEND_POINTS, 2))
+    x, y = np.concatenate([[0.0], off[:, 0]]), np.concatenate([[0.0], off[:, 1]])
+    truth.update(n_companions=n, companion_share=share)
+    knob = (float(np.exp(rng.uniform(*np.log(STAR_KNOB_RANGE)))) if size_px is None
+            else size_px)
+    src = MockSource(Light(x, y, seds * v_rate), knob, STAR_KNOB_RANGE,
+                     ("blend_sigma_px", 1.0), truth=truth)
+    src.set_knob(knob)
+    return src
+
+
 def render_class4(rng, subtype, v_mag, distance_mpc, size_px=None):
     """A non-cluster of one sub-type with apparent V magnitude ``v_mag``.
 
@@ -326,20 +381,24 @@ def render_class4(rng, subtype, v_mag, distance_mpc, size_px=None):
         Apparent Vega magnitude in F555W of the source (of the saturated star
         for ``"saturated"``).
     size_px : float, optional
-        Knob: star spacing (asterism), r_e (galaxy), track length (cosmic ray).
+        Knob: companion spread (star, edge), star spacing (asterism), r_e
+        (galaxy).
     """
     v_rate = 10.0 ** (-0.4 * (v_mag - VEGA_ZEROPOINT["F555W"]))
     truth = _truth(4, subtype)
-    if subtype in ("star", "edge", "saturated"):
+    if subtype == "saturated":
         sed = _star_sed(rng, "supergiant" if rng.random() < 0.6 else "dwarf")
         light = Light(np.zeros(1), np.zeros(1), (sed * v_rate / sed[V])[None, :])
         src = MockSource(light, 1.0, (1.0, 1.0), truth=truth)
+        src.saturated = True
+        return src
+    if subtype in ("star", "edge"):
+        src = _blended_star(rng, v_rate, truth, size_px)
         if subtype == "edge":
             dy0 = int(rng.choice([-1, 1]) * rng.integers(4, 9))
             rows = (dy0, dy0 + int(np.sign(dy0)) * int(rng.integers(4, 20)))
             bands = tuple(range(len(BANDS))) if rng.random() < 0.5 else (int(rng.integers(5)),)
             src.masked_rows = (min(rows), max(rows), np.nan if rng.random() < 0.5 else 0.0, bands)
-        src.saturated = subtype == "saturated"
         return src
     if subtype == "asterism":
         n = int(rng.integers(2, 5))
@@ -362,18 +421,53 @@ def render_class4(rng, subtype, v_mag, distance_mpc, size_px=None):
         return MockSource(Light(x, y, flux), r_e, (2.5, 20.0),
                           ("r_e_arcsec", PIXEL_SCALE_ARCSEC), truth=truth)
     if subtype in ("cosmic_ray", "hot_pixel"):
+        # A catalog detection in several bands: a (blended) star whose light in
+        # one band is partly replaced by an unconvolved cosmic-ray or hot-pixel
+        # residual, so the band totals stay those of the star.
+        src = _blended_star(rng, v_rate, truth, None)
         band = int(rng.integers(len(BANDS)))
         if subtype == "hot_pixel":
             xs, ys = np.zeros(1), np.zeros(1)
         else:
-            length = rng.uniform(1.5, 6.0) if size_px is None else size_px
+            length = rng.uniform(1.5, 6.0)
             t = np.linspace(-length / 2, length / 2, max(2, int(length * 2)))
             phi = rng.uniform(0, np.pi)
             xs, ys = t * np.cos(phi), t * np.sin(phi)
+        share = rng.uniform(0.5, 1.0)
+        band_flux = src.light.total()[band]
+        src.light.flux[:, band] *= 1.0 - share
         flux = np.zeros((xs.size, len(BANDS)))
-        flux[:, band] = v_rate / xs.size
+        flux[:, band] = share * band_flux / xs.size
         truth["artifact_band"] = BANDS[band]
-        return MockSource(Light.empty(), 1.0, (1.0, 1.0), truth=truth,
-                          artifact=Light(xs, ys, flux))
+        truth["artifact_share"] = share
+        src.artifact = Light(xs, ys, flux)
+        return src
     raise ValueError(f"unknown class-4 subtype {subtype!r}: expected one of "
                      f"{', '.join(CLASS4_SUBTYPES)}")
+
+
+def anchor_fluxes(source, mags):
+    """Scale a source so its noise-free band totals equal catalog magnitudes.
+
+    Every point of light and of any artifact is scaled by one factor per
+    band, so stars, components and artifacts keep their shares of the band
+    flux; bands whose magnitude is not finite keep the model's flux.
+
+    Parameters
+    ----------
+    source : MockSource
+        Modified in place.
+    mags : array_like, shape (5,)
+        Apparent Vega magnitudes in `BANDS` order (NaN: not measured).
+    """
+    zp = np.array([VEGA_ZEROPOINT[b] for b in BANDS])
+    mags = np.asarray(mags, float)
+    target = 10.0 ** (-0.4 * (mags - zp))
+    total = source.light.total() if source.light.x.size else np.zeros(len(BANDS))
+    if source.artifact is not None:
+        total = total + source.artifact.total()
+    ok = np.isfinite(mags) & (total > 0)
+    factor = np.where(ok, target / np.where(total > 0, total, 1.0), 1.0)
+    source.light = source.light.scaled_flux(factor)
+    if source.artifact is not None:
+        source.artifact = source.artifact.scaled_flux(factor)

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from glue_starclf.bands import BANDS, VEGA_ZEROPOINT
 from glue_starclf.sim import sources as S
 from glue_starclf.sim.compose import noise_free_ci, render_stamps, tune_knobs_to_ci
 from glue_starclf.sim.populations import flux_scale, pc_per_pixel, population
@@ -61,9 +62,17 @@ def test_class4_subtypes(subtype):
     assert src.truth["class"] == 4 and src.truth["p_cb"] == 0.0
     assert src.truth["subtype"] == subtype
     if subtype in ("cosmic_ray", "hot_pixel"):
-        # Light in one band only, and not through the PSF.
-        assert src.light.x.size == 0
-        assert (src.artifact.flux.sum(axis=0) > 0).sum() == 1
+        # A (blended) star whose light in one band is partly an unconvolved
+        # residual; the band totals are the star's.
+        assert src.light.x.size >= 2
+        band = (src.artifact.flux.sum(axis=0) > 0)
+        assert band.sum() == 1
+        total = src.light.total() + src.artifact.total()
+        share = src.artifact.total()[band][0] / total[band][0]
+        assert share == pytest.approx(src.truth["artifact_share"])
+    if subtype == "star":
+        # A star with faint companions whose spread is the knob (CI tuning).
+        assert src.light.x.size >= 2 and src.knob_range == S.STAR_KNOB_RANGE
     if subtype == "edge":
         assert src.masked_rows is not None
     if subtype == "galaxy":
@@ -75,6 +84,29 @@ def test_class4_subtypes(subtype):
 def test_unknown_subtype():
     with pytest.raises(ValueError, match="comet"):
         S.render_class4(np.random.default_rng(0), "comet", 22.0, 10.0)
+
+
+def test_blended_stars_reach_catalog_cis_from_the_locus_up():
+    """A class-4 star is a point source at the smallest knob and reaches CIs above it."""
+    rng = np.random.default_rng(6)
+    srcs = [S.render_class4(rng, "star", 22.0, 10.0) for _ in range(40)]
+    ci0 = noise_free_ci(srcs, knobs=np.full(40, S.STAR_KNOB_RANGE[0]))
+    assert np.allclose(ci0, ci0[0], atol=0.02)
+    target = ci0[0] + np.linspace(0.0, 0.25, 40)
+    ci = tune_knobs_to_ci(srcs, target)
+    assert np.median(np.abs(ci - target)) < 0.03
+
+
+def test_anchor_fluxes_sets_measured_band_totals_only():
+    rng = np.random.default_rng(7)
+    src = S.render_class4(rng, "cosmic_ray", 22.0, 10.0)
+    before = src.light.total() + src.artifact.total()
+    mags = np.array([np.nan, 23.0, 22.5, 22.0, 21.0])
+    S.anchor_fluxes(src, mags)
+    after = src.light.total() + src.artifact.total()
+    zp = np.array([VEGA_ZEROPOINT[b] for b in BANDS])
+    np.testing.assert_allclose(-2.5 * np.log10(after[1:]) + zp[1:], mags[1:])
+    assert after[0] == pytest.approx(before[0])
 
 
 def test_ci_tuning_reaches_targets():

@@ -1,0 +1,55 @@
+"""``make-bank`` with domain randomisation and fixed perturbations; its bad inputs."""
+
+import json
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from training_runs import run_training
+
+
+def test_randomised_and_perturbed_banks_record_the_domain(tmp_path):
+    status, out, err = run_training("make-bank", "--kind", "classifier", "--n", 40, "--seed", 1,
+                                    "--randomise", "--out", tmp_path / "rand")
+    assert status == 0, err
+    meta = json.loads((tmp_path / "rand" / "meta.json").read_text())
+    assert meta["randomise"] is True and meta["domain"] is None
+    status, out, err = run_training("make-bank", "--kind", "physical", "--n", 20, "--seed", 1,
+                                    "--perturb", "exposure_factor=0.5", "--perturb",
+                                    "zeropoint_mag=0.03", "--out", tmp_path / "deep")
+    assert status == 0, err
+    meta = json.loads((tmp_path / "deep" / "meta.json").read_text())
+    assert meta["perturb"] == {"exposure_factor": 0.5, "zeropoint_mag": 0.03}
+    assert meta["domain"]["exposure_factor"] == [0.5] * 5
+
+
+@pytest.mark.parametrize("item, word", [("exposure_factor=4", "exposure_factor"),
+                                        ("registration_px=0.5", "registration_px"),
+                                        ("zeropoint_mag=-0.1", "zeropoint_mag"),
+                                        ("eff_truncation=1", "eff_truncation"),
+                                        ("psf_family=airy", "psf_family"),
+                                        ("sky_factor=lots", "sky_factor"),
+                                        ("nothing", "NAME=VALUE")])
+def test_bad_perturbation_is_one_line_and_writes_nothing(tmp_path, item, word):
+    status, out, err = run_training("make-bank", "--kind", "classifier", "--n", 10,
+                                    "--perturb", item, "--out", tmp_path / "b")
+    assert status != 0
+    assert word in err and len(err.strip().splitlines()) == 1
+    assert not any(tmp_path.iterdir())
+
+
+def test_bad_stdpsf_file_is_one_line_and_writes_nothing(tmp_path):
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    for band in ("F275W", "F336W", "F438W", "F555W", "F814W"):
+        hdu = fits.PrimaryHDU(np.ones((4, 33, 33), np.float32))
+        hdu.header["NXPSFS"], hdu.header["NYPSFS"] = 2, 2
+        for i in (1, 2):
+            hdu.header[f"IPSFX{i:02d}"] = hdu.header[f"JPSFY{i:02d}"] = 4096 * (i - 1)
+        hdu.writeto(lib / f"PSFSTD_WFC3UV_{band}.fits")
+    status, out, err = run_training("make-bank", "--kind", "classifier", "--n", 10,
+                                    "--randomise", "--stdpsf-dir", lib, "--out", tmp_path / "b")
+    assert status != 0
+    assert "PSFSTD_WFC3UV_F275W.fits: STDPSF cube of shape" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "b").exists() and not (tmp_path / "b.partial").exists()
