@@ -149,7 +149,10 @@ def run_demo(out, seed=0, shape=(1536, 1536), n_sources=250, distance_mpc=10.0, 
     out : path-like
         Output folder (created; files in it are replaced).
     seed, shape, n_sources, distance_mpc
-        Of the mock field (`glue_starclf.sim.mosaic.random_field`).
+        Of the mock field (`glue_starclf.sim.mosaic.random_field`); its
+        instrument conditions (PSF breadth, depth, sky, noise correlation,
+        registration, zeropoints, background, EFF truncation) are drawn by the
+        domain randomisation (`glue_starclf.sim.domain.draw_domain`).
     models : path-like, optional
         Folder of model cards (default: the bundled models).
     stream : file, optional
@@ -163,6 +166,9 @@ def run_demo(out, seed=0, shape=(1536, 1536), n_sources=250, distance_mpc=10.0, 
     import sys
 
     from .predict import load_ensemble, predict
+    import numpy as np
+
+    from .sim.domain import draw_domain
     from .sim.mosaic import random_field, write_mosaic
     from .sim.preview import field_preview
     from .writers import write_regions, write_table
@@ -171,7 +177,9 @@ def run_demo(out, seed=0, shape=(1536, 1536), n_sources=250, distance_mpc=10.0, 
     physical = load_ensemble("physical", models)
     out = Path(out)
     t0 = time.perf_counter()
-    mock = random_field(seed=seed, shape=shape, distance_mpc=distance_mpc, n_sources=n_sources)
+    domain = draw_domain(np.random.default_rng([seed, 3]))
+    mock = random_field(seed=seed, shape=shape, distance_mpc=distance_mpc, n_sources=n_sources,
+                        domain=domain)
     paths = write_mosaic(mock, out, prefix="demo", overwrite=True)
     field_preview(mock, out / "demo_preview.png")
     t_render = time.perf_counter() - t0
@@ -191,6 +199,10 @@ def run_demo(out, seed=0, shape=(1536, 1536), n_sources=250, distance_mpc=10.0, 
           f"{len(truth)} sources in {t_render:.1f} s; classified them with "
           f"{len(classifier.members)} + {len(physical.members)} bundled models in "
           f"{t_classify:.1f} s ({counts}).", file=stream)
+    print(f"Conditions drawn: stellar CI {domain.locus:.2f}, exposure x"
+          f"{np.exp(np.mean(np.log(domain.exposure_factor))):.2f}, sky x{domain.sky_factor:.2f}, "
+          f"{domain.background} background, EFF truncated at {domain.eff_truncation:.0f} r_h.",
+          file=stream)
     print(f"Against the mock truth: 4-class accuracy {score['accuracy']:.3f}, "
           f"cluster/non-cluster {score['binary_accuracy']:.3f} ({score['n']} sources).",
           file=stream)

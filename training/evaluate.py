@@ -31,6 +31,13 @@ project's targets, with all five bands and with F336W/F438W/F814W only,
 the mean error, how often the 16th-84th percentile interval holds the
 true value, the errors by true visibility, and the cluster/background ROC
 curve and AUC.
+
+Robustness report (``--robustness``, on the banks of ``python -m training
+robustness-banks``): one row per bank with the classifier's accuracy,
+binary accuracy and recalls, or the physical 95th percentiles and AUC, and
+their change from the bank named ``nominal``. ``--audit-legus`` adds the
+shortcut audit (`training.audit`) of the classifier banks against the real
+LEGUS catalogs.
 """
 
 import json
@@ -48,7 +55,8 @@ from .train_classifier import (classification_metrics, expected_calibration_erro
 
 __all__ = ["add_arguments", "run", "HUMAN_AGREEMENT", "CLASSIFIER_TARGETS",
            "PHYSICAL_TARGETS", "precision_recall", "roc_curve", "training_fields",
-           "errors_by_visibility", "interval_coverage", "classifier_report", "physical_report"]
+           "errors_by_visibility", "interval_coverage", "classifier_report", "physical_report",
+           "robustness_report"]
 
 #: Per-class human agreement of Wei et al. 2020 (000 §2.1) and the 4-class /
 #: binary human-to-mode agreement of LEGUS (001 §2.1).
@@ -74,6 +82,12 @@ def add_arguments(p):
                    help="labelled bank (repeatable; classifier/legus banks evaluate the "
                         "classifier, physical banks the physical network)")
     p.add_argument("--out", required=True, help="report folder")
+    p.add_argument("--robustness", action="store_true",
+                   help="instead of the full reports, one row per bank (robustness banks): "
+                        "accuracy, recalls, physical 95th percentiles, change from 'nominal'")
+    p.add_argument("--audit-legus", metavar="DIR",
+                   help="add the shortcut audit (feature classifier on the classifier banks "
+                        "and on the real LEGUS catalogs of DIR)")
 
 
 # -- shared helpers ------------------------------------------------------------------
@@ -563,10 +577,98 @@ def run(args):
         kinds["physical" if meta.get("kind") == "physical" else "classifier"].append(folder)
     ensembles = {family: load_ensemble(family, args.models)
                  for family, banks in kinds.items() if banks}
+    if args.audit_legus is not None and not Path(args.audit_legus).is_dir():
+        raise FileNotFoundError(f"{args.audit_legus}: no such folder of LEGUS catalogs")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    if kinds["classifier"]:
-        classifier_report(ensembles["classifier"], kinds["classifier"], out, args.argv)
-    if kinds["physical"]:
-        physical_report(ensembles["physical"], kinds["physical"], out, args.argv)
+    if args.robustness:
+        robustness_report(ensembles, kinds, out, args.argv)
+    else:
+        if kinds["classifier"]:
+            classifier_report(ensembles["classifier"], kinds["classifier"], out, args.argv)
+        if kinds["physical"]:
+            physical_report(ensembles["physical"], kinds["physical"], out, args.argv)
+    if args.audit_legus is not None and kinds["classifier"]:
+        from .audit import audit_bank, format_audit, real_accuracy
+        res = {"banks": {}, "real": real_accuracy(args.audit_legus)}
+        for folder in kinds["classifier"]:
+            res["banks"][str(folder)] = audit_bank(*open_bank(folder))
+        (out / "shortcut_audit.json").write_text(json.dumps(res, indent=2) + "\n")
+        report = out / ("robustness_report.md" if args.robustness else "classifier_report.md")
+        report.write_text(report.read_text() + "\n" + format_audit(res) + "\n")
     return 0
+
+
+# -- robustness ----------------------------------------------------------------------
+
+def _perturbation(folder):
+    from .banks import open_bank
+    meta = open_bank(folder)[2]
+    p = meta.get("perturb") or {}
+    if meta.get("randomise"):
+        return "randomised"
+    return ", ".join(f"{k}={v}" for k, v in p.items()) or "nominal"
+
+
+def robustness_report(ensembles, kinds, out, argv=None):
+    """One row per bank: the ensembles' scores and their change from the nominal bank.
+
+    The nominal bank is the one named ``nominal`` (else the first of its kind).
+    """
+    from .banks import open_bank
+    from .train_physical import physical_metrics
+    result = {"classifier": {}, "physical": {}}
+    lines = ["# Robustness of the ensembles to the rendering", "",
+             f"Command: `{_command(argv)}`", "",
+             "Each bank renders the same sources with one engine condition changed "
+             "(`python -m training robustness-banks`); Δ is the change from the nominal "
+             "bank.", ""]
+    if kinds["classifier"]:
+        ens = ensembles["classifier"]
+        rows = {}
+        for folder in kinds["classifier"]:
+            x, y, mask, _ = labelled_stamps([folder])
+            m = classification_metrics(_probs(ens.members, x, mask).mean(axis=0), y)
+            rows[Path(folder).name] = {"perturbation": _perturbation(folder), "n": int(len(y)),
+                                       "accuracy": m["accuracy"],
+                                       "binary_accuracy": m["binary_accuracy"],
+                                       "recall": m["recall"]}
+        base = rows.get("nominal", next(iter(rows.values())))
+        lines += [f"## Classifier ({', '.join(ens.names)})", "",
+                  "| bank | perturbation | n | 4-class | Δ | binary | Δ | recall 1 / 2 / 3 / 4 |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for name, r in rows.items():
+            lines.append(f"| {name} | {r['perturbation']} | {r['n']} | {r['accuracy']:.3f} | "
+                         f"{r['accuracy'] - base['accuracy']:+.3f} | {r['binary_accuracy']:.3f} | "
+                         f"{r['binary_accuracy'] - base['binary_accuracy']:+.3f} | "
+                         + " / ".join(f"{v:.2f}" for v in r["recall"]) + " |")
+        lines.append("")
+        result["classifier"] = rows
+    if kinds["physical"]:
+        ens = ensembles["physical"]
+        rows = {}
+        for folder in kinds["physical"]:
+            s, t, _ = open_bank(folder)
+            probs = _physical_probs(ens.members, np.asarray(s),
+                                    np.asarray(t["distance_mpc"], np.float32))
+            m = physical_metrics(probs, t)
+            rows[Path(folder).name] = {"perturbation": _perturbation(folder),
+                                       "n_clusters": m["n_clusters"], "cb_auc": m["cb_auc"],
+                                       **{f"p95_{n}": m[f"p95_abs_err_{n}"] for n, _ in _PARAMS}}
+        base = rows.get("nominal", next(iter(rows.values())))
+        lines += [f"## Physical ({', '.join(ens.names)})", "",
+                  "95th percentile of the absolute error (relative change from nominal).", "",
+                  "| bank | perturbation | clusters | " + " | ".join(
+                      label for _, label in _PARAMS) + " | AUC |",
+                  "| --- | --- | --- |" + " --- |" * (len(_PARAMS) + 1)]
+        for name, r in rows.items():
+            cells = [f"{r[f'p95_{n}']:.3f} ({r[f'p95_{n}'] / base[f'p95_{n}'] - 1:+.0%})"
+                     for n, _ in _PARAMS]
+            lines.append(f"| {name} | {r['perturbation']} | {r['n_clusters']} | "
+                         + " | ".join(cells) + f" | {r['cb_auc']:.3f} |")
+        lines.append("")
+        result["physical"] = rows
+    (Path(out) / "robustness_report.md").write_text("\n".join(lines) + "\n")
+    (Path(out) / "robustness_metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+    print("\n".join(lines))
+    return result

@@ -176,3 +176,55 @@ def test_interval_coverage():
     # inside, on the lower edge, below, above
     assert interval_coverage(true, lo, hi) == {"coverage": 0.5, "median_width": 1.5}
     assert interval_coverage([], [], []) == {"coverage": None, "median_width": None}
+
+
+def test_robustness_report_per_perturbation(trained_models, tmp_path, capsys):
+    from training.robustness import make_robustness_banks
+    banks = make_robustness_banks("classifier", tmp_path / "rob", n=60, seed=2,
+                                  only=["nominal", "shallow", "zeropoint"])
+    pbanks = make_robustness_banks("physical", tmp_path / "prob", n=40, seed=2,
+                                   only=["nominal", "psf_broader"])
+    argv = ["evaluate", "--models", str(trained_models["models"]), "--robustness",
+            "--out", str(tmp_path / "r")]
+    for b in banks + pbanks:
+        argv += ["--bank", str(b)]
+    status = main(argv)
+    assert status == 0, capsys.readouterr().err
+    data = json.loads((tmp_path / "r" / "robustness_metrics.json").read_text())
+    assert list(data["classifier"]) == ["nominal", "shallow", "zeropoint"]
+    assert data["classifier"]["shallow"]["perturbation"] == "exposure_factor=0.5"
+    assert data["classifier"]["nominal"]["n"] == 60
+    assert set(data["physical"]) == {"nominal", "psf_broader"}
+    assert data["physical"]["psf_broader"]["p95_log_age"] > 0
+    report = (tmp_path / "r" / "robustness_report.md").read_text()
+    assert "| shallow | exposure_factor=0.5 | 60 |" in report
+
+
+def test_shortcut_audit_on_a_bank_and_real_catalogs(trained_models, tmp_path, capsys):
+    from pathlib import Path
+    legus = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "legus"
+    if not legus.is_dir():
+        pytest.skip("../shared/data/legus not found")
+    # Three small catalogs keep it quick.
+    sub = tmp_path / "legus"
+    sub.mkdir()
+    for name in ("ngc4656", "ngc5253", "ngc3738"):
+        src = next(legus.glob(f"*_{name}_*.tab"))
+        (sub / src.name).write_text(src.read_text())
+    status = main(["shortcut-audit", "--bank", str(trained_models["classifier_bank"]),
+                   "--legus", str(sub), "--out", str(tmp_path / "a"), "--max-stamps", "400"])
+    assert status == 0, capsys.readouterr().err
+    data = json.loads((tmp_path / "a" / "shortcut_audit.json").read_text())
+    mock = data["banks"][str(trained_models["classifier_bank"])]
+    assert mock["n"] == 400 and 0.25 <= mock["accuracy"] <= 1
+    assert data["real"]["split"] == "leave-one-galaxy-out"
+    assert set(data["real"]["per_galaxy"]) == {"ngc4656", "ngc5253", "ngc3738"}
+    assert "Shortcut margin" in (tmp_path / "a" / "shortcut_audit.md").read_text()
+
+
+def test_shortcut_audit_bad_legus_folder(trained_models, tmp_path, capsys):
+    status = main(["shortcut-audit", "--bank", str(trained_models["classifier_bank"]),
+                   "--legus", str(tmp_path / "nope"), "--out", str(tmp_path / "a")])
+    err = capsys.readouterr().err
+    assert status == 2 and "nope" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "a").exists()
