@@ -44,7 +44,7 @@ def add_arguments(p):
 
 
 def run(args):
-    from .banks import open_bank
+    from glue_starclf.learn.banks import open_bank
     out = Path(args.out)
     if args.legus is not None and not Path(args.legus).is_dir():
         raise FileNotFoundError(f"{args.legus}: no such folder of LEGUS catalogs")
@@ -156,7 +156,7 @@ def _galaxy(field):
 
 def real_accuracy(folder, seed=0):
     """Leave-one-galaxy-out accuracy on the LEGUS human classes of ``folder``."""
-    from glue_starclf.catalogs import read_legus_tab
+    from glue_starclf.io.catalogs import read_legus_tab
     feats, ys, groups = [], [], []
     paths = sorted(Path(folder).glob("*.tab"))
     if not paths:

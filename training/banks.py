@@ -24,16 +24,16 @@ banks). Both are recorded in ``meta.json`` and per stamp in the truth table.
 
 import json
 import os
-from dataclasses import replace
 import shutil
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from astropy.table import Table, vstack
+from astropy.table import vstack
 
-__all__ = ["add_arguments", "run", "make_bank", "open_bank"]
+__all__ = ["add_arguments", "run", "make_bank"]
 
 KINDS = ("classifier", "physical", "legus")
 _CHUNK = 2000
@@ -109,7 +109,7 @@ def make_bank(kind, out, n=20000, seed=0, catalogs=(), region_size=3000, randomi
     ``perturb``: ``NAME=VALUE`` strings or a dict (`glue_starclf.sim.domain.perturbed`).
     """
     from glue_starclf.sim.domain import perturbed
-    from glue_starclf import __version__
+    from glue_starclf.version import __version__
     if kind not in KINDS:
         raise ValueError(f"unknown bank kind {kind!r}: expected one of {', '.join(KINDS)}")
     if kind == "legus" and not catalogs:
@@ -186,9 +186,9 @@ def _legus_bank(folder, catalogs, seed, region_size, domain, randomise, stdpsf_d
     """Stamps at the truth positions of LEGUS-anchored fields, one field per catalog."""
     from tqdm import tqdm
 
-    from glue_starclf.catalogs import read_legus_tab
-    from glue_starclf.cutouts import extract_stamps
-    from glue_starclf.mosaic import Mosaic
+    from glue_starclf.core.cutouts import extract_stamps
+    from glue_starclf.io.catalogs import read_legus_tab
+    from glue_starclf.io.mosaic import Mosaic
     from glue_starclf.sim.domain import DomainColumns, draw_domain
     from glue_starclf.sim.mosaic import legus_anchored_field
     all_stamps, parts = [], []
@@ -227,16 +227,3 @@ def _legus_bank(folder, catalogs, seed, region_size, domain, randomise, stdpsf_d
     truth = vstack(parts, metadata_conflicts="silent")
     truth.meta = {"kind": "legus"}
     return truth
-
-
-def open_bank(folder):
-    """A bank's stamps (memory-mapped), truth table and meta."""
-    folder = Path(folder)
-    for name in ("stamps.npy", "truth.ecsv", "meta.json"):
-        if not (folder / name).exists():
-            raise FileNotFoundError(f"{folder / name}: not a bank (run make-bank first)")
-    stamps = np.load(folder / "stamps.npy", mmap_mode="r")
-    truth = Table.read(folder / "truth.ecsv")
-    if len(truth) != len(stamps):
-        raise ValueError(f"{folder}: {len(stamps)} stamps but {len(truth)} truth rows")
-    return stamps, truth, json.loads((folder / "meta.json").read_text())

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ..bands import BANDS
+from ..io.bands import BANDS
 from .effpsf import DEFAULT_LOCUS, EffectivePSF, psf_for_locus
 from .render import add_noise
 

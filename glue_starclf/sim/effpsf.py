@@ -32,8 +32,8 @@ from scipy.ndimage import shift as ndshift
 from scipy.optimize import brentq
 from scipy.signal import fftconvolve
 
-from ..bands import BANDS
-from ..photometry import centred_ci
+from ..core.photometry import centred_ci
+from ..io.bands import BANDS
 from .psf import load_psf
 
 __all__ = ["SUPERSAMPLE", "STDPSF_SIZE", "LOCUS_BELOW_CUT", "DEFAULT_LOCUS", "EffectivePSF",

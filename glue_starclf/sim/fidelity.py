@@ -9,7 +9,7 @@ the mock-data tests and ``python -m training shortcut-audit`` use it.
 
 import numpy as np
 
-from ..bands import BANDS
+from ..io.bands import BANDS
 
 __all__ = ["COLOURS", "match_rows", "catalog_fidelity", "robust_stats", "format_fidelity"]
 
@@ -52,7 +52,7 @@ def catalog_fidelity(truth, catalog):
         Truth of `glue_starclf.sim.mosaic.legus_anchored_field` (``legus_id``,
         ``class``, ``subtype``, ``mag_<band>``, ``ci_true``, ``catalog_ci``).
     catalog : astropy.table.Table
-        The catalog it was anchored on (`glue_starclf.catalogs.read_legus_tab`).
+        The catalog it was anchored on (`glue_starclf.io.catalogs.read_legus_tab`).
 
     Returns
     -------

@@ -19,17 +19,17 @@ from astropy.table import Table
 from astropy.wcs import WCS
 from astropy.wcs.utils import fit_wcs_from_points
 
-from .. import __version__
-from ..bands import BANDS, EXPOSURE_TIME_S, PIXEL_SCALE_ARCSEC, VEGA_ZEROPOINT
+from ..io.bands import BANDS, EXPOSURE_TIME_S, PIXEL_SCALE_ARCSEC, VEGA_ZEROPOINT
+from ..version import __version__
 from .background import random_galaxy, render_background
 from .compose import (apply_masked_rows, noise_free_ci, render_stamps, saturate,
                       tune_knobs_to_ci, visibility)
-from .populations import distance_modulus, population
-from .render import add_noise, convolve_image, default_psf, deposit
-from .sedfit import fit_ssp
 from .domain import NOMINAL
 from .effpsf import stellar_locus
+from .populations import distance_modulus, population
 from .profiles import EFF_TRUNCATION
+from .render import add_noise, convolve_image, default_psf, deposit
+from .sedfit import fit_ssp
 from .sources import (ANCHORED_CLASS4_SHARES, CLASS4_SUBTYPES, V, Light, anchor_fluxes,
                       render_class1, render_class2, render_class3, render_class4)
 
@@ -346,7 +346,7 @@ def legus_anchored_field(catalog, seed=0, distance_mpc=None, region=None, max_so
     Parameters
     ----------
     catalog : astropy.table.Table
-        As returned by `glue_starclf.catalogs.read_legus_tab` (0-based x/y).
+        As returned by `glue_starclf.io.catalogs.read_legus_tab` (0-based x/y).
     seed : int
     distance_mpc : float, optional
         Default: the field's distance from StarcNet Table 6.
@@ -373,7 +373,7 @@ def legus_anchored_field(catalog, seed=0, distance_mpc=None, region=None, max_so
         A row in the region with no measured band (named by its id), a
         region too small or empty.
     """
-    from ..catalogs import legus_distance_mpc
+    from ..io.catalogs import legus_distance_mpc
     field_name = catalog.meta.get("field", "")
     if distance_mpc is None:
         distance_mpc = legus_distance_mpc(field_name)
@@ -553,7 +553,7 @@ def write_mosaic(mock, out_dir, prefix="mock", bands=BANDS, overwrite=False):
     dict
         ``{band: path}`` plus ``"truth"``.
     """
-    from ..bands import canonical_band
+    from ..io.bands import canonical_band
     bands = [canonical_band(b) for b in bands]
     out_dir = os.path.abspath(os.fspath(out_dir))
     names = {b: f"{prefix}_{b.lower()}_drc.fits" for b in bands}

@@ -13,7 +13,7 @@ from scipy import fft as sfft
 from scipy.ndimage import convolve as ndconvolve
 from scipy.signal import oaconvolve
 
-from ..bands import BANDS, EXPOSURE_TIME_S, N_EXPOSURES, READ_NOISE_E, SKY_E_PER_S
+from ..io.bands import BANDS, EXPOSURE_TIME_S, N_EXPOSURES, READ_NOISE_E, SKY_E_PER_S
 from .effpsf import DEFAULT_LOCUS, psf_for_locus
 
 __all__ = ["PSF_SIZE", "MOSAIC_PSF_SIZE", "default_psf", "psf_kernels", "deposit", "StampRenderer",

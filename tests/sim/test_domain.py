@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from glue_starclf.bands import BANDS
+from glue_starclf.io.bands import BANDS
 from glue_starclf.sim.bank import physical_bank
 from glue_starclf.sim.classbank import classifier_bank
 from glue_starclf.sim.domain import NOMINAL, RANGES, draw_domain, perturbed

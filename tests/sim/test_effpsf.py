@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from glue_starclf.catalogs import read_legus_tab
+from glue_starclf.io.catalogs import read_legus_tab
 from glue_starclf.sim.effpsf import (EffectivePSF, psf_for_locus, read_stdpsf, stellar_ci,
                                      stellar_locus)
 

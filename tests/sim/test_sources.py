@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from glue_starclf.bands import BANDS, VEGA_ZEROPOINT
+from glue_starclf.io.bands import BANDS, VEGA_ZEROPOINT
 from glue_starclf.sim import sources as S
 from glue_starclf.sim.compose import noise_free_ci, render_stamps, tune_knobs_to_ci
 from glue_starclf.sim.populations import flux_scale, pc_per_pixel, population
