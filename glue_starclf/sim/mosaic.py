@@ -26,7 +26,7 @@ from .compose import (apply_masked_rows, noise_free_ci, render_stamps, saturate,
                       tune_knobs_to_ci, visibility)
 from .domain import NOMINAL
 from .effpsf import stellar_locus
-from .populations import distance_modulus, population
+from .populations import distance_modulus, flux_scale, population
 from .profiles import EFF_TRUNCATION
 from .render import add_noise, convolve_image, default_psf, deposit
 from .sedfit import fit_ssp
@@ -85,19 +85,13 @@ def draw_source(rng, cls, distance_mpc, subtype=None, truncation=EFF_TRUNCATION)
 
     Parameters follow the ranges of ``mock-hst-data.md``; clusters and
     associations are drawn until they pass the LEGUS M_V <= -6 cut.
+    Non-clusters (but saturated stars) take the band totals of a cluster
+    drawn the same way: in real catalogs class 4 has cluster-like colours
+    and magnitudes, so these must not tell the classes apart.
     ``truncation`` is the EFF truncation radius [r_h] of classes 1-2.
     """
-    dm = distance_modulus(distance_mpc)
     if cls in (1, 2, 3):
-        while True:
-            ages = AGE_GRID[AGE_GRID <= 7.5] if cls == 3 else AGE_GRID
-            log_age = float(rng.choice(ages))
-            av = round(float(rng.choice(np.arange(0.0, 1.51, 0.1))), 1)
-            lo, hi = _cluster_mass_range(log_age, av, distance_mpc)
-            if lo < hi:
-                break
-        # Cluster mass function dN/dM ~ M^-2 above the detection cut.
-        log_mass = -np.log10(rng.uniform(10.0 ** -hi, 10.0 ** -lo))
+        log_age, av, log_mass = _cluster_photometry(rng, cls, distance_mpc)
         if cls == 1:
             return render_class1(rng, log_age, log_mass, av, _log_uniform(rng, 0.5, 10),
                                  distance_mpc, truncation=truncation)
@@ -112,12 +106,26 @@ def draw_source(rng, cls, distance_mpc, subtype=None, truncation=EFF_TRUNCATION)
         p = np.array(list(CLASS4_SUBTYPES.values()))
         subtype = names[rng.choice(len(names), p=p / p.sum())]
     if subtype == "saturated":
-        v_mag = rng.uniform(16.0, 18.5)
-    elif subtype == "galaxy":
-        v_mag = rng.uniform(20.5, 23.5)
-    else:
-        v_mag = dm + rng.uniform(-9.0, -6.0)
-    return render_class4(rng, subtype, v_mag, distance_mpc)
+        return render_class4(rng, subtype, rng.uniform(16.0, 18.5), distance_mpc)
+    log_age, av, log_mass = _cluster_photometry(rng, int(rng.integers(1, 4)), distance_mpc)
+    flux = population(log_age, av).flux_per_msun * 10.0 ** log_mass * flux_scale(distance_mpc)
+    mags = -2.5 * np.log10(flux) + _ZP
+    src = render_class4(rng, subtype, mags[V], distance_mpc)
+    anchor_fluxes(src, mags)
+    return src
+
+
+def _cluster_photometry(rng, cls, distance_mpc):
+    """(log_age, A_V, log_mass) of a random cluster of class ``cls`` above the LEGUS cut."""
+    while True:
+        ages = AGE_GRID[AGE_GRID <= 7.5] if cls == 3 else AGE_GRID
+        log_age = float(rng.choice(ages))
+        av = round(float(rng.choice(np.arange(0.0, 1.51, 0.1))), 1)
+        lo, hi = _cluster_mass_range(log_age, av, distance_mpc)
+        if lo < hi:
+            break
+    # Cluster mass function dN/dM ~ M^-2 above the detection cut.
+    return log_age, av, -np.log10(rng.uniform(10.0 ** -hi, 10.0 ** -lo))
 
 
 def _log_uniform(rng, lo, hi):

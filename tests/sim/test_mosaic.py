@@ -203,3 +203,21 @@ def test_random_field_is_reproducible_and_written(tmp_path):
 def test_bad_distance(bad):
     with pytest.raises(ValueError, match="distance"):
         random_field(distance_mpc=bad, shape=(128, 128), n_sources=2)
+
+
+def test_random_non_clusters_have_cluster_like_photometry():
+    """Class-4 band totals are drawn like the clusters': colours and V tell no class."""
+    from glue_starclf.sim.mosaic import draw_source
+    rng = np.random.default_rng(11)
+    zp = np.array([VEGA_ZEROPOINT[b] for b in BANDS])
+
+    def mags(src):
+        f = src.light.total() + (src.artifact.total() if src.artifact is not None else 0)
+        return -2.5 * np.log10(f) + zp
+
+    four = np.array([mags(draw_source(rng, 4, 10.0, subtype=s))
+                     for s in ("star", "asterism", "galaxy", "cosmic_ray") * 40])
+    clusters = np.array([mags(draw_source(rng, c, 10.0)) for c in (1, 2, 3) * 50])
+    for a, b in ((3, 4), (1, 2), (2, 3)):
+        assert ks_2samp(four[:, a] - four[:, b], clusters[:, a] - clusters[:, b]).statistic < 0.2
+    assert ks_2samp(four[:, 3], clusters[:, 3]).statistic < 0.2
