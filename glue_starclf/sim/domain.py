@@ -10,7 +10,7 @@ engine before randomisation; `draw_domain` draws one from `RANGES`;
 `RANGES` with a one-line error naming the perturbation.
 """
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -55,7 +55,7 @@ class Domain:
     correlated_noise: float = 0.0
     eff_truncation: float = 50.0
     background: str = "standard"
-    stdpsf_dir: str = field(default=None, compare=True)
+    stdpsf_dir: str = None
 
     def psf(self, locus=None):
         """The `EffectivePSF`: broadened to ``locus`` (default the domain's),
