@@ -761,6 +761,25 @@ def run_batch(manifest, client, models=None, overwrite=False, torch_threads=1, b
 
 # -- the command ---------------------------------------------------------------
 
+def _quiet_task_failures(client):
+    """Keep the workers from logging a failed task's traceback.
+
+    A failed field is reported by the driver on one line; the worker's
+    "Compute Failed" block (key, task, traceback) would bury it. A worker
+    plugin also reaches workers that join later.
+    """
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class QuietTaskFailures(WorkerPlugin):
+        name = "starclf-quiet-task-failures"
+
+        def setup(self, worker):
+            import logging
+            logging.getLogger("distributed.worker").setLevel(logging.CRITICAL)
+
+    client.register_plugin(QuietTaskFailures())
+
+
 @contextlib.contextmanager
 def _client(scheduler=None, workers=None):
     """A client of ``scheduler``'s cluster, or of a new LocalCluster of ``workers``
@@ -768,10 +787,12 @@ def _client(scheduler=None, workers=None):
     from distributed import Client, LocalCluster
     if scheduler:
         with Client(scheduler) as client:
+            _quiet_task_failures(client)
             yield client
     else:
         with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                           dashboard_address=":0") as cluster, Client(cluster) as client:
+            _quiet_task_failures(client)
             yield client
 
 

@@ -17,13 +17,14 @@ from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
+from astropy.utils.exceptions import AstropyUserWarning
 from astropy.wcs import WCS, FITSFixedWarning
 from astropy.wcs.utils import proj_plane_pixel_scales
 
 from .bands import ALIASES, BANDS, VEGA_ZEROPOINT, canonical_band
 
 __all__ = ["Mosaic", "open_mosaic", "parse_image_arg", "band_from_header",
-           "is_memory_mapped", "FILTER_KEYWORDS", "WCS_TOLERANCE_PX"]
+           "is_memory_mapped", "BandMismatchError", "FILTER_KEYWORDS", "WCS_TOLERANCE_PX"]
 
 log = logging.getLogger("glue_starclf")
 
@@ -42,6 +43,25 @@ _FLAGGED_ALIASES = {"F225W"}
 # An HST filter name: F + 3-4 digits + width letter(s) (W, M, N, LP, X ...).
 _HST_FILTER = re.compile(r"^F\d{3,4}[A-Z]{1,2}$")
 _FILE_BAND = re.compile(r"(?<![a-z0-9])(f\d{3}w)(?![a-z0-9])", re.I)
+
+
+class BandMismatchError(ValueError):
+    """A band given for a file contradicts the file's FILTER keyword.
+
+    Attributes
+    ----------
+    path : Path
+    given : str
+        The band as given (``F555W`` of ``F555W=path``).
+    keyword, value : str
+        The header keyword and the filter it names.
+    """
+
+    def __init__(self, path, given, keyword, value):
+        self.path, self.given, self.keyword, self.value = Path(path), given, keyword, value
+        super().__init__(f"{path}: given as {given} but its header {keyword} = {value!r} "
+                         f"names another band; refused (use --force-band to use it as "
+                         f"{given} anyway)")
 
 
 def is_memory_mapped(array):
@@ -93,10 +113,28 @@ def parse_image_arg(arg):
         return None, Path(arg)
     text = str(arg)
     head, sep, tail = text.partition("=")
-    # "BAND=path" only when the part before "=" looks like a name, not a path.
-    if sep and head and "/" not in head and os.sep not in head:
+    # "BAND=path" only when the part before "=" is a filter name (a typo such
+    # as F555X still is, and is refused as an unknown band); "run=3/f.fits"
+    # is a path.
+    if sep and _HST_FILTER.match(head.strip().upper()):
         return head.strip(), Path(tail.strip())
     return None, Path(text)
+
+
+def _header_filter(headers):
+    """``(keyword, filter)`` of the first FILTER/FILTER1/FILTER2 naming an HST filter, or None."""
+    for h in headers:
+        for key in FILTER_KEYWORDS:
+            value = str(h.get(key, "")).strip().upper()
+            if not value:
+                continue
+            try:
+                canonical_band(value)
+                return key, value
+            except ValueError:
+                if _HST_FILTER.match(value):
+                    return key, value
+    return None
 
 
 def band_from_header(header, path=None):
@@ -157,13 +195,37 @@ def _image_hdu(hdul, path):
                 not isinstance(hdu, fits.CompImageHDU):
             continue
         if h.get("NAXIS", 0) == 2 or (isinstance(hdu, fits.CompImageHDU) and h.get("ZNAXIS", 0) == 2):
-            if isinstance(hdu, fits.CompImageHDU):
-                ny, nx = h.get("ZNAXIS2", 0), h.get("ZNAXIS1", 0)
+            if isinstance(hdu, fits.CompImageHDU):  # astropy >= 6 shows the image's NAXISn
+                ny = h.get("ZNAXIS2", h.get("NAXIS2", 0))
+                nx = h.get("ZNAXIS1", h.get("NAXIS1", 0))
             else:
                 ny, nx = h.get("NAXIS2", 0), h.get("NAXIS1", 0)
             if ny > 0 and nx > 0:
                 return i
     raise ValueError(f"{path}: no HDU holds a 2-D image")
+
+
+def _is_scaled(header):
+    """True for an integer image with BSCALE/BZERO/BLANK (astropy cannot memory-map it)."""
+    return header.get("BITPIX", -32) > 0 and any(
+        k in header for k in ("BSCALE", "BZERO", "BLANK")) and not (
+        header.get("BSCALE", 1) == 1 and header.get("BZERO", 0) == 0 and "BLANK" not in header)
+
+
+def _check_complete(hdul, i, path):
+    """Refuse a file that ends before the image's data do (a truncated download)."""
+    info = hdul.fileinfo(i)
+    h = hdul[i].header
+    if isinstance(hdul[i], fits.CompImageHDU):
+        # The compressed table's bytes, less the block padding a writer may omit.
+        need = info["datLoc"] + max(info["datSpan"] - 2879, 0)
+    else:
+        need = info["datLoc"] + abs(h.get("BITPIX", 8)) // 8 * h.get("NAXIS1", 0) * h.get(
+            "NAXIS2", 0)
+    size = os.path.getsize(path)
+    if size < need:
+        raise ValueError(f"{path}: file ends early: {size} bytes of {need} (a truncated "
+                         f"download? fetch it again)")
 
 
 def _read_wcs(header, path):
@@ -362,17 +424,26 @@ def _as_items(images):
     return [parse_image_arg(a) for a in images]
 
 
-def _open_one(band_given, path):
+def _open_one(band_given, path, force_band=False):
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such image file")
     if not path.is_file():
         raise ValueError(f"{path}: not a file")
     try:
-        hdul = fits.open(path, memmap=True, lazy_load_hdus=False)
-    except (OSError, ValueError, TypeError) as exc:
-        raise ValueError(f"{path}: not a FITS file ({exc})") from None
+        with warnings.catch_warnings():
+            # "File may have been truncated": told below, in one line with the sizes.
+            warnings.simplefilter("ignore", AstropyUserWarning)
+            hdul = fits.open(path, memmap=True, lazy_load_hdus=False)
+    except (OSError, ValueError, TypeError, IndexError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"{path}: not a FITS file ({first})") from None
     try:
         i = _image_hdu(hdul, path)
+        _check_complete(hdul, i, path)
+        if _is_scaled(hdul[i].header):
+            # Scaled integers cannot be memory-mapped: read (and scale) them now.
+            hdul.close()
+            hdul = fits.open(path, memmap=False, lazy_load_hdus=False)
         hdu = hdul[i]
         header = hdu.header.copy()
         if i > 0:  # inherit primary keywords such as FILTER, PHOTZPT
@@ -385,6 +456,19 @@ def _open_one(band_given, path):
         if band_given is not None:
             band = canonical_band(band_given)  # ValueError: unknown band
             written = band_given.strip().upper()
+            named = _header_filter([hdu.header, hdul[0].header])
+            if named is not None and named[1] != written:
+                try:
+                    same = canonical_band(named[1]) == band
+                except ValueError:
+                    same = False
+                if not same and not force_band:
+                    raise BandMismatchError(path, written, *named)
+                if not same:
+                    log.warning("%s: used as %s although its header %s = %r (--force-band)",
+                                path, written, *named)
+                else:
+                    written = named[1]  # F438W=acs.fits of an F435W file: calibrated as F435W
         else:
             found = band_from_header([hdu.header, hdul[0].header], path)
             if found is None:
@@ -398,8 +482,8 @@ def _open_one(band_given, path):
             band, written = found
         if isinstance(hdu, fits.CompImageHDU):
             log.warning("%s: tile-compressed image, decompressed into memory", path)
-        elif hdu.header.get("BSCALE", 1) != 1 or hdu.header.get("BZERO", 0) != 0:
-            log.warning("%s: scaled integer image (BSCALE/BZERO), read into memory", path)
+        elif _is_scaled(hdu.header):
+            log.warning("%s: scaled integer image (BSCALE/BZERO/BLANK), read into memory", path)
         data = hdu.data
         wcs = _read_wcs(hdu.header, path)
     except Exception:
@@ -408,7 +492,7 @@ def _open_one(band_given, path):
     return band, written, data, header, wcs, hdul
 
 
-def open_mosaic(images, wcs_tolerance_px=None):
+def open_mosaic(images, wcs_tolerance_px=None, force_band=False, zeropoints=None):
     """Open one FITS image per band as a memory-mapped `Mosaic`.
 
     Parameters
@@ -449,7 +533,7 @@ def open_mosaic(images, wcs_tolerance_px=None):
     paths, filters, headers, wcses, hduls = {}, {}, {}, {}, []
     try:
         for band_given, path in items:
-            band, written, data, header, wcs, hdul = _open_one(band_given, path)
+            band, written, data, header, wcs, hdul = _open_one(band_given, path, force_band)
             hduls.append(hdul)
             if band in paths:
                 raise ValueError(f"duplicate band {band}: given by {paths[band]} "

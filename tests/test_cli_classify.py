@@ -353,3 +353,53 @@ def test_all_nan_stamp_gives_nan_results(capsys, field, trained_models, tmp_path
     assert "nan_pixels" in t["flags"][0]
     far = (np.abs(x - x[0]) > 80) | (np.abs(y - y[0]) > 80)
     assert far.any() and np.all(np.isfinite(np.asarray(t["p_class1"])[far]))
+
+
+@pytest.mark.parametrize("out_name, reg_name, words", [
+    ("r.ecsv", "r.txt", ["r.txt", "must end in .reg"]),
+    ("r.ecsv", "nofolder/r.reg", ["nofolder", "does not exist"]),
+    ("r.ecsv", "r.ecsv", ["r.ecsv", "given as two outputs"]),
+    ("r.dat", "r.reg", ["r.dat", "unknown output extension"]),
+])
+def test_outputs_checked_before_any_work(capsys, field, trained_models, tmp_path, monkeypatch,
+                                         out_name, reg_name, words):
+    """A bad --regions is refused before the models run, not after the table is written."""
+    import glue_starclf.predict as predict_module
+
+    def no_work(*a, **k):
+        raise AssertionError("predict ran although an output is bad")
+
+    monkeypatch.setattr(predict_module, "predict", no_work)
+    out, reg = tmp_path / out_name, tmp_path / reg_name
+    status, _, err = run(capsys, *classify_argv(field, trained_models, out, regions=reg))
+    assert_one_line_error(status, err, *words)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_overwrite_replaces_table_and_regions_together(capsys, field, trained_models, tmp_path,
+                                                       monkeypatch):
+    """An interruption while the files are moved into place leaves both old ones."""
+    import os as os_module
+
+    from glue_starclf import writers
+    out, reg = tmp_path / "r.ecsv", tmp_path / "r.reg"
+    out.write_text("old table")
+    reg.write_text("old regions")
+    real = os_module.replace
+
+    def interrupted(src, dst):
+        if str(dst) == str(reg):
+            raise KeyboardInterrupt
+        return real(src, dst)
+
+    monkeypatch.setattr(writers.os, "replace", interrupted)
+    status, _, err = run(capsys, *classify_argv(field, trained_models, out, "--overwrite",
+                                                regions=reg))
+    assert status == 130 and "Traceback" not in err
+    assert out.read_text() == "old table" and reg.read_text() == "old regions"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.ecsv", "r.reg"]
+    monkeypatch.undo()
+    status, _, err = run(capsys, *classify_argv(field, trained_models, out, "--overwrite",
+                                                regions=reg))
+    assert status == 0, err
+    check_results(out, reg)

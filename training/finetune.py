@@ -71,7 +71,7 @@ import torch
 from glue_starclf.bands import BANDS
 from glue_starclf.labelling import read_labels_file
 
-from .loop import fit, positive_int, probability, seed_everything
+from .loop import check_model_out, fit, positive_int, probability, seed_everything
 from .train_classifier import (_band_dropout, _inputs, classification_metrics,
                                expected_calibration_error, fit_temperature, predict_logits)
 
@@ -787,9 +787,7 @@ def run(args):
     parent = Path(card["_path"]).with_name(card["weights"])
     if out.resolve() == parent.resolve():
         raise ValueError(f"--out {out} is the model fine-tuned from; choose another name")
-    existing = [p for p in _outputs(out) if p.exists()]
-    if existing and not args.overwrite:
-        raise FileExistsError(f"{existing[0]} exists (use --overwrite to replace it)")
+    check_model_out(out, args.overwrite, extra=_outputs(out))
     if card.get("family") != "classifier":
         raise ValueError(f"{args.model}: a {card.get('family')} model; finetune takes a "
                          f"classifier member")

@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler, WeightedRandomSampler
 
 __all__ = ["distributed_setup", "is_main", "seed_everything", "fit", "NonFiniteLoss",
-           "positive_int", "fraction", "probability", "require_validation"]
+           "positive_int", "fraction", "probability", "require_validation", "check_model_out"]
 
 
 class NonFiniteLoss(RuntimeError):
@@ -70,6 +70,42 @@ def require_validation(val, fraction, what):
     if not np.any(val):
         raise ValueError(f"--val-fraction {fraction} of {len(val)} {what} picked none "
                          f"to validate on: use a larger fraction or bank")
+
+
+def check_model_out(out, overwrite, extra=(), resume=False):
+    """Refuse, before any training, an ``--out`` that would replace a model or land in models/.
+
+    Parameters
+    ----------
+    out : path-like
+        Weights path; must end in ``.safetensors``. Its card is the ``.json`` beside it.
+    overwrite : bool
+        ``--overwrite`` was given: existing files and the bundled folder are allowed.
+    extra : sequence of path-like
+        Other files the command writes (e.g. reports).
+    resume : bool
+        ``--resume`` was given: a model beside its own state file is that
+        run's output, continued and replaced.
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    from glue_starclf.checkpoints import bundled_models_dir
+    out = Path(out)
+    if out.suffix != ".safetensors":
+        raise ValueError(f"--out {out}: must end in .safetensors")
+    if overwrite:
+        return out
+    own = resume and out.with_suffix(".state.pt").exists()
+    for path in () if own else (out, out.with_suffix(".json"), *map(Path, extra)):
+        if path.exists():
+            raise FileExistsError(f"{path} exists (use --overwrite to replace it)")
+    bundled = bundled_models_dir().resolve()
+    if out.absolute().parent.resolve() == bundled:
+        raise ValueError(f"--out {out} is in the bundled models folder {bundled}: write "
+                         f"elsewhere, or pass --overwrite to add to or change the shipped models")
+    return out
 
 
 def distributed_setup():

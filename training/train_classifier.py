@@ -17,8 +17,8 @@ import torch
 
 from glue_starclf.bands import BANDS
 
-from .loop import (fit, fraction, is_main, positive_int, probability, require_validation,
-                   seed_everything)
+from .loop import (check_model_out, fit, fraction, is_main, positive_int, probability,
+                   require_validation, seed_everything)
 
 __all__ = ["add_arguments", "run", "labelled_stamps", "split", "fit_temperature",
            "classification_metrics"]
@@ -45,6 +45,9 @@ def add_arguments(p):
                         "(default that of StarClassifier)")
     p.add_argument("--hidden", type=positive_int, default=None,
                    help="units of the hidden fully-connected layer (default StarClassifier's)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing model at --out (also needed to write into the "
+                        "bundled models folder)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
 
 
@@ -193,8 +196,7 @@ def predict_logits(model, x, mask, batch=1024):
 def run(args):
     from glue_starclf.checkpoints import save_checkpoint
     from glue_starclf.networks import StarClassifier, augment
-    if not args.out.endswith(".safetensors"):
-        raise ValueError(f"--out {args.out}: must end in .safetensors")
+    check_model_out(args.out, args.overwrite, resume=args.resume)
     # data
     rng = seed_everything(args.seed)
     x, y, mask, fields = labelled_stamps(args.bank, args.image, args.catalog)

@@ -17,8 +17,8 @@ import torch
 
 from glue_starclf.bands import BANDS
 
-from .loop import (fit, fraction, is_main, positive_int, probability, require_validation,
-                   seed_everything)
+from .loop import (check_model_out, fit, fraction, is_main, positive_int, probability,
+                   require_validation, seed_everything)
 
 __all__ = ["add_arguments", "run", "physical_metrics"]
 
@@ -36,6 +36,9 @@ def add_arguments(p):
     p.add_argument("--batch-size", type=positive_int, default=128)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--band-dropout", type=probability, default=0.15)
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing model at --out (also needed to write into the "
+                        "bundled models folder)")
     p.add_argument("--resume", action="store_true")
 
 
@@ -134,8 +137,7 @@ def run(args):
     from glue_starclf.networks import PhysicalNet, augment
 
     from .banks import open_bank
-    if not args.out.endswith(".safetensors"):
-        raise ValueError(f"--out {args.out}: must end in .safetensors")
+    check_model_out(args.out, args.overwrite, resume=args.resume)
     # data
     rng = seed_everything(args.seed)
     xs, ts = [], []

@@ -312,3 +312,31 @@ def test_classifier_on_a_mosaic_and_a_legus_catalog(tmp_path, write_legus_tab):
     model, card = load_checkpoint(out)
     assert card["training"]["n_train"] + card["training"]["n_val"] == len(t)
     assert "--catalog" in card["training"]["command"]
+
+
+@pytest.mark.parametrize("family", ["classifier", "physical"])
+def test_existing_model_needs_overwrite(trained_models, tmp_path, family):
+    argv = classifier_argv if family == "classifier" else physical_argv
+    out = tmp_path / f"{family}.safetensors"
+    out.write_bytes(b"someone's model")
+    status, _, err = run_training(*argv(trained_models[f"{family}_bank"], out))
+    assert status == 2 and str(out) in err and "--overwrite" in err and len(err.splitlines()) == 1
+    assert out.read_bytes() == b"someone's model"
+    out.unlink()
+    out.with_suffix(".json").write_text("{}")  # the card alone is enough to stop
+    status, _, err = run_training(*argv(trained_models[f"{family}_bank"], out))
+    assert status == 2 and f"{family}.json" in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("family", ["classifier", "physical"])
+def test_bundled_models_folder_needs_overwrite(trained_models, family):
+    from glue_starclf.checkpoints import bundled_models_dir
+    argv = classifier_argv if family == "classifier" else physical_argv
+    folder = bundled_models_dir()
+    before = sorted(p.name for p in folder.iterdir())
+    out = folder / f"{family}-s99.safetensors"
+    status, _, err = run_training(*argv(trained_models[f"{family}_bank"], out))
+    assert status == 2 and "bundled models folder" in err and "--overwrite" in err
+    assert len(err.splitlines()) == 1
+    assert sorted(p.name for p in folder.iterdir()) == before
