@@ -22,6 +22,7 @@ from astropy.wcs import WCS, FITSFixedWarning
 from astropy.wcs.utils import proj_plane_pixel_scales
 
 from .bands import ALIASES, BANDS, VEGA_ZEROPOINT, canonical_band
+from .calibration import calibrate
 
 __all__ = ["Mosaic", "open_mosaic", "parse_image_arg", "band_from_header",
            "is_memory_mapped", "BandMismatchError", "FILTER_KEYWORDS", "WCS_TOLERANCE_PX"]
@@ -228,6 +229,16 @@ def _check_complete(hdul, i, path):
                          f"download? fetch it again)")
 
 
+def _all_empty(image, block=1 << 20):
+    """True if an image holds no finite non-zero pixel (read block by block, stops early)."""
+    flat = image.reshape(-1) if image.flags.c_contiguous else np.ravel(image)
+    for i in range(0, flat.size, block):
+        part = np.asarray(flat[i:i + block])
+        if np.any(np.isfinite(part) & (part != 0)):
+            return False
+    return True
+
+
 def _read_wcs(header, path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FITSFixedWarning)
@@ -288,11 +299,18 @@ class Mosaic:
         ``{band: filter as in the file}``, e.g. ``{"F438W": "F435W"}``.
     headers : dict
         ``{band: Header}`` of each image HDU (primary keywords merged in).
+    calibration : dict
+        ``{band: glue_starclf.calibration.BandCalibration}``: the factor that
+        turns each band's pixel values into the models' reference e-/s, and
+        where it came from (empty for in-memory mosaics: taken as reference).
+    pixel_scale : float or None
+        Pixel side ["/px] from the WCS (None without one: taken as 0.04).
     flags : list of str
         Mosaic-wide flags for every result, e.g. ``"F225W-as-F275W"``.
     """
 
-    def __init__(self, images, shape, wcs, paths, filters, headers, hduls=()):
+    def __init__(self, images, shape, wcs, paths, filters, headers, hduls=(), calibration=None,
+                 pixel_scale=None):
         self.images = tuple(images)
         self.shape = tuple(int(v) for v in shape)
         self.wcs = wcs
@@ -302,7 +320,15 @@ class Mosaic:
         self.band_mask = np.array([im is not None for im in self.images], bool)
         self.flags = [f"{f}-as-{b}" for b, f in self.filters.items()
                       if f in _FLAGGED_ALIASES]
+        self.calibration = dict(calibration or {})
+        self.pixel_scale = None if pixel_scale is None else float(pixel_scale)
         self._hduls = list(hduls)
+
+    @property
+    def factors(self):
+        """Per-band factors (`BANDS` order) from pixel values to reference e-/s (1 if none)."""
+        return np.array([self.calibration[b].factor if b in self.calibration else 1.0
+                         for b in BANDS], np.float32)
 
     def release_pages(self):
         """Drop the image pages read so far from this process's resident memory.
@@ -507,6 +533,12 @@ def open_mosaic(images, wcs_tolerance_px=None, force_band=False, zeropoints=None
         F275W, the last flagged ``F225W-as-F275W``).
     wcs_tolerance_px : float, optional
         Largest pixel-grid offset between bands; default `WCS_TOLERANCE_PX`.
+    force_band : bool
+        Use the band of ``BAND=path`` even where the file's FILTER/FILTER1/
+        FILTER2 names another one (default: `BandMismatchError`).
+    zeropoints : dict, optional
+        ``{band: Vega magnitude of one unit per second}``, winning over the
+        header's calibration (`glue_starclf.calibration.calibrate`).
 
     Returns
     -------
@@ -563,14 +595,41 @@ def open_mosaic(images, wcs_tolerance_px=None, force_band=False, zeropoints=None
                 diff = _wcs_difference(wcs, wb, shape, tol)
                 if diff:
                     raise ValueError(f"bands differ in WCS: {paths[first]} vs {paths[b]}: {diff}")
+        calibration = {}
+        zeropoints = {canonical_band(b): float(v) for b, v in (zeropoints or {}).items()}
+        for b in order:
+            if b in zeropoints:
+                log.info("%s: zeropoint %g given for %s", paths[b], zeropoints[b], b)
+            calibration[b] = calibrate(b, filters[b], headers[b], paths[b],
+                                       zeropoint=zeropoints.get(b))
+        unknown = sorted(set(zeropoints) - set(order))
+        if unknown:
+            raise ValueError(f"--zeropoint given for {', '.join(unknown)}, which no image is")
+        for b in order:
+            if _all_empty(slots[BANDS.index(b)]):
+                log.warning("%s: all NaN or zero over the mosaic; band %s treated as missing",
+                            paths[b], b)
+                slots[BANDS.index(b)] = None
+        if all(im is None for im in slots):
+            raise ValueError(f"every band is all NaN or zero: "
+                             f"{', '.join(str(paths[b]) for b in order)}")
     except Exception:
         for h in hduls:
             h.close()
         raise
+    scale = None
+    if wcs is not None:
+        scale = float(np.mean(proj_plane_pixel_scales(wcs)) * 3600.0)
     if wcs is None:
         warnings.warn(f"{paths[first]}: no celestial WCS in the header; ra/dec will be NaN "
                       f"and ra/dec catalogs cannot be used", UserWarning, stacklevel=2)
-    mosaic = Mosaic(slots, shape, wcs, paths, filters, headers, hduls)
+    mosaic = Mosaic(slots, shape, wcs, paths, filters, headers, hduls, calibration, scale)
+    for b, c in calibration.items():
+        if c.factor != 1.0:
+            log.info("%s: %s %s calibrated to WFC3/UVIS %s e-/s: x %.4g (%s%s%s)", paths[b],
+                     c.instrument, c.filter, b, c.factor, c.zeropoint,
+                     f", colour term {c.colour_term:+.3f} mag" if c.colour_term else "",
+                     f", divided by EXPTIME {c.exptime:g} s" if c.exptime else "")
     log.info("mosaic %dx%d, bands %s%s", shape[1], shape[0], ", ".join(mosaic.bands),
              f"; missing {', '.join(mosaic.missing_bands)}" if mosaic.missing_bands else "")
     return mosaic

@@ -17,7 +17,8 @@ from astropy.table import Table
 
 from . import __version__
 
-__all__ = ["Ensemble", "load_ensemble", "predict", "bf16_supported", "RESULT_COLUMNS"]
+__all__ = ["Ensemble", "load_ensemble", "predict", "bf16_supported", "RESULT_COLUMNS",
+           "DISTANCE_RANGE_MPC", "distance_warning"]
 
 log = logging.getLogger("glue_starclf")
 
@@ -30,6 +31,10 @@ RESULT_COLUMNS = (
 
 #: Sources per batch: bounds memory (a 64 px, 5-band stamp is 80 kB).
 BATCH = 1024
+
+#: Galaxy distances [Mpc] the models were trained for; outside, every result
+#: is flagged ``distance``.
+DISTANCE_RANGE_MPC = (3.0, 20.0)
 
 
 class Ensemble:
@@ -135,6 +140,20 @@ def _physical(ens, stamps, mask, distance_mpc, bf16=False):
     return acc
 
 
+def distance_warning(distance_mpc):
+    """The warning for a distance outside `DISTANCE_RANGE_MPC`, or None."""
+    lo, hi = DISTANCE_RANGE_MPC
+    if lo <= distance_mpc <= hi:
+        return None
+    return (f"distance {distance_mpc:g} Mpc is outside the {lo:g}-{hi:g} Mpc the models were "
+            f"trained for: ages, masses and classes may be biased (every result is flagged "
+            f"'distance')")
+
+
+def _add_flag(flags, name):
+    return np.array([f"{f},{name}" if f else name for f in flags], dtype=object)
+
+
 def _centre_crop(stamps, size):
     s = stamps.shape[-1]
     if s == size:
@@ -195,6 +214,14 @@ def predict(mosaic, sources, distance_mpc, classifier=None, physical=None, batch
     out["class"] = np.zeros(n, int)
     flags = np.empty(n, dtype=object)
     size = max(classifier.stamp_size, physical.stamp_size)
+    far = distance_warning(d)
+    if far:
+        log.warning(far)
+    from .cutouts import native_stamp_size, needs_resampling
+    scale = getattr(mosaic, "pixel_scale", None)
+    if needs_resampling(scale) and n:
+        log.info("pixel scale %.4g\"/px: stamps of %d px are resampled (flux-conserving, "
+                 "reproject) to %d px of 0.04\"", scale, native_stamp_size(size, scale), size)
     starts = range(0, n, batch)
     if callback is not None:
         callback(0, n)
@@ -203,7 +230,7 @@ def predict(mosaic, sources, distance_mpc, classifier=None, physical=None, batch
         cut = extract_stamps(mosaic, x[sl], y[sl], size=size)
         # Peak memory stays one batch, not the whole mosaic read so far.
         mosaic.release_pages()
-        flags[sl] = cut.flags
+        flags[sl] = _add_flag(cut.flags, "distance") if far else cut.flags
         ok = ~np.all(np.isnan(cut.stamps), axis=(1, 2, 3))
         if not ok.any():
             if callback is not None:
@@ -254,5 +281,8 @@ def predict(mosaic, sources, distance_mpc, classifier=None, physical=None, batch
         "physical_models": physical.names, "physical_sha256": physical.hashes,
         "precision": "bfloat16 autocast" if bf16 else "float32",
         "bands": {b: str(p) for b, p in mosaic.paths.items()},
+        "calibration": {b: c.as_meta() for b, c in getattr(mosaic, "calibration", {}).items()},
+        "pixel_scale_arcsec": (None if scale is None else round(scale, 5)),
+        "resampled_to_arcsec": 0.04 if needs_resampling(scale) else None,
         "pixel_convention": "x, y are 0-based (numpy/glue)"})
     return table

@@ -223,10 +223,28 @@ def test_unknown_band(capsys, field, trained_models, tmp_path):
 
 def test_duplicate_band(capsys, field, trained_models, tmp_path):
     out = tmp_path / "res.ecsv"
-    images = field[2] + [f"F555W={field[1]['F814W']}"]
+    images = field[2] + [f"F555W={field[1]['F555W']}"]
     status, _, err = run(capsys, *_argv_with_images(images, trained_models, out))
     assert_one_line_error(status, err, "F555W", "duplicate")
     assert not out.exists()
+
+
+def test_band_row_contradicting_the_filter_keyword(capsys, field, trained_models, tmp_path):
+    """F555W=<the F814W file>: refused naming both, unless --force-band."""
+    out = tmp_path / "res.ecsv"
+    paths = field[1]
+    images = [f"{b}={paths[b]}" for b in ("F275W", "F336W", "F438W")] + [
+        f"F555W={paths['F814W']}", f"F814W={paths['F555W']}"]
+    cat = ["--catalog", paths["truth"]]
+    status, _, err = run(capsys, *_argv_with_images(images, trained_models, out, *cat))
+    assert_one_line_error(status, err, str(paths["F814W"]), "given as F555W",
+                          "FILTER = 'F814W'", "--force-band")
+    assert not out.exists()
+    status, _, err = run(capsys, *_argv_with_images(images, trained_models, out, *cat,
+                                                     "--force-band"))
+    assert status == 0, err
+    assert "although its header FILTER = 'F814W'" in err
+    assert len(Table.read(out)) == 20
 
 
 def test_bands_of_different_shapes(capsys, field, trained_models, tmp_path):
