@@ -77,7 +77,9 @@ def same_values(a, b):
     """Float columns equal bit for bit (NaN where NaN); others equal as text (FITS reads
     strings as bytes, empty ones masked)."""
     if a.dtype.kind == "f":
-        return np.array_equal(np.asarray(a), np.asarray(b), equal_nan=True)
+        def f(col):
+            return np.ma.filled(np.ma.asarray(col, dtype=float), np.nan)
+        return np.array_equal(f(a), f(b), equal_nan=True)
     text = lambda col: [v.decode() if isinstance(v, bytes) else str(v)  # noqa: E731
                         for v in np.ma.filled(col, "" if col.dtype.kind in "SU" else 0)]
     return text(a) == text(b)

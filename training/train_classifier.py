@@ -228,7 +228,11 @@ def run(args):
     result = fit(model, train, step, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                  seed=args.seed, state_path=out.with_suffix(".state.pt"), resume=args.resume,
                  weights=weights, minutes=args.minutes,
-                 on_epoch=lambda e, l: print(f"epoch {e}: loss {l:.4f}", flush=True))
+                 on_epoch=lambda e, l: print(f"epoch {e}: loss {l:.4f}", flush=True),
+                 rngs={"band_dropout": gen, "augment": aug_rng},
+                 signature={"architecture": "StarClassifier", "kwargs": kwargs, "seed": args.seed,
+                            "batch_size": args.batch_size, "band_dropout": args.band_dropout,
+                            "lr": args.lr, "banks": [str(b) for b in args.bank]})
     if not is_main():
         return 0
     # eval

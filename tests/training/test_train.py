@@ -340,3 +340,57 @@ def test_bundled_models_folder_needs_overwrite(trained_models, family):
     assert status == 2 and "bundled models folder" in err and "--overwrite" in err
     assert len(err.splitlines()) == 1
     assert sorted(p.name for p in folder.iterdir()) == before
+
+
+@pytest.mark.parametrize("family", ["classifier", "physical"])
+def test_interrupted_and_resumed_run_is_bit_identical(trained_models, tmp_path, family):
+    """Epoch 1, stop, resume for epoch 2 == two epochs straight: the sampler, augmentation,
+    band-dropout and torch random states are restored with the weights."""
+    argv = classifier_argv if family == "classifier" else physical_argv
+    bank = trained_models[f"{family}_bank"]
+    straight = tmp_path / "straight" / f"{family}.safetensors"
+    status, _, err = run_training(*argv(bank, straight, 0, 2))
+    assert status == 0, err
+    resumed = tmp_path / "resumed" / f"{family}.safetensors"
+    status, out, err = run_training(*argv(bank, resumed, 0, 2), "--minutes", "0")
+    assert status == 0, err
+    assert "epoch 1: loss" in out and "epoch 2" not in out  # stopped after epoch 1
+    status, out, err = run_training(*argv(bank, resumed, 0, 2), "--resume")
+    assert status == 0, err
+    assert "epoch 2: loss" in out and "epoch 1:" not in out
+    a, b = _tensors(straight), _tensors(resumed)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_resume_with_other_network_arguments_or_a_bad_state_file(trained_models, tmp_path):
+    bank = trained_models["classifier_bank"]
+    out = tmp_path / "c.safetensors"
+    status, _, err = run_training(*classifier_argv(bank, out, 0, 2), "--minutes", "0",
+                                  "--width", "8,8,8,8,8")
+    assert status == 0, err
+    state = out.with_suffix(".state.pt")
+    status, _, err = run_training(*classifier_argv(bank, out, 0, 2), "--resume",
+                                  "--width", "8,8,8,16,16")
+    lines = _error_lines(err)
+    assert status == 2 and len(lines) == 1, err
+    assert str(state) in lines[0] and "kwargs" in lines[0] and "[8, 8, 8, 16, 16]" in lines[0]
+    blob = state.read_bytes()
+    state.write_bytes(blob[:len(blob) // 2])  # a truncated file
+    status, _, err = run_training(*classifier_argv(bank, out, 0, 2), "--resume",
+                                  "--width", "8,8,8,8,8")
+    lines = _error_lines(err)
+    assert status == 2 and len(lines) == 1 and str(state) in lines[0], err
+    assert "not a readable training state" in lines[0]
+    import pickle
+    state.write_bytes(pickle.dumps({"anything": object}))  # a foreign pickle
+    status, _, err = run_training(*classifier_argv(bank, out, 0, 2), "--resume",
+                                  "--width", "8,8,8,8,8")
+    lines = _error_lines(err)
+    assert status == 2 and len(lines) == 1 and str(state) in lines[0], err
+    import torch
+    torch.save({"model": {}, "epoch": 1}, state)  # a state of something else
+    status, _, err = run_training(*classifier_argv(bank, out, 0, 2), "--resume",
+                                  "--width", "8,8,8,8,8")
+    lines = _error_lines(err)
+    assert status == 2 and len(lines) == 1 and "lacks optimizer" in lines[0], err
