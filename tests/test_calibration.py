@@ -75,6 +75,9 @@ def _copy(src, dst, scale=1.0, drop=(), **keywords):
 def reference(scene, ensembles):
     mock, paths, _ = scene
     result, _ = _run(list(paths.values()), mock.truth, ensembles)
+    ood = np.array(["ood" in f.split(",") for f in result["flags"]])
+    print(f"bundled models on the scene: {ood.mean():.2f} flagged ood, median score "
+          f"{np.median(result['ood_score']):.2f} (threshold {result.meta['ood_threshold']:.2f})")
     return result
 
 

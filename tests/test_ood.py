@@ -107,9 +107,26 @@ def test_ood_stats_refuses_to_replace_or_write_into_bundled_models(models_with_o
     status, _, err = run_training("ood-stats", "--models", models_with_ood, "--fit-bank", bank,
                                   "--val-bank", bank)
     assert status == 2 and "exists (use --overwrite" in err
-    folder = bundled_models_dir()
-    if (folder / OOD_FILE).exists():
-        pytest.skip("the bundled folder has its statistics; the existing-file check covers it")
+    shipped = bundled_models_dir() / OOD_FILE
+    before = shipped.read_bytes()
     status, _, err = run_training("ood-stats", "--fit-bank", bank, "--val-bank", bank)
-    assert status == 2 and "bundled models folder" in err
-    assert not (folder / OOD_FILE).exists()
+    assert status == 2 and str(shipped) in err and "--overwrite" in err
+    assert shipped.read_bytes() == before
+
+
+def test_bundled_statistics_flag_striped_stamps_not_clean_ones():
+    """The shipped classifier.ood.safetensors with the bundled members."""
+    from glue_starclf.mosaic import Mosaic
+    from glue_starclf.sim.mosaic import random_field
+    classifier, physical = load_ensemble("classifier"), load_ensemble("physical")
+    assert classifier.ood is not None and classifier.ood.meta["n_fit"] > 1000
+    mock = random_field(seed=23, shape=(256, 256), n_sources=30)
+    images = mock.images.astype(np.float32)
+    clean = predict(Mosaic.from_arrays(list(images)), mock.truth[["x", "y"]], 10.0,
+                    classifier=classifier, physical=physical)
+    images[:, ::3] += 50.0
+    striped = predict(Mosaic.from_arrays(list(images)), mock.truth[["x", "y"]], 10.0,
+                      classifier=classifier, physical=physical)
+    print("bundled: flagged clean", _flagged(clean).mean(), "striped", _flagged(striped).mean())
+    assert _flagged(clean).mean() <= 0.1
+    assert _flagged(striped).mean() >= 0.8
