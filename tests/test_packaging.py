@@ -6,6 +6,7 @@ Builds a wheel offline (``pip wheel --no-deps --no-build-isolation
 """
 
 import configparser
+import json
 import shutil
 import subprocess
 import sys
@@ -51,7 +52,10 @@ def test_wheel_ships_the_data(names):
 
 
 def test_wheel_ships_the_code(names):
-    for module in ("glue_starclf/__init__.py", "glue_starclf/cli.py",
+    for module in ("glue_starclf/__init__.py", "glue_starclf/cli/main.py",
+                   "glue_starclf/io/mosaic.py", "glue_starclf/core/predict.py",
+                   "glue_starclf/learn/finetune.py", "glue_starclf/glue/finetuning.py",
+                   "glue_starclf/qt/inspector.py",
                    "glue_starclf/sim/mosaic.py", "glue_starclf/sim/bank.py"):
         assert module in names, module
 
@@ -73,7 +77,7 @@ def test_wheel_entry_points(wheel, names):
     cfg = configparser.ConfigParser()
     cfg.optionxform = str
     cfg.read_string(text)
-    assert cfg["console_scripts"]["starclf"].strip() == "glue_starclf.cli:main"
+    assert cfg["console_scripts"]["starclf"].strip() == "glue_starclf.cli.main:main"
     assert cfg["glue.plugins"]["glue_starclf"].strip() == "glue_starclf:setup"
 
 
@@ -100,13 +104,15 @@ def test_wheel_ships_the_bundled_models(names):
         assert f"glue_starclf/models/{name[:-len('.safetensors')]}.json" in names
 
 
-def test_wheel_in_a_fresh_environment_finds_the_models_and_classifies(wheel, tmp_path):
-    """A new venv with only the wheel (dependencies reached through a path file)."""
+@pytest.fixture(scope="module")
+def fresh_env(wheel, tmp_path_factory):
+    """A new venv with only the wheel (dependencies reached through a path file).
+
+    Returns its python and its site-packages folder.
+    """
     import site
     import sysconfig
-
-    from glue_starclf.sim.mosaic import random_field, write_mosaic
-    env = tmp_path / "venv"
+    env = tmp_path_factory.mktemp("venv") / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env)], check=True)
     py = env / "bin" / "python"
     purelib = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_path("
@@ -119,11 +125,17 @@ def test_wheel_in_a_fresh_environment_finds_the_models_and_classifies(wheel, tmp
     deps = [p for p in site.getsitepackages() + [sysconfig.get_path("purelib")]
             if Path(p).is_dir()]
     (Path(purelib) / "deps.pth").write_text("\n".join(dict.fromkeys(deps)) + "\n")
+    return py, purelib
+
+
+def test_wheel_in_a_fresh_environment_finds_the_models_and_classifies(fresh_env, tmp_path):
+    from glue_starclf.sim.mosaic import random_field, write_mosaic
+    py, purelib = fresh_env
     mock = random_field(seed=2, shape=(256, 256), n_sources=6)
     paths = write_mosaic(mock, tmp_path / "field", prefix="w")
-    code = ("import glue_starclf, glue_starclf.checkpoints as c, sys; "
+    code = ("import glue_starclf, glue_starclf.core.checkpoints as c, sys; "
             "print(glue_starclf.__file__); print(c.bundled_models_dir()); "
-            "from glue_starclf.cli import main; sys.exit(main(sys.argv[1:]))")
+            "from glue_starclf.cli.main import main; sys.exit(main(sys.argv[1:]))")
     args = ["classify", *sum((["--image", f"{b}={p}"] for b, p in paths.items()
                               if b != "truth"), []),
             "--catalog", str(paths["truth"]), "--distance-mpc", "10",
@@ -136,9 +148,61 @@ def test_wheel_in_a_fresh_environment_finds_the_models_and_classifies(wheel, tmp
     assert "classified 6 sources" in proc.stdout
 
 
+def test_wheel_in_a_fresh_environment_fine_tunes(fresh_env, tmp_path):
+    """The glue action's fine-tuning (`glue_starclf.glue.finetuning`) from the wheel alone.
+
+    Run outside the source tree, where ``training/`` cannot be imported: a
+    bundled classifier member is tuned on 24 labelled mock sources (2 folds,
+    1 epoch) and registered as a user model version.
+    """
+    from glue_starclf.sim.mosaic import random_field, write_mosaic
+    py, purelib = fresh_env
+    mock = random_field(seed=2, shape=(256, 256), n_sources=24)
+    paths = write_mosaic(mock, tmp_path / "field", prefix="w")
+    code = f"""
+import importlib.util, json, sys
+import numpy as np
+from astropy.table import Table
+import glue_starclf
+from glue_starclf.core.checkpoints import bundled_models_dir, list_models
+from glue_starclf.glue.finetuning import FinetuneJob, register_finetuned, run_finetune
+from glue_starclf.io.mosaic import open_mosaic
+assert importlib.util.find_spec("training") is None, "training/ is importable"
+truth = Table.read({str(paths["truth"])!r})
+member = next(c for c in list_models() if c["family"] == "classifier")["_path"]
+job = FinetuneJob(mosaic=open_mosaic({[f"{b}={p}" for b, p in paths.items() if b != "truth"]!r}),
+                  x=np.asarray(truth["x"]), y=np.asarray(truth["y"]),
+                  targets=np.eye(4)[np.asarray(truth["class"]) - 1], model=member,
+                  models_folder=None, name="from-the-wheel",
+                  settings=dict(folds=2, curve_folds=1, epochs=1, batch_size=16))
+result = run_finetune(job)
+folder = register_finetuned(result, job, root={str(tmp_path / "user-models")!r})
+print(json.dumps(dict(package=glue_starclf.__file__, models=str(bundled_models_dir()),
+                      folder=str(folder), files=sorted(p.name for p in folder.iterdir()),
+                      n_labels=result.report["n_labels"],
+                      before=result.report["cv"]["before"]["accuracy"]["mean"],
+                      after=result.report["cv"]["after"]["accuracy"]["mean"])))
+"""
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    proc = subprocess.run([str(py), "-c", code], capture_output=True, text=True, cwd=work,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = json.loads(proc.stdout.splitlines()[-1])
+    assert out["package"].startswith(purelib) and out["models"].startswith(purelib)
+    assert out["n_labels"] == 24
+    assert 0.0 <= out["before"] <= 1.0 and 0.0 <= out["after"] <= 1.0
+    files = out["files"]
+    assert "classifier-from-the-wheel.safetensors" in files
+    assert "classifier-from-the-wheel.json" in files and "labels.ecsv" not in files
+    assert any(f.startswith("physical-") for f in files)
+    card = json.loads((Path(out["folder"]) / "classifier-from-the-wheel.json").read_text())
+    assert card["family"] == "classifier" and card["finetune"]["freeze"] == 0
+
+
 def test_checkout_uses_the_bundled_models():
-    from glue_starclf.checkpoints import bundled_models_dir
-    from glue_starclf.predict import load_ensemble
+    from glue_starclf.core.checkpoints import bundled_models_dir
+    from glue_starclf.core.predict import load_ensemble
     assert bundled_models_dir() == ROOT / "models"
     for family in ("classifier", "physical"):
         ens = load_ensemble(family)            # verifies every member's sha256

@@ -4,7 +4,7 @@ The story: the classifier members of ``--models`` -> their penultimate
 features on the ``--fit-bank`` stamps (like the training data) -> per-member
 mean and shrunk covariance -> scores of the ``--val-bank`` stamps -> the
 threshold at ``--percentile`` of those -> ``classifier.ood.safetensors`` in
-the models folder (`glue_starclf.ood`), which `predict` uses to flag ``ood``.
+the models folder (`glue_starclf.core.ood`), which `predict` uses to flag ``ood``.
 """
 
 import time
@@ -28,7 +28,7 @@ def add_arguments(p):
 
 
 def _stamps(banks, size):
-    from .banks import open_bank
+    from glue_starclf.learn.banks import open_bank
     xs = []
     for folder in banks:
         s, _, meta = open_bank(folder)
@@ -42,11 +42,11 @@ def _stamps(banks, size):
 
 
 def run(args):
-    from glue_starclf.checkpoints import bundled_models_dir
-    from glue_starclf.ood import (OOD_FILE, OODStats, fit_statistics, member_features,
+    from glue_starclf.core.checkpoints import bundled_models_dir
+    from glue_starclf.core.ood import (OOD_FILE, OODStats, fit_statistics, member_features,
                                   save_statistics, scores)
-    from glue_starclf.predict import load_ensemble
-    from glue_starclf.writers import atomic_write
+    from glue_starclf.core.predict import load_ensemble
+    from glue_starclf.io.writers import atomic_write
     if not 0 < args.percentile < 100:
         raise ValueError(f"--percentile {args.percentile:g} must lie between 0 and 100")
     folder = Path(args.models) if args.models else bundled_models_dir()

@@ -11,27 +11,19 @@ Menu items (``Plugins`` menu of glue, `MENU`): "Open HST mosaic…",
 
 import numpy as np
 
-from ..cutouts import has_flag
-from ..glue_io import MOSAIC, RESULTS, kind_of, load_catalog, load_mosaic, mosaic_from_data
-from ..glue_results import (RESULTS_META_KEY, ClassifyJob, NoSources, attach_results,
+from ..core.cutouts import has_flag
+from ..glue.data import MOSAIC, RESULTS, kind_of, load_catalog, load_mosaic, mosaic_from_data
+from ..glue.results import (RESULTS_META_KEY, ClassifyJob, NoSources, attach_results,
                             catalog_sources, default_distance, link_to_mosaic,
                             linked_catalogs, merge_results, region_box, results_for,
                             world_agrees)
-from .common import JobRunner, notify, one_line
+from .common import JobRunner, application_of, main_window, notify, one_line
 from .dialogs import ClassifyDialog, OpenMosaicDialog
+from .image_viewer import TOOL_ACTIONS, StarClusterImageViewer
 
 __all__ = ["MENU", "open_mosaic_dialog", "open_mosaic_files", "classify_selection",
            "active_region", "classify_catalog_dialog", "open_inspector", "open_diagnostics",
-           "finetune_on_labels", "mosaic_notes", "class_counts"]
-
-
-def _app(session):
-    return getattr(session, "application", None)
-
-
-def _main_window(session):
-    app = _app(session)
-    return app if app is not None and hasattr(app, "show") else None
+           "finetune_on_labels", "inspect_from_viewer", "mosaic_notes", "class_counts"]
 
 
 def mosaic_notes(mosaic):
@@ -53,7 +45,7 @@ def class_counts(table):
 
 
 def _is_mosaic(data):
-    from ..bands import BANDS
+    from ..io.bands import BANDS
     return data.ndim == 2 and (kind_of(data) == MOSAIC or
                                any(c.label in BANDS for c in data.main_components))
 
@@ -62,7 +54,7 @@ def _is_mosaic(data):
 
 def open_mosaic_dialog(session, data_collection):
     """Menu "Open HST mosaic…": the band files (and a catalog) in a dialog."""
-    dialog = OpenMosaicDialog(_main_window(session))
+    dialog = OpenMosaicDialog(main_window(session))
     dialog.accepted.connect(lambda: open_mosaic_files(session, dialog.items(), dialog.catalog()))
     dialog.open()
     return dialog
@@ -85,7 +77,7 @@ def open_mosaic_files(session, items, catalog=None):
         The mosaic dataset; None when it could not be opened (a message says why).
     """
     dc = session.data_collection
-    parent = _main_window(session)
+    parent = main_window(session)
     try:
         data = load_mosaic(items)
     except (OSError, ValueError, KeyError) as exc:
@@ -109,9 +101,8 @@ def open_mosaic_files(session, items, catalog=None):
     notes = mosaic_notes(mosaic)
     if notes:
         text.append(notes)
-    app = _app(session)
+    app = application_of(session)
     if app is not None:
-        from .image_viewer import StarClusterImageViewer
         viewer = app.new_data_viewer(StarClusterImageViewer, data=data)
         if cat is not None and viewer is not None:
             viewer.add_data(cat)
@@ -230,7 +221,7 @@ def classify_catalog_dialog(session, data_collection):
     ClassifyDialog or None
         The dialog (its ``runner`` attribute is set on OK); None after a message.
     """
-    parent = _main_window(session)
+    parent = main_window(session)
     catalogs = [d for d in data_collection
                 if d.ndim == 1 and kind_of(d) != RESULTS and
                 {"x", "y"} <= {c.label for c in d.main_components}]
@@ -300,11 +291,11 @@ def open_inspector(session, data_collection=None, mosaic_data=None):
     dc = data_collection if data_collection is not None else session.data_collection
     found = _results_datasets(dc, mosaic_data)
     if not found:
-        notify(_main_window(session), "No results yet: classify sources first (the “Classify "
+        notify(main_window(session), "No results yet: classify sources first (the “Classify "
                "sources in selection” tool, or Plugins → Classify catalog sources…).", "warning")
         return None
     from .inspector import ClusterInspectorViewer
-    app = _app(session)
+    app = application_of(session)
     return app.new_data_viewer(ClusterInspectorViewer, data=found[0])
 
 
@@ -318,11 +309,11 @@ def open_diagnostics(session, data_collection=None):
     dc = data_collection if data_collection is not None else session.data_collection
     found = _results_datasets(dc)
     if not found:
-        notify(_main_window(session), "No results yet: classify sources first, then open the "
+        notify(main_window(session), "No results yet: classify sources first, then open the "
                "diagnostics layout.", "warning")
         return None
     from .diagnostics import diagnostics_layout
-    return diagnostics_layout(_app(session), found[0])
+    return diagnostics_layout(application_of(session), found[0])
 
 
 def finetune_on_labels(session, data_collection):
@@ -337,3 +328,14 @@ MENU = (("Open HST mosaic…", open_mosaic_dialog),
         ("Cluster inspector", open_inspector),
         ("Diagnostics layout", open_diagnostics),
         ("Fine-tune on my labels…", finetune_on_labels))
+
+
+def inspect_from_viewer(viewer):
+    """Tool "Cluster inspector" of a star-cluster image viewer: `open_inspector` on its mosaic."""
+    return open_inspector(viewer.session, mosaic_data=viewer.state.reference_data)
+
+
+# The image viewer's tools call these; the viewer does not import this module
+# (which opens viewers), this module hands them over.
+TOOL_ACTIONS.update({"starclf:classify": classify_selection,
+                     "starclf:inspect": inspect_from_viewer})

@@ -4,9 +4,9 @@
   message is also kept in `MESSAGES` and logged, so tests and the log see
   what the user saw.
 - `ModelChooser`: bundled models (default), a models folder, or one of the
-  user's fine-tuned versions (`glue_starclf.finetuning.list_user_models`).
+  user's fine-tuned versions (`glue_starclf.glue.finetuning.list_user_models`).
 - `DistanceEdit`: the galaxy distance in Mpc.
-- `JobRunner`: runs `glue_starclf.glue_results.run_job` (a subclass: any
+- `JobRunner`: runs `glue_starclf.glue.results.run_job` (a subclass: any
   ``work(job, callback)``) in a `QThread` with a progress dialog and
   Cancel; the result is handed to a callback in the GUI thread only when
   the work completed, so a cancelled or failed job adds nothing.
@@ -19,10 +19,10 @@ import time
 from qtpy import QtCore, QtWidgets
 from qtpy.QtCore import Qt
 
-from ..glue_results import NoSources, run_job
+from ..glue.results import NoSources, run_job
 
-__all__ = ["MESSAGES", "notify", "one_line", "ModelChooser", "DistanceEdit", "JobRunner",
-           "Cancelled", "RUNNING"]
+__all__ = ["MESSAGES", "notify", "one_line", "application_of", "main_window", "ModelChooser",
+           "DistanceEdit", "JobRunner", "Cancelled", "RUNNING"]
 
 log = logging.getLogger("glue_starclf")
 
@@ -38,6 +38,17 @@ _ICONS = {"information": QtWidgets.QMessageBox.Information,
 
 #: The models folder chosen last in this session (the default next time).
 _last_folder = {"path": ""}
+
+
+def application_of(session):
+    """The glue application of a session (None without one)."""
+    return getattr(session, "application", None)
+
+
+def main_window(session):
+    """The application's main window, a parent for dialogs (None when headless or absent)."""
+    app = application_of(session)
+    return app if app is not None and hasattr(app, "show") else None
 
 
 def one_line(exc):
@@ -79,7 +90,7 @@ class ModelChooser(QtWidgets.QWidget):
     """
 
     def __init__(self, parent=None):
-        from ..finetuning import list_user_models
+        from ..glue.finetuning import list_user_models
         super().__init__(parent)
         self.combo = QtWidgets.QComboBox()
         self.combo.addItems(["Bundled models", "Models folder"])
@@ -215,7 +226,7 @@ class JobRunner(QtCore.QObject):
 
     Parameters
     ----------
-    job : glue_starclf.glue_results.ClassifyJob
+    job : glue_starclf.glue.results.ClassifyJob
     on_result : callable
         Called in the GUI thread with the work's result (the results table)
         when the job completed (not after Cancel or an error); its own

@@ -14,8 +14,8 @@ selection in any view (or the image) shows up in all of them.
 from glue_qt.viewers.histogram import HistogramViewer
 from glue_qt.viewers.scatter import ScatterViewer
 
-from ..glue_io import result_label
-from .inspector import CLASS_COLOURS
+from ..glue.data import result_label
+from .style import CLASS_COLOURS
 
 __all__ = ["CLASS_LABELS", "COLOURS", "class_subsets", "colour_components",
            "diagnostics_layout"]

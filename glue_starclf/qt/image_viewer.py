@@ -15,9 +15,10 @@ from glue.config import viewer_tool
 from glue.viewers.common.tool import Tool
 from glue_qt.viewers.image import ImageViewer
 
-from ..glue_io import CATALOG, MOSAIC, RESULTS, kind_of
+from ..glue.data import CATALOG, MOSAIC, RESULTS, kind_of
+from .common import notify
 
-__all__ = ["StarClusterImageViewer", "ClassifySelectionTool", "RGBPresetTool",
+__all__ = ["StarClusterImageViewer", "ClassifySelectionTool", "RGBPresetTool", "TOOL_ACTIONS",
            "OpenInspectorTool", "RGB_PRESET", "MARKER_COLOURS", "register_tools"]
 
 #: Bands (first present of each tuple) and colours of the RGB composite.
@@ -117,6 +118,21 @@ class StarClusterImageViewer(ImageViewer):
                 st.alpha = 0.9
 
 
+#: What the tools that open dialogs or viewers do, ``{tool_id: function(viewer)}``.
+#: `glue_starclf.qt.actions` fills it: it opens this viewer, so this module
+#: does not import it.
+TOOL_ACTIONS = {}
+
+
+def _run_action(tool):
+    action = TOOL_ACTIONS.get(tool.tool_id)
+    if action is None:
+        notify(tool.viewer, f"“{tool.action_text}” needs the plugin's actions "
+               "(glue_starclf.qt.setup() was not called).", "error")
+        return None
+    return action(tool.viewer)
+
+
 class ClassifySelectionTool(Tool):
     """Classify the sources in the active region subset of the mosaic."""
 
@@ -127,8 +143,7 @@ class ClassifySelectionTool(Tool):
                 "active region, or candidates detected there")
 
     def activate(self):
-        from .actions import classify_selection
-        self.viewer.last_dialog = classify_selection(self.viewer)
+        self.viewer.last_dialog = _run_action(self)
 
 
 class RGBPresetTool(Tool):
@@ -153,8 +168,7 @@ class OpenInspectorTool(Tool):
     tool_tip = "Open the cluster inspector on the results of this mosaic"
 
     def activate(self):
-        from .actions import open_inspector
-        open_inspector(self.viewer.session, mosaic_data=self.viewer.state.reference_data)
+        _run_action(self)
 
 
 _TOOLS = (ClassifySelectionTool, RGBPresetTool, OpenInspectorTool)

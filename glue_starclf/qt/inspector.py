@@ -3,7 +3,7 @@
 For each source of the chosen subset (all sources when none), sorted by
 class entropy (most uncertain first), ensemble disagreement
 (``1 - class_agreement``, most first), a stratified sample by class and V
-magnitude (`glue_starclf.labelling.labelling_order`), p_cluster or V
+magnitude (`glue_starclf.glue.labels.labelling_order`), p_cluster or V
 magnitude: an RGB stamp (F814W, F555W, F438W/F336W) and the five bands,
 the four class probabilities as bars, the age-A_V posterior map of the
 physical network marginalised over mass (as Bialopetravičius & Narbutis
@@ -14,7 +14,7 @@ Ctrl-click adds to it) and focuses it.
 Labelling: keys 1-4 give the focused source that LEGUS class, 0 "not
 sure", as a vote of the labeller named in the viewer (components
 ``class_user``, ``labeller``, ``labelled_at``, ``votes``; see
-`glue_starclf.labelling`); the focus then moves to the next source. The
+`glue_starclf.glue.labels`); the focus then moves to the next source. The
 arrow keys move the focus (→/↓ next, ←/↑ previous); past either end of
 the page the next or previous page is shown. "Unlabelled only" hides the
 sources the labeller has voted on. A counter gives the labelled sources
@@ -38,16 +38,17 @@ from glue_qt.viewers.common.data_viewer import DataViewer
 from qtpy import QtCore, QtGui, QtWidgets
 from qtpy.QtCore import Qt
 
-from ..bands import BANDS
-from ..glue_io import RESULTS_META_KEY, mosaic_from_data, result_label
-from ..glue_results import column, models_folder_of, mosaic_of, posterior_maps
-from ..labelling import (NOT_SURE, ORDERS, check_labeller, label_summary, labelling_order,
-                         parse_votes, set_votes, votes_of)
+from ..io.bands import BANDS
+from ..glue.data import RESULTS_META_KEY, mosaic_from_data, result_label
+from ..glue.results import column, models_folder_of, mosaic_of, posterior_maps
+from ..glue.labels import (NOT_SURE, ORDERS, check_labeller, label_summary, labelling_order,
+                           parse_votes, set_votes, votes_of)
 from .common import notify, one_line
+from .style import CLASS_COLOURS
 
 __all__ = ["ClusterInspectorViewer", "InspectorState", "InspectorLayerArtist", "SORT_KEYS",
            "SORTS", "LABEL_KEYS", "NEXT_KEYS", "PREVIOUS_KEYS", "PICK_LABEL", "STAMP_SIZE",
-           "CLASS_COLOURS", "stretch", "rgb_stamp", "votes_text"]
+           "stretch", "rgb_stamp", "votes_text"]
 
 log = logging.getLogger("glue_starclf")
 
@@ -70,8 +71,6 @@ PICK_LABEL = "picked cluster"
 #: Side of the stamps shown [px].
 STAMP_SIZE = 32
 
-#: Colour of each LEGUS class in the probability bars.
-CLASS_COLOURS = {1: "#2ca02c", 2: "#1f77b4", 3: "#ff7f0e", 4: "#d62728"}
 
 _RGB_BANDS = (("F814W",), ("F555W",), ("F438W", "F336W"))
 _ensembles = {}
@@ -530,7 +529,7 @@ class ClusterInspectorViewer(DataViewer):
         todo = [i for i, k in enumerate(keys) if k not in self._maps]
         if todo:
             try:
-                from ..predict import load_ensemble
+                from ..core.predict import load_ensemble
                 if folder not in _ensembles:
                     _ensembles[folder] = load_ensemble("physical", folder)
                 maps = posterior_maps(mosaic, x[todo], y[todo], distance, _ensembles[folder])
@@ -550,7 +549,7 @@ class ClusterInspectorViewer(DataViewer):
             self.info.setText(self.note)
 
     def _refresh(self):
-        from ..cutouts import extract_stamps
+        from ..core.cutouts import extract_stamps
         keep = self.focused_row
         for tile in self.tiles:
             self.grid.removeWidget(tile)

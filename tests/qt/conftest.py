@@ -54,7 +54,7 @@ def models(trained_models):
 @pytest.fixture(scope="session")
 def bundled_models():
     """The bundled 5 + 5 members, for the views whose screenshots the README shows."""
-    from glue_starclf.checkpoints import bundled_models_dir
+    from glue_starclf.core.checkpoints import bundled_models_dir
     return str(bundled_models_dir())
 
 
@@ -81,7 +81,7 @@ def app(qapp):
 
 def band_items(files, bands=None):
     """``BAND=path`` items of the mock files (all five bands by default)."""
-    from glue_starclf.bands import BANDS
+    from glue_starclf.io.bands import BANDS
     return [f"{b}={files[b]}" for b in (bands or BANDS)]
 
 

@@ -6,11 +6,11 @@ from astropy.table import Table
 from conftest import (band_items, region_on, save_screenshot, truth_catalog, wait_for,
                       xy_in)
 
-from glue_starclf.glue_io import RESULTS, kind_of
-from glue_starclf.glue_results import RESULTS_LABEL
-from glue_starclf.predict import RESULT_COLUMNS
+from glue_starclf.glue.data import RESULTS, kind_of
+from glue_starclf.glue.results import RESULTS_LABEL
+from glue_starclf.core.predict import RESULT_COLUMNS
 from glue_starclf.qt.actions import (classify_catalog_dialog, open_diagnostics, open_inspector,
-                                    open_mosaic_files)
+                                     open_mosaic_files)
 
 
 @pytest.fixture

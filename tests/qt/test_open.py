@@ -5,9 +5,9 @@ from astropy.io import fits
 from astropy.table import Table
 from conftest import band_items, truth_catalog
 
-from glue_starclf.bands import BANDS
-from glue_starclf.glue_io import (CATALOG, MOSAIC, band_siblings, catalog_factory, kind_of,
-                                  mosaic_factory, mosaic_from_data)
+from glue_starclf.io.bands import BANDS
+from glue_starclf.glue.data import (CATALOG, MOSAIC, band_siblings, catalog_factory, kind_of,
+                                    mosaic_factory, mosaic_from_data)
 from glue_starclf.qt.common import MESSAGES
 from glue_starclf.qt.dialogs import OpenMosaicDialog
 from glue_starclf.qt.image_viewer import StarClusterImageViewer

@@ -6,10 +6,10 @@ from astropy.table import Table
 from conftest import band_items, region_on, save_screenshot, truth_catalog, wait_for
 from qtpy.QtCore import QPoint, Qt
 
-from glue_starclf.glue_io import RESULTS, kind_of
-from glue_starclf.predict import RESULT_COLUMNS
+from glue_starclf.glue.data import RESULTS, kind_of
+from glue_starclf.core.predict import RESULT_COLUMNS
 from glue_starclf.qt.actions import (classify_catalog_dialog, open_diagnostics, open_inspector,
-                                    open_mosaic_files)
+                                     open_mosaic_files)
 from glue_starclf.qt.diagnostics import CLASS_LABELS
 from glue_starclf.qt.image_viewer import StarClusterImageViewer
 from glue_starclf.qt.inspector import PICK_LABEL, ClusterInspectorViewer
@@ -109,7 +109,7 @@ def test_diagnostics_layout(app, qtbot, classified, screenshots):
 def test_export_menus(app, qtbot, classified, tmp_path):
     from glue.config import data_exporter
 
-    from glue_starclf.writers import read_regions
+    from glue_starclf.io.writers import read_regions
     mosaic, res, viewer, region = classified
     exporters = {e.label: e.function for e in data_exporter}
     exporters["Star-cluster results (ECSV)"](str(tmp_path / "r.ecsv"), res)
