@@ -122,20 +122,22 @@ def parse_image_arg(arg):
     return None, Path(text)
 
 
-def _header_filter(headers):
-    """``(keyword, filter)`` of the first FILTER/FILTER1/FILTER2 naming an HST filter, or None."""
+def _named_filters(headers):
+    """``(keyword, filter, band or None)`` of every FILTER/FILTER1/FILTER2 naming an HST
+    filter (ACS's CLEAR1L and the like skipped), in header and keyword order."""
     for h in headers:
         for key in FILTER_KEYWORDS:
             value = str(h.get(key, "")).strip().upper()
-            if not value:
-                continue
             try:
-                canonical_band(value)
-                return key, value
+                yield key, value, canonical_band(value)
             except ValueError:
                 if _HST_FILTER.match(value):
-                    return key, value
-    return None
+                    yield key, value, None
+
+
+def _header_filter(headers):
+    """``(keyword, filter)`` of the first FILTER/FILTER1/FILTER2 naming an HST filter, or None."""
+    return next(((k, v) for k, v, _ in _named_filters(headers)), None)
 
 
 def band_from_header(header, path=None):
@@ -160,18 +162,12 @@ def band_from_header(header, path=None):
         bands or their aliases (e.g. F658N).
     """
     headers = [header] if isinstance(header, fits.Header) else list(header)
-    other = None
-    for h in headers:
-        for key in FILTER_KEYWORDS:
-            value = str(h.get(key, "")).strip().upper()
-            if not value:
-                continue
-            try:
-                return canonical_band(value), value
-            except ValueError:
-                if other is None and _HST_FILTER.match(value):
-                    other = (key, value)
-    if other is not None:
+    named = list(_named_filters(headers))
+    for _, value, band in named:
+        if band is not None:
+            return band, value
+    if named:
+        other = named[0]
         where = f"{path}: " if path is not None else ""
         raise ValueError(f"{where}unknown band: header {other[0]} = {other[1]!r} is not one "
                          f"of {', '.join(BANDS)} (or {', '.join(ALIASES)})")
