@@ -573,11 +573,24 @@ def _log_to_stderr():
         log.setLevel(logging.INFO)
 
 
+def _terminate_like_ctrl_c():
+    """SIGTERM ends a run as Ctrl-C does: temporary files removed, no half-written output."""
+    import signal
+    import threading
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
+
+
 def main(argv=None):
     """Run ``starclf``; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
     _log_to_stderr()
+    _terminate_like_ctrl_c()
     try:
         return args.func(args)
     except (UserError, ValueError, FileNotFoundError, FileExistsError, OSError) as exc:

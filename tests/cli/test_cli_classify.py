@@ -421,3 +421,28 @@ def test_overwrite_replaces_table_and_regions_together(capsys, field, trained_mo
                                                 regions=reg))
     assert status == 0, err
     check_results(out, reg)
+
+
+def test_sigterm_leaves_no_temporary_and_no_output(field, trained_models, tmp_path):
+    """A run stopped by SIGTERM while it works: no results, no temporary files."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    out, reg = tmp_path / "r.ecsv", tmp_path / "r.reg"
+    argv = [str(a) for a in classify_argv(field, trained_models, out, regions=reg)]
+    proc = subprocess.Popen([sys.executable, "-m", "glue_starclf.cli.main", *argv],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(p.name.startswith(".r.") for p in
+                                             tmp_path.iterdir()):
+        time.sleep(0.01)
+    assert any(p.name.startswith(".r.") for p in tmp_path.iterdir())  # working, temps made
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode in (0, 130), err
+    names = sorted(p.name for p in tmp_path.iterdir())
+    if proc.returncode == 130:
+        assert names == [] and "starclf: interrupted" in err
+    else:  # finished before the signal arrived: both outputs, nothing else
+        assert names == ["r.ecsv", "r.reg"]
