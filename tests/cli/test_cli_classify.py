@@ -399,7 +399,7 @@ def test_overwrite_replaces_table_and_regions_together(capsys, field, trained_mo
     """An interruption while the files are moved into place leaves both old ones."""
     import os as os_module
 
-    from glue_starclf import writers
+    from glue_starclf.io import writers
     out, reg = tmp_path / "r.ecsv", tmp_path / "r.reg"
     out.write_text("old table")
     reg.write_text("old regions")
