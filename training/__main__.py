@@ -21,6 +21,8 @@ COMMANDS = {
                        "how well catalog-level features alone separate mock and real classes"),
     "robustness-banks": ("training.robustness",
                          "one small test bank per domain perturbation (evaluate --robustness)"),
+    "ood-stats": ("training.ood_stats",
+                  "the classifier's out-of-distribution statistics for a models folder"),
     "finetune": ("training.finetune",
                  "fine-tune a classifier member on a user's labelled sources"),
     "bench-finetune": ("training.bench_finetune",
