@@ -184,3 +184,31 @@ def test_fuse_for_inference_keeps_outputs(name):
     out = out if isinstance(out, dict) else {"logits": out}
     for k in ref:
         torch.testing.assert_close(out[k], ref[k], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("svml", [True, False])
+def test_asinh_inplace_matches_exact(monkeypatch, svml):
+    monkeypatch.setattr(N, "_NUMPY_SVML", svml and N._NUMPY_SVML)
+    monkeypatch.setattr(N, "_ASINH_CHUNK", 1000)      # several chunks and a partial one
+    rng = np.random.default_rng(1)
+    x = np.concatenate([rng.normal(0, s, 2500) for s in (1e-6, 1e-2, 1, 30, 1e4, 1e7)])
+    x = x.astype(np.float32).reshape(3, 5, 1000)
+    exact = np.arcsinh(x.astype(np.float64))
+    out = N._asinh_inplace(x)
+    assert out is x
+    np.testing.assert_allclose(x, exact, rtol=3e-7, atol=0)
+    assert np.all(np.sign(x) == np.sign(exact))
+
+
+def test_fuse_for_inference_fuses_relu_and_falls_back():
+    net = N.fuse_for_inference(N.build_network("PhysicalNet"))
+    fused = [m for m in net.modules() if isinstance(m, N.ConvReLU)]
+    assert len(fused) == 4
+    assert not any(isinstance(m, torch.nn.ReLU) for m in net.features)
+    x = torch.randn(4, 5, 64, 64).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        a = fused[0](x)
+    with torch.no_grad(), torch.enable_grad():   # grad mode: the unfused conv + ReLU
+        b = fused[0](x)
+    assert a.min() >= 0 and (a == 0).any()
+    torch.testing.assert_close(a, b.detach(), rtol=1e-5, atol=1e-5)
