@@ -17,6 +17,8 @@ COMMANDS = {
     "ensemble": ("training.ensemble",
                  "train independently seeded members of one family into a models folder"),
     "evaluate": ("training.evaluate", "reports of the ensembles on labelled banks"),
+    "calibrate-intervals": ("training.calibrate",
+                            "compare point estimators and calibrate the physical intervals"),
     "finetune": ("training.finetune",
                  "fine-tune a classifier member on a user's labelled sources"),
     "bench-finetune": ("training.bench_finetune",
