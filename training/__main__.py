@@ -19,6 +19,8 @@ COMMANDS = {
     "evaluate": ("training.evaluate", "reports of the ensembles on labelled banks"),
     "calibrate-intervals": ("training.calibrate",
                             "compare point estimators and calibrate the physical intervals"),
+    "like-for-like": ("training.like_for_like",
+                      "the physical ensemble in 004's setting, next to 004's bounds"),
     "finetune": ("training.finetune",
                  "fine-tune a classifier member on a user's labelled sources"),
     "bench-finetune": ("training.bench_finetune",
