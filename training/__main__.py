@@ -21,6 +21,8 @@ COMMANDS = {
                             "compare point estimators and calibrate the physical intervals"),
     "like-for-like": ("training.like_for_like",
                       "the physical ensemble in 004's setting, next to 004's bounds"),
+    "audit-field": ("training.audit_field",
+                    "detect and classify a mock field; completeness and unmatched class 4"),
     "finetune": ("training.finetune",
                  "fine-tune a classifier member on a user's labelled sources"),
     "bench-finetune": ("training.bench_finetune",

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import torch
 
-__all__ = ["gemm_flops_per_s", "count_flops", "best_seconds"]
+__all__ = ["gemm_flops_per_s", "count_flops", "best_seconds", "paired_gemm_fraction"]
 
 
 def best_seconds(fn, repeat=3, warmup=1):
@@ -74,3 +74,38 @@ def count_flops(fn):
     with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
         fn()
     return int(counter.get_total_flops())
+
+
+def paired_gemm_fraction(fn, flops, pairs=7, gemm_n=1024):
+    """FLOP rate of ``fn`` as a fraction of the GEMM rate, measured in alternation.
+
+    On a shared machine the load drifts between measurements; timing the
+    GEMM right before each call of ``fn`` and taking the median of the
+    ``pairs`` ratios cancels most of that drift.
+
+    Parameters
+    ----------
+    fn : callable
+        One unit of work (e.g. one batch through an ensemble).
+    flops : float
+        FLOPs of one call (`count_flops`).
+    pairs : int
+        GEMM / ``fn`` pairs timed.
+
+    Returns
+    -------
+    fraction : float
+        Median over the pairs of (flops / seconds of ``fn``) / GEMM FLOP/s.
+    gemm : float
+        Median GEMM FLOP/s of the pairs.
+    """
+    if pairs < 1:
+        raise ValueError(f"pairs {pairs!r} must be >= 1")
+    fn()
+    ratios, gemms = [], []
+    for _ in range(pairs):
+        g = gemm_flops_per_s(gemm_n, repeat=3)
+        t = best_seconds(fn, repeat=1, warmup=0)
+        gemms.append(g)
+        ratios.append(flops / t / g)
+    return float(np.median(ratios)), float(np.median(gemms))
