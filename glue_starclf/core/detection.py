@@ -376,7 +376,7 @@ def detect_sources(mosaic, region=None, band="F555W", fwhm=2.2, threshold_sigma=
     return out
 
 
-def sources_to_classify(mosaic, catalog=None, region=None):
+def sources_to_classify(mosaic, catalog=None, region=None, distance_mpc=None):
     """The sources ``starclf classify`` (and each batch field) classifies.
 
     Parameters
@@ -387,6 +387,8 @@ def sources_to_classify(mosaic, catalog=None, region=None):
         one, candidates are detected with `detect_sources`.
     region : sequence of 4 numbers, str "x0,y0,x1,y1", or None
         0-based pixel box; catalog rows outside it are dropped.
+    distance_mpc : float, optional
+        Galaxy distance: with it, detection applies the LEGUS M_V <= -6 cut.
 
     Returns
     -------
@@ -401,6 +403,6 @@ def sources_to_classify(mosaic, catalog=None, region=None):
             x, y = table["x"], table["y"]
             table = table[(x >= x0) & (x < x1) & (y >= y0) & (y < y1)]
         return table
-    table = detect_sources(mosaic, region=region)
+    table = detect_sources(mosaic, region=region, distance_mpc=distance_mpc)
     log.info("detected %d candidates", len(table))
     return table

@@ -201,3 +201,13 @@ def test_three_band_mosaic_requires_all_three(field, tmp_path, caplog):
     assert "requiring detection in all of them" in caplog.text
     assert det.meta["min_bands"] == 3 and (det["n_bands"] == 3).all()
     m3.close()
+
+
+def test_sources_to_classify_detects_with_the_distance(field):
+    from glue_starclf.core.detection import sources_to_classify
+    _, m = field
+    near = sources_to_classify(m, distance_mpc=10.0)
+    assert near.meta["mag_limit"] == pytest.approx(24.0)
+    far = sources_to_classify(m, distance_mpc=3.0)          # M_V <= -6 is m_V <= 21.4
+    assert len(far) < len(near) and (far["mag_v"] <= 21.39).all()
+    assert sources_to_classify(m).meta["mag_limit"] is None
