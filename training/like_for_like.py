@@ -30,12 +30,15 @@ def add_arguments(p):
 def run(args):
     from glue_starclf.core.networks import DEFAULT_ESTIMATOR, ESTIMATORS
     from glue_starclf.core.predict import load_ensemble
-    from glue_starclf.learn.setting004 import P95_004, setting004_bank, setting004_errors
+    from glue_starclf.learn.setting004 import (P95_004, setting004_errors, setting004_mask,
+                                               setting004_ranges)
+    from glue_starclf.sim.bank import physical_bank
     if args.n < 10:
         raise ValueError(f"--n {args.n}: need at least 10 stamps")
     t0 = time.perf_counter()
     ens = load_ensemble("physical", args.models)
-    stamps, truth, mask = setting004_bank(args.n, seed=args.seed)
+    stamps, truth = physical_bank(args.n, seed=args.seed, **setting004_ranges())
+    mask = setting004_mask(len(stamps))
     res = setting004_errors(ens.members, stamps, truth, mask)
     print(f"004's setting: {res['n_clusters']} clusters (seed {args.seed}); 95th percentile "
           "of |error| / median error")

@@ -120,16 +120,25 @@ def audit_detections(detections, truth, predicted_class=None, region=None,
     return out
 
 
-def unmatched_class4_stamps(seed, shape=(1024, 1024), n_sources=150, distance_mpc=10.0,
-                            size=32, radius=3.0, **detect_kwargs):
-    """Class-4 training stamps: detections of a fresh mock field that match no mock source.
+def unmatched_class4_stamps(mock, size=32, radius=3.0, **detect_kwargs):
+    """Class-4 training stamps: detections of a mock field that match no mock source.
 
-    A random mock field (`glue_starclf.sim.mosaic.random_field`) is rendered,
+    The field (e.g. a fresh `glue_starclf.sim.mosaic.random_field`) is
     searched with `glue_starclf.core.detection.detect_sources` (LEGUS
     defaults at the field's distance unless ``detect_kwargs`` say
     otherwise), and the detections farther than ``radius`` px from every
     mock source are cut out as they would be at inference
     (`glue_starclf.core.cutouts.extract_stamps`).
+
+    Parameters
+    ----------
+    mock : glue_starclf.sim.mosaic.MockField
+        Or anything with ``images`` (5, ny, nx), ``wcs``, ``truth`` (``x``,
+        ``y``) and ``distance_mpc``.
+    size : int
+        Stamp side [px].
+    radius : float
+        Detections within this distance of a mock source are left out.
 
     Returns
     -------
@@ -137,15 +146,13 @@ def unmatched_class4_stamps(seed, shape=(1024, 1024), n_sources=150, distance_mp
         NaN (no data) set to 0, as in the banks.
     table : astropy.table.Table
         ``x``, ``y``, ``ci``, ``mag_v``, ``class`` (4), ``subtype``
-        (``"unmatched-detection"``), ``seed``, ``distance_mpc``.
+        (``"unmatched-detection"``), ``distance_mpc``.
     """
     from ..core.cutouts import extract_stamps
     from ..core.detection import detect_sources
     from ..io.mosaic import Mosaic
-    from ..sim.mosaic import random_field
-    mock = random_field(seed=seed, shape=shape, n_sources=n_sources, distance_mpc=distance_mpc)
     mosaic = Mosaic.from_arrays(mock.images, wcs=mock.wcs)
-    kwargs = {"distance_mpc": distance_mpc, **detect_kwargs}
+    kwargs = {"distance_mpc": mock.distance_mpc, **detect_kwargs}
     det = detect_sources(mosaic, **kwargs)
     xy = np.column_stack([np.asarray(det["x"], float), np.asarray(det["y"], float)])
     t = mock.truth
@@ -154,8 +161,9 @@ def unmatched_class4_stamps(seed, shape=(1024, 1024), n_sources=150, distance_mp
     keep = det[match < 0]
     cut = extract_stamps(mosaic, np.asarray(keep["x"]), np.asarray(keep["y"]), size=size,
                          mosaic_flags=False)
+    n = len(keep)
     table = Table({"x": np.asarray(keep["x"], float), "y": np.asarray(keep["y"], float),
                    "ci": np.asarray(keep["ci"], float), "mag_v": np.asarray(keep["mag_v"], float),
-                   "class": np.full(len(keep), 4), "subtype": ["unmatched-detection"] * len(keep),
-                   "seed": np.full(len(keep), seed), "distance_mpc": np.full(len(keep), distance_mpc)})
+                   "class": np.full(n, 4), "subtype": ["unmatched-detection"] * n,
+                   "distance_mpc": np.full(n, float(mock.distance_mpc))})
     return np.nan_to_num(cut.stamps, nan=0.0).astype(np.float32), table

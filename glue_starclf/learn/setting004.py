@@ -2,13 +2,16 @@
 
 One galaxy at 4.5 Mpc; log M 3.5-5.5; r_h 0.04-0.4 arcsec; A_V 0-3; all
 ages; F336W, F438W and F814W given, the other bands missing. The stamps come
-from `glue_starclf.sim.bank.physical_bank` with its existing range options;
-the missing bands are masked at inference, as for a user's 3-band mosaic.
+from `glue_starclf.sim.bank.physical_bank` with its existing range options
+(`setting004_ranges`; ``python -m training like-for-like`` renders them);
+the missing bands are masked at inference (`setting004_mask`), as for a
+user's 3-band mosaic.
 """
 
 import numpy as np
 
-__all__ = ["SETTING_004", "P95_004", "r_h_range_pc", "setting004_bank", "setting004_errors"]
+__all__ = ["SETTING_004", "P95_004", "r_h_range_pc", "setting004_ranges", "setting004_mask",
+           "setting004_errors"]
 
 #: 004's setting.
 SETTING_004 = {"distance_mpc": 4.5, "log_mass": (3.5, 5.5), "r_h_arcsec": (0.04, 0.4),
@@ -25,25 +28,17 @@ def r_h_range_pc(distance_mpc=SETTING_004["distance_mpc"], arcsec=SETTING_004["r
     return tuple(float(a) * distance_mpc * _PC_PER_ARCSEC_PER_MPC for a in arcsec)
 
 
-def setting004_bank(n, seed=0, background_fraction=0.1):
-    """Stamps, truth and band mask of a physical bank in 004's setting.
-
-    Returns
-    -------
-    stamps : ndarray, float32, shape (n, 5, 64, 64)
-        All five bands rendered; the mask says which are given.
-    truth : astropy.table.Table
-    mask : ndarray of bool, shape (n, 5)
-        True for F336W, F438W, F814W.
-    """
-    from ..io.bands import BANDS
-    from ..sim.bank import physical_bank
+def setting004_ranges():
+    """Keyword arguments of `glue_starclf.sim.bank.physical_bank` for 004's setting."""
     s = SETTING_004
-    ranges = {"log_mass": s["log_mass"], "av": s["av"], "r_h": r_h_range_pc()}
-    stamps, truth = physical_bank(n, seed=seed, ranges=ranges, distance_mpc=s["distance_mpc"],
-                                  background_fraction=background_fraction)
-    mask = np.tile(np.isin(BANDS, s["bands"]), (len(stamps), 1))
-    return stamps, truth, mask
+    return {"ranges": {"log_mass": s["log_mass"], "av": s["av"], "r_h": r_h_range_pc()},
+            "distance_mpc": s["distance_mpc"]}
+
+
+def setting004_mask(n):
+    """Band mask (n, 5): True for F336W, F438W, F814W."""
+    from ..io.bands import BANDS
+    return np.tile(np.isin(BANDS, SETTING_004["bands"]), (int(n), 1))
 
 
 def setting004_errors(members, stamps, truth, mask):

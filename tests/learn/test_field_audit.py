@@ -40,8 +40,10 @@ def test_audit_counts_completeness_and_unmatched_class4():
 
 
 def test_unmatched_class4_stamps_on_a_small_field():
-    stamps, table = unmatched_class4_stamps(seed=2, shape=(512, 512), n_sources=40,
-                                            ci_min=None, abs_mag_limit=None, min_bands=None)
+    from glue_starclf.sim.mosaic import random_field
+    mock = random_field(seed=2, shape=(512, 512), n_sources=40)
+    stamps, table = unmatched_class4_stamps(mock, ci_min=None, abs_mag_limit=None,
+                                            min_bands=None)
     assert len(table) > 0 and stamps.shape == (len(table), 5, 32, 32)
     assert stamps.dtype == np.float32 and np.isfinite(stamps).all()
     assert (table["class"] == 4).all() and set(table["subtype"]) == {"unmatched-detection"}
@@ -49,8 +51,7 @@ def test_unmatched_class4_stamps_on_a_small_field():
     centre = stamps[:, 3, 14:18, 14:18].mean(axis=(1, 2))
     assert (centre > np.median(stamps[:, 3], axis=(1, 2))).mean() > 0.9
     # None of them lies within 3 px of a mock source.
-    from glue_starclf.sim.mosaic import random_field
-    truth = random_field(seed=2, shape=(512, 512), n_sources=40).truth
+    truth = mock.truth
     d = np.hypot(np.asarray(table["x"])[:, None] - np.asarray(truth["x"])[None],
                  np.asarray(table["y"])[:, None] - np.asarray(truth["y"])[None])
     assert d.min() > 3.0

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from glue_starclf.learn.setting004 import SETTING_004, r_h_range_pc, setting004_bank
+from glue_starclf.learn.setting004 import (SETTING_004, r_h_range_pc, setting004_mask,
+                                           setting004_ranges)
 
 
 def test_r_h_range_at_4_5_mpc():
@@ -13,7 +14,9 @@ def test_r_h_range_at_4_5_mpc():
 
 
 def test_setting004_bank_draws_in_the_setting():
-    stamps, truth, mask = setting004_bank(40, seed=1)
+    from glue_starclf.sim.bank import physical_bank
+    stamps, truth = physical_bank(40, seed=1, **setting004_ranges())
+    mask = setting004_mask(len(stamps))
     assert stamps.shape == (40, 5, 64, 64) and mask.shape == (40, 5)
     assert (mask == [False, True, True, False, True]).all()
     cl = np.asarray(truth["p_cb"]) > 0.5
