@@ -23,6 +23,8 @@ COMMANDS = {
                       "the physical ensemble in 004's setting, next to 004's bounds"),
     "audit-field": ("training.audit_field",
                     "detect and classify a mock field; completeness and unmatched class 4"),
+    "ood-stats": ("training.ood_stats",
+                  "the classifier's out-of-distribution statistics for a models folder"),
     "finetune": ("training.finetune",
                  "fine-tune a classifier member on a user's labelled sources"),
     "bench-finetune": ("training.bench_finetune",
