@@ -478,7 +478,8 @@ def _read_sources(field):
     from ..core.detection import sources_to_classify
     from ..io.mosaic import open_mosaic
     with open_mosaic(list(field.images)) as mosaic:
-        sources = sources_to_classify(mosaic, field.catalog, field.region)
+        sources = sources_to_classify(mosaic, field.catalog, field.region,
+                                      distance_mpc=field.distance_mpc)
         return {"shape": mosaic.shape, "band_mask": mosaic.band_mask,
                 "bands": {b: str(p) for b, p in mosaic.paths.items()},
                 "pixel_scale": mosaic.pixel_scale,

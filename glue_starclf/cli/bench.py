@@ -91,6 +91,7 @@ import json, sys, time
 import numpy as np, torch
 from glue_starclf.core.networks import BNReference, StarcNetReference
 from glue_starclf.core.predict import BATCH, _classify, _physical, bf16_supported, load_ensemble
+from glue_starclf.learn.speed import count_flops, gemm_flops_per_s, paired_gemm_fraction
 models = None if sys.argv[1] == "-" else sys.argv[1]
 n = int(sys.argv[2])
 rng = np.random.default_rng(0)
@@ -129,12 +130,21 @@ def reference(net, size, extra):
 
 no_extra = lambda k: ()
 dist = lambda k: (torch.ones(k, 1),)
+# The machine's own fp32 GEMM rate, before and after the networks (the faster counts).
+gemm = gemm_flops_per_s()
 out = {"threads": torch.get_num_threads(),
        "classifier_members": len(cls.members), "physical_members": len(phys.members),
        "classifier_obj_s": rate(ours("classifier", cls), n),
        "physical_obj_s": rate(ours("physical", phys), n),
        "starcnet_obj_s": rate(reference(StarcNetReference(), 32, no_extra), 256, repeat=1),
        "bn_obj_s": rate(reference(BNReference("fig6"), 64, dist), 256, repeat=1)}
+out["gemm_flops_s"] = max(gemm, gemm_flops_per_s())
+for kind, ens in (("classifier", cls), ("physical", phys)):
+    out[f"{kind}_flops_per_obj"] = count_flops(lambda: ours(kind, ens)(64)) / 64
+    # GEMM and one batch in alternation: the fraction survives a drifting load.
+    k = min(n, BATCH)
+    out[f"{kind}_gemm_fraction"], out[f"{kind}_gemm_paired"] = paired_gemm_fraction(
+        lambda: ours(kind, ens)(k), out[f"{kind}_flops_per_obj"] * k)
 if bf16_supported():
     out["classifier_obj_s_bf16"] = rate(ours("classifier", cls, True), n)
     out["physical_obj_s_bf16"] = rate(ours("physical", phys, True), n)
@@ -204,7 +214,12 @@ def run_inference_benchmarks(models=None, n_objects=2048, side=8192, n_sources=1
     Returns
     -------
     dict
-        Objects/s of each network, the ratios, the end-to-end seconds and peak memory.
+        Objects/s of each network, the ratios, the machine's fp32 GEMM rate
+        and each ensemble's achieved FLOP rate as a fraction of it (FLOPs of
+        the networks' convolutions and matrix products per object over the
+        seconds of the whole inference path of one batch, against the GEMM
+        rate timed just before that batch; the median of 7 such pairs), the
+        end-to-end seconds and peak memory.
     """
     stream = stream or sys.stdout
     env_threads = os.cpu_count()
@@ -221,6 +236,14 @@ def run_inference_benchmarks(models=None, n_objects=2048, side=8192, n_sources=1
           f"{nets['physical_obj_s']:8.1f} objects/s   B&N Fig. 6 ResNet-50 "
           f"{nets['bn_obj_s']:6.1f} objects/s   ratio {r_phys:5.1f}x (target >= 10x)",
           file=stream)
+    gemm = nets["gemm_flops_s"]
+    frac = {k: nets[f"{k}_gemm_fraction"] for k in ("classifier", "physical")}
+    print(f"fp32 GEMM (torch.mm 1024x1024, same threads): {gemm / 1e9:.1f} GFLOP/s; achieved "
+          f"by the classifier ensemble ({nets['classifier_flops_per_obj'] / 1e6:.1f} MFLOP/object)"
+          f" {frac['classifier']:.0%} of it (target >= 70%), by the physical ensemble "
+          f"({nets['physical_flops_per_obj'] / 1e6:.1f} MFLOP/object) {frac['physical']:.0%} "
+          "(target >= 50%); median of 7 batches, each against the GEMM rate timed just "
+          "before it", file=stream)
     if "classifier_obj_s_bf16" in nets:
         print(f"with bfloat16 autocast (classify --bf16): classifier "
               f"{nets['classifier_obj_s_bf16']:.1f}, physical {nets['physical_obj_s_bf16']:.1f} "
@@ -241,6 +264,13 @@ def run_inference_benchmarks(models=None, n_objects=2048, side=8192, n_sources=1
             "physical_obj_s": round(nets["physical_obj_s"], 1),
             "bn_obj_s": round(nets["bn_obj_s"], 1), "physical_ratio_vs_bn": round(r_phys, 1),
             **{k: round(v, 1) for k, v in nets.items() if k.endswith("_bf16")},
+            "gemm_gflops": round(gemm / 1e9, 1),
+            "classifier_members": nets["classifier_members"],
+            "physical_members": nets["physical_members"],
+            "classifier_mflop_per_obj": round(nets["classifier_flops_per_obj"] / 1e6, 2),
+            "physical_mflop_per_obj": round(nets["physical_flops_per_obj"] / 1e6, 2),
+            "classifier_gemm_fraction": round(frac["classifier"], 3),
+            "physical_gemm_fraction": round(frac["physical"], 3),
             "cpu": cpu, "torch_threads": nets["threads"], "end_to_end_10k_s": round(seconds, 1),
             "end_to_end_sources": n, "peak_rss_gb": round(peak, 2)}
 

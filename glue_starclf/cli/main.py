@@ -434,7 +434,17 @@ def _add_detect(sub):
                        description="Detect candidates on the V band (photutils) with LEGUS-like "
                                    "cuts on the concentration index (CI = mag(1px) - mag(3px)).")
     _add_image_args(p)
-    p.add_argument("--ci-min", type=float, default=1.3, help="minimum CI (default 1.3)")
+    # Defaults (None) are detect_sources' LEGUS cuts; core.detection is not
+    # imported here, so `starclf --help` stays fast.
+    p.add_argument("--ci-min", type=float,
+                   help="minimum CI (default: just above the stellar locus, as LEGUS)")
+    p.add_argument("--distance-mpc", type=float,
+                   help="galaxy distance: candidates must reach M_V <= --abs-mag-limit")
+    p.add_argument("--abs-mag-limit", type=float,
+                   help="faintest absolute V magnitude kept (default: LEGUS's -6)")
+    p.add_argument("--min-bands", type=int,
+                   help="detected with sigma <= 0.3 mag in at least this many bands "
+                        "(default: LEGUS's 4)")
     p.add_argument("--threshold-sigma", type=float, default=5.0)
     p.add_argument("--out", required=True, help="candidate table (.ecsv, .fits or .csv)")
     p.add_argument("--regions", help="also write a DS9 region file")
@@ -476,7 +486,8 @@ def _classify(args):
         physical = load_ensemble("physical", args.models)
         mosaic = open_mosaic(args.image, force_band=args.force_band,
                              zeropoints=_zeropoints(args.zeropoint))
-        sources = sources_to_classify(mosaic, args.catalog, args.region)
+        sources = sources_to_classify(mosaic, args.catalog, args.region,
+                                      distance_mpc=args.distance_mpc)
         if len(sources) == 0:
             logging.getLogger("glue_starclf").warning(
                 "no sources to classify: writing an empty table")
@@ -495,8 +506,12 @@ def _detect(args):
     from ..io.mosaic import open_mosaic
     with _outputs(args) as outputs:
         mosaic = open_mosaic(args.image, force_band=args.force_band)
-        table = detect_sources(mosaic, region=args.region, ci_min=args.ci_min,
-                               threshold_sigma=args.threshold_sigma)
+        if args.distance_mpc is not None:
+            check_distance_arg(args.distance_mpc)
+        cuts = {k: v for k, v in (("ci_min", args.ci_min), ("abs_mag_limit", args.abs_mag_limit),
+                                   ("min_bands", args.min_bands)) if v is not None}
+        table = detect_sources(mosaic, region=args.region, threshold_sigma=args.threshold_sigma,
+                               distance_mpc=args.distance_mpc, **cuts)
         _write_outputs(outputs, table, args)
     print(f"detected {len(table)} candidates; wrote {args.out}")
     return 0

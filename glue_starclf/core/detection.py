@@ -1,14 +1,17 @@
 """Candidate detection when no catalog is given, with LEGUS-like cuts.
 
-LEGUS (Adamo et al. 2017) extracts sources with SExtractor on a white-light
-image, keeps those with a V-band concentration index CI = mag(1 px) -
-mag(3 px) above the field's stellar CI (about 1.3-1.4 mag) and then those
-brighter than M_V = -6 mag. Here candidates come from photutils'
-`DAOStarFinder` on the V band (or a noise-weighted white-light sum) inside a
-box of the mosaic, after subtracting a `Background2D` map (or a single
-sigma-clipped level for small boxes); the CI and a 4 px aperture magnitude
-are measured in V with `glue_starclf.core.photometry`. Only the box is read from
-the memory maps.
+LEGUS (Adamo et al. 2017; the catalogs' headers) extracts sources with
+SExtractor on a white-light image and keeps those with a V-band
+concentration index CI = mag(1 px) - mag(3 px) >= 1.4 mag, just above the
+stellar CI; it fits and inspects only those brighter than M_V = -6 mag and
+detected in at least four bands with a photometric error of at most 0.3 mag.
+Here candidates come from photutils' `DAOStarFinder` on the V band (or a
+noise-weighted white-light sum) inside a box of the mosaic, after
+subtracting a `Background2D` map (or a single sigma-clipped level for small
+boxes); the CI and 4 px aperture magnitudes (sky from the 7-8 px annulus,
+errors from the annulus scatter) are measured with
+`glue_starclf.core.photometry`, and the LEGUS cuts are the defaults of
+`detect_sources`. Only the box is read from the memory maps.
 """
 
 import inspect
@@ -17,18 +20,32 @@ import logging
 import numpy as np
 from astropy.stats import SigmaClip, sigma_clipped_stats
 from astropy.table import Table
+from photutils.aperture import ApertureStats, CircularAnnulus
 from photutils.background import Background2D, MedianBackground
 from photutils.detection import DAOStarFinder
 
 from ..io.bands import canonical_band
-from .photometry import aperture_fluxes, concentration_index
 
-__all__ = ["detect_sources", "parse_region", "sources_to_classify", "MAG_APERTURE_PX"]
+from .photometry import SKY_ANNULUS, aperture_fluxes, concentration_index
+
+__all__ = ["detect_sources", "parse_region", "sources_to_classify", "band_photometry",
+           "MAG_APERTURE_PX", "LEGUS_CI_MIN", "LEGUS_ABS_MAG_LIMIT", "LEGUS_MIN_BANDS",
+           "LEGUS_MAX_MAG_ERROR"]
 
 log = logging.getLogger("glue_starclf")
 
 #: LEGUS total-magnitude aperture radius [px] (sky from a 7-8 px annulus).
 MAG_APERTURE_PX = 4.0
+
+#: LEGUS cuts (the catalogs' headers): CI >= 1.4 mag in V, M_V <= -6 mag,
+#: detected in >= 4 bands with a magnitude error <= 0.3 mag.
+LEGUS_CI_MIN = 1.4
+LEGUS_ABS_MAG_LIMIT = -6.0
+LEGUS_MIN_BANDS = 4
+LEGUS_MAX_MAG_ERROR = 0.3
+
+#: 2.5 / ln 10: magnitude error per unit relative flux error.
+_MAG_PER_REL_FLUX = 2.5 / np.log(10.0)
 
 
 def parse_region(region, shape):
@@ -105,11 +122,71 @@ def _white_light(mosaic, box, box_size):
     return total, bad
 
 
+def band_photometry(mosaic, x, y, box=None, radius=MAG_APERTURE_PX):
+    """4 px aperture fluxes and magnitude errors of sources in every present band.
+
+    The sky is the median of the `SKY_ANNULUS` pixels; the error combines
+    the annulus scatter over the aperture and the sky estimate (IRAF
+    ``phot``'s formula) with the source's Poisson noise where the header
+    gives ``EXPTIME``.
+
+    Parameters
+    ----------
+    mosaic : glue_starclf.io.mosaic.Mosaic
+    x, y : array_like
+        0-based positions relative to ``box``.
+    box : (x0, y0, x1, y1), optional
+        The part of the mosaic read (default: all).
+    radius : float
+        Aperture radius [px].
+
+    Returns
+    -------
+    dict
+        band -> ``(flux, mag_error)`` arrays; the error is inf where the flux
+        is not positive.
+    """
+    x0, y0, x1, y1 = box if box is not None else (0, 0, mosaic.shape[1], mosaic.shape[0])
+    xs, ys = np.asarray(x, float), np.asarray(y, float)
+    pos = np.column_stack([xs, ys])
+    n_ap = np.pi * radius ** 2
+    n_sky = np.pi * (SKY_ANNULUS[1] ** 2 - SKY_ANNULUS[0] ** 2)
+    out = {}
+    for band in mosaic.bands:
+        image = mosaic.section(band, x0, y0, x1, y1)
+        image[~np.isfinite(image) | (image == 0)] = np.nan
+        if not len(xs):
+            out[band] = (np.zeros(0), np.zeros(0))
+            continue
+        flux = aperture_fluxes(image, xs, ys, (radius,))[:, 0]
+        sky_sd = np.atleast_1d(ApertureStats(image, CircularAnnulus(pos, *SKY_ANNULUS),
+                                             sigma_clip=SigmaClip(sigma=3.0)).std)
+        var = n_ap * sky_sd ** 2 * (1 + n_ap / n_sky)
+        exptime = mosaic.headers.get(band, {}).get("EXPTIME")
+        if exptime:
+            var = var + np.clip(flux, 0, None) / float(exptime)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            err = np.where(flux > 0, _MAG_PER_REL_FLUX * np.sqrt(var) / flux, np.inf)
+        out[band] = (flux, np.where(np.isfinite(err), err, np.inf))
+    return out
+
+
+def _check_cut(name, value, low, integer=False):
+    ok = (value is None or (isinstance(value, (int, float, np.number))
+                            and not isinstance(value, bool) and np.isfinite(value)
+                            and value >= low and (not integer or float(value).is_integer())))
+    if not ok:
+        kind = "an integer" if integer else "a number"
+        raise ValueError(f"{name} {value!r} must be {kind} >= {low} (or None: no cut)")
+
+
 def detect_sources(mosaic, region=None, band="F555W", fwhm=2.2, threshold_sigma=5.0,
-                   ci_min=1.3, mag_limit=None, abs_mag_limit=None, distance_mpc=None,
-                   white_light=False, box_size=64, sharpness_range=(0.0, 1.0),
-                   roundness_range=(-1.0, 1.0), min_separation=None, max_sources=None,
-                   zeropoint=None, aperture_correction=0.0):
+                   ci_min=LEGUS_CI_MIN, mag_limit=None, abs_mag_limit=LEGUS_ABS_MAG_LIMIT,
+                   distance_mpc=None, min_bands=LEGUS_MIN_BANDS,
+                   max_mag_error=LEGUS_MAX_MAG_ERROR, white_light=False, box_size=64,
+                   sharpness_range=(0.0, 1.0), roundness_range=(-1.0, 1.0),
+                   min_separation=None, max_sources=None, zeropoint=None,
+                   aperture_correction=0.0):
     """Find cluster candidates in a box of the mosaic and apply LEGUS-like cuts.
 
     Parameters
@@ -126,13 +203,25 @@ def detect_sources(mosaic, region=None, band="F555W", fwhm=2.2, threshold_sigma=
     threshold_sigma : float
         Detection threshold in units of the background rms.
     ci_min : float or None
-        Keep sources with CI >= ``ci_min`` (LEGUS: 1.3-1.4, above the
-        stellar CI); None keeps all (CI NaN included).
+        Keep sources with CI >= ``ci_min`` (default LEGUS's 1.4, just above
+        the stellar locus: mock field stars detected on a random mock field
+        have CI 1.26-1.37, 5th-95th percentile); None keeps all (CI NaN
+        included).
     mag_limit : float, optional
         Keep sources with ``mag_v <= mag_limit`` (apparent Vega mag).
-    abs_mag_limit, distance_mpc : float, optional
-        Alternatively the LEGUS absolute cut (M_V <= -6) at a distance; the
-        brighter (smaller) of the two limits applies when both are given.
+    abs_mag_limit : float or None
+        The LEGUS absolute cut M_V <= ``abs_mag_limit`` (default -6) at
+        ``distance_mpc``; the brighter (smaller) of it and ``mag_limit``
+        applies. Without a distance it is not applied (a warning says so,
+        and ``meta["mag_limit"]`` is None).
+    distance_mpc : float, optional
+        Galaxy distance for ``abs_mag_limit``.
+    min_bands, max_mag_error : int and float, or None
+        Keep sources detected (4 px aperture magnitude error <=
+        ``max_mag_error``, default 0.3) in at least ``min_bands`` bands
+        (default 4; LEGUS fits only those). When the mosaic has fewer bands
+        than ``min_bands``, all its bands are required (a warning says so).
+        None for either: no band cut.
     white_light : bool
         Detect on the noise-weighted sum of all present bands.
     box_size : int
@@ -157,9 +246,12 @@ def detect_sources(mosaic, region=None, band="F555W", fwhm=2.2, threshold_sigma=
     -------
     astropy.table.Table
         ``id`` (1..n), ``x``, ``y`` (0-based mosaic pixels), ``ra``, ``dec``
-        (NaN without a WCS), ``ci``, ``mag_v``, in detection order (DAOStarFinder's
-        order: by position). ``meta`` records the options, the background
-        rms, the zeropoint used and the counts before each cut.
+        (NaN without a WCS), ``ci``, ``mag_v``, ``n_bands`` (bands with a
+        magnitude error <= ``max_mag_error``; -1 without the band cut), in
+        detection order (DAOStarFinder's order: by position). ``meta``
+        records the options, the background rms, the zeropoint used and the
+        counts after each cut (``n_found``, ``n_after_ci``,
+        ``n_after_mag``, ``n_after_bands``).
 
     Raises
     ------
@@ -175,11 +267,25 @@ def detect_sources(mosaic, region=None, band="F555W", fwhm=2.2, threshold_sigma=
         raise ValueError(f"fwhm {fwhm!r} must be positive")
     if not (threshold_sigma > 0):
         raise ValueError(f"threshold_sigma {threshold_sigma!r} must be positive")
+    _check_cut("ci_min", ci_min, -np.inf)
+    _check_cut("mag_limit", mag_limit, -np.inf)
+    _check_cut("abs_mag_limit", abs_mag_limit, -np.inf)
+    _check_cut("min_bands", min_bands, 1, integer=True)
+    _check_cut("max_mag_error", max_mag_error, 0.001)
+    if distance_mpc is not None and not (isinstance(distance_mpc, (int, float, np.number))
+                                         and np.isfinite(distance_mpc) and distance_mpc > 0):
+        raise ValueError(f"distance_mpc {distance_mpc!r} must be a positive number of Mpc")
     if abs_mag_limit is not None:
-        if distance_mpc is None or not distance_mpc > 0:
-            raise ValueError("abs_mag_limit needs a positive distance_mpc")
-        app = abs_mag_limit + 5 * np.log10(distance_mpc * 1e6) - 5
-        mag_limit = app if mag_limit is None else min(mag_limit, app)
+        if distance_mpc is None:
+            log.warning("no distance given: the M_V <= %g cut is not applied", abs_mag_limit)
+        else:
+            app = abs_mag_limit + 5 * np.log10(distance_mpc * 1e6) - 5
+            mag_limit = app if mag_limit is None else min(mag_limit, app)
+    band_cut = min_bands is not None and max_mag_error is not None
+    if band_cut and int(min_bands) > len(mosaic.bands):
+        log.warning("the mosaic has %d bands (%s): requiring detection in all of them, "
+                    "not %d", len(mosaic.bands), ", ".join(mosaic.bands), min_bands)
+        min_bands = len(mosaic.bands)
     box = parse_region(region, mosaic.shape)
     x0, y0, x1, y1 = box
 
@@ -194,11 +300,13 @@ def detect_sources(mosaic, region=None, band="F555W", fwhm=2.2, threshold_sigma=
         det, det_bad = clean, bad
     level, rms = _background(det, det_bad, box_size) if not det_bad.all() else (0.0, 0.0)
     meta = {"band": band, "region": list(box), "fwhm": fwhm, "threshold_sigma": threshold_sigma,
-            "ci_min": ci_min, "mag_limit": mag_limit, "white_light": bool(white_light),
-            "background_rms": rms}
+            "ci_min": ci_min, "mag_limit": mag_limit, "distance_mpc": distance_mpc,
+            "min_bands": int(min_bands) if band_cut else None,
+            "max_mag_error": max_mag_error if band_cut else None,
+            "white_light": bool(white_light), "background_rms": rms}
     empty = Table({"id": np.zeros(0, np.int64), "x": np.zeros(0), "y": np.zeros(0),
                    "ra": np.zeros(0), "dec": np.zeros(0), "ci": np.zeros(0),
-                   "mag_v": np.zeros(0)}, meta=meta)
+                   "mag_v": np.zeros(0), "n_bands": np.zeros(0, np.int64)}, meta=meta)
     if det_bad.all() or not (rms > 0):
         log.warning("region %s: no usable pixels in %s", box, band)
         return empty
@@ -239,10 +347,18 @@ def detect_sources(mosaic, region=None, band="F555W", fwhm=2.2, threshold_sigma=
     if mag_limit is not None:
         keep &= mag <= mag_limit
         meta["n_after_mag"] = int(keep.sum())
+    n_bands = np.full(len(xs), -1, np.int64)
+    if band_cut:
+        sel = np.flatnonzero(keep)
+        phot = band_photometry(mosaic, xs[sel], ys[sel], box)
+        n_bands[sel] = sum((err <= max_mag_error).astype(np.int64) for _, err in phot.values())
+        keep &= n_bands >= int(min_bands)
+        meta["n_after_bands"] = int(keep.sum())
     meta["zeropoint"] = zp
     meta["zeropoint_source"] = source
-    log.info("detected %d sources in %s, %d pass the cuts (CI >= %s, mag <= %s; zeropoint %.3f "
-             "from %s)", len(xs), box, int(keep.sum()), ci_min, mag_limit, zp, source)
+    log.info("detected %d sources in %s, %d pass the cuts (CI >= %s, mag <= %s, >= %s bands "
+             "with error <= %s mag; zeropoint %.3f from %s)", len(xs), box, int(keep.sum()),
+             ci_min, mag_limit, meta["min_bands"], meta["max_mag_error"], zp, source)
 
     x = xs[keep] + x0
     y = ys[keep] + y0
@@ -253,13 +369,14 @@ def detect_sources(mosaic, region=None, band="F555W", fwhm=2.2, threshold_sigma=
     out["ra"], out["dec"] = ra, dec
     out["ci"] = ci[keep]
     out["mag_v"] = mag[keep]
+    out["n_bands"] = n_bands[keep]
     for name, unit in (("x", "pix"), ("y", "pix"), ("ra", "deg"), ("dec", "deg"),
                        ("ci", "mag"), ("mag_v", "mag")):
         out[name].unit = unit
     return out
 
 
-def sources_to_classify(mosaic, catalog=None, region=None):
+def sources_to_classify(mosaic, catalog=None, region=None, distance_mpc=None):
     """The sources ``starclf classify`` (and each batch field) classifies.
 
     Parameters
@@ -270,6 +387,8 @@ def sources_to_classify(mosaic, catalog=None, region=None):
         one, candidates are detected with `detect_sources`.
     region : sequence of 4 numbers, str "x0,y0,x1,y1", or None
         0-based pixel box; catalog rows outside it are dropped.
+    distance_mpc : float, optional
+        Galaxy distance: with it, detection applies the LEGUS M_V <= -6 cut.
 
     Returns
     -------
@@ -284,6 +403,6 @@ def sources_to_classify(mosaic, catalog=None, region=None):
             x, y = table["x"], table["y"]
             table = table[(x >= x0) & (x < x1) & (y >= y0) & (y < y1)]
         return table
-    table = detect_sources(mosaic, region=region)
+    table = detect_sources(mosaic, region=region, distance_mpc=distance_mpc)
     log.info("detected %d candidates", len(table))
     return table

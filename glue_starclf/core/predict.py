@@ -233,6 +233,8 @@ def predict(mosaic, sources, distance_mpc, classifier=None, physical=None, batch
     out["class"] = np.zeros(n, int)
     flags = np.empty(n, dtype=object)
     size = max(classifier.stamp_size, physical.stamp_size)
+    # The interval calibration of the ensemble (the same in every member's card).
+    temps = physical.members[0][1].get("interval_temperature", {})
     far = distance_warning(d)
     if far:
         log.warning(far)
@@ -271,12 +273,12 @@ def predict(mosaic, sources, distance_mpc, classifier=None, physical=None, batch
         out["class_entropy"][idx] = -(probs * np.log(np.clip(probs, 1e-12, 1))).sum(axis=1)
         out["class_agreement"][idx] = votes
         post = _physical(physical, _centre_crop(stamps, physical.stamp_size), mask, d, bf16)
-        est = decode_grid(post["grid"])
+        est = decode_grid(post["grid"], temperature=temps)
         for name in ("log_age", "av", "log_mass"):
             out[name][idx] = est[name]
             out[f"{name}_lo"][idx], out[f"{name}_hi"][idx] = est[f"{name}_p16"], est[f"{name}_p84"]
         out["r_h"][idx], out["r_h_lo"][idx], out["r_h_hi"][idx] = decode_1d(
-            post["r_h"], LOG_RH_BINS, exp10=True)
+            post["r_h"], LOG_RH_BINS, exp10=True, temperature=temps.get("log_r_h", 1.0))
         out["p_cb"][idx] = post["cb"][:, 1]
         out["visibility"][idx] = decode_1d(post["visibility"], VISIBILITY_BINS, exp10=True)[0]
         if callback is not None:

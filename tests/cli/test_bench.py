@@ -20,6 +20,14 @@ def test_inference_benchmark_figures(trained_models):
     ratio = figures["classifier_obj_s"] / figures["starcnet_obj_s"]
     assert abs(figures["classifier_ratio_vs_starcnet"] - ratio) <= 0.01 * ratio + 0.05
     assert figures["end_to_end_sources"] == 200
+    # FLOPs per object and member: about 6 M (classifier) and 3.2 M (physical) multiply-adds.
+    per_member = figures["classifier_mflop_per_obj"] / figures["classifier_members"]
+    assert 10 < per_member < 14
+    per_member = figures["physical_mflop_per_obj"] / figures["physical_members"]
+    assert 5.5 < per_member < 7.5
+    for kind in ("classifier", "physical"):
+        assert 0 < figures[f"{kind}_gemm_fraction"] < 5
     assert figures["peak_rss_gb"] > 0 and figures["end_to_end_10k_s"] > 0
     text = stream.getvalue()
     assert "ratio" in text and "CPU:" in text and "end to end: 200 sources" in text
+    assert "fp32 GEMM" in text and "GFLOP/s" in text

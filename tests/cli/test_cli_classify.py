@@ -160,6 +160,25 @@ def test_region_without_catalog_detects(capsys, field, trained_models, tmp_path)
     np.testing.assert_array_equal(t["id"], np.arange(1, len(t) + 1))
 
 
+def test_detect_applies_the_legus_cuts(capsys, field, tmp_path):
+    """`starclf detect`: with --distance-mpc the M_V cut applies; each cut can be relaxed."""
+    images = [a for image in field[2] for a in ("--image", image)]
+    loose, strict = tmp_path / "loose.ecsv", tmp_path / "strict.ecsv"
+    status, _, err = run(capsys, "detect", *images, "--ci-min", "0", "--min-bands", "1",
+                         "--abs-mag-limit", "99", "--distance-mpc", "10", "--out", loose)
+    assert status == 0, err
+    status, _, err = run(capsys, "detect", *images, "--distance-mpc", "10",
+                         "--abs-mag-limit", "-9", "--out", strict)
+    assert status == 0, err
+    loose_t, strict_t = Table.read(loose), Table.read(strict)
+    assert len(strict_t) < len(loose_t)
+    assert strict_t.meta["n_after_mag"] <= strict_t.meta["n_after_ci"]
+    status, _, err = run(capsys, "detect", *images, "--distance-mpc", "-1",
+                         "--out", tmp_path / "bad.ecsv")
+    assert_one_line_error(status, err, "--distance-mpc")
+    assert not (tmp_path / "bad.ecsv").exists()
+
+
 def test_whole_mosaic_without_catalog(capsys, field, trained_models, tmp_path):
     out, reg = tmp_path / "res.ecsv", tmp_path / "res.reg"
     status, _, err = run(capsys, *classify_argv(field, trained_models, out, regions=reg))

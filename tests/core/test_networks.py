@@ -184,3 +184,72 @@ def test_fuse_for_inference_keeps_outputs(name):
     out = out if isinstance(out, dict) else {"logits": out}
     for k in ref:
         torch.testing.assert_close(out[k], ref[k], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("svml", [True, False])
+def test_asinh_inplace_matches_exact(monkeypatch, svml):
+    monkeypatch.setattr(N, "_NUMPY_SVML", svml and N._NUMPY_SVML)
+    monkeypatch.setattr(N, "_ASINH_CHUNK", 1000)      # several chunks and a partial one
+    rng = np.random.default_rng(1)
+    x = np.concatenate([rng.normal(0, s, 2500) for s in (1e-6, 1e-2, 1, 30, 1e4, 1e7)])
+    x = x.astype(np.float32).reshape(3, 5, 1000)
+    exact = np.arcsinh(x.astype(np.float64))
+    out = N._asinh_inplace(x)
+    assert out is x
+    np.testing.assert_allclose(x, exact, rtol=3e-7, atol=0)
+    assert np.all(np.sign(x) == np.sign(exact))
+
+
+def test_fuse_for_inference_fuses_relu_and_falls_back():
+    net = N.fuse_for_inference(N.build_network("PhysicalNet"))
+    fused = [m for m in net.modules() if isinstance(m, N.ConvReLU)]
+    assert len(fused) == 4
+    assert not any(isinstance(m, torch.nn.ReLU) for m in net.features)
+    x = torch.randn(4, 5, 64, 64).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        a = fused[0](x)
+    with torch.no_grad(), torch.enable_grad():   # grad mode: the unfused conv + ReLU
+        b = fused[0](x)
+    assert a.min() >= 0 and (a == 0).any()
+    torch.testing.assert_close(a, b.detach(), rtol=1e-5, atol=1e-5)
+
+
+def test_temper_sharpens_broadens_and_rejects_bad_values():
+    p = N.gaussian_targets_1d(np.array([0.5]), N.LOG_RH_BINS, sigma_bins=2.0).astype(float)
+    width = lambda q: np.subtract(*N._percentiles(q, N.LOG_RH_BINS)[::-1])[0]
+    assert width(N.temper(p, 0.5)) < width(p) < width(N.temper(p, 2.0))
+    np.testing.assert_allclose(N.temper(p, 1.0), p / p.sum())
+    np.testing.assert_allclose(N.temper(p, 0.3).sum(axis=1), 1.0)
+    for bad in (0, -1, np.nan, np.inf):
+        with pytest.raises(ValueError, match="temperature"):
+            N.temper(p, bad)
+
+
+def test_estimators_differ_on_a_skewed_marginal():
+    # Mass 0.6 in bin 2, 0.4 spread over bins 8-11: peak near bin 2, mean pulled up.
+    p = np.zeros((1, N.LOG_RH_BINS.size))
+    p[0, 2] = 0.6
+    p[0, 8:12] = 0.1
+    b = N.LOG_RH_BINS
+    peak, _, _ = N.decode_1d(p, b, estimator="peak")
+    med, _, _ = N.decode_1d(p, b, estimator="median")
+    mean, lo, hi = N.decode_1d(p, b, estimator="mean")
+    assert peak[0] == pytest.approx(b[2])
+    assert mean[0] == pytest.approx(0.6 * b[2] + 0.1 * b[8:12].sum())
+    assert b[2] - 0.5 * (b[1] - b[0]) < med[0] < b[3]     # half the mass sits in bin 2
+    assert peak[0] < med[0] < mean[0]
+    with pytest.raises(ValueError, match="estimator"):
+        N.decode_1d(p, b, estimator="mode")
+
+
+def test_decode_grid_temperature_narrows_only_the_named_interval():
+    age, av, mass = np.array([8.0]), np.array([1.0]), np.array([4.2])
+    g = N.gaussian_targets_3d(age, av, mass, sigma_bins=1.5)
+    raw = N.decode_grid(g, estimator="mean")
+    cal = N.decode_grid(g, estimator="mean", temperature={"log_age": 0.3})
+    assert cal["log_age_p84"] - cal["log_age_p16"] < 0.8 * (raw["log_age_p84"] - raw["log_age_p16"])
+    for name in ("av", "log_mass"):
+        assert cal[f"{name}_p16"] == pytest.approx(raw[f"{name}_p16"])
+    for name in ("log_age", "av", "log_mass"):       # point estimates: the untempered posterior
+        assert cal[name] == pytest.approx(raw[name])
+    assert raw["log_age"][0] == pytest.approx(8.0, abs=0.05)

@@ -1,0 +1,64 @@
+"""004's own setting (Bialopetravičius & Narbutis 2020) as a physical test bank.
+
+One galaxy at 4.5 Mpc; log M 3.5-5.5; r_h 0.04-0.4 arcsec; A_V 0-3; all
+ages; F336W, F438W and F814W given, the other bands missing. The stamps come
+from `glue_starclf.sim.bank.physical_bank` with its existing range options
+(`setting004_ranges`; ``python -m training like-for-like`` renders them);
+the missing bands are masked at inference (`setting004_mask`), as for a
+user's 3-band mosaic.
+"""
+
+import numpy as np
+
+__all__ = ["SETTING_004", "P95_004", "r_h_range_pc", "setting004_ranges", "setting004_mask",
+           "setting004_errors"]
+
+#: 004's setting.
+SETTING_004 = {"distance_mpc": 4.5, "log_mass": (3.5, 5.5), "r_h_arcsec": (0.04, 0.4),
+               "av": (0.0, 3.0), "bands": ("F336W", "F438W", "F814W")}
+
+#: 004's 95% bounds of the absolute error on its own mocks in that setting.
+P95_004 = {"log_age": 0.9, "log_mass": 0.4, "av": 1.4, "log_r_h": 0.2}
+
+_PC_PER_ARCSEC_PER_MPC = 1e6 * np.pi / 648000.0
+
+
+def r_h_range_pc(distance_mpc=SETTING_004["distance_mpc"], arcsec=SETTING_004["r_h_arcsec"]):
+    """The r_h range [pc] of an angular range [arcsec] at a distance [Mpc]."""
+    return tuple(float(a) * distance_mpc * _PC_PER_ARCSEC_PER_MPC for a in arcsec)
+
+
+def setting004_ranges():
+    """Keyword arguments of `glue_starclf.sim.bank.physical_bank` for 004's setting."""
+    s = SETTING_004
+    return {"ranges": {"log_mass": s["log_mass"], "av": s["av"], "r_h": r_h_range_pc()},
+            "distance_mpc": s["distance_mpc"]}
+
+
+def setting004_mask(n):
+    """Band mask (n, 5): True for F336W, F438W, F814W."""
+    from ..io.bands import BANDS
+    return np.tile(np.isin(BANDS, SETTING_004["bands"]), (int(n), 1))
+
+
+def setting004_errors(members, stamps, truth, mask):
+    """p95 |error| and median error of each estimator, and interval coverage, in the setting.
+
+    Returns
+    -------
+    dict
+        ``estimators``: `glue_starclf.learn.intervals.estimator_errors`;
+        ``coverage``: name -> coverage of the 16th-84th percentiles with the
+        cards' ``interval_temperature`` (1 where absent) and without.
+    """
+    from .intervals import (PARAMETERS, bank_posteriors, cluster_marginals, estimator_errors,
+                            interval_coverage)
+    post = bank_posteriors(members, stamps, truth["distance_mpc"], mask)
+    marg = cluster_marginals(post, truth)
+    temps = members[0][1].get("interval_temperature", {})
+    coverage = {name: {"raw": interval_coverage(m, PARAMETERS[name], t),
+                       "calibrated": interval_coverage(m, PARAMETERS[name], t,
+                                                       temps.get(name, 1.0))}
+                for name, (m, t, _) in marg.items()}
+    return {"estimators": estimator_errors(marg), "coverage": coverage,
+            "n_clusters": int(len(marg["log_age"][1]))}

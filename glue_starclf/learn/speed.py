@@ -1,0 +1,111 @@
+"""Speed of the networks against the machine itself.
+
+The machine's fp32 matrix-multiply rate (``torch.mm``, the threads torch
+uses) is the yardstick: an ensemble's achieved FLOP rate as a fraction of it
+holds on any CPU, where objects per second do not.
+"""
+
+import time
+
+import numpy as np
+import torch
+
+__all__ = ["gemm_flops_per_s", "count_flops", "best_seconds", "paired_gemm_fraction"]
+
+
+def best_seconds(fn, repeat=3, warmup=1):
+    """Shortest wall time of ``fn()`` over ``repeat`` calls after ``warmup`` calls.
+
+    The minimum, not the mean: on a shared machine the other jobs only ever
+    add time.
+    """
+    if repeat < 1:
+        raise ValueError(f"repeat {repeat!r} must be >= 1")
+    for _ in range(warmup):
+        fn()
+    best = np.inf
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def gemm_flops_per_s(n=1024, repeat=10):
+    """The machine's fp32 GEMM rate: FLOP/s of ``torch.mm`` of two n x n matrices.
+
+    Parameters
+    ----------
+    n : int
+        Matrix side (2 n^3 FLOPs per product).
+    repeat : int
+        Products timed; the fastest counts.
+
+    Returns
+    -------
+    float
+        FLOP/s with torch's current thread count.
+    """
+    if n < 1:
+        raise ValueError(f"n {n!r} must be >= 1")
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(n, n, generator=g)
+    b = torch.randn(n, n, generator=g)
+    out = torch.empty(n, n)
+    return 2.0 * n ** 3 / best_seconds(lambda: torch.mm(a, b, out=out), repeat=repeat)
+
+
+def count_flops(fn):
+    """FLOPs that ``fn()`` spends in convolutions and matrix products.
+
+    Counted by `torch.utils.flop_counter.FlopCounterMode` (2 per
+    multiply-add, padding included), oneDNN's fused convolutions included;
+    element-wise work (activations, softmax, normalisation) is not counted.
+    """
+    from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
+
+    def fused_conv(x_shape, w_shape, *args, out_shape=None, **kwargs):
+        return conv_flop_count(x_shape, w_shape, out_shape)
+
+    mapping = {}
+    fused = getattr(getattr(torch.ops, "mkldnn", None), "_convolution_pointwise", None)
+    if fused is not None:  # the conv+ReLU kernel of `fuse_for_inference`
+        mapping[fused] = fused_conv  # shapes in, as FlopCounterMode passes them
+    with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+def paired_gemm_fraction(fn, flops, pairs=7, gemm_n=1024):
+    """FLOP rate of ``fn`` as a fraction of the GEMM rate, measured in alternation.
+
+    On a shared machine the load drifts between measurements; timing the
+    GEMM right before each call of ``fn`` and taking the median of the
+    ``pairs`` ratios cancels most of that drift.
+
+    Parameters
+    ----------
+    fn : callable
+        One unit of work (e.g. one batch through an ensemble).
+    flops : float
+        FLOPs of one call (`count_flops`).
+    pairs : int
+        GEMM / ``fn`` pairs timed.
+
+    Returns
+    -------
+    fraction : float
+        Median over the pairs of (flops / seconds of ``fn``) / GEMM FLOP/s.
+    gemm : float
+        Median GEMM FLOP/s of the pairs.
+    """
+    if pairs < 1:
+        raise ValueError(f"pairs {pairs!r} must be >= 1")
+    fn()
+    ratios, gemms = [], []
+    for _ in range(pairs):
+        g = gemm_flops_per_s(gemm_n, repeat=3)
+        t = best_seconds(fn, repeat=1, warmup=0)
+        gemms.append(g)
+        ratios.append(flops / t / g)
+    return float(np.median(ratios)), float(np.median(gemms))

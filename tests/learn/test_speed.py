@@ -1,0 +1,31 @@
+"""`glue_starclf.learn.speed`: FLOP counts and the GEMM yardstick."""
+
+import pytest
+import torch
+
+from glue_starclf.core import networks as N
+from glue_starclf.learn.speed import count_flops, gemm_flops_per_s, paired_gemm_fraction
+
+
+def test_count_flops_of_plain_and_fused_convolutions():
+    net = N.build_network("PhysicalNet").eval()
+    x, m, d = torch.randn(2, 5, 64, 64), torch.ones(2, 5), torch.ones(2, 1)
+    with torch.inference_mode():
+        plain = count_flops(lambda: net(x, m, d))
+        fused = count_flops(lambda: N.fuse_for_inference(net)(x, m, d))
+    # conv 4x4/4 (5->32 at 16x16) alone: 2 * 2 * 256 * 32 * 80 FLOPs
+    assert plain > 2 * 2 * 256 * 32 * 80
+    assert plain / 2 == pytest.approx(6.5e6, rel=0.05)        # 3.2 M multiply-adds a stamp
+    assert fused == plain                                      # the fused kernel is counted too
+
+
+def test_gemm_rate_and_paired_fraction():
+    g = gemm_flops_per_s(n=256, repeat=3)
+    assert g > 1e8
+    a = torch.randn(256, 256)
+    frac, gemm = paired_gemm_fraction(lambda: a @ a, 2 * 256 ** 3, pairs=3, gemm_n=256)
+    assert 0.1 < frac < 10 and gemm > 1e8                     # the same work as the yardstick
+    with pytest.raises(ValueError, match="pairs"):
+        paired_gemm_fraction(lambda: None, 1.0, pairs=0)
+    with pytest.raises(ValueError, match="n 0"):
+        gemm_flops_per_s(n=0)

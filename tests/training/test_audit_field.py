@@ -1,0 +1,26 @@
+import json
+
+from training.__main__ import main
+
+
+def test_audit_field_on_a_small_mock_field(trained_models, tmp_path, capsys):
+    from glue_starclf.sim.mosaic import random_field, write_mosaic
+    write_mosaic(random_field(seed=0, shape=(512, 512), n_sources=60), tmp_path / "f")
+    status = main(["audit-field", "--field", str(tmp_path / "f"), "--distance-mpc", "10",
+                   "--models", str(trained_models["models"]), "--json", str(tmp_path / "a.json")])
+    out, err = capsys.readouterr()
+    assert status == 0, err
+    assert "LEGUS defaults:" in out and "loose (CI >= 1.3" in out
+    res = json.loads((tmp_path / "a.json").read_text())["settings"]
+    loose, legus = res["loose (CI >= 1.3, no magnitude or band cut)"], res["LEGUS defaults"]
+    assert legus["n_detections"] < loose["n_detections"]
+    assert legus["n_matched"] + legus["n_unmatched"] == legus["n_detections"]
+    assert legus["cuts"]["n_after_bands"] == legus["n_detections"]
+    assert 0 < loose["completeness"]["1-3"] <= 1
+    assert sum(loose["unmatched_called"].values()) == loose["n_unmatched"]
+
+
+def test_audit_field_without_a_field(tmp_path, capsys):
+    status = main(["audit-field", "--field", str(tmp_path), "--distance-mpc", "10"])
+    err = capsys.readouterr().err
+    assert status == 2 and "starclf simulate field" in err and len(err.strip().splitlines()) == 1

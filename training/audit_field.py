@@ -1,0 +1,87 @@
+"""``audit-field``: detection, then classification, on a mock field, against its truth.
+
+The story: a mock field written by ``starclf simulate field`` (one FITS per
+band and ``<prefix>_truth.ecsv``) -> candidates found with the LEGUS
+defaults of `glue_starclf.core.detection.detect_sources` at the field's
+distance, and with the loose cuts that were the defaults before (CI >= 1.3,
+no magnitude or band cut) -> both classified by the ensembles -> per
+setting: candidates after each cut, class 1-3 completeness (all, and
+brighter than M_V = -6) and the fraction of detections matching no mock
+source that the classifier calls class 4 (`glue_starclf.learn.field_audit`).
+
+Example::
+
+    starclf simulate field --out fields/random3k --seed 1 --shape 3000 --n-sources 600
+    python -m training audit-field --field fields/random3k --distance-mpc 10
+"""
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["add_arguments", "run"]
+
+#: Detection settings compared: name -> keyword arguments of detect_sources.
+SETTINGS = {
+    "loose (CI >= 1.3, no magnitude or band cut)": {"ci_min": 1.3, "abs_mag_limit": None,
+                                                    "min_bands": None},
+    "LEGUS defaults": {},
+}
+
+
+def add_arguments(p):
+    p.add_argument("--field", required=True, help="folder of a mock field (starclf simulate field)")
+    p.add_argument("--distance-mpc", type=float, required=True, help="the field's distance")
+    p.add_argument("--prefix", default="mock", help="file-name prefix of the field (default mock)")
+    p.add_argument("--region", default=None, help="x0,y0,x1,y1 box (default: the whole field)")
+    p.add_argument("--models", default=None, help="models folder (default: the bundled models)")
+    p.add_argument("--json", help="also write the measurements to this JSON file")
+
+
+def run(args):
+    from astropy.table import Table
+
+    from glue_starclf.core.detection import detect_sources, parse_region
+    from glue_starclf.core.predict import load_ensemble, predict
+    from glue_starclf.io.mosaic import open_mosaic
+    from glue_starclf.learn.field_audit import audit_detections
+    folder = Path(args.field)
+    images = sorted(folder.glob(f"{args.prefix}_*_drc.fits"))
+    truth_path = folder / f"{args.prefix}_truth.ecsv"
+    if not images or not truth_path.exists():
+        raise FileNotFoundError(f"{folder}: no {args.prefix}_*_drc.fits and "
+                                f"{args.prefix}_truth.ecsv (write one with starclf simulate field)")
+    if not args.distance_mpc > 0:
+        raise ValueError(f"--distance-mpc {args.distance_mpc}: must be positive")
+    truth = Table.read(truth_path)
+    classifier = load_ensemble("classifier", args.models)
+    physical = load_ensemble("physical", args.models)
+    bright = -6.0 + 5 * np.log10(args.distance_mpc * 1e6) - 5
+    result = {"command": "python -m training " + " ".join(args.argv), "field": str(folder),
+              "distance_mpc": args.distance_mpc, "settings": {}}
+    with open_mosaic([str(p) for p in images]) as mosaic:
+        box = parse_region(args.region, mosaic.shape)
+        for name, kwargs in SETTINGS.items():
+            t0 = time.perf_counter()
+            det = detect_sources(mosaic, region=box, distance_mpc=args.distance_mpc, **kwargs)
+            res = predict(mosaic, det, args.distance_mpc, classifier=classifier,
+                          physical=physical)
+            a = audit_detections(det, truth, np.asarray(res["class"]), region=box,
+                                 mag_limit=bright)
+            a["cuts"] = {k: det.meta.get(k) for k in ("n_found", "n_after_ci", "n_after_mag",
+                                                      "n_after_bands")}
+            a["seconds"] = round(time.perf_counter() - t0, 1)
+            result["settings"][name] = a
+            c, cb = a["completeness"], a["completeness_bright"]
+            frac = a["unmatched_called_class4"]
+            print(f"{name}: {a['n_detections']} candidates (found {a['cuts']['n_found']}, "
+                  f"after CI {a['cuts']['n_after_ci']}, magnitude {a['cuts']['n_after_mag']}, "
+                  f"bands {a['cuts']['n_after_bands']}); {a['n_unmatched']} match no mock source,"
+                  f" {'-' if frac is None else f'{frac:.3f}'} of them called class 4; "
+                  f"completeness class 1/2/3 {c[1]:.2f}/{c[2]:.2f}/{c[3]:.2f} "
+                  f"(M_V <= -6: {cb['1-3']:.2f})")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 0

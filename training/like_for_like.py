@@ -1,0 +1,60 @@
+"""``like-for-like``: the physical ensemble in 004's own setting, next to 004's bounds.
+
+The story: a test bank in 004's setting (4.5 Mpc; log M 3.5-5.5; r_h
+0.04-0.4"; A_V 0-3; all ages; F336W, F438W, F814W given, the others
+missing; `glue_starclf.learn.setting004`) -> the ensemble's averaged
+posteriors -> 95th percentile of |error| and median error per estimator and
+the interval coverage -> a table next to 004's 0.9 / 0.4 / 1.4 / 0.2.
+
+Example::
+
+    python -m training like-for-like --n 2000 --seed 3 --json reports/like_for_like.json
+"""
+
+import json
+import time
+from pathlib import Path
+
+__all__ = ["add_arguments", "run"]
+
+_LABELS = {"log_age": "log age", "log_mass": "log mass", "av": "A_V", "log_r_h": "log r_h"}
+
+
+def add_arguments(p):
+    p.add_argument("--models", default=None, help="models folder (default: the bundled models)")
+    p.add_argument("--n", type=int, default=2000, help="stamps (default 2000)")
+    p.add_argument("--seed", type=int, default=3)
+    p.add_argument("--json", help="also write the measurements to this JSON file")
+
+
+def run(args):
+    from glue_starclf.core.networks import DEFAULT_ESTIMATOR, ESTIMATORS
+    from glue_starclf.core.predict import load_ensemble
+    from glue_starclf.learn.setting004 import (P95_004, setting004_errors, setting004_mask,
+                                               setting004_ranges)
+    from glue_starclf.sim.bank import physical_bank
+    if args.n < 10:
+        raise ValueError(f"--n {args.n}: need at least 10 stamps")
+    t0 = time.perf_counter()
+    ens = load_ensemble("physical", args.models)
+    stamps, truth = physical_bank(args.n, seed=args.seed, **setting004_ranges())
+    mask = setting004_mask(len(stamps))
+    res = setting004_errors(ens.members, stamps, truth, mask)
+    print(f"004's setting: {res['n_clusters']} clusters (seed {args.seed}); 95th percentile "
+          "of |error| / median error")
+    print("| estimator | " + " | ".join(_LABELS.values()) + " |")
+    print("| --- |" + " --- |" * len(_LABELS))
+    for est in ESTIMATORS:
+        mark = " (shipped)" if est == DEFAULT_ESTIMATOR else ""
+        print(f"| {est}{mark} | " + " | ".join(
+            f"{res['estimators'][est][p]['p95_abs']:.3f} / {res['estimators'][est][p]['median']:+.3f}"
+            for p in _LABELS) + " |")
+    print("| 004 (its own mocks) | " + " | ".join(f"{P95_004[p]}" for p in _LABELS) + " |")
+    print("coverage of the 16th-84th percentiles (uncalibrated -> with the cards' temperatures): "
+          + ", ".join(f"{_LABELS[p]} {res['coverage'][p]['raw']:.3f} -> "
+                      f"{res['coverage'][p]['calibrated']:.3f}" for p in _LABELS))
+    res.update(command="python -m training " + " ".join(args.argv), seed=args.seed, n=args.n,
+               p95_004=P95_004, seconds=round(time.perf_counter() - t0, 1))
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
+    return 0
