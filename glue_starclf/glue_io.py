@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["KIND_KEY", "MOSAIC", "CATALOG", "RESULTS", "COLUMNS_KEY", "RESULTS_META_KEY",
-           "setup", "band_siblings", "detect_band", "mosaic_label", "mosaic_factory", "load_mosaic",
-           "mosaic_data", "mosaic_from_data", "is_legus_catalog", "is_phangs_catalog",
+           "setup", "band_siblings", "detect_band", "unique_label", "mosaic_label",
+           "mosaic_factory", "load_mosaic", "mosaic_data", "mosaic_from_data", "is_legus_catalog", "is_phangs_catalog",
            "is_star_cluster_catalog", "catalog_factory", "load_catalog", "table_to_data",
            "kind_of", "result_label", "results_table",
            "export_results_ecsv", "export_results_fits", "export_regions"]
@@ -112,6 +112,16 @@ def detect_band(path):
         except ValueError:
             continue
     return None
+
+
+def unique_label(data_collection, label):
+    """``label``, or ``"label (2)"``, ``"label (3)"``... when a dataset has it already."""
+    taken = {d.label for d in data_collection}
+    n, out = 1, label
+    while out in taken:
+        n += 1
+        out = f"{label} ({n})"
+    return out
 
 
 def mosaic_label(paths):

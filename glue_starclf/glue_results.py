@@ -34,10 +34,10 @@ from .glue_io import (COLUMNS_KEY, RESULTS, RESULTS_META_KEY, KIND_KEY, kind_of,
                       table_to_data)
 
 __all__ = ["RESULTS_LABEL", "MATCH_RADIUS_PX", "GUI_BATCH", "MAG_RADIUS_PX", "MAG_COLUMNS",
-           "MOSAIC_KEY", "NoSources", "ClassifyJob", "default_distance", "region_box",
-           "linked_catalogs", "catalog_sources", "run_job", "aperture_magnitudes",
+           "MOSAIC_KEY", "MOSAIC_UUID_KEY", "NoSources", "ClassifyJob", "default_distance",
+           "region_box", "linked_catalogs", "catalog_sources", "run_job", "aperture_magnitudes",
            "results_for", "merge_results", "attach_results", "link_to_mosaic",
-           "is_linked", "world_agrees", "posterior_maps", "column", "mosaic_of",
+           "made_on", "is_linked", "world_agrees", "posterior_maps", "column", "mosaic_of",
            "models_folder_of"]
 
 log = logging.getLogger("glue_starclf")
@@ -58,8 +58,12 @@ MAG_RADIUS_PX = 4.0
 #: Extra result columns: aperture Vega magnitudes per band.
 MAG_COLUMNS = tuple(f"mag_{b}" for b in BANDS)
 
-#: ``Data.meta`` key of a results dataset naming its mosaic dataset.
+#: ``Data.meta`` key of a results dataset naming its mosaic dataset (its label).
 MOSAIC_KEY = "starclf_mosaic"
+
+#: ``Data.meta`` key of the ``uuid`` of that mosaic dataset: results are
+#: matched to their mosaic by it (two mosaics may share a label).
+MOSAIC_UUID_KEY = "starclf_mosaic_uuid"
 
 #: Largest offset ["] between a catalog's ra/dec and the mosaic WCS at its
 #: pixels for the catalog to be linked by world coordinates too.
@@ -398,10 +402,22 @@ def world_agrees(data, mosaic_data):
     return bool(np.max(d) <= _WORLD_LINK_TOL_ARCSEC)
 
 
+def made_on(data, mosaic_data):
+    """True if a results dataset (or catalog with results) was classified on ``mosaic_data``.
+
+    Matched by the mosaic dataset's identity (its ``uuid``, kept in saved
+    sessions); results of older sessions, which name only the label, by label.
+    """
+    uuid = data.meta.get(MOSAIC_UUID_KEY)
+    if uuid:
+        return uuid == getattr(mosaic_data, "uuid", None)
+    return data.meta.get(MOSAIC_KEY) == mosaic_data.label
+
+
 def results_for(data_collection, mosaic_data):
     """The results dataset of a mosaic in the collection, or None."""
     for d in data_collection:
-        if kind_of(d) == RESULTS and d.meta.get(MOSAIC_KEY) == mosaic_data.label:
+        if kind_of(d) == RESULTS and made_on(d, mosaic_data):
             return d
     return None
 
@@ -491,6 +507,7 @@ def merge_results(data_collection, mosaic_data, table):
 def _stamp_meta(data, mosaic_data, table):
     data.meta[KIND_KEY] = RESULTS
     data.meta[MOSAIC_KEY] = mosaic_data.label
+    data.meta[MOSAIC_UUID_KEY] = mosaic_data.uuid
     data.meta[RESULTS_META_KEY] = dict(table.meta)
     data.meta[COLUMNS_KEY] = {c: c for c in table.colnames}
 
@@ -552,6 +569,7 @@ def attach_results(data_collection, catalog_data, mosaic_data, table):
     catalog_data.meta[COLUMNS_KEY] = mapping
     catalog_data.meta[RESULTS_META_KEY] = dict(table.meta)
     catalog_data.meta[MOSAIC_KEY] = mosaic_data.label
+    catalog_data.meta[MOSAIC_UUID_KEY] = mosaic_data.uuid
     if changes:
         catalog_data.update_components(changes)
     linked = link_to_mosaic(data_collection, catalog_data, mosaic_data,
@@ -604,12 +622,11 @@ def column(data, name):
 def mosaic_of(data_collection, data):
     """The mosaic dataset a results dataset (or catalog with results) was classified on.
 
-    The one named in its ``meta`` (`MOSAIC_KEY`), else the first mosaic of
-    the collection, else None.
+    The one its ``meta`` names (`made_on`), else the first mosaic of the
+    collection, else None.
     """
     from .glue_io import MOSAIC
-    label = data.meta.get(MOSAIC_KEY)
-    named = [d for d in data_collection if d.label == label and d.ndim == 2]
+    named = [d for d in data_collection if d.ndim == 2 and made_on(data, d)]
     mosaics = named or [d for d in data_collection if kind_of(d) == MOSAIC]
     return mosaics[0] if mosaics else None
 

@@ -12,7 +12,8 @@ Menu items (``Plugins`` menu of glue, `MENU`): "Open HST mosaic…",
 import numpy as np
 
 from ..cutouts import has_flag
-from ..glue_io import MOSAIC, RESULTS, kind_of, load_catalog, load_mosaic, mosaic_from_data
+from ..glue_io import (MOSAIC, RESULTS, kind_of, load_catalog, load_mosaic, mosaic_from_data,
+                       unique_label)
 from ..glue_results import (RESULTS_META_KEY, ClassifyJob, NoSources, attach_results,
                             catalog_sources, default_distance, link_to_mosaic,
                             linked_catalogs, merge_results, region_box, results_for,
@@ -91,6 +92,7 @@ def open_mosaic_files(session, items, catalog=None):
     except (OSError, ValueError, KeyError) as exc:
         notify(parent, f"The mosaic could not be opened: {one_line(exc)}", "error")
         return None
+    data.label = unique_label(dc, data.label)  # the same field opened twice
     dc.append(data)
     mosaic = mosaic_from_data(data)
     ny, nx = mosaic.shape

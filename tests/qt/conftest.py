@@ -85,6 +85,28 @@ def band_items(files, bands=None):
     return [f"{b}={files[b]}" for b in (bands or BANDS)]
 
 
+def menu_action(app, label):
+    """The QAction of a Plugins menu item of the glue application."""
+    return next(a for a in app._actions["plugins"] if a.text() == label)
+
+
+def open_through_menu(app, files, catalog=None):
+    """Plugins → Open HST mosaic…: the band files (placed by FILTER), a catalog, OK.
+
+    Returns the dialog (closed when the mosaic opened).
+    """
+    from glue_starclf.qt.dialogs import OpenMosaicDialog
+    before = set(app.findChildren(OpenMosaicDialog))
+    menu_action(app, "Open HST mosaic…").trigger()
+    dialog = next(d for d in app.findChildren(OpenMosaicDialog) if d not in before)
+    assert dialog.isVisible()
+    assert dialog.set_files([files[b] for b in sorted(files) if b != "truth"]) == []
+    if catalog is not None:
+        dialog.catalog_edit.setText(str(catalog))
+    dialog.buttons.button(dialog.buttons.Ok).click()
+    return dialog
+
+
 def wait_for(qtbot, runner, timeout=240_000):
     """Wait until a `JobRunner` has a verdict; return its state."""
     qtbot.waitUntil(lambda: runner.state not in ("idle", "running"), timeout=timeout)

@@ -3,23 +3,21 @@
 import numpy as np
 from astropy.io import fits
 from astropy.table import Table
-from conftest import band_items, truth_catalog
+from conftest import (band_items, menu_action, open_through_menu, region_on, truth_catalog,
+                      wait_for)
+from qtpy import QtWidgets
 
 from glue_starclf.bands import BANDS
-from glue_starclf.glue_io import (CATALOG, MOSAIC, band_siblings, catalog_factory, kind_of,
-                                  mosaic_factory, mosaic_from_data)
+from glue_starclf.glue_io import (CATALOG, MOSAIC, RESULTS, band_siblings, catalog_factory,
+                                  kind_of, mosaic_factory, mosaic_from_data)
 from glue_starclf.qt.common import MESSAGES
 from glue_starclf.qt.dialogs import OpenMosaicDialog
 from glue_starclf.qt.image_viewer import StarClusterImageViewer
 
 
-def _menu_action(app, label):
-    return next(a for a in app._actions["plugins"] if a.text() == label)
-
-
 def test_open_mosaic_through_the_menu(app, qtbot, mock_files, mock_field, tmp_path):
     cat_path, cat = truth_catalog(mock_files, tmp_path)
-    _menu_action(app, "Open HST mosaic…").trigger()
+    menu_action(app, "Open HST mosaic…").trigger()
     dialog = app.findChildren(OpenMosaicDialog)[-1]
     assert dialog.isVisible()
     unknown = dialog.set_files([mock_files[b] for b in BANDS])  # placed by FILTER keyword
@@ -96,3 +94,26 @@ def test_legus_and_phangs_catalogs_open_with_0_based_pixels(tmp_path):
     data = load_data(str(fpath))
     np.testing.assert_allclose(data["x"], [5.0, 6.0])
     assert list(data["id"]) == [7, 8]
+
+
+def test_same_mosaic_twice_gets_its_own_label_and_results(app, qtbot, mock_files, models,
+                                                          tmp_path):
+    """Issue 16, bug 7: results follow the dataset, not its label."""
+    from glue_starclf.glue_results import mosaic_of, results_for
+    open_through_menu(app, mock_files)
+    open_through_menu(app, mock_files)
+    first, second = [d for d in app.data_collection if kind_of(d) == MOSAIC]
+    assert first.label != second.label
+    viewer = next(v for tab in app.viewers for v in tab
+                  if v.state.reference_data is second)
+    region_on(viewer, 40, 280, 40, 280)
+    viewer.toolbar.tools["starclf:classify"].activate()
+    dialog = viewer.last_dialog
+    assert second.label in dialog.findChild(QtWidgets.QLabel).text()
+    dialog.models.set_folder(models)
+    dialog.buttons.button(dialog.buttons.Ok).click()
+    assert wait_for(qtbot, dialog.runner) == "done", dialog.runner.message
+    res = next(d for d in app.data_collection if kind_of(d) == RESULTS)
+    assert results_for(app.data_collection, second) is res
+    assert results_for(app.data_collection, first) is None
+    assert mosaic_of(app.data_collection, res) is second
