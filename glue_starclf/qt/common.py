@@ -15,13 +15,14 @@
 import logging
 import threading
 import time
+from contextlib import contextmanager
 
 from qtpy import QtCore, QtWidgets
 from qtpy.QtCore import Qt
 
 from ..glue_results import NoSources, run_job
 
-__all__ = ["MESSAGES", "notify", "one_line", "ModelChooser", "DistanceEdit", "JobRunner",
+__all__ = ["MESSAGES", "notify", "one_line", "keeping_edit_subset", "ModelChooser", "DistanceEdit", "JobRunner",
            "Cancelled", "RUNNING"]
 
 log = logging.getLogger("glue_starclf")
@@ -44,6 +45,27 @@ def one_line(exc):
     """A one-line description of an exception for a message box."""
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+@contextmanager
+def keeping_edit_subset(session):
+    """Make subset groups without leaving one of them glue's active (edited) subset.
+
+    glue selects a new subset group, and the user's next selection (a
+    rectangle in any viewer) would then replace its definition. Inside this
+    context the plugin's groups are made; afterwards the subsets the user
+    was editing before are active again (none: the next selection makes a
+    new subset).
+    """
+    mode = session.edit_subset_mode
+    before = list(mode.edit_subset or [])
+    try:
+        yield
+    finally:
+        groups = session.data_collection.subset_groups
+        keep = [g for g in before if g in groups]
+        if list(mode.edit_subset or []) != keep:
+            mode.edit_subset = keep
 
 
 def notify(parent, text, level="information", title="Star clusters"):

@@ -15,6 +15,7 @@ from glue_qt.viewers.histogram import HistogramViewer
 from glue_qt.viewers.scatter import ScatterViewer
 
 from ..glue_io import result_label
+from .common import keeping_edit_subset
 from .inspector import CLASS_COLOURS
 
 __all__ = ["CLASS_LABELS", "COLOURS", "class_subsets", "colour_components",
@@ -28,26 +29,35 @@ CLASS_LABELS = {1: "class 1 (symmetric)", 2: "class 2 (asymmetric)",
 COLOURS = {"V-I": ("F555W", "F814W"), "U-B": ("F336W", "F438W")}
 
 
-def class_subsets(data_collection, data):
+def class_subsets(session, data):
     """One subset group per LEGUS class of a results dataset (made or updated).
+
+    None of them is left glue's active subset (`keeping_edit_subset`).
+
+    Parameters
+    ----------
+    session : glue.core.session.Session
+    data : glue.core.data.Data
 
     Returns
     -------
     list of glue.core.subset_group.SubsetGroup
     """
+    data_collection = session.data_collection
     label = result_label(data, "class")
     groups = []
-    for k, name in CLASS_LABELS.items():
-        state = data.id[label] == k
-        group = next((g for g in data_collection.subset_groups if g.label == name), None)
-        if group is None:
-            group = data_collection.new_subset_group(name, state)
-        else:
-            group.subset_state = state
-        group.style.color = CLASS_COLOURS[k]
-        group.style.markersize = 5
-        group.style.alpha = 0.8
-        groups.append(group)
+    with keeping_edit_subset(session):
+        for k, name in CLASS_LABELS.items():
+            state = data.id[label] == k
+            group = next((g for g in data_collection.subset_groups if g.label == name), None)
+            if group is None:
+                group = data_collection.new_subset_group(name, state)
+            else:
+                group.subset_state = state
+            group.style.color = CLASS_COLOURS[k]
+            group.style.markersize = 5
+            group.style.alpha = 0.8
+            groups.append(group)
     return groups
 
 
@@ -72,15 +82,6 @@ def colour_components(data):
     return out
 
 
-def _style(viewer, data):
-    for layer in viewer.layers:
-        if layer.layer is data:
-            layer.state.color = "#9a9a9a"
-            layer.state.alpha = 0.5
-            if hasattr(layer.state, "size"):
-                layer.state.size = 3
-
-
 def diagnostics_layout(app, data):
     """Open the four linked diagnostic views of a results dataset in a new tab.
 
@@ -95,7 +96,7 @@ def diagnostics_layout(app, data):
     list of viewers
         Colour-colour, age-mass, luminosity function, mass function.
     """
-    class_subsets(app.data_collection, data)
+    class_subsets(app.session, data)
     colours = colour_components(data)
     app.new_tab()
     app.tab_widget.setTabText(app.tab_count - 1, "Diagnostics")
@@ -124,8 +125,9 @@ def diagnostics_layout(app, data):
         views.append(h)
     area = app.current_tab.size()
     w, hgt = max(area.width() // 2 - 4, 320), max(area.height() // 2 - 4, 240)
+    # The dataset's own layer keeps its style: a layer's colour and size are
+    # the dataset's, shared by every viewer (and saved with the session).
     for i, v in enumerate(views):
-        _style(v, data)
         v.viewer_size = (w, hgt)
         v.position = ((i % 2) * w, (i // 2) * hgt)
     return views

@@ -43,7 +43,7 @@ from ..glue_io import RESULTS_META_KEY, mosaic_from_data, result_label
 from ..glue_results import column, models_folder_of, mosaic_of, posterior_maps
 from ..labelling import (NOT_SURE, ORDERS, check_labeller, label_summary, labelling_order,
                          parse_votes, set_votes, votes_of)
-from .common import notify, one_line
+from .common import keeping_edit_subset, notify, one_line
 
 __all__ = ["ClusterInspectorViewer", "InspectorState", "InspectorLayerArtist", "SORT_KEYS",
            "SORTS", "LABEL_KEYS", "NEXT_KEYS", "PREVIOUS_KEYS", "PICK_LABEL", "STAMP_SIZE",
@@ -810,10 +810,11 @@ class ClusterInspectorViewer(DataViewer):
             if sub is not None:
                 rows |= set(np.flatnonzero(sub.to_mask()).tolist())
         state = ElementSubsetState(indices=sorted(rows), data=data)
-        if group is None:
-            group = dc.new_subset_group(PICK_LABEL, state)
-            group.style.color = "#ff00ff"
-            group.style.markersize = 12
-        else:
-            group.subset_state = state
+        with keeping_edit_subset(self.session):
+            if group is None:
+                group = dc.new_subset_group(PICK_LABEL, state)
+                group.style.color = "#ff00ff"
+                group.style.markersize = 12
+            else:
+                group.subset_state = state
         return group

@@ -194,7 +194,7 @@ def test_main_window_screenshot(app, qtbot, opened, bundled_models, screenshots)
     catalog_layer.state.visible = False
     region_on(viewer, 30, 290, 30, 290)
     assert run_tool(viewer, qtbot, bundled_models).state == "done"
-    class_subsets(app.data_collection, results_of(app))
+    class_subsets(app.session, results_of(app))
     app.show()
     sub = viewer.parent()
     sub.showMaximized()

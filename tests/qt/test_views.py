@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 from astropy.table import Table
-from conftest import band_items, region_on, save_screenshot, truth_catalog, wait_for
+from conftest import (band_items, menu_action, region_on, save_screenshot, truth_catalog,
+                      wait_for)
 from qtpy.QtCore import QPoint, Qt
 
 from glue_starclf.glue_io import RESULTS, kind_of
@@ -175,3 +176,52 @@ def test_session_save_and_restore(app, qtbot, classified, tmp_path):
         assert path.stat().st_size < mosaic.size * 4  # less than one band's pixels
     finally:
         restored.close()
+
+
+def _ours(app):
+    return {g for g in app.data_collection.subset_groups
+            if g.label in set(CLASS_LABELS.values()) | {PICK_LABEL}}
+
+
+def test_diagnostics_layout_leaves_the_users_subsets_and_styles(app, qtbot, classified):
+    """Issue 16, bugs 1 and 6: no class subset left active, no layer restyled."""
+    from glue.core.roi import RectangularROI
+    mosaic, res, viewer, region = classified
+    mode = app.session.edit_subset_mode
+    markers = next(la for la in viewer.layers if la.layer is res)
+    colour, size = markers.state.color, markers.state.size
+    style = (res.style.color, res.style.markersize, res.style.alpha)
+    mode.edit_subset = []  # the user's next selection is to make a new subset
+    menu_action(app, "Diagnostics layout").trigger()
+    qtbot.wait(50)
+    assert mode.edit_subset == []
+    class4 = next(g for g in app.data_collection.subset_groups
+                  if g.label == CLASS_LABELS[4])
+    state4 = class4.subset_state
+    am = next(v for v in app.viewers[-1] if v.state.title == "Age–mass")
+    n_groups = len(app.data_collection.subset_groups)
+    am.apply_roi(RectangularROI(xmin=5, xmax=11, ymin=2, ymax=8))  # the rectangle tool's call
+    assert class4.subset_state is state4
+    assert len(app.data_collection.subset_groups) == n_groups + 1
+    assert not set(mode.edit_subset) & _ours(app)
+    # the results keep their colour and size on the image (and in the session)
+    assert (markers.state.color, markers.state.size) == (colour, size)
+    assert (res.style.color, res.style.markersize, res.style.alpha) == style
+
+
+def test_picking_a_stamp_leaves_the_users_region_active(app, qtbot, classified):
+    """Issue 16, bug 2: the pick is not the active subset; the next region is new."""
+    mosaic, res, viewer, region = classified
+    mode = app.session.edit_subset_mode
+    assert mode.edit_subset == [region]
+    inspector = open_inspector(app.session)
+    qtbot.waitUntil(lambda: len(inspector.tiles) > 1, timeout=60_000)
+    qtbot.mouseClick(inspector.tiles[1], Qt.LeftButton, pos=QPoint(20, 20))
+    pick = next(g for g in app.data_collection.subset_groups if g.label == PICK_LABEL)
+    assert mode.edit_subset == [region]
+    mode.edit_subset = []
+    qtbot.mouseClick(inspector.tiles[0], Qt.LeftButton, pos=QPoint(20, 20))
+    assert mode.edit_subset == []
+    pick_state = pick.subset_state
+    new = region_on(viewer, 50, 120, 50, 120)
+    assert new is not pick and pick.subset_state is pick_state
