@@ -18,7 +18,7 @@ from ..glue_results import (RESULTS_META_KEY, ClassifyJob, NoSources, attach_res
                             catalog_sources, default_distance, link_to_mosaic,
                             linked_catalogs, merge_results, region_box, results_for,
                             world_agrees)
-from .common import JobRunner, notify, one_line
+from .common import JobRunner, gui_message, notify
 from .dialogs import ClassifyDialog, OpenMosaicDialog
 
 __all__ = ["MENU", "open_mosaic_dialog", "open_mosaic_files", "classify_selection",
@@ -90,7 +90,7 @@ def open_mosaic_files(session, items, catalog=None):
     try:
         data = load_mosaic(items)
     except (OSError, ValueError, KeyError) as exc:
-        notify(parent, f"The mosaic could not be opened: {one_line(exc)}", "error")
+        notify(parent, f"The mosaic could not be opened: {gui_message(exc)}", "error")
         return None
     data.label = unique_label(dc, data.label)  # the same field opened twice
     dc.append(data)
@@ -102,7 +102,7 @@ def open_mosaic_files(session, items, catalog=None):
         try:
             cat = load_catalog(catalog)
         except (OSError, ValueError, KeyError) as exc:
-            text.append(f"The catalog could not be opened: {one_line(exc)}")
+            text.append(f"The catalog could not be opened: {gui_message(exc)}")
         else:
             dc.append(cat)
             linked = link_to_mosaic(dc, cat, data, world=world_agrees(cat, data))

@@ -13,6 +13,7 @@
 """
 
 import logging
+import re
 import threading
 import time
 from contextlib import contextmanager
@@ -22,8 +23,9 @@ from qtpy.QtCore import Qt
 
 from ..glue_results import NoSources, run_job
 
-__all__ = ["MESSAGES", "notify", "one_line", "keeping_edit_subset", "ModelChooser", "DistanceEdit", "JobRunner",
-           "Cancelled", "RUNNING"]
+__all__ = ["MESSAGES", "notify", "one_line", "gui_message", "keeping_edit_subset",
+           "check_models_folder", "ModelChooser", "distance_range", "DistanceEdit", "JobRunner", "Cancelled",
+           "RUNNING"]
 
 log = logging.getLogger("glue_starclf")
 
@@ -45,6 +47,38 @@ def one_line(exc):
     """A one-line description of an exception for a message box."""
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+#: Library messages written for the command line, and what a GUI user does
+#: instead: ``(pattern, replacement)`` applied to the first line.
+_GUI_TEXTS = (
+    (re.compile(r"(: not a FITS file) \(No SIMPLE card.*"),
+     r"\1: choose the band's FITS image (drc or sci) in Plugins → Open HST mosaic…"),
+    (re.compile(r"(: no such image file)$"),
+     r"\1 (moved or renamed?): choose it again in Plugins → Open HST mosaic…"),
+    (re.compile(r"(no \w+ models in .*?) \(train them with .*--models DIR\)"),
+     r"\1: choose a models folder (classifier-*.json and physical-*.json) in the Models "
+     r"row of the Classify dialog, or reinstall glue-starclf for the bundled models"),
+    (re.compile(r"(: cannot read it as a catalog table) \(.*"),
+     r"\1: choose an ECSV, CSV or FITS table, or a LEGUS .tab, in the Catalog row"),
+)
+
+
+def gui_message(exc):
+    """`one_line` of an exception, command-line advice replaced by what to do in glue.
+
+    Parameters
+    ----------
+    exc : Exception
+
+    Returns
+    -------
+    str
+    """
+    text = one_line(exc)
+    for pattern, replacement in _GUI_TEXTS:
+        text = pattern.sub(replacement, text)
+    return text
 
 
 @contextmanager
@@ -89,6 +123,34 @@ def notify(parent, text, level="information", title="Star clusters"):
     box.setModal(False)
     box.show()
     return box
+
+
+def check_models_folder(path):
+    """Refuse a models folder without classifier and physical models (before it is used).
+
+    Raises
+    ------
+    ValueError
+        Naming the folder, what it lacks, and what to do in the dialog.
+    """
+    from pathlib import Path
+
+    from ..checkpoints import list_models
+    todo = "choose another with Browse…, or the bundled models"
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise ValueError(f"the models folder {path} does not exist: {todo}")
+    try:
+        cards = list_models(folder)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"the models folder {path} has an unreadable model card "
+                         f"({one_line(exc)}): {todo}") from None
+    families = {c.get("family") for c in cards}
+    missing = [f for f in ("classifier", "physical") if f not in families]
+    if missing:
+        raise ValueError(f"the models folder {path} holds no {' and no '.join(missing)} "
+                         f"models ({', '.join(f + '-*.json' for f in missing)} with their "
+                         f".safetensors): {todo}")
 
 
 class ModelChooser(QtWidgets.QWidget):
@@ -157,8 +219,15 @@ class ModelChooser(QtWidgets.QWidget):
         path = self.folder.text().strip()
         if not path:
             raise ValueError("choose a models folder, or the bundled models")
-        _last_folder["path"] = path
+        check_models_folder(path)
+        _last_folder["path"] = path  # only a good folder is offered next time
         return path
+
+
+def distance_range():
+    """The galaxy distances [Mpc] the models were trained on (the mock banks' range)."""
+    from ..sim.bank import BANK_RANGES
+    return BANK_RANGES["distance_mpc"]
 
 
 class DistanceEdit(QtWidgets.QWidget):
@@ -190,7 +259,9 @@ class DistanceEdit(QtWidgets.QWidget):
         except ValueError:
             raise ValueError(f"distance {text!r} is not a number of Mpc") from None
         if not (d > 0 and d < 1e4):
-            raise ValueError(f"distance {text} Mpc must be positive (the models know 3-20 Mpc)")
+            lo, hi = distance_range()
+            raise ValueError(f"distance {text} Mpc must be positive (the models know "
+                             f"{lo:g}–{hi:g} Mpc)")
         return d
 
 
@@ -223,7 +294,7 @@ class _JobThread(QtCore.QThread):
             self.failed.emit(one_line(exc), True)
         except Exception as exc:  # shown to the user, never a traceback
             log.debug("the job failed", exc_info=True)
-            self.failed.emit(f"{type(exc).__name__}: {one_line(exc)}", False)
+            self.failed.emit(f"{type(exc).__name__}: {gui_message(exc)}", False)
         else:
             if not self.cancel_requested.is_set():
                 self.succeeded.emit(table)

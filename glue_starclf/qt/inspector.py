@@ -43,7 +43,7 @@ from ..glue_io import RESULTS_META_KEY, mosaic_from_data, result_label
 from ..glue_results import column, models_folder_of, mosaic_of, posterior_maps
 from ..labelling import (NOT_SURE, ORDERS, check_labeller, label_summary, labelling_order,
                          parse_votes, set_votes, votes_of)
-from .common import keeping_edit_subset, notify, one_line
+from .common import gui_message, keeping_edit_subset, notify, one_line
 
 __all__ = ["ClusterInspectorViewer", "InspectorState", "InspectorLayerArtist", "SORT_KEYS",
            "SORTS", "LABEL_KEYS", "NEXT_KEYS", "PREVIOUS_KEYS", "PICK_LABEL", "STAMP_SIZE",
@@ -535,7 +535,7 @@ class ClusterInspectorViewer(DataViewer):
                     _ensembles[folder] = load_ensemble("physical", folder)
                 maps = posterior_maps(mosaic, x[todo], y[todo], distance, _ensembles[folder])
             except Exception as exc:  # models gone or broken: the gallery still shows
-                return None, f"posterior maps unavailable ({one_line(exc)})"
+                return None, f"posterior maps unavailable ({gui_message(exc)})"
             for i, m in zip(todo, maps):
                 self._maps[keys[i]] = m
         return [self._maps[k] for k in keys], ""

@@ -5,6 +5,8 @@ import pytest
 from astropy.table import Table
 from conftest import (band_items, region_on, save_screenshot, truth_catalog, wait_for,
                       xy_in)
+from qtpy import QtWidgets
+from qtpy.QtCore import Qt
 
 from glue_starclf.glue_io import RESULTS, kind_of
 from glue_starclf.glue_results import RESULTS_LABEL
@@ -201,3 +203,51 @@ def test_main_window_screenshot(app, qtbot, opened, bundled_models, screenshots)
     qtbot.wait(300)
     viewer.figure.canvas.draw()
     save_screenshot(app, screenshots / "main_window.png")
+
+
+def test_bad_models_folder_is_refused_and_not_offered_again(app, qtbot, opened, tmp_path,
+                                                           monkeypatch):
+    """Issue 16, bug 4: the folder is checked on OK, and kept only when good."""
+    mosaic, catalog, viewer, cat = opened
+    region_on(viewer, 40, 200, 60, 260)
+    empty = tmp_path / "not-models"
+    empty.mkdir()
+    (empty / "classifier-s0.json").write_text("{}")
+    viewer.toolbar.tools["starclf:classify"].activate()
+    dialog = viewer.last_dialog
+    dialog.models.combo.setCurrentIndex(1)
+    monkeypatch.setattr(QtWidgets.QFileDialog, "getExistingDirectory",
+                        lambda *args, **kwargs: str(empty))
+    qtbot.mouseClick(dialog.models.browse, Qt.LeftButton)
+    assert dialog.models.folder.text() == str(empty)
+    dialog.buttons.button(dialog.buttons.Ok).click()
+    assert dialog.isVisible() and dialog.runner is None
+    assert str(empty) in dialog.error.text() and "Browse" in dialog.error.text()
+    dialog.reject()
+    viewer.toolbar.tools["starclf:classify"].activate()  # the next dialog
+    again = viewer.last_dialog
+    assert again.models.folder.text() != str(empty)
+    again.reject()
+
+
+def test_distance_outside_the_models_range_is_warned_before_the_run(app, qtbot, opened, models):
+    """Issue 16, bug 8: a warning in the dialog first; "Classify anyway" runs."""
+    mosaic, catalog, viewer, cat = opened
+    region_on(viewer, 40, 200, 60, 260)
+    viewer.toolbar.tools["starclf:classify"].activate()
+    dialog = viewer.last_dialog
+    dialog.models.set_folder(models)
+    ok = dialog.buttons.button(dialog.buttons.Ok)
+    dialog.distance.edit.setText("35")
+    ok.click()
+    assert dialog.isVisible() and dialog.runner is None
+    assert "35 Mpc" in dialog.error.text() and "3–20 Mpc" in dialog.error.text()
+    assert ok.text() == "Classify anyway"
+    dialog.distance.edit.setText("40")  # a new value is warned about again
+    assert ok.text() == "Classify"
+    ok.click()
+    assert dialog.runner is None
+    ok.click()
+    assert dialog.runner is not None and wait_for(qtbot, dialog.runner) == "done"
+    res = results_of(app)
+    assert res.meta["starclf_provenance"]["distance_mpc"] == 40

@@ -179,9 +179,11 @@ def test_model_error_in_the_worker(app, qtbot, mock_files, models, tmp_path, mon
     shutil.copytree(models, folder)
     if breakage == "corrupt weights":
         (folder / "physical-s0.safetensors").write_bytes(b"not a model")
-    elif breakage == "no models":
+    elif breakage == "no models":  # the bundled models missing (a broken install)
+        import glue_starclf.checkpoints as checkpoints
         for p in folder.glob("*.json"):
             p.unlink()
+        monkeypatch.setattr(checkpoints, "bundled_models_dir", lambda: folder)
     else:
         import glue_starclf.glue_results as gr
 
@@ -193,12 +195,15 @@ def test_model_error_in_the_worker(app, qtbot, mock_files, models, tmp_path, mon
     before = snapshot(app.data_collection)
     viewer.toolbar.tools["starclf:classify"].activate()
     dialog = viewer.last_dialog
-    dialog.models.set_folder(folder)
+    dialog.models.set_folder(None if breakage == "no models" else folder)
     dialog.buttons.button(dialog.buttons.Ok).click()
     assert wait_for(qtbot, dialog.runner) == "failed"
     level, text = MESSAGES[-1]
     assert level == "error" and "nothing was added" in text
     assert "Traceback" not in text and len(text.splitlines()) == 2
+    if breakage == "no models":  # issue 16, bug 9: what to do in the GUI, not the CLI
+        assert "--models" not in text and str(folder) in text
+        assert "Models row of the Classify dialog" in text
     assert snapshot(app.data_collection) == before
 
 
@@ -210,6 +215,7 @@ def test_bad_files_and_fields(app, qtbot, mock_files, tmp_path):
     assert MESSAGES[-1][0] == "error" and "not a FITS file" in MESSAGES[-1][1]
     assert open_mosaic_files(app.session, [f"F555W={tmp_path / 'gone.fits'}"]) is None
     assert "no such image file" in MESSAGES[-1][1]
+    assert "Open HST mosaic" in MESSAGES[-1][1]
     assert snapshot(app.data_collection) == before
     # a classification needs a catalog and a mosaic
     assert classify_catalog_dialog(app.session, app.data_collection) is None
@@ -227,3 +233,27 @@ def test_bad_files_and_fields(app, qtbot, mock_files, tmp_path):
     dialog.models.folder.setText("")
     dialog.buttons.button(dialog.buttons.Ok).click()
     assert dialog.isVisible() and "models folder" in dialog.error.text()
+
+
+def test_gui_messages_say_what_to_do_in_glue(app, qtbot, mock_files, tmp_path):
+    """Issue 16, bug 9: no command-line or astropy advice in the GUI's messages."""
+    from conftest import menu_action
+    from glue_starclf.qt.dialogs import OpenMosaicDialog
+    bad = tmp_path / "notes_f555w.fits"
+    bad.write_text("not FITS")
+    broken = tmp_path / "broken.ecsv"
+    broken.write_text("no header\n1 2\n")
+    menu_action(app, "Open HST mosaic…").trigger()
+    dialog = app.findChildren(OpenMosaicDialog)[-1]
+    dialog.band_edits["F555W"].setText(str(bad))
+    dialog.buttons.button(dialog.buttons.Ok).click()
+    level, text = MESSAGES[-1]
+    assert level == "error" and str(bad) in text and len(text.splitlines()) == 1
+    assert "ignore_missing_simple" not in text and "Open HST mosaic" in text
+    menu_action(app, "Open HST mosaic…").trigger()
+    dialog = app.findChildren(OpenMosaicDialog)[-1]
+    dialog.band_edits["F555W"].setText(str(mock_files["F555W"]))
+    dialog.catalog_edit.setText(str(broken))
+    dialog.buttons.button(dialog.buttons.Ok).click()
+    text = MESSAGES[-1][1]
+    assert str(broken) in text and "Catalog row" in text and "%ECSV" not in text
