@@ -32,4 +32,12 @@ def setup():
     else:
         for registry in (qt_client, menubar_plugin, viewer_tool):
             registry.lazy_add("glue_starclf.qt")
+        from .glue_io import RELOCATORS
+        RELOCATORS.append(_ask_for_moved_files)
     _setup_done = True
+
+
+def _ask_for_moved_files(label, missing):
+    """Ask the glue user where a restored session's band files went (Qt imported only now)."""
+    from .qt.common import ask_for_moved_files
+    return ask_for_moved_files(label, missing)

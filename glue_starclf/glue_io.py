@@ -17,6 +17,7 @@ FITS, DS9 regions) with ``glue.config``; `glue_starclf.setup` calls it
 lazily through glue's plugin registries.
 """
 
+import logging
 import re
 import warnings
 from pathlib import Path
@@ -25,7 +26,8 @@ import numpy as np
 
 __all__ = ["KIND_KEY", "MOSAIC", "CATALOG", "RESULTS", "COLUMNS_KEY", "RESULTS_META_KEY",
            "setup", "band_siblings", "detect_band", "unique_label", "mosaic_label",
-           "mosaic_factory", "load_mosaic", "mosaic_data", "mosaic_from_data", "is_legus_catalog", "is_phangs_catalog",
+           "RELOCATORS", "MOVED", "MISSING", "mosaic_layout", "mosaic_factory",
+           "missing_files", "load_mosaic", "mosaic_data", "mosaic_from_data", "is_legus_catalog", "is_phangs_catalog",
            "is_star_cluster_catalog", "catalog_factory", "load_catalog", "table_to_data",
            "kind_of", "result_label", "results_table",
            "export_results_ecsv", "export_results_fits", "export_regions"]
@@ -44,6 +46,18 @@ COLUMNS_KEY = "starclf_columns"
 #: ``Data.meta`` key of the provenance of the last classification (models,
 #: hashes, distance, bands: the metadata of `glue_starclf.predict.predict`).
 RESULTS_META_KEY = "starclf_provenance"
+
+#: Callables ``ask(label, missing_paths) -> folder or None`` that find the band
+#: files of a restored session's mosaic again (the Qt plugin adds a folder dialog).
+RELOCATORS = []
+
+#: Band files found elsewhere when a session was restored: ``{old path: new path}``.
+MOVED = {}
+
+#: Band files not found when a session was restored (their mosaics have no pixels).
+MISSING = set()
+
+log = logging.getLogger("glue_starclf")
 
 _BAND_TOKEN = re.compile(r"(?<![a-z0-9])(f\d{3}w)(?![a-z0-9])", re.I)
 _registered = False
@@ -158,7 +172,52 @@ def mosaic_data(mosaic, label="mosaic", images=()):
     return data
 
 
-def mosaic_factory(path, images=None):
+def mosaic_layout(mosaic):
+    """What a saved session keeps of a mosaic besides its file names (see `mosaic_factory`).
+
+    Returns
+    -------
+    dict
+        ``shape``, ``bands`` and the celestial ``wcs`` header ("" without one).
+    """
+    return {"shape": [int(n) for n in mosaic.shape], "bands": list(mosaic.bands),
+            "wcs": mosaic.wcs.to_header_string() if mosaic.wcs is not None else ""}
+
+
+def _relocate(items, label):
+    """``BAND=path`` items found again through `RELOCATORS`, or None."""
+    from .mosaic import parse_image_arg
+    missing = [parse_image_arg(i)[1] for i in items if not parse_image_arg(i)[1].is_file()]
+    for ask in RELOCATORS:
+        folder = ask(label, missing)
+        if not folder:
+            continue
+        moved = []
+        for item in items:
+            band, old = parse_image_arg(item)
+            new = Path(folder) / old.name
+            moved.append(f"{band}={new}" if band else str(new))
+        if all(parse_image_arg(i)[1].is_file() for i in moved):
+            return moved
+    return None
+
+
+def _pixelless(items, layout, label):
+    """A mosaic dataset without pixels (NaN), on the saved grid, for a session whose files moved."""
+    from astropy.wcs import WCS
+    from glue.core import Data
+    shape = tuple(layout["shape"])
+    wcs = WCS(layout["wcs"]) if layout.get("wcs") else None
+    data = Data(label=label, coords=wcs)
+    nan = np.broadcast_to(np.float32(np.nan), shape)  # no memory per band
+    for band in layout["bands"]:
+        data.add_component(nan, band)
+    data.meta[KIND_KEY] = MOSAIC
+    data.meta["starclf_images"] = list(items)
+    return data
+
+
+def mosaic_factory(path, images=None, layout=None):
     """glue data factory: a mosaic from its band files.
 
     Parameters
@@ -168,17 +227,44 @@ def mosaic_factory(path, images=None):
         its siblings (`band_siblings`) make the mosaic.
     images : sequence of str, optional
         ``"BAND=path"`` items (or plain paths) of every band.
+    layout : dict, optional
+        `mosaic_layout`, given by `load_mosaic` and so kept in saved
+        sessions. When band files are gone at restore time, the callables of
+        `RELOCATORS` are asked for their new folder (`MOVED` maps old paths
+        to new); without one, the dataset is restored without pixels (NaN)
+        on its grid, so that catalogs, results, labels and links come back,
+        and its files are listed in `MISSING`.
 
     Returns
     -------
     glue.core.data.Data
     """
-    from .mosaic import open_mosaic
+    from .mosaic import open_mosaic, parse_image_arg
     items = [str(i) for i in images] if images else band_siblings(path)
+    if layout is not None and not all(parse_image_arg(i)[1].is_file() for i in items):
+        label = mosaic_label(items)
+        moved = _relocate(items, label)
+        if moved is None:
+            gone = [str(parse_image_arg(i)[1]) for i in items]
+            MISSING.update(gone)
+            log.warning("the band files of mosaic %s were not found (%s): restored without "
+                        "pixels", label, ", ".join(gone))
+            return _pixelless(items, layout, label)
+        MOVED.update({str(parse_image_arg(a)[1]): str(parse_image_arg(b)[1])
+                      for a, b in zip(items, moved)})
+        items = moved
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # no WCS: stated in meta instead
         mosaic = open_mosaic(items)
     return mosaic_data(mosaic, label=mosaic_label(items), images=items)
+
+
+def missing_files(data):
+    """Band files of a mosaic dataset that were not found when its session was restored."""
+    from .mosaic import parse_image_arg
+    items = data.meta.get("starclf_images") or []
+    return [str(parse_image_arg(i)[1]) for i in items
+            if str(parse_image_arg(i)[1]) in MISSING and not parse_image_arg(i)[1].is_file()]
 
 
 def load_mosaic(images, label=None):
@@ -202,14 +288,25 @@ def load_mosaic(images, label=None):
     """
     from glue.core.data_factories import load_data
 
-    from .mosaic import parse_image_arg
+    from .mosaic import open_mosaic, parse_image_arg
     items = [str(i) for i in images]
     if not items:
         raise ValueError("no image given: choose at least one band file")
-    data = load_data(str(parse_image_arg(items[0])[1]), factory=mosaic_factory, images=items)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        layout = mosaic_layout(open_mosaic(items))  # bad files are refused here
+    data = load_data(str(parse_image_arg(items[0])[1]), factory=mosaic_factory, images=items,
+                     layout=layout)
     if label:
         data.label = label
     return data
+
+
+def _moved(item):
+    from .mosaic import parse_image_arg
+    band, path = parse_image_arg(item)
+    new = MOVED.get(str(path), str(path))
+    return f"{band}={new}" if band else new
 
 
 def _wcs_of(data):
@@ -251,7 +348,14 @@ def mosaic_from_data(data):
     if not present:
         raise ValueError(f"{data.label!r} has no component named by a band "
                          f"({', '.join(BANDS)})")
+    gone = missing_files(data)
+    if gone:
+        raise ValueError(f"the band files of {data.label!r} were not found ({', '.join(gone)}): "
+                         f"open them again with Plugins → Open HST mosaic…")
     items = data.meta.get("starclf_images") or []
+    if any(str(parse_image_arg(i)[1]) in MOVED for i in items):  # a restored session's
+        items = [_moved(i) for i in items]
+        data.meta["starclf_images"] = items
     paths = [parse_image_arg(i)[1] for i in items]
     if items and all(p.is_file() for p in paths):
         try:

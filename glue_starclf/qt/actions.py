@@ -12,8 +12,8 @@ Menu items (``Plugins`` menu of glue, `MENU`): "Open HST mosaic…",
 import numpy as np
 
 from ..cutouts import has_flag
-from ..glue_io import (MOSAIC, RESULTS, kind_of, load_catalog, load_mosaic, mosaic_from_data,
-                       unique_label)
+from ..glue_io import (MOSAIC, RESULTS, kind_of, load_catalog, load_mosaic, missing_files,
+                       mosaic_from_data, unique_label)
 from ..glue_results import (RESULTS_META_KEY, ClassifyJob, NoSources, attach_results,
                             catalog_sources, default_distance, link_to_mosaic,
                             linked_catalogs, merge_results, region_box, results_for,
@@ -51,6 +51,12 @@ def class_counts(table):
     """``"12 class 1, 3 class 2, ..."`` of a results table."""
     cls = np.asarray(table["class"])
     return ", ".join(f"{int((cls == c).sum())} class {c}" for c in (1, 2, 3, 4))
+
+
+def _pixelless(mosaic_data, gone):
+    return (f"“{mosaic_data.label}” has no pixels: its band files were not found when the "
+            f"session was restored ({', '.join(gone)}). Open them again with Plugins → Open "
+            f"HST mosaic… and classify there.")
 
 
 def _is_mosaic(data):
@@ -159,6 +165,10 @@ def classify_selection(viewer):
         notify(viewer, "This viewer shows no mosaic: open one with Plugins → Open HST mosaic…",
                "warning")
         return None
+    gone = missing_files(mosaic_data)
+    if gone:
+        notify(viewer, _pixelless(mosaic_data, gone), "warning")
+        return None
     group = active_region(session, mosaic_data)
     if group is None:
         notify(viewer, "No region selected: draw a region on the mosaic with a selection tool "
@@ -255,6 +265,10 @@ def classify_catalog_dialog(session, data_collection):
         cat, mosaic_data = dialog.values["source"], dialog.values["mosaic"]
         if cat.shape[0] == 0:
             notify(parent, f"Nothing to classify: “{cat.label}” has no rows.", "warning")
+            return
+        gone = missing_files(mosaic_data)
+        if gone:
+            notify(parent, _pixelless(mosaic_data, gone), "warning")
             return
         mosaic = mosaic_from_data(mosaic_data)
         job = ClassifyJob(mosaic, dialog.values["distance_mpc"], dialog.values["models"],

@@ -23,9 +23,9 @@ from qtpy.QtCore import Qt
 
 from ..glue_results import NoSources, run_job
 
-__all__ = ["MESSAGES", "notify", "one_line", "gui_message", "keeping_edit_subset",
-           "check_models_folder", "ModelChooser", "distance_range", "DistanceEdit", "JobRunner", "Cancelled",
-           "RUNNING"]
+__all__ = ["MESSAGES", "notify", "one_line", "gui_message", "ask_for_moved_files",
+           "keeping_edit_subset", "check_models_folder", "ModelChooser", "distance_range",
+           "DistanceEdit", "JobRunner", "Cancelled", "RUNNING"]
 
 log = logging.getLogger("glue_starclf")
 
@@ -79,6 +79,45 @@ def gui_message(exc):
     for pattern, replacement in _GUI_TEXTS:
         text = pattern.sub(replacement, text)
     return text
+
+
+def ask_for_moved_files(label, missing):
+    """Ask for the folder the band files of a session's mosaic moved to (a folder dialog).
+
+    Used while glue restores a session (`glue_starclf.glue_io.RELOCATORS`).
+
+    Parameters
+    ----------
+    label : str
+        The mosaic's label.
+    missing : list of pathlib.Path
+        Its band files that are not where the session says.
+
+    Returns
+    -------
+    str or None
+        A folder holding every missing file (by name); None when the user
+        gave up (the mosaic is then restored without pixels, and a message
+        says so), or without a running Qt application.
+    """
+    from pathlib import Path
+    if QtWidgets.QApplication.instance() is None:
+        return None
+    names = ", ".join(p.name for p in missing)
+    title = f"Band files of mosaic “{label}” not found ({names}): choose their new folder"
+    while True:
+        folder = QtWidgets.QFileDialog.getExistingDirectory(None, title)
+        if not folder:
+            notify(None, f"The band files of mosaic “{label}” were not found "
+                   f"({', '.join(str(p) for p in missing)}): it is restored without pixels, "
+                   f"with its catalogs, results, labels and links. To see and classify it, "
+                   f"open its files again with Plugins → Open HST mosaic….", "warning")
+            return None
+        absent = [p.name for p in missing if not (Path(folder) / p.name).is_file()]
+        if not absent:
+            return folder
+        title = (f"{', '.join(absent)} not in {folder}: choose the folder of the band files "
+                 f"of mosaic “{label}” (Cancel: restore it without pixels)")
 
 
 @contextmanager

@@ -225,3 +225,77 @@ def test_picking_a_stamp_leaves_the_users_region_active(app, qtbot, classified):
     pick_state = pick.subset_state
     new = region_on(viewer, 50, 120, 50, 120)
     assert new is not pick and pick.subset_state is pick_state
+
+
+@pytest.mark.parametrize("found", [True, False], ids=["folder given", "cancelled"])
+def test_session_with_moved_band_files(app, qtbot, mock_field, tmp_path, models, monkeypatch,
+                                       found):
+    """Issue 16, bug 5: File → Save Session, the files move, File → Open Session."""
+    import shutil
+
+    from qtpy import QtWidgets, compat
+
+    from glue_starclf.glue_io import MOSAIC
+    from glue_starclf.glue_results import mosaic_of
+    from glue_starclf.qt.common import MESSAGES
+    from glue_starclf.sim.mosaic import write_mosaic
+    files = write_mosaic(mock_field, tmp_path / "before", "moved")
+    cat_path, cat = truth_catalog(files, tmp_path)
+    open_mosaic_files(app.session, band_items(files), str(cat_path))
+    viewer = app.viewers[0][0]
+    region_on(viewer, 20, 300, 20, 300)
+    viewer.toolbar.tools["starclf:classify"].activate()
+    dialog = viewer.last_dialog
+    dialog.models.set_folder(models)
+    dialog.buttons.button(dialog.buttons.Ok).click()
+    assert wait_for(qtbot, dialog.runner) == "done", dialog.runner.message
+    res = next(d for d in app.data_collection if kind_of(d) == RESULTS)
+    p1 = np.asarray(res["p_class1"]).copy()
+    session = tmp_path / "field.glu"
+    monkeypatch.setattr(compat, "getsavefilename",
+                        lambda *a, **k: (str(session), "Glue Session with absolute paths "
+                                                       "to data (*.glu)"))
+    app._actions["session_save"].trigger()
+    assert session.is_file()
+    shutil.move(tmp_path / "before", tmp_path / "after")  # the band files moved
+    asked = []
+
+    def choose(parent, title, *args, **kwargs):
+        asked.append(title)
+        return str(tmp_path / "after") if found else ""
+    monkeypatch.setattr(QtWidgets.QFileDialog, "getExistingDirectory", choose)
+    monkeypatch.setattr(compat, "getopenfilename",
+                        lambda *a, **k: (str(session), "Glue sessions (*.glu)"))
+    monkeypatch.setattr(QtWidgets.QMessageBox, "warning",
+                        lambda *a, **k: QtWidgets.QMessageBox.Ok)
+    app._actions["session_restore"].trigger()
+    restored = app._new_application
+    try:
+        assert asked and "moved_f555w_drc.fits" in asked[0]
+        dc = restored.data_collection
+        mosaic = next(d for d in dc if kind_of(d) == MOSAIC)
+        res2 = next(d for d in dc if kind_of(d) == RESULTS)
+        np.testing.assert_allclose(res2["p_class1"], p1)
+        assert mosaic_of(dc, res2) is mosaic
+        catalog = next(d for d in dc if d.label == "catalog")
+        np.testing.assert_allclose(catalog[mosaic.world_component_ids[1]], cat["ra"],
+                                   atol=1e-6)  # links are back
+        if found:
+            np.testing.assert_array_equal(mosaic["F555W"], mock_field.images[3])
+            from glue_starclf.glue_io import mosaic_from_data
+            m = mosaic_from_data(mosaic)
+            assert str(m.paths["F555W"]).startswith(str(tmp_path / "after"))
+            assert all(str(tmp_path / "after") in i for i in mosaic.meta["starclf_images"])
+        else:
+            assert np.isnan(mosaic["F555W"]).all() and mosaic.shape == mock_field.images.shape[1:]
+            level, text = next(m for m in MESSAGES if "restored without pixels" in m[1])
+            assert level == "warning" and "Open HST mosaic" in text
+            # classifying it says why not, in one line
+            image = next(v for tab in restored.viewers for v in tab
+                         if isinstance(v, StarClusterImageViewer))
+            region_on(image, 20, 300, 20, 300)
+            image.toolbar.tools["starclf:classify"].activate()
+            assert image.last_dialog is None
+            assert "were not found" in MESSAGES[-1][1] and len(MESSAGES[-1][1].splitlines()) == 1
+    finally:
+        restored.close()
