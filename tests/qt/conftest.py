@@ -135,6 +135,37 @@ def region_on(viewer, x0, x1, y0, y1):
     return viewer.session.edit_subset_mode.edit_subset[0]
 
 
+def drag_rectangle(viewer, x0, x1, y0, y1):
+    """Draw a rectangular region with the viewer's rectangle tool by Qt mouse events.
+
+    Press at the data position ``(x0, y0)``, move with the left button held,
+    release at ``(x1, y1)``; returns the active subset group made.
+    """
+    from qtpy import QtCore, QtGui, QtWidgets
+    viewer.toolbar.actions["select:rectangle"].trigger()
+    canvas = viewer.figure.canvas
+    canvas.draw()
+    ratio = canvas.devicePixelRatioF() if hasattr(canvas, "devicePixelRatioF") else 1.0
+    height = canvas.figure.bbox.height
+
+    def point(x, y):
+        px, py = viewer.axes.transData.transform((x, y))
+        return QtCore.QPointF(px / ratio, (height - py) / ratio)
+
+    def send(kind, pos, button, buttons):
+        event = QtGui.QMouseEvent(kind, pos, button, buttons, QtCore.Qt.NoModifier)
+        QtWidgets.QApplication.sendEvent(canvas, event)
+
+    left, none = QtCore.Qt.LeftButton, QtCore.Qt.NoButton
+    send(QtCore.QEvent.MouseButtonPress, point(x0, y0), left, left)
+    for f in (0.25, 0.5, 0.75, 1.0):
+        send(QtCore.QEvent.MouseMove, point(x0 + f * (x1 - x0), y0 + f * (y1 - y0)), none, left)
+    send(QtCore.QEvent.MouseButtonRelease, point(x1, y1), left, none)
+    QtWidgets.QApplication.processEvents()
+    viewer.toolbar.actions["select:rectangle"].trigger()  # off again
+    return viewer.session.edit_subset_mode.edit_subset[0]
+
+
 def truth_catalog(files, tmp_path, name="catalog.ecsv"):
     """The mock truth as an ECSV catalog with id, x, y, ra, dec."""
     from astropy.table import Table

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 from astropy.table import Table
-from conftest import (band_items, region_on, save_screenshot, truth_catalog, wait_for,
+from conftest import (band_items, drag_rectangle, region_on, save_screenshot, truth_catalog, wait_for,
                       xy_in)
 from qtpy import QtWidgets
 from qtpy.QtCore import Qt
@@ -27,7 +27,7 @@ def opened(app, mock_files, tmp_path):
 
 def run_tool(viewer, qtbot, models, source=0):
     """Click the tool, choose a source list and the test models, press Classify, wait."""
-    viewer.toolbar.tools["starclf:classify"].activate()
+    viewer.toolbar.actions["starclf:classify"].trigger()
     dialog = viewer.last_dialog
     assert dialog is not None and dialog.isVisible()
     dialog.sources.setCurrentIndex(source)
@@ -51,7 +51,10 @@ def results_of(app):
 
 def test_region_tool_catalog_rows(app, qtbot, opened, models):
     mosaic, catalog, viewer, cat = opened
-    region_on(viewer, 40, 200, 60, 260)
+    group = drag_rectangle(viewer, 40, 200, 60, 260)  # the rectangle tool, by mouse
+    roi = group.subset_state.roi
+    assert abs(roi.xmin - 40) < 1 and abs(roi.xmax - 200) < 1
+    assert abs(roi.ymin - 60) < 1 and abs(roi.ymax - 260) < 1
     runner = run_tool(viewer, qtbot, models)
     assert runner.state == "done", runner.message
     res = results_of(app)
@@ -213,7 +216,7 @@ def test_bad_models_folder_is_refused_and_not_offered_again(app, qtbot, opened, 
     empty = tmp_path / "not-models"
     empty.mkdir()
     (empty / "classifier-s0.json").write_text("{}")
-    viewer.toolbar.tools["starclf:classify"].activate()
+    viewer.toolbar.actions["starclf:classify"].trigger()
     dialog = viewer.last_dialog
     dialog.models.combo.setCurrentIndex(1)
     monkeypatch.setattr(QtWidgets.QFileDialog, "getExistingDirectory",
@@ -224,7 +227,7 @@ def test_bad_models_folder_is_refused_and_not_offered_again(app, qtbot, opened, 
     assert dialog.isVisible() and dialog.runner is None
     assert str(empty) in dialog.error.text() and "Browse" in dialog.error.text()
     dialog.reject()
-    viewer.toolbar.tools["starclf:classify"].activate()  # the next dialog
+    viewer.toolbar.actions["starclf:classify"].trigger()  # the next dialog
     again = viewer.last_dialog
     assert again.models.folder.text() != str(empty)
     again.reject()
@@ -234,7 +237,7 @@ def test_distance_outside_the_models_range_is_warned_before_the_run(app, qtbot, 
     """Issue 16, bug 8: a warning in the dialog first; "Classify anyway" runs."""
     mosaic, catalog, viewer, cat = opened
     region_on(viewer, 40, 200, 60, 260)
-    viewer.toolbar.tools["starclf:classify"].activate()
+    viewer.toolbar.actions["starclf:classify"].trigger()
     dialog = viewer.last_dialog
     dialog.models.set_folder(models)
     ok = dialog.buttons.button(dialog.buttons.Ok)

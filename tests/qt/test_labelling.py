@@ -50,7 +50,7 @@ def classify_all(app, qtbot, files, models, tmp_path):
     viewer = app.viewers[0][0]
     ny, nx = viewer.state.reference_data.shape
     region_on(viewer, -1, nx, -1, ny)
-    viewer.toolbar.tools["starclf:classify"].activate()
+    viewer.toolbar.actions["starclf:classify"].trigger()
     dialog = viewer.last_dialog
     dialog.models.set_folder(models)
     dialog.buttons.button(dialog.buttons.Ok).click()

@@ -107,7 +107,7 @@ def test_same_mosaic_twice_gets_its_own_label_and_results(app, qtbot, mock_files
     viewer = next(v for tab in app.viewers for v in tab
                   if v.state.reference_data is second)
     region_on(viewer, 40, 280, 40, 280)
-    viewer.toolbar.tools["starclf:classify"].activate()
+    viewer.toolbar.actions["starclf:classify"].trigger()
     dialog = viewer.last_dialog
     assert second.label in dialog.findChild(QtWidgets.QLabel).text()
     dialog.models.set_folder(models)

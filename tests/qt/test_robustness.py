@@ -85,7 +85,7 @@ def test_no_region_selected(app, qtbot, mock_files):
     open_mosaic_files(app.session, band_items(mock_files))
     viewer = app.viewers[0][0]
     before = snapshot(app.data_collection)
-    viewer.toolbar.tools["starclf:classify"].activate()
+    viewer.toolbar.actions["starclf:classify"].trigger()
     assert viewer.last_dialog is None
     assert MESSAGES[-1][0] == "warning" and "No region selected" in MESSAGES[-1][1]
     assert snapshot(app.data_collection) == before
@@ -104,7 +104,7 @@ def test_region_without_sources(app, qtbot, mock_files, models, tmp_path):
     region_on(viewer, cx - 3, cx + 3, cy - 3, cy + 3)
     before = snapshot(app.data_collection)
     for source in (0, 1):  # the catalog's rows, then detection
-        viewer.toolbar.tools["starclf:classify"].activate()
+        viewer.toolbar.actions["starclf:classify"].trigger()
         dialog = viewer.last_dialog
         dialog.sources.setCurrentIndex(source)
         dialog.models.set_folder(models)
@@ -139,7 +139,7 @@ def test_mosaic_without_wcs_runs_in_pixel_mode(app, qtbot, mock_files, models, t
     assert mosaic is not None and "pixel-only" in MESSAGES[-1][1]
     viewer = app.viewers[0][0]
     region_on(viewer, 30, 290, 30, 290)
-    viewer.toolbar.tools["starclf:classify"].activate()
+    viewer.toolbar.actions["starclf:classify"].trigger()
     dialog = viewer.last_dialog
     dialog.distance.edit.setText("8")
     dialog.models.set_folder(models)
@@ -159,7 +159,7 @@ def test_missing_band_runs_with_the_mask(app, qtbot, mock_files, models, tmp_pat
     assert "Missing band(s) F275W" in MESSAGES[-1][1]
     viewer = app.viewers[0][0]
     region_on(viewer, 30, 290, 30, 290)
-    viewer.toolbar.tools["starclf:classify"].activate()
+    viewer.toolbar.actions["starclf:classify"].trigger()
     dialog = viewer.last_dialog
     dialog.models.set_folder(models)
     dialog.buttons.button(dialog.buttons.Ok).click()
@@ -193,7 +193,7 @@ def test_model_error_in_the_worker(app, qtbot, mock_files, models, tmp_path, mon
     viewer = app.viewers[0][0]
     region_on(viewer, 30, 290, 30, 290)
     before = snapshot(app.data_collection)
-    viewer.toolbar.tools["starclf:classify"].activate()
+    viewer.toolbar.actions["starclf:classify"].trigger()
     dialog = viewer.last_dialog
     dialog.models.set_folder(None if breakage == "no models" else folder)
     dialog.buttons.button(dialog.buttons.Ok).click()

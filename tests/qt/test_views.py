@@ -23,7 +23,7 @@ def classified(app, qtbot, mock_files, bundled_models, tmp_path):
     mosaic = open_mosaic_files(app.session, band_items(mock_files), str(cat_path))
     viewer = app.viewers[0][0]
     region = region_on(viewer, 20, 300, 20, 300)
-    viewer.toolbar.tools["starclf:classify"].activate()
+    viewer.toolbar.actions["starclf:classify"].trigger()
     dialog = viewer.last_dialog
     dialog.models.set_folder(bundled_models)
     dialog.buttons.button(dialog.buttons.Ok).click()
@@ -244,7 +244,7 @@ def test_session_with_moved_band_files(app, qtbot, mock_field, tmp_path, models,
     open_mosaic_files(app.session, band_items(files), str(cat_path))
     viewer = app.viewers[0][0]
     region_on(viewer, 20, 300, 20, 300)
-    viewer.toolbar.tools["starclf:classify"].activate()
+    viewer.toolbar.actions["starclf:classify"].trigger()
     dialog = viewer.last_dialog
     dialog.models.set_folder(models)
     dialog.buttons.button(dialog.buttons.Ok).click()
@@ -294,7 +294,7 @@ def test_session_with_moved_band_files(app, qtbot, mock_field, tmp_path, models,
             image = next(v for tab in restored.viewers for v in tab
                          if isinstance(v, StarClusterImageViewer))
             region_on(image, 20, 300, 20, 300)
-            image.toolbar.tools["starclf:classify"].activate()
+            image.toolbar.actions["starclf:classify"].trigger()
             assert image.last_dialog is None
             assert "were not found" in MESSAGES[-1][1] and len(MESSAGES[-1][1].splitlines()) == 1
     finally:
