@@ -34,6 +34,7 @@ from .glue_io import (COLUMNS_KEY, RESULTS, RESULTS_META_KEY, KIND_KEY, kind_of,
                       table_to_data)
 
 __all__ = ["RESULTS_LABEL", "MATCH_RADIUS_PX", "GUI_BATCH", "MAG_RADIUS_PX", "MAG_COLUMNS",
+           "COLOUR_COLUMNS",
            "MOSAIC_KEY", "MOSAIC_UUID_KEY", "NoSources", "ClassifyJob", "default_distance",
            "region_box", "linked_catalogs", "catalog_sources", "run_job", "aperture_magnitudes",
            "results_for", "merge_results", "attach_results", "link_to_mosaic",
@@ -57,6 +58,10 @@ MAG_RADIUS_PX = 4.0
 
 #: Extra result columns: aperture Vega magnitudes per band.
 MAG_COLUMNS = tuple(f"mag_{b}" for b in BANDS)
+
+#: Extra result columns: the colours of the colour-colour diagram (StarcNet
+#: Fig. 9), ``{name: (band minuend, band subtrahend)}`` of `MAG_COLUMNS`.
+COLOUR_COLUMNS = {"V-I": ("F555W", "F814W"), "U-B": ("F336W", "F438W")}
 
 #: ``Data.meta`` key of a results dataset naming its mosaic dataset (its label).
 MOSAIC_KEY = "starclf_mosaic"
@@ -285,6 +290,9 @@ def run_job(job, callback=None):
     mags = aperture_magnitudes(job.mosaic, table["x"], table["y"])
     for name in MAG_COLUMNS:
         table[name] = mags[name]
+        table[name].unit = "mag"
+    for name, (a, b) in COLOUR_COLUMNS.items():  # columns now: no derived component later
+        table[name] = mags[f"mag_{a}"] - mags[f"mag_{b}"]
         table[name].unit = "mag"
     table.meta["detected"] = job.sources is None
     table.meta["models_folder"] = job.models or "bundled"

@@ -18,7 +18,7 @@ from ..glue_results import (RESULTS_META_KEY, ClassifyJob, NoSources, attach_res
                             catalog_sources, default_distance, link_to_mosaic,
                             linked_catalogs, merge_results, region_box, results_for,
                             world_agrees)
-from .common import JobRunner, gui_message, notify
+from .common import JobRunner, gui_message, notify, tile_tab
 from .dialogs import ClassifyDialog, OpenMosaicDialog
 
 __all__ = ["MENU", "open_mosaic_dialog", "open_mosaic_files", "classify_selection",
@@ -120,9 +120,13 @@ def open_mosaic_files(session, items, catalog=None):
     app = _app(session)
     if app is not None:
         from .image_viewer import StarClusterImageViewer
+        if hasattr(app.current_tab, "subWindowList") and app.current_tab.subWindowList():
+            app.new_tab()  # the mosaic gets a tab of its own, which it fills
         viewer = app.new_data_viewer(StarClusterImageViewer, data=data)
-        if cat is not None and viewer is not None:
-            viewer.add_data(cat)
+        if viewer is not None:
+            tile_tab(app, [viewer])
+            if cat is not None:
+                viewer.add_data(cat)
     notify(parent, "\n".join(text), "warning" if notes or (catalog and cat is None)
            else "information")
     return data
@@ -218,9 +222,11 @@ def classify_selection(viewer):
         notes = mosaic_notes(mosaic)
 
         def on_result(table):
+            from .diagnostics import class_subsets
             data, n_new, n_updated = merge_results(dc, mosaic_data, table)
             if not any(la.layer is data for la in viewer.layers):
                 viewer.add_data(data)
+            class_subsets(session, data)  # colour by class, on the image too
             return (f"Classified {len(table)} sources ({class_counts(table)}) into "
                     f"“{data.label}”: {n_new} new, {n_updated} updated." +
                     (f"\n{notes}" if notes else ""))
@@ -276,7 +282,9 @@ def classify_catalog_dialog(session, data_collection):
         notes = mosaic_notes(mosaic)
 
         def on_result(table):
+            from .diagnostics import class_subsets
             added, updated, linked = attach_results(data_collection, cat, mosaic_data, table)
+            class_subsets(session, cat)
             outside = int(has_flag(table["flags"], "outside").sum())
             text = (f"Classified the {len(table)} rows of “{cat.label}” ({class_counts(table)}): "
                     f"{len(added)} columns added, {len(updated)} updated.")

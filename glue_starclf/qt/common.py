@@ -24,7 +24,7 @@ from qtpy.QtCore import Qt
 from ..glue_results import NoSources, run_job
 
 __all__ = ["MESSAGES", "notify", "one_line", "gui_message", "ask_for_moved_files",
-           "keeping_edit_subset", "check_models_folder", "ModelChooser", "distance_range",
+           "tile_tab", "keeping_edit_subset", "check_models_folder", "ModelChooser", "distance_range",
            "DistanceEdit", "JobRunner", "Cancelled", "RUNNING"]
 
 log = logging.getLogger("glue_starclf")
@@ -118,6 +118,26 @@ def ask_for_moved_files(label, missing):
             return folder
         title = (f"{', '.join(absent)} not in {folder}: choose the folder of the band files "
                  f"of mosaic “{label}” (Cancel: restore it without pixels)")
+
+
+def tile_tab(app, viewers, columns=1):
+    """Place viewers in a grid that fills the current tab of a glue application.
+
+    Parameters
+    ----------
+    app : glue_qt.app.application.GlueApplication
+    viewers : list of DataViewer
+        In reading order.
+    columns : int
+    """
+    QtWidgets.QApplication.processEvents()  # a new tab takes its size
+    tab = app.current_tab
+    area = tab.viewport().size() if hasattr(tab, "viewport") else tab.size()
+    rows = -(-len(viewers) // columns)
+    w, h = area.width() // columns, area.height() // max(rows, 1)
+    for i, viewer in enumerate(viewers):
+        viewer.position = ((i % columns) * w, (i // columns) * h)
+        viewer.viewer_size = (w, h)
 
 
 @contextmanager

@@ -11,11 +11,14 @@ each with the four LEGUS classes as coloured subsets (`CLASS_LABELS`), so a
 selection in any view (or the image) shows up in all of them.
 """
 
+import numpy as np
+from glue.utils.matplotlib import defer_draw
 from glue_qt.viewers.histogram import HistogramViewer
 from glue_qt.viewers.scatter import ScatterViewer
 
 from ..glue_io import result_label
-from .common import keeping_edit_subset
+from ..glue_results import COLOUR_COLUMNS
+from .common import keeping_edit_subset, tile_tab
 from .inspector import CLASS_COLOURS
 
 __all__ = ["CLASS_LABELS", "COLOURS", "class_subsets", "colour_components",
@@ -25,8 +28,9 @@ __all__ = ["CLASS_LABELS", "COLOURS", "class_subsets", "colour_components",
 CLASS_LABELS = {1: "class 1 (symmetric)", 2: "class 2 (asymmetric)",
                 3: "class 3 (association)", 4: "class 4 (non-cluster)"}
 
-#: Derived colour components: ``{label: (band minuend, band subtrahend)}``.
-COLOURS = {"V-I": ("F555W", "F814W"), "U-B": ("F336W", "F438W")}
+#: Colour components: ``{label: (band minuend, band subtrahend)}`` (result
+#: columns of new classifications; derived for results made without them).
+COLOURS = COLOUR_COLUMNS
 
 
 def class_subsets(session, data):
@@ -52,13 +56,25 @@ def class_subsets(session, data):
             group = next((g for g in data_collection.subset_groups if g.label == name), None)
             if group is None:
                 group = data_collection.new_subset_group(name, state)
-            else:
-                group.subset_state = state
-            group.style.color = CLASS_COLOURS[k]
-            group.style.markersize = 5
-            group.style.alpha = 0.8
+            elif not _same_state(group.subset_state, state):
+                group.subset_state = state  # every viewer recomputes: only when it changed
+            for key, value in (("color", CLASS_COLOURS[k]), ("markersize", 5), ("alpha", 0.8)):
+                if getattr(group.style, key) != value:
+                    setattr(group.style, key, value)
             groups.append(group)
     return groups
+
+
+def _same_state(a, b):
+    """True if two ``component == number`` subset states select the same.
+
+    (Component ids compare with ``is``: their ``==`` makes a subset state.)
+    """
+    ra, rb = getattr(a, "right", None), getattr(b, "right", None)
+    return (type(a) is type(b) and getattr(a, "left", None) is getattr(b, "left", None)
+            and getattr(a, "operator", None) is getattr(b, "operator", None)
+            and isinstance(ra, (int, float, np.number)) and isinstance(rb, (int, float, np.number))
+            and ra == rb)
 
 
 def colour_components(data):
@@ -82,6 +98,7 @@ def colour_components(data):
     return out
 
 
+@defer_draw
 def diagnostics_layout(app, data):
     """Open the four linked diagnostic views of a results dataset in a new tab.
 
@@ -123,11 +140,7 @@ def diagnostics_layout(app, data):
         h.state.hist_n_bin = 12
         h.state.title = title
         views.append(h)
-    area = app.current_tab.size()
-    w, hgt = max(area.width() // 2 - 4, 320), max(area.height() // 2 - 4, 240)
     # The dataset's own layer keeps its style: a layer's colour and size are
     # the dataset's, shared by every viewer (and saved with the session).
-    for i, v in enumerate(views):
-        v.viewer_size = (w, hgt)
-        v.position = ((i % 2) * w, (i // 2) * hgt)
+    tile_tab(app, views, columns=2)
     return views

@@ -70,8 +70,10 @@ PICK_LABEL = "picked cluster"
 #: Side of the stamps shown [px].
 STAMP_SIZE = 32
 
-#: Colour of each LEGUS class in the probability bars.
-CLASS_COLOURS = {1: "#2ca02c", 2: "#1f77b4", 3: "#ff7f0e", 4: "#d62728"}
+#: Colour of each LEGUS class (probability bars, class subsets on the image and
+#: in the diagnostics): hues glue's default subset colours (red, green, blue,
+#: brown, orange, purple, pink) do not use, bright on a dark sky; non-clusters grey.
+CLASS_COLOURS = {1: "#00e5e5", 2: "#c6e000", 3: "#8c7dff", 4: "#b0b0b0"}
 
 _RGB_BANDS = (("F814W",), ("F555W",), ("F438W", "F336W"))
 _ensembles = {}

@@ -254,3 +254,46 @@ def test_distance_outside_the_models_range_is_warned_before_the_run(app, qtbot, 
     assert dialog.runner is not None and wait_for(qtbot, dialog.runner) == "done"
     res = results_of(app)
     assert res.meta["starclf_provenance"]["distance_mpc"] == 40
+
+
+def test_colour_by_class_on_the_image_from_the_first_classification(app, qtbot, opened,
+                                                                    models):
+    from glue.config import settings
+    from matplotlib.colors import to_rgb
+
+    from glue_starclf.qt.diagnostics import CLASS_LABELS
+    from glue_starclf.qt.inspector import CLASS_COLOURS
+    mosaic, catalog, viewer, cat = opened
+    region_on(viewer, 20, 300, 20, 300)
+    assert run_tool(viewer, qtbot, models).state == "done"
+    res = results_of(app)
+    cls = np.asarray(res["class"])
+    for k, name in CLASS_LABELS.items():
+        group = next(g for g in app.data_collection.subset_groups if g.label == name)
+        sub = next(s for s in group.subsets if s.data is res)
+        np.testing.assert_array_equal(sub.to_mask(), cls == k)
+        artist = next(la for la in viewer.layers if la.layer is sub)
+        assert artist.visible and artist.state.color == CLASS_COLOURS[k]
+        assert not artist.state.fill
+    # the class colours differ from each other and from glue's subset colours
+    rgb = {k: np.array(to_rgb(c)) for k, c in CLASS_COLOURS.items()}
+    glue_rgb = [np.array(to_rgb(c)) for c in settings.SUBSET_COLORS]
+    for k, c in rgb.items():
+        assert min(np.abs(c - g).sum() for g in glue_rgb) > 0.45, CLASS_COLOURS[k]
+        assert all(np.abs(c - o).sum() > 0.45 for j, o in rgb.items() if j != k)
+    assert app.session.edit_subset_mode.edit_subset[0].label not in CLASS_LABELS.values()
+
+
+def test_markers_scale_with_the_zoom(app, qtbot, opened):
+    from glue_starclf.qt.image_viewer import MARKER_POINTS
+    mosaic, catalog, viewer, cat = opened
+    markers = next(la for la in viewer.layers if la.layer is catalog)
+    viewer.state.x_min, viewer.state.x_max = 0, 320
+    viewer.figure.canvas.draw()
+    far = markers.state.size * markers.state.size_scaling
+    viewer.state.x_min, viewer.state.x_max = 100, 140  # 8x closer
+    viewer.figure.canvas.draw()
+    near = markers.state.size * markers.state.size_scaling
+    assert MARKER_POINTS[0] <= far < near <= MARKER_POINTS[1]
+    assert near == pytest.approx(min(8 * far, MARKER_POINTS[1]), rel=0.05)
+    assert markers.state.size == 9  # the dataset's own size is kept

@@ -41,7 +41,7 @@ def test_open_mosaic_through_the_menu(app, qtbot, mock_files, mock_field, tmp_pa
     viewer = app.viewers[0][0]
     assert isinstance(viewer, StarClusterImageViewer)
     images = [la for la in viewer.layers if la.layer is mosaic]
-    assert [la.state.attribute.label for la in images] == ["F814W", "F555W", "F438W"]
+    assert [la.state.attribute.label for la in images] == ["F814W", "F438W", "F336W"]
     assert viewer.state.color_mode == "One color per layer"
     assert any(la.layer is catalog for la in viewer.layers)  # markers
     assert "Opened mosaic" in MESSAGES[-1][1]
@@ -117,3 +117,51 @@ def test_same_mosaic_twice_gets_its_own_label_and_results(app, qtbot, mock_files
     assert results_for(app.data_collection, second) is res
     assert results_for(app.data_collection, first) is None
     assert mosaic_of(app.data_collection, res) is second
+
+
+def _fills(viewer, tab):
+    """The viewer's window covers its tab's area (within a few pixels)."""
+    area = tab.viewport().size()
+    geo = viewer.parent().geometry()
+    return (geo.x() <= 2 and geo.y() <= 2 and geo.width() >= area.width() - 4
+            and geo.height() >= area.height() - 4)
+
+
+def test_image_viewer_opens_filling_its_tab(app, qtbot, mock_files):
+    app.show()
+    open_through_menu(app, mock_files)
+    viewer = app.viewers[0][0]
+    assert _fills(viewer, app.tab(0))
+    open_through_menu(app, mock_files)  # the tab is taken: a new one, filled
+    assert app.tab_count == 2 and _fills(app.viewers[1][0], app.tab(1))
+
+
+def _image_pixels(viewer, shape):
+    """RGB [0, 1] of the viewer's canvas over the mosaic (inset by 10 %)."""
+    canvas = viewer.figure.canvas
+    canvas.draw()
+    buf = np.asarray(canvas.buffer_rgba())[..., :3] / 255.0
+    ny, nx = shape
+    (x0, y0), (x1, y1) = viewer.axes.transData.transform([(0.1 * nx, 0.1 * ny),
+                                                          (0.9 * nx, 0.9 * ny)])
+    h = buf.shape[0]
+    return buf[int(h - y1):int(h - y0), int(x0):int(x1)].reshape(-1, 3)
+
+
+def test_rgb_composite_looks_like_the_preview(app, qtbot, mock_files, mock_field):
+    """Issue 16: the colour balance of `starclf simulate --preview`, no green cast."""
+    from glue_starclf.sim.preview import rgb_image
+    open_through_menu(app, mock_files)
+    viewer = app.viewers[0][0]
+    viewer.state.reset_limits()
+    shown = _image_pixels(viewer, mock_field.images.shape[1:])
+    ny, nx = mock_field.images.shape[1:]
+    preview = rgb_image(mock_field.images)[int(0.1 * ny):int(0.9 * ny),
+                                           int(0.1 * nx):int(0.9 * nx)].reshape(-1, 3)
+    # the brighter pixels (sources): their mean colour, as fractions of R + G + B
+    def colour(rgb):
+        bright = rgb[rgb.sum(axis=1) > np.percentile(rgb.sum(axis=1), 90)]
+        mean = bright.mean(axis=0)
+        return mean / mean.sum()
+    print("glue", colour(shown), "preview", colour(preview))
+    np.testing.assert_allclose(colour(shown), colour(preview), atol=0.06)

@@ -101,6 +101,11 @@ def test_diagnostics_layout(app, qtbot, classified, screenshots):
     for v in views:  # each class is a layer of each view (linked selections)
         shown = {la.layer.label for la in v.layers}
         assert set(CLASS_LABELS.values()) <= shown
+    # the four views tile the tab: 2 x 2, filling it
+    area = app.current_tab.viewport().size()
+    geos = [v.parent().geometry() for v in views]
+    assert sum(g.width() * g.height() for g in geos) >= 0.97 * area.width() * area.height()
+    assert all(g.right() <= area.width() and g.bottom() <= area.height() for g in geos)
     qtbot.wait(300)
     for v in views:
         v.figure.canvas.draw()
