@@ -39,7 +39,7 @@ __all__ = ["RESULTS_LABEL", "MATCH_RADIUS_PX", "GUI_BATCH", "MAG_RADIUS_PX", "MA
            "region_box", "linked_catalogs", "catalog_sources", "run_job", "aperture_magnitudes",
            "results_for", "merge_results", "attach_results", "link_to_mosaic",
            "made_on", "is_linked", "world_agrees", "posterior_maps", "column", "mosaic_of",
-           "models_folder_of"]
+           "models_folder_of", "models_summary"]
 
 log = logging.getLogger("glue_starclf")
 
@@ -296,7 +296,45 @@ def run_job(job, callback=None):
         table[name].unit = "mag"
     table.meta["detected"] = job.sources is None
     table.meta["models_folder"] = job.models or "bundled"
+    for name, ens in (("classifier", classifier), ("physical", physical)):
+        cards = [card for _, card in ens.members]
+        table.meta[f"{name}_architecture"] = cards[0].get("architecture", "?")
+        dates = [str((card.get("training") or {}).get("date", "")) for card in cards]
+        table.meta[f"{name}_card_date"] = max(dates) if any(dates) else "?"
     return table
+
+
+def models_summary(provenance):
+    """Which models made a classification, in one line (family, members, card date).
+
+    Parameters
+    ----------
+    provenance : dict
+        The results' ``meta`` of `run_job` (`RESULTS_META_KEY` of a dataset).
+
+    Returns
+    -------
+    str
+        E.g. ``"bundled models: classifier StarClassifier × 5 (classifier-s0 …
+        classifier-s4, cards of 2026-11-22); physical …"``; "" when unknown.
+    """
+    parts = []
+    for name in ("classifier", "physical"):
+        members = list(provenance.get(f"{name}_models") or [])
+        if not members:
+            continue
+        names = members[0] if len(members) == 1 else f"{members[0]} … {members[-1]}"
+        parts.append(f"{name} {provenance.get(f'{name}_architecture', '?')} × {len(members)} "
+                     f"({names}, cards of {provenance.get(f'{name}_card_date', '?')})")
+    if not parts:
+        return ""
+    from pathlib import Path
+
+    from .checkpoints import bundled_models_dir
+    folder = provenance.get("models_folder") or "bundled"
+    bundled = folder == "bundled" or Path(folder).resolve() == bundled_models_dir().resolve()
+    where = "bundled models" if bundled else f"models of {folder}"
+    return f"{where}: " + "; ".join(parts)
 
 
 def _aperture_mask(size, radius):

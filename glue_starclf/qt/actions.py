@@ -16,8 +16,8 @@ from ..glue_io import (MOSAIC, RESULTS, kind_of, load_catalog, load_mosaic, miss
                        mosaic_from_data, unique_label)
 from ..glue_results import (RESULTS_META_KEY, ClassifyJob, NoSources, attach_results,
                             catalog_sources, default_distance, link_to_mosaic,
-                            linked_catalogs, merge_results, region_box, results_for,
-                            world_agrees)
+                            linked_catalogs, merge_results, models_summary, region_box,
+                            results_for, world_agrees)
 from .common import JobRunner, gui_message, notify, tile_tab
 from .dialogs import ClassifyDialog, OpenMosaicDialog
 
@@ -228,8 +228,8 @@ def classify_selection(viewer):
                 viewer.add_data(data)
             class_subsets(session, data)  # colour by class, on the image too
             return (f"Classified {len(table)} sources ({class_counts(table)}) into "
-                    f"“{data.label}”: {n_new} new, {n_updated} updated." +
-                    (f"\n{notes}" if notes else ""))
+                    f"“{data.label}”: {n_new} new, {n_updated} updated.\n"
+                    f"Models: {models_summary(table.meta)}." + (f"\n{notes}" if notes else ""))
 
         dialog.runner = JobRunner(job, on_result, parent=viewer,
                                   title="Classify sources in selection")
@@ -292,6 +292,7 @@ def classify_catalog_dialog(session, data_collection):
                 text += f" Linked to “{mosaic_data.label}” by {' and '.join(linked)} coordinates."
             if outside:
                 text += f" {outside} rows lie outside the mosaic (flag outside, NaN results)."
+            text += f"\nModels: {models_summary(table.meta)}."
             return text + (f"\n{notes}" if notes else "")
 
         dialog.runner = JobRunner(job, on_result, parent=parent, title="Classify catalog sources")

@@ -19,14 +19,11 @@ from glue_qt.viewers.scatter import ScatterViewer
 from ..glue_io import result_label
 from ..glue_results import COLOUR_COLUMNS
 from .common import keeping_edit_subset, tile_tab
-from .inspector import CLASS_COLOURS
+from .inspector import CLASS_COLOURS, CLASS_LABELS
 
 __all__ = ["CLASS_LABELS", "COLOURS", "class_subsets", "colour_components",
            "diagnostics_layout"]
 
-#: Subset-group labels of the LEGUS classes.
-CLASS_LABELS = {1: "class 1 (symmetric)", 2: "class 2 (asymmetric)",
-                3: "class 3 (association)", 4: "class 4 (non-cluster)"}
 
 #: Colour components: ``{label: (band minuend, band subtrahend)}`` (result
 #: columns of new classifications; derived for results made without them).

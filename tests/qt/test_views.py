@@ -11,6 +11,7 @@ from glue_starclf.glue_io import RESULTS, kind_of
 from glue_starclf.predict import RESULT_COLUMNS
 from glue_starclf.qt.actions import (classify_catalog_dialog, open_diagnostics, open_inspector,
                                     open_mosaic_files)
+from glue_starclf.qt.common import MESSAGES
 from glue_starclf.qt.diagnostics import CLASS_LABELS
 from glue_starclf.qt.image_viewer import StarClusterImageViewer
 from glue_starclf.qt.inspector import PICK_LABEL, ClusterInspectorViewer
@@ -70,8 +71,7 @@ def test_inspector_gallery_and_pick(app, qtbot, classified, screenshots):
     inspector.state.max_stamps = 12
     inspector.state.sort_by = "entropy"
     qtbot.waitUntil(lambda: len(inspector.tiles) == min(12, n_young))
-    app.show()
-    inspector.parent().showMaximized()
+    app.show()  # the inspector at its default size
     qtbot.wait(300)
     save_screenshot(inspector, screenshots / "inspector.png")
 
@@ -304,3 +304,51 @@ def test_session_with_moved_band_files(app, qtbot, mock_field, tmp_path, models,
             assert "were not found" in MESSAGES[-1][1] and len(MESSAGES[-1][1].splitlines()) == 1
     finally:
         restored.close()
+
+
+def test_inspector_is_readable_at_its_default_size(app, qtbot, classified):
+    """Labelling bar fits; band names, posterior axes and colour bar; which models."""
+    from glue_starclf.qt.inspector import _Posterior
+    mosaic, res, viewer, region = classified
+    app.show()
+    menu_action(app, "Cluster inspector").trigger()
+    inspector = next(v for tab in app.viewers for v in tab
+                     if isinstance(v, ClusterInspectorViewer))
+    qtbot.waitUntil(lambda: len(inspector.tiles) > 0, timeout=60_000)
+    qtbot.wait(100)
+    # it opened on all sources or the user's region, never on a class subset
+    assert inspector.state.subset_label in ("", region.label)
+    width = inspector.width()
+    for w in [inspector.labeller_edit, inspector.unlabelled_check, *inspector.buttons.values()]:
+        right = w.mapTo(inspector, w.rect().topRight()).x()
+        assert w.isVisible() and right <= width, (w, right, width)
+        assert w.width() >= w.minimumSizeHint().width(), w
+    for b in inspector.buttons.values():
+        assert b.width() >= b.sizeHint().width(), b.text()
+    assert inspector.labeller_edit.width() >= 180
+    tile = inspector.tiles[0]
+    assert [n.text() for n in tile.band_names] == ["F275W", "F336W", "F438W", "F555W", "F814W"]
+    assert isinstance(tile.posterior, _Posterior) and tile.posterior.vmax > 0
+    assert tile.text.wordWrap()
+    # which models made these results: in the completion message and the inspector
+    prov = res.meta["starclf_provenance"]
+    for text in (inspector.note, next(m for lvl, m in MESSAGES if m.startswith("Classified"))):
+        assert "Models: bundled models: classifier StarClassifier × 5" in text
+        assert prov["classifier_models"][0] in text and prov["classifier_card_date"] in text
+        assert "physical" in text
+
+
+def test_clicking_a_stamp_pans_the_image_to_the_source(app, qtbot, classified):
+    mosaic, res, viewer, region = classified
+    st = viewer.state
+    st.x_min, st.x_max, st.y_min, st.y_max = 0, 60, 0, 60  # zoomed in on a corner
+    viewer.figure.canvas.draw()
+    zoom = st.x_max - st.x_min  # as the viewer's aspect ratio made it
+    inspector = open_inspector(app.session)
+    qtbot.waitUntil(lambda: len(inspector.tiles) > 1, timeout=60_000)
+    tile = inspector.tiles[1]
+    qtbot.mouseClick(tile, Qt.LeftButton, pos=QPoint(20, 20))
+    x, y = float(res["x"][tile.row]), float(res["y"][tile.row])
+    assert (st.x_min + st.x_max) / 2 == pytest.approx(x, abs=0.5)
+    assert (st.y_min + st.y_max) / 2 == pytest.approx(y, abs=0.5)
+    assert st.x_max - st.x_min == pytest.approx(zoom, rel=0.02)  # the zoom is kept
