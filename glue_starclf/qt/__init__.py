@@ -30,3 +30,16 @@ def setup():
     for label, function in MENU:
         if label not in present:
             menubar_plugin.add(label, function)
+    # The application that loads us makes its menu next: tooltips then.
+    from qtpy import QtCore
+    QtCore.QTimer.singleShot(0, _tips_everywhere)
+
+
+def _tips_everywhere():
+    from glue_qt.app import GlueApplication
+    from qtpy import QtWidgets
+
+    from .actions import add_menu_tips
+    for widget in QtWidgets.QApplication.topLevelWidgets():
+        if isinstance(widget, GlueApplication):
+            add_menu_tips(widget)

@@ -6,7 +6,7 @@ leaves the data collection unchanged when it fails or is cancelled.
 
 Menu items (``Plugins`` menu of glue, `MENU`): "Open HST mosaic…",
 "Classify catalog sources…", "Cluster inspector", "Diagnostics layout",
-"Fine-tune on my labels…" (`glue_starclf.qt.labelling`).
+"Fine-tune on my labels…" (`glue_starclf.qt.labelling`), "Star clusters: help".
 """
 
 import numpy as np
@@ -23,11 +23,15 @@ from .dialogs import ClassifyDialog, OpenMosaicDialog
 
 __all__ = ["MENU", "open_mosaic_dialog", "open_mosaic_files", "classify_selection",
            "active_region", "classify_catalog_dialog", "open_inspector", "open_diagnostics",
-           "finetune_on_labels", "mosaic_notes", "class_counts"]
+           "finetune_on_labels", "documentation_path", "open_help", "MENU_TIPS",
+           "add_menu_tips", "mosaic_notes", "class_counts"]
 
 
 def _app(session):
-    return getattr(session, "application", None)
+    app = getattr(session, "application", None)
+    if app is not None and hasattr(app, "_actions"):
+        add_menu_tips(app)
+    return app
 
 
 def _main_window(session):
@@ -356,9 +360,82 @@ def finetune_on_labels(session, data_collection):
     return finetune_menu(session, data_collection)
 
 
+def documentation_path():
+    """The plugin's documentation as a local file: the checkout's README, else the
+    installed package's description (the README) written to the glue folder.
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    from importlib.metadata import PackageNotFoundError, metadata
+    from pathlib import Path
+
+    from ..finetuning import user_models_dir
+    readme = Path(__file__).resolve().parents[2] / "README.md"
+    if readme.is_file():
+        return readme
+    try:
+        text = metadata("glue-starclf").get_payload() or metadata("glue-starclf")["Description"]
+    except (PackageNotFoundError, KeyError):
+        text = None
+    path = user_models_dir().parent / "README.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text or "glue-starclf: see https://pypi.org/project/glue-starclf/\n")
+    return path
+
+
+def open_help(session, data_collection=None):
+    """Menu "Star clusters: help": the plugin's documentation in the system's viewer.
+
+    Returns
+    -------
+    QUrl
+        The local file URL opened (a message gives the path when nothing opens it).
+    """
+    from qtpy.QtCore import QUrl
+    from qtpy.QtGui import QDesktopServices
+    path = documentation_path()
+    url = QUrl.fromLocalFile(str(path))
+    if not QDesktopServices.openUrl(url):
+        notify(_main_window(session), f"No application opens {path}: read it in a text "
+               f"editor or a Markdown viewer.", "warning")
+    return url
+
+
 #: Menu items: ``(label, function(session, data_collection))``.
 MENU = (("Open HST mosaic…", open_mosaic_dialog),
         ("Classify catalog sources…", classify_catalog_dialog),
         ("Cluster inspector", open_inspector),
         ("Diagnostics layout", open_diagnostics),
-        ("Fine-tune on my labels…", finetune_on_labels))
+        ("Fine-tune on my labels…", finetune_on_labels),
+        ("Star clusters: help", open_help))
+
+#: Tooltips of the menu items (glue makes them with their label only).
+MENU_TIPS = {
+    "Open HST mosaic…": "Open the band files of an HST field (placed by their FILTER keyword) "
+                        "and a catalog, in a star-cluster image viewer",
+    "Classify catalog sources…": "Classify every row of a catalog with x/y on a mosaic; the "
+                                 "results become columns of the catalog",
+    "Cluster inspector": "Stamps, class probabilities and age–A_V posteriors of the results; "
+                         "keys 1–4 label the focused source",
+    "Diagnostics layout": "Colour–colour, age–mass, luminosity and mass function views of "
+                          "the results, with the classes as linked subsets",
+    "Fine-tune on my labels…": "Fine-tune a classifier on the labels given in the inspector; "
+                               "the new version goes to your models folder",
+    "Star clusters: help": "Open the plugin's documentation (README)",
+}
+
+
+def add_menu_tips(app):
+    """Give the plugin's Plugins-menu items their tooltips, and show menu tooltips (once)."""
+    from qtpy import QtWidgets
+    actions = getattr(app, "_actions", {}).get("plugins", [])
+    for action in actions:
+        tip = MENU_TIPS.get(action.text())
+        if tip and action.toolTip() != tip:
+            action.setToolTip(tip)
+            action.setStatusTip(tip)
+    for menu in app.findChildren(QtWidgets.QMenu):
+        if any(a in menu.actions() for a in actions):
+            menu.setToolTipsVisible(True)

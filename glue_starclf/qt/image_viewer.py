@@ -103,6 +103,10 @@ class StarClusterImageViewer(ImageViewer):
         # Rings of sources scale with the zoom (3,000 fixed-size rings hide the image).
         for name in ("x_min", "x_max", "layers"):
             self.state.add_callback(name, self.scale_markers)
+        app = getattr(session, "application", None)
+        if app is not None and hasattr(app, "_actions"):  # e.g. a restored session's
+            from .actions import add_menu_tips
+            add_menu_tips(app)
 
     def marker_points(self):
         """Ring diameter [points] of `MARKER_DIAMETER_PX` at the current zoom."""
