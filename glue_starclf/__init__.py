@@ -4,9 +4,19 @@ Importing this package is cheap: Qt and torch are imported only by the
 modules that need them.
 """
 
-__version__ = "0.1.0"
+from .version import __version__
 
-__all__ = ["__version__", "setup"]
+__all__ = ["__version__", "setup", "MOVED_PATHS"]
+
+#: Where the functions and classes that a glue session saved by an earlier
+#: layout names live now (old path -> new path), handed to glue's
+#: ``glue.core.state.PATH_PATCHES`` by `setup`. Sessions name our data
+#: factories (the datasets' load logs), viewers, layer artists and states;
+#: the viewers, layer artists and states of `glue_starclf.qt` did not move.
+MOVED_PATHS = {
+    "glue_starclf.glue_io.mosaic_factory": "glue_starclf.glue.data.mosaic_factory",
+    "glue_starclf.glue_io.catalog_factory": "glue_starclf.glue.data.catalog_factory",
+}
 
 _setup_done = False
 
@@ -14,30 +24,21 @@ _setup_done = False
 def setup():
     """Entry point of the ``glue.plugins`` group.
 
-    Registers lazily: glue's registries import `glue_starclf.glue_io` (data
+    Registers lazily: glue's registries import `glue_starclf.glue.data` (data
     factories and exporters, no Qt) and `glue_starclf.qt` (viewers, tools,
     menu items) the first time their members are needed, so loading the
     plugin imports neither Qt nor torch. Calling it again does nothing.
+    It also gives glue `MOVED_PATHS`, so that sessions saved before the
+    layout change restore.
     """
     global _setup_done
     if _setup_done:
         return
-    from glue.config import data_exporter, data_factory, viewer_tool
-    data_factory.lazy_add("glue_starclf.glue_io")
-    data_exporter.lazy_add("glue_starclf.glue_io")
-    try:
-        from glue_qt.config import menubar_plugin, qt_client
-    except ImportError:  # glue without its Qt application: data only
-        pass
-    else:
-        for registry in (qt_client, menubar_plugin, viewer_tool):
-            registry.lazy_add("glue_starclf.qt")
-        from .glue_io import RELOCATORS
-        RELOCATORS.append(_ask_for_moved_files)
+    from glue.config import data_exporter, data_factory
+    from glue.core.state import PATH_PATCHES
+    PATH_PATCHES.update(MOVED_PATHS)
+    data_factory.lazy_add("glue_starclf.glue.data")
+    data_exporter.lazy_add("glue_starclf.glue.data")
+    from .qt import register_lazily
+    register_lazily()
     _setup_done = True
-
-
-def _ask_for_moved_files(label, missing):
-    """Ask the glue user where a restored session's band files went (Qt imported only now)."""
-    from .qt.common import ask_for_moved_files
-    return ask_for_moved_files(label, missing)

@@ -54,7 +54,10 @@ def test_wheel_ships_the_data(names):
 
 
 def test_wheel_ships_the_code(names):
-    for module in ("glue_starclf/__init__.py", "glue_starclf/cli.py",
+    for module in ("glue_starclf/__init__.py", "glue_starclf/cli/main.py",
+                   "glue_starclf/io/mosaic.py", "glue_starclf/core/predict.py",
+                   "glue_starclf/learn/finetune.py", "glue_starclf/glue/finetuning.py",
+                   "glue_starclf/qt/inspector.py",
                    "glue_starclf/sim/mosaic.py", "glue_starclf/sim/bank.py"):
         assert module in names, module
 
@@ -76,7 +79,7 @@ def test_wheel_entry_points(wheel, names):
     cfg = configparser.ConfigParser()
     cfg.optionxform = str
     cfg.read_string(text)
-    assert cfg["console_scripts"]["starclf"].strip() == "glue_starclf.cli:main"
+    assert cfg["console_scripts"]["starclf"].strip() == "glue_starclf.cli.main:main"
     assert cfg["glue.plugins"]["glue_starclf"].strip() == "glue_starclf:setup"
 
 
@@ -104,7 +107,7 @@ def test_wheel_ships_the_bundled_models(names):
 
 
 @pytest.fixture(scope="module")
-def installed(wheel, tmp_path_factory):
+def fresh_env(wheel, tmp_path_factory):
     """A fresh venv where plain ``pip install WHEEL`` (no extras) installed glue-starclf.
 
     Offline: the dependencies (and pip) are those of the test environment,
@@ -142,8 +145,8 @@ def installed(wheel, tmp_path_factory):
     return py, purelib
 
 
-def test_wheel_requires_glue_without_extras(installed):
-    py, purelib = installed
+def test_wheel_requires_glue_without_extras(fresh_env):
+    py, purelib = fresh_env
     code = ("import json; from importlib.metadata import requires; "
             "print(json.dumps(requires('glue-starclf')))")
     out = subprocess.run([str(py), "-c", code], capture_output=True, text=True, check=True,
@@ -153,15 +156,14 @@ def test_wheel_requires_glue_without_extras(installed):
     assert {"glue-core", "glue-qt", "qtpy", "pyqt5", "torch"} <= names, sorted(names)
 
 
-def test_wheel_in_a_fresh_environment_finds_the_models_and_classifies(installed, tmp_path):
-    """The command line of the installed wheel, outside the source tree."""
+def test_wheel_in_a_fresh_environment_finds_the_models_and_classifies(fresh_env, tmp_path):
     from glue_starclf.sim.mosaic import random_field, write_mosaic
-    py, purelib = installed
+    py, purelib = fresh_env
     mock = random_field(seed=2, shape=(256, 256), n_sources=6)
     paths = write_mosaic(mock, tmp_path / "field", prefix="w")
-    code = ("import glue_starclf, glue_starclf.checkpoints as c, sys; "
+    code = ("import glue_starclf, glue_starclf.core.checkpoints as c, sys; "
             "print(glue_starclf.__file__); print(c.bundled_models_dir()); "
-            "from glue_starclf.cli import main; sys.exit(main(sys.argv[1:]))")
+            "from glue_starclf.cli.main import main; sys.exit(main(sys.argv[1:]))")
     args = ["classify", *sum((["--image", f"{b}={p}"] for b, p in paths.items()
                               if b != "truth"), []),
             "--catalog", str(paths["truth"]), "--distance-mpc", "10",
@@ -172,6 +174,58 @@ def test_wheel_in_a_fresh_environment_finds_the_models_and_classifies(installed,
     module, models = proc.stdout.splitlines()[:2]
     assert module.startswith(purelib) and models.startswith(purelib)
     assert "classified 6 sources" in proc.stdout
+
+
+def test_wheel_in_a_fresh_environment_fine_tunes(fresh_env, tmp_path):
+    """The glue action's fine-tuning (`glue_starclf.glue.finetuning`) from the wheel alone.
+
+    Run outside the source tree, where ``training/`` cannot be imported: a
+    bundled classifier member is tuned on 24 labelled mock sources (2 folds,
+    1 epoch) and registered as a user model version.
+    """
+    from glue_starclf.sim.mosaic import random_field, write_mosaic
+    py, purelib = fresh_env
+    mock = random_field(seed=2, shape=(256, 256), n_sources=24)
+    paths = write_mosaic(mock, tmp_path / "field", prefix="w")
+    code = f"""
+import importlib.util, json, sys
+import numpy as np
+from astropy.table import Table
+import glue_starclf
+from glue_starclf.core.checkpoints import bundled_models_dir, list_models
+from glue_starclf.glue.finetuning import FinetuneJob, register_finetuned, run_finetune
+from glue_starclf.io.mosaic import open_mosaic
+assert importlib.util.find_spec("training") is None, "training/ is importable"
+truth = Table.read({str(paths["truth"])!r})
+member = next(c for c in list_models() if c["family"] == "classifier")["_path"]
+job = FinetuneJob(mosaic=open_mosaic({[f"{b}={p}" for b, p in paths.items() if b != "truth"]!r}),
+                  x=np.asarray(truth["x"]), y=np.asarray(truth["y"]),
+                  targets=np.eye(4)[np.asarray(truth["class"]) - 1], model=member,
+                  models_folder=None, name="from-the-wheel",
+                  settings=dict(folds=2, curve_folds=1, epochs=1, batch_size=16))
+result = run_finetune(job)
+folder = register_finetuned(result, job, root={str(tmp_path / "user-models")!r})
+print(json.dumps(dict(package=glue_starclf.__file__, models=str(bundled_models_dir()),
+                      folder=str(folder), files=sorted(p.name for p in folder.iterdir()),
+                      n_labels=result.report["n_labels"],
+                      before=result.report["cv"]["before"]["accuracy"]["mean"],
+                      after=result.report["cv"]["after"]["accuracy"]["mean"])))
+"""
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    proc = subprocess.run([str(py), "-c", code], capture_output=True, text=True, cwd=work,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = json.loads(proc.stdout.splitlines()[-1])
+    assert out["package"].startswith(purelib) and out["models"].startswith(purelib)
+    assert out["n_labels"] == 24
+    assert 0.0 <= out["before"] <= 1.0 and 0.0 <= out["after"] <= 1.0
+    files = out["files"]
+    assert "classifier-from-the-wheel.safetensors" in files
+    assert "classifier-from-the-wheel.json" in files and "labels.ecsv" not in files
+    assert any(f.startswith("physical-") for f in files)
+    card = json.loads((Path(out["folder"]) / "classifier-from-the-wheel.json").read_text())
+    assert card["family"] == "classifier" and card["finetune"]["freeze"] == 0
 
 
 #: Run in the installed venv: glue's own plugin loading, then the plugin's
@@ -208,10 +262,10 @@ print(sorted(set(int(c) for c in catalog["class_starclf"])))
 """
 
 
-def test_wheel_in_a_fresh_environment_is_a_glue_plugin_that_classifies(installed, tmp_path):
+def test_wheel_in_a_fresh_environment_is_a_glue_plugin_that_classifies(fresh_env, tmp_path):
     """glue loads the installed plugin by its entry point; its menu items classify."""
     from glue_starclf.sim.mosaic import random_field, write_mosaic
-    py, purelib = installed
+    py, purelib = fresh_env
     mock = random_field(seed=3, shape=(256, 256), n_sources=6)
     paths = write_mosaic(mock, tmp_path / "field", prefix="g")
     script = tmp_path / "session.py"
@@ -229,8 +283,8 @@ def test_wheel_in_a_fresh_environment_is_a_glue_plugin_that_classifies(installed
 
 
 def test_checkout_uses_the_bundled_models():
-    from glue_starclf.checkpoints import bundled_models_dir
-    from glue_starclf.predict import load_ensemble
+    from glue_starclf.core.checkpoints import bundled_models_dir
+    from glue_starclf.core.predict import load_ensemble
     assert bundled_models_dir() == ROOT / "models"
     for family in ("classifier", "physical"):
         ens = load_ensemble(family)            # verifies every member's sha256

@@ -25,7 +25,7 @@ COMMANDS = {
 
 
 def main(argv=None):
-    from glue_starclf.cli import OneLineArgumentParser
+    from glue_starclf.cli.main import OneLineArgumentParser
     parser = OneLineArgumentParser(prog="python -m training", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     modules = {}

@@ -24,9 +24,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from astropy.table import Table, vstack
+from astropy.table import vstack
 
-__all__ = ["add_arguments", "run", "make_bank", "open_bank"]
+__all__ = ["add_arguments", "run", "make_bank"]
 
 KINDS = ("classifier", "physical", "legus")
 _CHUNK = 2000
@@ -59,7 +59,7 @@ def _meta(kind, n, seed, catalogs, region_size):
 
 def make_bank(kind, out, n=20000, seed=0, catalogs=(), region_size=3000):
     """Build (or reuse) a bank folder; returns its path."""
-    from glue_starclf import __version__
+    from glue_starclf.version import __version__
     if kind not in KINDS:
         raise ValueError(f"unknown bank kind {kind!r}: expected one of {', '.join(KINDS)}")
     if kind == "legus" and not catalogs:
@@ -119,9 +119,9 @@ def _legus_bank(folder, catalogs, seed, region_size):
     """Stamps at the truth positions of LEGUS-anchored fields, one field per catalog."""
     from tqdm import tqdm
 
-    from glue_starclf.catalogs import read_legus_tab
-    from glue_starclf.cutouts import extract_stamps
-    from glue_starclf.mosaic import Mosaic
+    from glue_starclf.io.catalogs import read_legus_tab
+    from glue_starclf.core.cutouts import extract_stamps
+    from glue_starclf.io.mosaic import Mosaic
     from glue_starclf.sim.mosaic import legus_anchored_field
     all_stamps, parts = [], []
     for k, path in enumerate(tqdm(catalogs, desc="legus fields", unit="field")):
@@ -154,16 +154,3 @@ def _legus_bank(folder, catalogs, seed, region_size):
     truth = vstack(parts, metadata_conflicts="silent")
     truth.meta = {"kind": "legus"}
     return truth
-
-
-def open_bank(folder):
-    """A bank's stamps (memory-mapped), truth table and meta."""
-    folder = Path(folder)
-    for name in ("stamps.npy", "truth.ecsv", "meta.json"):
-        if not (folder / name).exists():
-            raise FileNotFoundError(f"{folder / name}: not a bank (run make-bank first)")
-    stamps = np.load(folder / "stamps.npy", mmap_mode="r")
-    truth = Table.read(folder / "truth.ecsv")
-    if len(truth) != len(stamps):
-        raise ValueError(f"{folder}: {len(stamps)} stamps but {len(truth)} truth rows")
-    return stamps, truth, json.loads((folder / "meta.json").read_text())

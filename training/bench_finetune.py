@@ -1,4 +1,4 @@
-"""``bench-finetune``: time `training.finetune.finetune` on 300 labels, as glue runs it.
+"""``bench-finetune``: time `glue_starclf.learn.finetune.finetune` on 300 labels, as glue runs it.
 
 A mock field (1024 x 1024, ``--n`` sources at ``--distance-mpc``, its own
 galaxy background) is rendered, every source is labelled with its true
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .loop import positive_int
+from glue_starclf.learn.loop import positive_int
 
 
 def add_arguments(p):
@@ -56,11 +56,11 @@ def _tiny_member(folder):
 def run(args):
     import torch
 
-    from glue_starclf.checkpoints import load_card
-    from glue_starclf.mosaic import open_mosaic
+    from glue_starclf.core.checkpoints import load_card
+    from glue_starclf.io.mosaic import open_mosaic
     from glue_starclf.sim.mosaic import random_field, write_mosaic
 
-    from .finetune import cut_labelled, finetune
+    from glue_starclf.learn.finetune import cut_labelled, finetune
     with tempfile.TemporaryDirectory(prefix="starclf-bench-finetune-") as tmp:
         model = args.model
         if model is None:

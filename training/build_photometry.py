@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from glue_starclf.bands import BANDS
+from glue_starclf.io.bands import BANDS
 
 __all__ = ["SOURCES", "METALLICITIES", "add_arguments", "run", "build",
            "fetch_wheels", "read_parsec", "read_throughputs",

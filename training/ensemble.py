@@ -39,7 +39,7 @@ def member_path(folder, family, seed):
 
 
 def run(args):
-    from glue_starclf.checkpoints import load_card
+    from glue_starclf.core.checkpoints import load_card
 
     from .__main__ import main
     if args.members < 1:

@@ -3,7 +3,7 @@
 The story: load the ensemble of each family a bank needs (classifier for
 ``classifier`` and ``legus`` banks, physical for ``physical`` banks) ->
 the bank's stamps -> ensemble outputs (members averaged as in
-`glue_starclf.predict`) -> the reports, each ``<family>_report.md``,
+`glue_starclf.core.predict`) -> the reports, each ``<family>_report.md``,
 ``<family>_report.png`` and ``<family>_metrics.json`` in ``--out``.
 
 Classifier report: accuracy, binary (classes 1+2 vs 3+4, 001 §2.2)
@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from glue_starclf.bands import BANDS
+from glue_starclf.io.bands import BANDS
 
 from .train_classifier import (classification_metrics, expected_calibration_error,
                                labelled_stamps)
@@ -122,7 +122,7 @@ def _target_mark(ok):
 # -- classifier ----------------------------------------------------------------------
 
 def _probs(members, x, mask, temperature=True, batch=2048):
-    from glue_starclf.networks import normalise_classifier
+    from glue_starclf.core.networks import normalise_classifier
     out = []
     with torch.inference_mode():
         for model, card in members:
@@ -367,7 +367,7 @@ def _physical_probs(members, x, dist, mask=None):
 
 def _estimates(probs, truth):
     """``name -> (true, predicted, p16, p84)`` of every parameter for the cluster stamps."""
-    from glue_starclf.networks import LOG_RH_BINS, decode_1d, decode_grid
+    from glue_starclf.core.networks import LOG_RH_BINS, decode_1d, decode_grid
     cl = np.asarray(truth["p_cb"]) > 0.5
     est = decode_grid(probs["grid"][cl])
     t = truth[cl]
@@ -467,7 +467,7 @@ def physical_report(ens, banks, out, argv=None):
     """
     from astropy.table import vstack
 
-    from .banks import open_bank
+    from glue_starclf.learn.banks import open_bank
     from .train_physical import THREE_BANDS, physical_metrics
     t0 = time.perf_counter()
     xs, ts = [], []
@@ -554,9 +554,9 @@ def physical_report(ens, banks, out, argv=None):
 
 
 def run(args):
-    from glue_starclf.predict import load_ensemble
+    from glue_starclf.core.predict import load_ensemble
 
-    from .banks import open_bank
+    from glue_starclf.learn.banks import open_bank
     kinds = {"classifier": [], "physical": []}
     for folder in args.bank:
         meta = open_bank(folder)[2]

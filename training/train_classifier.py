@@ -2,7 +2,7 @@
 
 The story: read banks of labelled stamps (mock banks from ``make-bank``, or a
 user's own mosaic and LEGUS catalog) -> split off validation sources (whole
-fields when the bank has them) -> StarClassifier of `glue_starclf.networks`
+fields when the bank has them) -> StarClassifier of `glue_starclf.core.networks`
 -> class-balanced training with band dropout and the StarcNet augmentations
 -> validation metrics and a fitted temperature -> safetensors + model card.
 """
@@ -15,13 +15,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from glue_starclf.bands import BANDS
+from glue_starclf.io.bands import BANDS
+from glue_starclf.learn.classifier import (band_dropout, classification_metrics,
+                                           classifier_inputs, expected_calibration_error,
+                                           fit_temperature, predict_logits)
+from glue_starclf.learn.loop import (fit, fraction, is_main, positive_int, probability,
+                                     require_validation, seed_everything)
 
-from .loop import (fit, fraction, is_main, positive_int, probability, require_validation,
-                   seed_everything)
-
-__all__ = ["add_arguments", "run", "labelled_stamps", "split", "fit_temperature",
-           "classification_metrics"]
+__all__ = ["add_arguments", "run", "labelled_stamps", "split"]
 
 CLASS_NAMES = ["class 1", "class 2", "class 3", "class 4"]
 
@@ -61,7 +62,7 @@ def _width(text):
 def labelled_stamps(banks=(), images=(), catalog=None):
     """Stamps (n, 5, 32, 32), labels 0-3, band masks (n, 5) and a field per source."""
     stamps, labels, fields = [], [], []
-    from .banks import open_bank
+    from glue_starclf.learn.banks import open_bank
     for folder in banks:
         s, t, meta = open_bank(folder)
         if s.shape[-1] != 32:
@@ -89,9 +90,9 @@ def labelled_stamps(banks=(), images=(), catalog=None):
 
 def _real_stamps(images, catalog):
     """Stamps of a user's mosaic at the classified rows of a LEGUS catalog."""
-    from glue_starclf.catalogs import read_legus_tab
-    from glue_starclf.cutouts import extract_stamps
-    from glue_starclf.mosaic import open_mosaic
+    from glue_starclf.io.catalogs import read_legus_tab
+    from glue_starclf.core.cutouts import extract_stamps
+    from glue_starclf.io.mosaic import open_mosaic
     if catalog is None:
         raise ValueError("--image needs --catalog with visual classes")
     mosaic = open_mosaic(images)
@@ -125,74 +126,9 @@ class _Stamps(torch.utils.data.Dataset):
         return self.x[i], self.y[i], self.mask[i]
 
 
-def _band_dropout(mask, p, gen):
-    """Zero bands at random (never all of a stamp's present bands)."""
-    drop = torch.rand(mask.shape, generator=gen) < p
-    keep = mask * (~drop)
-    empty = keep.sum(dim=1) == 0
-    keep[empty] = mask[empty]
-    return keep
-
-
-def _inputs(x, mask):
-    from glue_starclf.networks import normalise_classifier
-    return torch.from_numpy(normalise_classifier(np.asarray(x), np.asarray(mask)))
-
-
-def classification_metrics(probs, y):
-    """Accuracy, binary accuracy, per-class recall and confusion matrix."""
-    pred = probs.argmax(axis=1)
-    conf = np.zeros((4, 4), int)
-    np.add.at(conf, (y, pred), 1)
-    recall = conf.diagonal() / np.maximum(conf.sum(axis=1), 1)
-    binary = ((pred <= 1) == (y <= 1)).mean()
-    return {"accuracy": float((pred == y).mean()), "binary_accuracy": float(binary),
-            "recall": [float(r) for r in recall], "confusion": conf.tolist(), "n": int(len(y))}
-
-
-def expected_calibration_error(probs, y, n_bins=15):
-    """ECE of the top-class probability in equal-width bins."""
-    conf = probs.max(axis=1)
-    correct = probs.argmax(axis=1) == y
-    edges = np.linspace(0, 1, n_bins + 1)
-    ece = 0.0
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        m = (conf > lo) & (conf <= hi)
-        if m.any():
-            ece += m.mean() * abs(correct[m].mean() - conf[m].mean())
-    return float(ece)
-
-
-def fit_temperature(logits, y):
-    """Temperature minimising the validation NLL (Guo et al. 2017)."""
-    logits = torch.as_tensor(logits, dtype=torch.float64)
-    target = torch.as_tensor(y)
-    log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=100)
-
-    def closure():
-        opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(logits / log_t.exp(), target)
-        loss.backward()
-        return loss
-    opt.step(closure)
-    return float(log_t.detach().exp())
-
-
-@torch.inference_mode()
-def predict_logits(model, x, mask, batch=1024):
-    """Logits of a trained classifier for raw stamps."""
-    model.eval()
-    out = []
-    for i in range(0, len(x), batch):
-        out.append(model(_inputs(x[i:i + batch], mask[i:i + batch]),
-                         torch.from_numpy(np.asarray(mask[i:i + batch]))))
-    return torch.cat(out).float().numpy()
-
-
 def run(args):
-    from glue_starclf.checkpoints import save_checkpoint
-    from glue_starclf.networks import StarClassifier, augment
+    from glue_starclf.core.checkpoints import save_checkpoint
+    from glue_starclf.core.networks import StarClassifier, augment
     if not args.out.endswith(".safetensors"):
         raise ValueError(f"--out {args.out}: must end in .safetensors")
     # data
@@ -218,8 +154,8 @@ def run(args):
 
     def step(net, batch):
         xb, yb, mb = batch
-        mb = _band_dropout(mb, args.band_dropout, gen)
-        inp = augment(_inputs(xb.numpy(), mb.numpy()), aug_rng)
+        mb = band_dropout(mb, args.band_dropout, gen)
+        inp = augment(classifier_inputs(xb.numpy(), mb.numpy()), aug_rng)
         return torch.nn.functional.cross_entropy(net(inp, mb), yb.long())
     # loop
     out = Path(args.out)

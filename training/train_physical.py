@@ -1,7 +1,7 @@
 """``train-physical``: one member of the physical-parameter ensemble (004).
 
 The story: a physical bank from ``make-bank`` -> random validation split ->
-PhysicalNet of `glue_starclf.networks` (stamp, band mask and galaxy
+PhysicalNet of `glue_starclf.core.networks` (stamp, band mask and galaxy
 distance in; flips and right-angle turns) -> soft-target cross entropies on the joint age x A_V x mass
 grid, r_h, cluster/background and visibility, with the parameter losses
 zeroed for background stamps -> validation errors and AUC -> safetensors +
@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from glue_starclf.bands import BANDS
+from glue_starclf.io.bands import BANDS
 
-from .loop import (fit, fraction, is_main, positive_int, probability, require_validation,
-                   seed_everything)
+from glue_starclf.learn.loop import (fit, fraction, is_main, positive_int, probability, require_validation,
+                                     seed_everything)
 
 __all__ = ["add_arguments", "run", "physical_metrics"]
 
@@ -41,7 +41,7 @@ def add_arguments(p):
 
 def _targets(t):
     """Soft targets of every head and the cluster mask, from a truth table."""
-    from glue_starclf import networks as N
+    from glue_starclf.core import networks as N
     cl = np.asarray(t["p_cb"]) > 0.5
     n = len(t)
     grid = np.zeros((n, int(np.prod(N.GRID_SHAPE))), np.float32)
@@ -82,7 +82,7 @@ def _masks(n, p, gen):
 
 
 def _inputs(x, mask):
-    from glue_starclf.networks import normalise_physical
+    from glue_starclf.core.networks import normalise_physical
     return torch.from_numpy(normalise_physical(np.asarray(x), np.asarray(mask)))
 
 
@@ -114,7 +114,7 @@ def _auc(score, label):
 
 def physical_metrics(probs, truth):
     """95th percentiles of |error| on clusters and the cluster/background AUC."""
-    from glue_starclf.networks import LOG_RH_BINS, decode_1d, decode_grid
+    from glue_starclf.core.networks import LOG_RH_BINS, decode_1d, decode_grid
     cl = np.asarray(truth["p_cb"]) > 0.5
     est = decode_grid(probs["grid"][cl])
     rh = decode_1d(probs["r_h"][cl], LOG_RH_BINS)
@@ -130,10 +130,10 @@ def physical_metrics(probs, truth):
 
 
 def run(args):
-    from glue_starclf.checkpoints import save_checkpoint
-    from glue_starclf.networks import PhysicalNet, augment
+    from glue_starclf.core.checkpoints import save_checkpoint
+    from glue_starclf.core.networks import PhysicalNet, augment
 
-    from .banks import open_bank
+    from glue_starclf.learn.banks import open_bank
     if not args.out.endswith(".safetensors"):
         raise ValueError(f"--out {args.out}: must end in .safetensors")
     # data

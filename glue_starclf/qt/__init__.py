@@ -1,12 +1,38 @@
 """The Qt half of the glue plugin (glue-qt viewers, tools and menu items).
 
-Imported only when glue-qt asks its registries for their members (see
-`glue_starclf.setup`), or when a saved session names our viewers.
+Importing this package imports no Qt: `register_lazily` names it in glue-qt's
+registries, and the viewers, tools and menu items (`setup`) are imported
+only when glue-qt asks the registries for their members, or when a saved
+session names our viewers.
 """
 
-__all__ = ["setup"]
+__all__ = ["setup", "register_lazily"]
 
 _done = False
+
+
+def register_lazily():
+    """Name this package in glue-qt's registries (``glue_starclf.setup`` calls it).
+
+    Importing it waits until a registry's members are needed; without glue-qt
+    (glue's data side only) nothing is registered.
+    """
+    from glue.config import viewer_tool
+    try:
+        from glue_qt.config import menubar_plugin, qt_client
+    except ImportError:
+        return
+    for registry in (qt_client, menubar_plugin, viewer_tool):
+        registry.lazy_add("glue_starclf.qt")
+    from ..glue.data import RELOCATORS
+    if _ask_for_moved_files not in RELOCATORS:
+        RELOCATORS.append(_ask_for_moved_files)
+
+
+def _ask_for_moved_files(label, missing):
+    """Ask the glue user where a restored session's band files went (Qt imported only now)."""
+    from .common import ask_for_moved_files
+    return ask_for_moved_files(label, missing)
 
 
 def setup():
@@ -39,7 +65,7 @@ def _tips_everywhere():
     from glue_qt.app import GlueApplication
     from qtpy import QtWidgets
 
-    from .actions import add_menu_tips
+    from .common import add_menu_tips
     for widget in QtWidgets.QApplication.topLevelWidgets():
         if isinstance(widget, GlueApplication):
             add_menu_tips(widget)

@@ -11,32 +11,21 @@ Menu items (``Plugins`` menu of glue, `MENU`): "Open HST mosaic…",
 
 import numpy as np
 
-from ..cutouts import has_flag
-from ..glue_io import (MOSAIC, RESULTS, kind_of, load_catalog, load_mosaic, missing_files,
-                       mosaic_from_data, unique_label)
-from ..glue_results import (RESULTS_META_KEY, ClassifyJob, NoSources, attach_results,
+from ..core.cutouts import has_flag
+from ..glue.data import (MOSAIC, RESULTS, kind_of, load_catalog, load_mosaic, missing_files,
+                         mosaic_from_data, unique_label)
+from ..glue.results import (RESULTS_META_KEY, ClassifyJob, NoSources, attach_results,
                             catalog_sources, default_distance, link_to_mosaic,
                             linked_catalogs, merge_results, models_summary, region_box,
                             results_for, world_agrees)
-from .common import JobRunner, gui_message, notify, tile_tab
+from .common import JobRunner, application_of, gui_message, main_window, notify, tile_tab
 from .dialogs import ClassifyDialog, OpenMosaicDialog
+from .image_viewer import TOOL_ACTIONS, StarClusterImageViewer
 
 __all__ = ["MENU", "open_mosaic_dialog", "open_mosaic_files", "classify_selection",
            "active_region", "classify_catalog_dialog", "open_inspector", "open_diagnostics",
-           "finetune_on_labels", "documentation_path", "open_help", "MENU_TIPS",
-           "add_menu_tips", "mosaic_notes", "class_counts"]
-
-
-def _app(session):
-    app = getattr(session, "application", None)
-    if app is not None and hasattr(app, "_actions"):
-        add_menu_tips(app)
-    return app
-
-
-def _main_window(session):
-    app = _app(session)
-    return app if app is not None and hasattr(app, "show") else None
+           "finetune_on_labels", "inspect_from_viewer", "documentation_path", "open_help",
+           "mosaic_notes", "class_counts"]
 
 
 def mosaic_notes(mosaic):
@@ -64,7 +53,7 @@ def _pixelless(mosaic_data, gone):
 
 
 def _is_mosaic(data):
-    from ..bands import BANDS
+    from ..io.bands import BANDS
     return data.ndim == 2 and (kind_of(data) == MOSAIC or
                                any(c.label in BANDS for c in data.main_components))
 
@@ -73,7 +62,7 @@ def _is_mosaic(data):
 
 def open_mosaic_dialog(session, data_collection):
     """Menu "Open HST mosaic…": the band files (and a catalog) in a dialog."""
-    dialog = OpenMosaicDialog(_main_window(session))
+    dialog = OpenMosaicDialog(main_window(session))
     dialog.accepted.connect(lambda: open_mosaic_files(session, dialog.items(), dialog.catalog()))
     dialog.open()
     return dialog
@@ -96,7 +85,7 @@ def open_mosaic_files(session, items, catalog=None):
         The mosaic dataset; None when it could not be opened (a message says why).
     """
     dc = session.data_collection
-    parent = _main_window(session)
+    parent = main_window(session)
     try:
         data = load_mosaic(items)
     except (OSError, ValueError, KeyError) as exc:
@@ -121,9 +110,8 @@ def open_mosaic_files(session, items, catalog=None):
     notes = mosaic_notes(mosaic)
     if notes:
         text.append(notes)
-    app = _app(session)
+    app = application_of(session)
     if app is not None:
-        from .image_viewer import StarClusterImageViewer
         if hasattr(app.current_tab, "subWindowList") and app.current_tab.subWindowList():
             app.new_tab()  # the mosaic gets a tab of its own, which it fills
         viewer = app.new_data_viewer(StarClusterImageViewer, data=data)
@@ -252,7 +240,7 @@ def classify_catalog_dialog(session, data_collection):
     ClassifyDialog or None
         The dialog (its ``runner`` attribute is set on OK); None after a message.
     """
-    parent = _main_window(session)
+    parent = main_window(session)
     catalogs = [d for d in data_collection
                 if d.ndim == 1 and kind_of(d) != RESULTS and
                 {"x", "y"} <= {c.label for c in d.main_components}]
@@ -329,11 +317,11 @@ def open_inspector(session, data_collection=None, mosaic_data=None):
     dc = data_collection if data_collection is not None else session.data_collection
     found = _results_datasets(dc, mosaic_data)
     if not found:
-        notify(_main_window(session), "No results yet: classify sources first (the “Classify "
+        notify(main_window(session), "No results yet: classify sources first (the “Classify "
                "sources in selection” tool, or Plugins → Classify catalog sources…).", "warning")
         return None
     from .inspector import ClusterInspectorViewer
-    app = _app(session)
+    app = application_of(session)
     return app.new_data_viewer(ClusterInspectorViewer, data=found[0])
 
 
@@ -347,11 +335,11 @@ def open_diagnostics(session, data_collection=None):
     dc = data_collection if data_collection is not None else session.data_collection
     found = _results_datasets(dc)
     if not found:
-        notify(_main_window(session), "No results yet: classify sources first, then open the "
+        notify(main_window(session), "No results yet: classify sources first, then open the "
                "diagnostics layout.", "warning")
         return None
     from .diagnostics import diagnostics_layout
-    return diagnostics_layout(_app(session), found[0])
+    return diagnostics_layout(application_of(session), found[0])
 
 
 def finetune_on_labels(session, data_collection):
@@ -371,7 +359,7 @@ def documentation_path():
     from importlib.metadata import PackageNotFoundError, metadata
     from pathlib import Path
 
-    from ..finetuning import user_models_dir
+    from ..glue.finetuning import user_models_dir
     readme = Path(__file__).resolve().parents[2] / "README.md"
     if readme.is_file():
         return readme
@@ -398,7 +386,7 @@ def open_help(session, data_collection=None):
     path = documentation_path()
     url = QUrl.fromLocalFile(str(path))
     if not QDesktopServices.openUrl(url):
-        notify(_main_window(session), f"No application opens {path}: read it in a text "
+        notify(main_window(session), f"No application opens {path}: read it in a text "
                f"editor or a Markdown viewer.", "warning")
     return url
 
@@ -411,31 +399,13 @@ MENU = (("Open HST mosaic…", open_mosaic_dialog),
         ("Fine-tune on my labels…", finetune_on_labels),
         ("Star clusters: help", open_help))
 
-#: Tooltips of the menu items (glue makes them with their label only).
-MENU_TIPS = {
-    "Open HST mosaic…": "Open the band files of an HST field (placed by their FILTER keyword) "
-                        "and a catalog, in a star-cluster image viewer",
-    "Classify catalog sources…": "Classify every row of a catalog with x/y on a mosaic; the "
-                                 "results become columns of the catalog",
-    "Cluster inspector": "Stamps, class probabilities and age–A_V posteriors of the results; "
-                         "keys 1–4 label the focused source",
-    "Diagnostics layout": "Colour–colour, age–mass, luminosity and mass function views of "
-                          "the results, with the classes as linked subsets",
-    "Fine-tune on my labels…": "Fine-tune a classifier on the labels given in the inspector; "
-                               "the new version goes to your models folder",
-    "Star clusters: help": "Open the plugin's documentation (README)",
-}
+
+def inspect_from_viewer(viewer):
+    """Tool "Cluster inspector" of a star-cluster image viewer: `open_inspector` on its mosaic."""
+    return open_inspector(viewer.session, mosaic_data=viewer.state.reference_data)
 
 
-def add_menu_tips(app):
-    """Give the plugin's Plugins-menu items their tooltips, and show menu tooltips (once)."""
-    from qtpy import QtWidgets
-    actions = getattr(app, "_actions", {}).get("plugins", [])
-    for action in actions:
-        tip = MENU_TIPS.get(action.text())
-        if tip and action.toolTip() != tip:
-            action.setToolTip(tip)
-            action.setStatusTip(tip)
-    for menu in app.findChildren(QtWidgets.QMenu):
-        if any(a in menu.actions() for a in actions):
-            menu.setToolTipsVisible(True)
+# The image viewer's tools call these; the viewer does not import this module
+# (which opens viewers), this module hands them over.
+TOOL_ACTIONS.update({"starclf:classify": classify_selection,
+                     "starclf:inspect": inspect_from_viewer})

@@ -4,9 +4,9 @@
   message is also kept in `MESSAGES` and logged, so tests and the log see
   what the user saw.
 - `ModelChooser`: bundled models (default), a models folder, or one of the
-  user's fine-tuned versions (`glue_starclf.finetuning.list_user_models`).
+  user's fine-tuned versions (`glue_starclf.glue.finetuning.list_user_models`).
 - `DistanceEdit`: the galaxy distance in Mpc.
-- `JobRunner`: runs `glue_starclf.glue_results.run_job` (a subclass: any
+- `JobRunner`: runs `glue_starclf.glue.results.run_job` (a subclass: any
   ``work(job, callback)``) in a `QThread` with a progress dialog and
   Cancel; the result is handed to a callback in the GUI thread only when
   the work completed, so a cancelled or failed job adds nothing.
@@ -21,10 +21,12 @@ from contextlib import contextmanager
 from qtpy import QtCore, QtWidgets
 from qtpy.QtCore import Qt
 
-from ..glue_results import NoSources, run_job
+from ..glue.results import NoSources, run_job
 
-__all__ = ["MESSAGES", "notify", "one_line", "gui_message", "ask_for_moved_files",
-           "tile_tab", "keeping_edit_subset", "check_models_folder", "ModelChooser", "distance_range",
+__all__ = ["MESSAGES", "MENU_TIPS", "add_menu_tips", "notify", "one_line", "gui_message",
+           "application_of", "main_window",
+           "ask_for_moved_files", "tile_tab", "keeping_edit_subset", "check_models_folder",
+           "ModelChooser", "distance_range",
            "DistanceEdit", "JobRunner", "Cancelled", "RUNNING"]
 
 log = logging.getLogger("glue_starclf")
@@ -41,6 +43,47 @@ _ICONS = {"information": QtWidgets.QMessageBox.Information,
 
 #: The models folder chosen last in this session (the default next time).
 _last_folder = {"path": ""}
+
+
+def application_of(session):
+    """The glue application of a session (None without one)."""
+    return getattr(session, "application", None)
+
+
+def main_window(session):
+    """The application's main window, a parent for dialogs (None when headless or absent)."""
+    app = application_of(session)
+    return app if app is not None and hasattr(app, "show") else None
+
+
+#: Tooltips of the plugin's Plugins-menu items (glue makes them with their
+#: label only), by label (`glue_starclf.qt.actions.MENU`).
+MENU_TIPS = {
+    "Open HST mosaic…": "Open the band files of an HST field (placed by their FILTER keyword) "
+                        "and a catalog, in a star-cluster image viewer",
+    "Classify catalog sources…": "Classify every row of a catalog with x/y on a mosaic; the "
+                                 "results become columns of the catalog",
+    "Cluster inspector": "Stamps, class probabilities and age–A_V posteriors of the results; "
+                         "keys 1–4 label the focused source",
+    "Diagnostics layout": "Colour–colour, age–mass, luminosity and mass function views of "
+                          "the results, with the classes as linked subsets",
+    "Fine-tune on my labels…": "Fine-tune a classifier on the labels given in the inspector; "
+                               "the new version goes to your models folder",
+    "Star clusters: help": "Open the plugin's documentation (README)",
+}
+
+
+def add_menu_tips(app):
+    """Give the plugin's Plugins-menu items their tooltips, and show menu tooltips (once)."""
+    actions = getattr(app, "_actions", {}).get("plugins", [])
+    for action in actions:
+        tip = MENU_TIPS.get(action.text())
+        if tip and action.toolTip() != tip:
+            action.setToolTip(tip)
+            action.setStatusTip(tip)
+    for menu in app.findChildren(QtWidgets.QMenu):
+        if any(a in menu.actions() for a in actions):
+            menu.setToolTipsVisible(True)
 
 
 def one_line(exc):
@@ -194,7 +237,7 @@ def check_models_folder(path):
     """
     from pathlib import Path
 
-    from ..checkpoints import list_models
+    from ..core.checkpoints import list_models
     todo = "choose another with Browse…, or the bundled models"
     folder = Path(path).expanduser()
     if not folder.is_dir():
@@ -222,7 +265,7 @@ class ModelChooser(QtWidgets.QWidget):
     """
 
     def __init__(self, parent=None):
-        from ..finetuning import list_user_models
+        from ..glue.finetuning import list_user_models
         super().__init__(parent)
         self.combo = QtWidgets.QComboBox()
         self.combo.addItems(["Bundled models", "Models folder"])
@@ -367,7 +410,7 @@ class JobRunner(QtCore.QObject):
 
     Parameters
     ----------
-    job : glue_starclf.glue_results.ClassifyJob
+    job : glue_starclf.glue.results.ClassifyJob
     on_result : callable
         Called in the GUI thread with the work's result (the results table)
         when the job completed (not after Cancel or an error); its own

@@ -7,7 +7,8 @@ One action opens a tab with four linked glue viewers of a results dataset:
 3. luminosity function: histogram of the V aperture magnitude;
 4. mass function: histogram of log mass;
 
-each with the four LEGUS classes as coloured subsets (`CLASS_LABELS`), so a
+each with the four LEGUS classes as coloured subsets
+(`glue_starclf.qt.style.CLASS_LABELS`), so a
 selection in any view (or the image) shows up in all of them.
 """
 
@@ -16,12 +17,12 @@ from glue.utils.matplotlib import defer_draw
 from glue_qt.viewers.histogram import HistogramViewer
 from glue_qt.viewers.scatter import ScatterViewer
 
-from ..glue_io import result_label
-from ..glue_results import COLOUR_COLUMNS
+from ..glue.data import result_label
+from ..glue.results import COLOUR_COLUMNS
 from .common import keeping_edit_subset, tile_tab
-from .inspector import CLASS_COLOURS, CLASS_LABELS
+from .style import CLASS_COLOURS, CLASS_LABELS
 
-__all__ = ["CLASS_LABELS", "COLOURS", "class_subsets", "colour_components",
+__all__ = ["COLOURS", "class_subsets", "colour_components",
            "diagnostics_layout"]
 
 

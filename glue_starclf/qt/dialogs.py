@@ -7,8 +7,8 @@ and validate their fields on OK, showing what is wrong inside the dialog.
 from qtpy import QtWidgets
 from qtpy.QtCore import Qt
 
-from ..bands import BANDS
-from ..glue_io import detect_band
+from ..glue.data import detect_band
+from ..io.bands import BANDS
 from .common import DistanceEdit, ModelChooser, distance_range
 
 __all__ = ["OpenMosaicDialog", "ClassifyDialog"]

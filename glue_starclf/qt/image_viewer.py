@@ -17,11 +17,12 @@ from glue.config import viewer_tool
 from glue.viewers.common.tool import Tool
 from glue_qt.viewers.image import ImageViewer
 
-from ..glue_io import CATALOG, MOSAIC, RESULTS, kind_of
+from ..glue.data import CATALOG, MOSAIC, RESULTS, kind_of
+from .common import notify
 
-__all__ = ["StarClusterImageViewer", "ClassifySelectionTool", "RGBPresetTool",
-           "OpenInspectorTool", "RGB_PRESET", "rgb_levels", "MARKER_COLOURS", "MARKER_DIAMETER_PX",
-           "MARKER_POINTS", "register_tools"]
+__all__ = ["StarClusterImageViewer", "ClassifySelectionTool", "RGBPresetTool", "TOOL_ACTIONS",
+           "OpenInspectorTool", "RGB_PRESET", "rgb_levels", "MARKER_COLOURS",
+           "MARKER_DIAMETER_PX", "MARKER_POINTS", "register_tools"]
 
 #: Bands (first present of each tuple) and colours of the RGB composite: those
 #: of ``starclf simulate --preview`` (`glue_starclf.sim.preview`) first.
@@ -52,7 +53,7 @@ def rgb_levels(arrays):
         ``{band: (v_min, v_max)}``, and ``"a"``: the arcsinh parameter
         (softening over scale) of glue's stretch.
     """
-    from ..bands import BANDS
+    from ..io.bands import BANDS
     from ..sim.preview import WHITE, rgb_norm
     first = next(iter(arrays.values()))
     step = max(1, int(np.ceil(np.sqrt(first.size / LEVEL_PIXELS))))
@@ -105,7 +106,7 @@ class StarClusterImageViewer(ImageViewer):
             self.state.add_callback(name, self.scale_markers)
         app = getattr(session, "application", None)
         if app is not None and hasattr(app, "_actions"):  # e.g. a restored session's
-            from .actions import add_menu_tips
+            from .common import add_menu_tips
             add_menu_tips(app)
 
     def marker_points(self):
@@ -221,6 +222,21 @@ class StarClusterImageViewer(ImageViewer):
         self.scale_markers()
 
 
+#: What the tools that open dialogs or viewers do, ``{tool_id: function(viewer)}``.
+#: `glue_starclf.qt.actions` fills it: it opens this viewer, so this module
+#: does not import it.
+TOOL_ACTIONS = {}
+
+
+def _run_action(tool):
+    action = TOOL_ACTIONS.get(tool.tool_id)
+    if action is None:
+        notify(tool.viewer, f"“{tool.action_text}” needs the plugin's actions "
+               "(glue_starclf.qt.setup() was not called).", "error")
+        return None
+    return action(tool.viewer)
+
+
 class ClassifySelectionTool(Tool):
     """Classify the sources in the active region subset of the mosaic."""
 
@@ -231,8 +247,7 @@ class ClassifySelectionTool(Tool):
                 "active region, or candidates detected there")
 
     def activate(self):
-        from .actions import classify_selection
-        self.viewer.last_dialog = classify_selection(self.viewer)
+        self.viewer.last_dialog = _run_action(self)
 
 
 class RGBPresetTool(Tool):
@@ -258,8 +273,7 @@ class OpenInspectorTool(Tool):
     tool_tip = "Open the cluster inspector on the results of this mosaic"
 
     def activate(self):
-        from .actions import open_inspector
-        open_inspector(self.viewer.session, mosaic_data=self.viewer.state.reference_data)
+        _run_action(self)
 
 
 _TOOLS = (ClassifySelectionTool, RGBPresetTool, OpenInspectorTool)

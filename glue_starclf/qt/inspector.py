@@ -3,7 +3,7 @@
 For each source of the chosen subset (all sources when none), sorted by
 class entropy (most uncertain first), ensemble disagreement
 (``1 - class_agreement``, most first), a stratified sample by class and V
-magnitude (`glue_starclf.labelling.labelling_order`), p_cluster or V
+magnitude (`glue_starclf.glue.labels.labelling_order`), p_cluster or V
 magnitude: an RGB stamp (F814W, F555W, F438W/F336W) and the five bands,
 the four class probabilities as bars, the age-A_V posterior map of the
 physical network marginalised over mass (as Bialopetravičius & Narbutis
@@ -14,7 +14,7 @@ Ctrl-click adds to it) and focuses it.
 Labelling: keys 1-4 give the focused source that LEGUS class, 0 "not
 sure", as a vote of the labeller named in the viewer (components
 ``class_user``, ``labeller``, ``labelled_at``, ``votes``; see
-`glue_starclf.labelling`); the focus then moves to the next source. The
+`glue_starclf.glue.labels`); the focus then moves to the next source. The
 arrow keys move the focus (→/↓ next, ←/↑ previous); past either end of
 the page the next or previous page is shown. "Unlabelled only" hides the
 sources the labeller has voted on. A counter gives the labelled sources
@@ -38,17 +38,18 @@ from glue_qt.viewers.common.data_viewer import DataViewer
 from qtpy import QtCore, QtGui, QtWidgets
 from qtpy.QtCore import Qt
 
-from ..bands import BANDS
-from ..glue_io import RESULTS_META_KEY, mosaic_from_data, result_label
-from ..glue_results import (column, models_folder_of, models_summary, mosaic_of,
+from ..glue.data import RESULTS_META_KEY, mosaic_from_data, result_label
+from ..glue.labels import (NOT_SURE, ORDERS, check_labeller, label_summary, labelling_order,
+                           parse_votes, set_votes, votes_of)
+from ..glue.results import (column, models_folder_of, models_summary, mosaic_of,
                             posterior_maps)
-from ..labelling import (NOT_SURE, ORDERS, check_labeller, label_summary, labelling_order,
-                         parse_votes, set_votes, votes_of)
+from ..io.bands import BANDS
 from .common import gui_message, keeping_edit_subset, notify, one_line
+from .style import CLASS_COLOURS, CLASS_LABELS
 
 __all__ = ["ClusterInspectorViewer", "InspectorState", "InspectorLayerArtist", "SORT_KEYS",
            "SORTS", "LABEL_KEYS", "NEXT_KEYS", "PREVIOUS_KEYS", "PICK_LABEL", "STAMP_SIZE",
-           "CLASS_COLOURS", "CLASS_LABELS", "TILE_WIDTH", "stretch", "rgb_stamp", "votes_text"]
+           "TILE_WIDTH", "stretch", "rgb_stamp", "votes_text"]
 
 log = logging.getLogger("glue_starclf")
 
@@ -71,17 +72,8 @@ PICK_LABEL = "picked cluster"
 #: Side of the stamps shown [px].
 STAMP_SIZE = 32
 
-#: Subset-group labels of the LEGUS classes (made on every classification).
-CLASS_LABELS = {1: "class 1 (symmetric)", 2: "class 2 (asymmetric)",
-                3: "class 3 (association)", 4: "class 4 (non-cluster)"}
-
 #: Width of a gallery tile [px].
 TILE_WIDTH = 300
-
-#: Colour of each LEGUS class (probability bars, class subsets on the image and
-#: in the diagnostics): hues glue's default subset colours (red, green, blue,
-#: brown, orange, purple, pink) do not use, bright on a dark sky; non-clusters grey.
-CLASS_COLOURS = {1: "#00e5e5", 2: "#c6e000", 3: "#8c7dff", 4: "#b0b0b0"}
 
 _RGB_BANDS = (("F814W",), ("F555W",), ("F438W", "F336W"))
 _ensembles = {}
@@ -148,7 +140,7 @@ class _Posterior(QtWidgets.QWidget):
     SCALE, LEFT, TOP, BOTTOM, BAR = 6, 24, 6, 14, 36
 
     def __init__(self, grid, parent=None):
-        from ..networks import AV_BINS, LOG_AGE_BINS
+        from ..core.networks import AV_BINS, LOG_AGE_BINS
         super().__init__(parent)
         self.grid = np.asarray(grid, float)
         self.ages, self.avs = LOG_AGE_BINS, AV_BINS
@@ -180,7 +172,8 @@ class _Posterior(QtWidgets.QWidget):
         p.drawRect(self.LEFT, self.TOP, self.w - 1, self.h - 1)
         for age in (7, 8, 9, 10):  # log age ticks under the map
             x = self._x(age)
-            p.drawLine(QtCore.QPointF(x, self.TOP + self.h), QtCore.QPointF(x, self.TOP + self.h + 2))
+            bottom = self.TOP + self.h
+            p.drawLine(QtCore.QPointF(x, bottom), QtCore.QPointF(x, bottom + 2))
             p.drawText(QtCore.QRectF(x - 10, self.TOP + self.h + 2, 20, 10), Qt.AlignCenter,
                        f"{age}")
         for av in (0, 1, 2, 3):  # A_V ticks on the left
@@ -617,7 +610,7 @@ class ClusterInspectorViewer(DataViewer):
         todo = [i for i, k in enumerate(keys) if k not in self._maps]
         if todo:
             try:
-                from ..predict import load_ensemble
+                from ..core.predict import load_ensemble
                 if folder not in _ensembles:
                     _ensembles[folder] = load_ensemble("physical", folder)
                 maps = posterior_maps(mosaic, x[todo], y[todo], distance, _ensembles[folder])
@@ -637,7 +630,7 @@ class ClusterInspectorViewer(DataViewer):
             self.info.setText(self.note)
 
     def _refresh(self):
-        from ..cutouts import extract_stamps
+        from ..core.cutouts import extract_stamps
         keep = self.focused_row
         for tile in self.tiles:
             self.grid.removeWidget(tile)

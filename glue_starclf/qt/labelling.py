@@ -11,14 +11,14 @@ labels…") call:
 - `import_labels_dialog` / `import_labels_from`: votes of a labels file
   added to the dataset (unknown ids reported, skipped and counted);
 - `finetune_from_inspector` / `finetune_menu` -> `FinetuneDialog` ->
-  `start_finetune`: ``training.finetune.finetune`` on the labelled
+  `start_finetune`: ``glue_starclf.learn.finetune.finetune`` on the labelled
   sources in a worker (`FinetuneRunner`: progress, Cancel; a cancelled or
   failed run registers nothing), k-fold accuracy before and after in the
   closing message, the new version in the user's models folder
-  (`glue_starclf.finetuning`), and a button to recompute the results with
+  (`glue_starclf.glue.finetuning`), and a button to recompute the results with
   it (`recompute_results`).
 
-The Qt-free work is in `glue_starclf.labelling` and `glue_starclf.finetuning`.
+The Qt-free work is in `glue_starclf.glue.labels` and `glue_starclf.glue.finetuning`.
 """
 
 import logging
@@ -28,15 +28,15 @@ import numpy as np
 from qtpy import QtWidgets
 from qtpy.QtCore import Qt
 
-from ..finetuning import (FinetuneJob, check_version_name, classifier_cards,
-                          default_version_name, list_user_models, register_finetuned,
-                          run_finetune, training_finetune)
-from ..glue_io import RESULTS, RESULTS_META_KEY, kind_of, mosaic_from_data
-from ..glue_results import (ClassifyJob, attach_results, catalog_sources, merge_results,
+from ..glue.finetuning import (FinetuneJob, check_version_name, classifier_cards,
+                               default_version_name, list_user_models, register_finetuned,
+                               run_finetune)
+from ..glue.data import RESULTS, RESULTS_META_KEY, kind_of, mosaic_from_data
+from ..glue.results import (ClassifyJob, attach_results, catalog_sources, merge_results,
                             models_folder_of, mosaic_of)
-from ..labelling import (N_CLASSES, export_labels, import_labels, label_summary, labels_table,
-                         parse_votes, vote_fractions, votes_of)
-from .common import JobRunner, notify, one_line
+from ..glue.labels import (N_CLASSES, export_labels, import_labels, label_summary, labels_table,
+                           parse_votes, vote_fractions, votes_of)
+from .common import JobRunner, main_window, notify, one_line
 
 __all__ = ["ConfusionDialog", "show_confusion", "export_labels_dialog", "export_labels_to",
            "import_labels_dialog", "import_labels_from", "FinetuneDialog", "FinetuneRunner",
@@ -166,7 +166,7 @@ def import_labels_from(inspector, path):
     Returns
     -------
     dict or None
-        The report of `glue_starclf.labelling.import_labels`; None when
+        The report of `glue_starclf.glue.labels.import_labels`; None when
         nothing could be read.
     """
     data = inspector.results_data
@@ -241,7 +241,7 @@ class FinetuneDialog(QtWidgets.QDialog):
         What will be fine-tuned on (the labels, per class).
     values : dict or None
         On OK: ``member`` (label, card, folder), ``name`` and ``settings``
-        (keyword arguments of ``training.finetune.finetune``).
+        (keyword arguments of ``glue_starclf.learn.finetune.finetune``).
     """
 
     def __init__(self, intro, members, parent=None):
@@ -306,7 +306,7 @@ class FinetuneDialog(QtWidgets.QDialog):
 
 
 class FinetuneRunner(JobRunner):
-    """`JobRunner` of `glue_starclf.finetuning.run_finetune`.
+    """`JobRunner` of `glue_starclf.glue.finetuning.run_finetune`.
 
     After success, the closing message (`box`) has a button "Recompute
     results with it"; `recompute` is that button's runner once clicked.
@@ -341,13 +341,8 @@ def finetune_dialog(session, data, parent=None):
     -------
     FinetuneDialog or None
         The dialog (its ``runner`` is set on OK); None after a message
-        (no training module, too few labels, no mosaic, no model).
+        (too few labels, no mosaic, no model).
     """
-    try:
-        training_finetune()
-    except RuntimeError as exc:
-        notify(parent, f"Fine-tuning is not available: {exc}.", "error")
-        return None
     checked = _check_labels(data, parent)
     if checked is None:
         return None
@@ -391,13 +386,12 @@ def finetune_from_inspector(inspector):
 
 def finetune_menu(session, data_collection):
     """Plugins menu "Fine-tune on my labels…": the first dataset holding votes."""
-    from .actions import _main_window
     labelled = [d for d in data_collection if d.ndim == 1 and any(votes_of(d))]
     if not labelled:
-        notify(_main_window(session), "No labels yet: label sources in the cluster inspector "
+        notify(main_window(session), "No labels yet: label sources in the cluster inspector "
                "(keys 1–4), or import a labels file there.", "warning")
         return None
-    return finetune_dialog(session, labelled[0], _main_window(session))
+    return finetune_dialog(session, labelled[0], main_window(session))
 
 
 def start_finetune(session, data, values, parent=None):

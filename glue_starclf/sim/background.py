@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..bands import BANDS, PIXEL_SCALE_ARCSEC, VEGA_ZEROPOINT
+from ..io.bands import BANDS, PIXEL_SCALE_ARCSEC, VEGA_ZEROPOINT
 from .isochrones import load_isochrones
 from .populations import distance_modulus, flux_scale, population
 from .sources import Light

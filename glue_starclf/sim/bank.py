@@ -12,7 +12,7 @@ import functools
 import numpy as np
 from astropy.table import Table
 
-from ..bands import BANDS, VEGA_ZEROPOINT
+from ..io.bands import BANDS, VEGA_ZEROPOINT
 from .background import random_galaxy, render_background
 from .compose import render_stamps, visibility
 from .populations import distance_modulus, population

@@ -10,7 +10,7 @@ distance), with photon and read noise, and with the blanked rows of
 import numpy as np
 from astropy.table import Table
 
-from ..bands import BANDS, VEGA_ZEROPOINT
+from ..io.bands import BANDS, VEGA_ZEROPOINT
 from .bank import _TILE, _TILE_DISTANCES, _background_tiles
 from .compose import apply_masked_rows, render_stamps
 from .mosaic import draw_source

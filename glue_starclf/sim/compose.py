@@ -4,8 +4,8 @@ import functools
 
 import numpy as np
 
-from ..bands import BANDS
-from ..photometry import centred_ci
+from ..io.bands import BANDS
+from ..core.photometry import centred_ci
 from .render import StampRenderer
 from .sources import V, saturation_rate
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from ..bands import BANDS
+from ..io.bands import BANDS
 from . import imf
 
 __all__ = ["IsochroneTable", "Isochrone", "load_isochrones"]
@@ -73,7 +73,7 @@ class Isochrone:
     mass_ini : ndarray, shape (n,)
         Initial masses [Msun], strictly increasing.
     abs_mag : ndarray, shape (n, 5)
-        Vega absolute magnitudes in `glue_starclf.bands.BANDS` order,
+        Vega absolute magnitudes in `glue_starclf.io.bands.BANDS` order,
         without extinction.
     log_teff, log_g, log_l : ndarray, shape (n,)
         log10 of effective temperature [K], gravity [cgs], luminosity [Lsun].

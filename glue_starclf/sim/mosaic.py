@@ -19,8 +19,8 @@ from astropy.table import Table
 from astropy.wcs import WCS
 from astropy.wcs.utils import fit_wcs_from_points
 
-from .. import __version__
-from ..bands import BANDS, EXPOSURE_TIME_S, PIXEL_SCALE_ARCSEC, VEGA_ZEROPOINT
+from ..version import __version__
+from ..io.bands import BANDS, EXPOSURE_TIME_S, PIXEL_SCALE_ARCSEC, VEGA_ZEROPOINT
 from .background import random_galaxy, render_background
 from .compose import (apply_masked_rows, noise_free_ci, render_stamps, saturate,
                       tune_knobs_to_ci, visibility)
@@ -316,7 +316,7 @@ def legus_anchored_field(catalog, seed=0, distance_mpc=None, region=None, max_so
     Parameters
     ----------
     catalog : astropy.table.Table
-        As returned by `glue_starclf.catalogs.read_legus_tab` (0-based x/y).
+        As returned by `glue_starclf.io.catalogs.read_legus_tab` (0-based x/y).
     seed : int
     distance_mpc : float, optional
         Default: the field's distance from StarcNet Table 6.
@@ -331,7 +331,7 @@ def legus_anchored_field(catalog, seed=0, distance_mpc=None, region=None, max_so
         Truth ``x``/``y`` are in the rendered (region) frame; ``legus_id``,
         ``legus_class`` and ``catalog_ci`` keep the link to the real rows.
     """
-    from ..catalogs import legus_distance_mpc
+    from ..io.catalogs import legus_distance_mpc
     field_name = catalog.meta.get("field", "")
     if distance_mpc is None:
         distance_mpc = legus_distance_mpc(field_name)
@@ -481,7 +481,7 @@ def write_mosaic(mock, out_dir, prefix="mock", bands=BANDS, overwrite=False):
     dict
         ``{band: path}`` plus ``"truth"``.
     """
-    from ..bands import canonical_band
+    from ..io.bands import canonical_band
     bands = [canonical_band(b) for b in bands]
     out_dir = os.path.abspath(os.fspath(out_dir))
     names = {b: f"{prefix}_{b.lower()}_drc.fits" for b in bands}

@@ -4,7 +4,7 @@ import functools
 
 import numpy as np
 
-from ..bands import BANDS, PIXEL_SCALE_ARCSEC, VEGA_ZEROPOINT
+from ..io.bands import BANDS, PIXEL_SCALE_ARCSEC, VEGA_ZEROPOINT
 from . import imf
 from .isochrones import load_isochrones
 

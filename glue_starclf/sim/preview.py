@@ -1,7 +1,7 @@
 """Colour previews of mock stamps and mosaics (asinh-stretched RGB PNGs).
 
 `rgb_image` turns a 5-band stack in e-/s (band order of
-`~glue_starclf.bands.BANDS`: F275W, F336W, F438W, F555W, F814W) into an RGB
+`~glue_starclf.io.bands.BANDS`: F275W, F336W, F438W, F555W, F814W) into an RGB
 image with the Lupton et al. (2004, PASP 116, 133) asinh stretch: every band
 is divided by its own colour-balance scale, the intensity ``I`` (mean of the
 three channels) is stretched as ``asinh(I / soft) / asinh(scale / soft)`` and
@@ -350,8 +350,8 @@ def save_preview(path, stamps, labels, mosaic=None, title=""):
 
 def _cutouts(images, xy, size):
     """(n, 5, size, size) stamps of an in-memory (5, ny, nx) stack, NaN off the image."""
-    from ..cutouts import extract_stamps
-    from ..mosaic import Mosaic
+    from ..core.cutouts import extract_stamps
+    from ..io.mosaic import Mosaic
     xy = np.asarray(xy, float).reshape(-1, 2)
     return extract_stamps(Mosaic.from_arrays(images), xy[:, 0], xy[:, 1], size=size).stamps
 

@@ -6,7 +6,7 @@ rebuilds them). WFC3/UVIS PSFs are sampled at 0.0399-0.04"/px, the scale of
 the LEGUS drizzled mosaics, and are used as they are. The ACS/WFC PSFs (for
 fields observed in F435W or F606W) are sampled at the native ACS scale
 (``PIXSCALE`` = 0.0495-0.0496"), so `load_psf` rebins them onto the
-`~glue_starclf.bands.PIXEL_SCALE_ARCSEC` grid with exact area weighting
+`~glue_starclf.io.bands.PIXEL_SCALE_ARCSEC` grid with exact area weighting
 (flux-conserving, no ringing) before use.
 
 All PSFs are returned normalised to unit sum with the peak in the central
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from .. import bands
+from ..io import bands
 
 __all__ = ["load_psf", "psf_stack"]
 
@@ -60,7 +60,7 @@ def load_psf(band, size=None):
     ----------
     band : str
         Filter name (any case). F435W and F606W give the ACS/WFC PSFs; every
-        other name goes through `glue_starclf.bands.canonical_band` and gives
+        other name goes through `glue_starclf.io.bands.canonical_band` and gives
         the WFC3/UVIS PSF of that model band.
     size : int, optional
         Odd side length of a centred crop; the crop is renormalised to unit
@@ -149,7 +149,7 @@ def _stack(size):
 
 
 def psf_stack(size):
-    """PSFs of the five model bands, in `glue_starclf.bands.BANDS` order.
+    """PSFs of the five model bands, in `glue_starclf.io.bands.BANDS` order.
 
     Parameters
     ----------

@@ -13,7 +13,7 @@ from scipy import fft as sfft
 from scipy.ndimage import gaussian_filter
 from scipy.signal import oaconvolve
 
-from ..bands import BANDS, EXPOSURE_TIME_S, N_EXPOSURES, READ_NOISE_E, SKY_E_PER_S
+from ..io.bands import BANDS, EXPOSURE_TIME_S, N_EXPOSURES, READ_NOISE_E, SKY_E_PER_S
 from .psf import load_psf
 
 __all__ = ["PSF_SIZE", "MOSAIC_PSF_SIZE", "DRIZZLE_BLUR_PX", "psf_kernels", "deposit", "StampRenderer",

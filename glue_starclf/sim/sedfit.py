@@ -9,7 +9,7 @@ import functools
 
 import numpy as np
 
-from ..bands import BANDS
+from ..io.bands import BANDS
 from .isochrones import load_isochrones
 from .populations import distance_modulus
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..bands import BANDS, EXPOSURE_TIME_S, N_EXPOSURES, PIXEL_SCALE_ARCSEC, VEGA_ZEROPOINT
+from ..io.bands import BANDS, EXPOSURE_TIME_S, N_EXPOSURES, PIXEL_SCALE_ARCSEC, VEGA_ZEROPOINT
 from .populations import flux_scale, pc_per_pixel, population
 from .profiles import sample_eff, sample_sersic
 

@@ -54,7 +54,7 @@ def models(trained_models):
 @pytest.fixture(scope="session")
 def bundled_models():
     """The bundled 5 + 5 members, for the views whose screenshots the README shows."""
-    from glue_starclf.checkpoints import bundled_models_dir
+    from glue_starclf.core.checkpoints import bundled_models_dir
     return str(bundled_models_dir())
 
 
@@ -81,7 +81,7 @@ def app(qapp):
 
 def band_items(files, bands=None):
     """``BAND=path`` items of the mock files (all five bands by default)."""
-    from glue_starclf.bands import BANDS
+    from glue_starclf.io.bands import BANDS
     return [f"{b}={files[b]}" for b in (bands or BANDS)]
 
 
@@ -126,6 +126,20 @@ def save_screenshot(widget, path):
     colours = {image.pixel(x, y) for x in range(0, w, step) for y in range(0, h, step)}
     assert len(colours) > 50, f"{path} looks blank ({len(colours)} colours)"
     return path
+
+
+def classify_region(viewer, qtbot, models, x0, x1, y0, y1):
+    """Draw a region, press the classify tool's toolbar button, choose the models, Classify.
+
+    Returns the dialog once its job is done (asserted).
+    """
+    region_on(viewer, x0, x1, y0, y1)
+    viewer.toolbar.actions["starclf:classify"].trigger()
+    dialog = viewer.last_dialog
+    dialog.models.set_folder(models)
+    dialog.buttons.button(dialog.buttons.Ok).click()
+    assert wait_for(qtbot, dialog.runner) == "done", dialog.runner.message
+    return dialog
 
 
 def region_on(viewer, x0, x1, y0, y1):

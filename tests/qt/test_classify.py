@@ -3,16 +3,16 @@
 import numpy as np
 import pytest
 from astropy.table import Table
-from conftest import (band_items, drag_rectangle, region_on, save_screenshot, truth_catalog, wait_for,
-                      xy_in)
+from conftest import (band_items, drag_rectangle, region_on, save_screenshot, truth_catalog,
+                      wait_for, xy_in)
 from qtpy import QtWidgets
 from qtpy.QtCore import Qt
 
-from glue_starclf.glue_io import RESULTS, kind_of
-from glue_starclf.glue_results import RESULTS_LABEL
-from glue_starclf.predict import RESULT_COLUMNS
+from glue_starclf.glue.data import RESULTS, kind_of
+from glue_starclf.glue.results import RESULTS_LABEL
+from glue_starclf.core.predict import RESULT_COLUMNS
 from glue_starclf.qt.actions import (classify_catalog_dialog, open_diagnostics, open_inspector,
-                                    open_mosaic_files)
+                                     open_mosaic_files)
 
 
 @pytest.fixture
@@ -197,9 +197,10 @@ def test_main_window_screenshot(app, qtbot, opened, bundled_models, screenshots)
     mosaic, catalog, viewer, cat = opened
     catalog_layer = next(la for la in viewer.layers if la.layer is catalog)
     catalog_layer.state.visible = False
-    region_on(viewer, 30, 290, 30, 290)
+    region = region_on(viewer, 30, 290, 30, 290)
+    region.style.alpha = 0.15  # the user's choice: a light region over the image
     assert run_tool(viewer, qtbot, bundled_models).state == "done"
-    class_subsets(app.session, results_of(app))
+    class_subsets(app.session, results_of(app))  # made by the classification already
     app.show()
     sub = viewer.parent()
     sub.showMaximized()
@@ -261,8 +262,8 @@ def test_colour_by_class_on_the_image_from_the_first_classification(app, qtbot, 
     from glue.config import settings
     from matplotlib.colors import to_rgb
 
-    from glue_starclf.qt.diagnostics import CLASS_LABELS
-    from glue_starclf.qt.inspector import CLASS_COLOURS
+    from glue_starclf.qt.style import CLASS_LABELS
+    from glue_starclf.qt.style import CLASS_COLOURS
     mosaic, catalog, viewer, cat = opened
     region_on(viewer, 20, 300, 20, 300)
     assert run_tool(viewer, qtbot, models).state == "done"

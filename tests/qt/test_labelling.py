@@ -16,9 +16,9 @@ from conftest import band_items, region_on, truth_catalog, wait_for
 from qtpy import QtWidgets
 from qtpy.QtCore import Qt
 
-from glue_starclf.finetuning import USER_MODELS_ENV, list_user_models
-from glue_starclf.glue_io import RESULTS, kind_of, table_to_data
-from glue_starclf.labelling import (import_labels, parse_votes, vote_fractions, votes_of)
+from glue_starclf.glue.finetuning import USER_MODELS_ENV, list_user_models
+from glue_starclf.glue.data import RESULTS, kind_of, table_to_data
+from glue_starclf.glue.labels import (import_labels, parse_votes, vote_fractions, votes_of)
 from glue_starclf.qt.actions import open_inspector, open_mosaic_files
 from glue_starclf.qt.common import MESSAGES, ModelChooser
 from glue_starclf.qt.inspector import ClusterInspectorViewer
@@ -192,7 +192,7 @@ def test_two_labellers_session_and_ecsv(app, qtbot, small, mock_files, models, t
     from glue_qt.app import GlueApplication
 
     from training.__main__ import main as training_main
-    from training.finetune import read_labels
+    from glue_starclf.learn.finetune import read_labels
     res, expert, inspector = small
     rows = label_first(qtbot, inspector, [1, 2, 3, 4, 1, 2], "ana")
     label_first(qtbot, inspector, [1, 3, 3, 4, 0, 2], "ben")
@@ -243,7 +243,7 @@ def test_two_labellers_session_and_ecsv(app, qtbot, small, mock_files, models, t
     again = import_labels_from(inspector, out)
     assert (again["added"], again["replaced"], again["unchanged"]) == (0, 0, 12)
     # the training module reads the export as soft labels: two labellers' votes
-    from glue_starclf.mosaic import open_mosaic
+    from glue_starclf.io.mosaic import open_mosaic
     mosaic = open_mosaic(band_items(mock_files))
     lab, targets, info = read_labels(out, wcs=mosaic.wcs)
     assert info["kind"] == "votes" and info["max_votes"] == 2 and info["unlabelled"] == 1
@@ -292,18 +292,6 @@ def test_fewer_labels_than_classes(app, qtbot, small, user_models):
     level, text = MESSAGES[-1]
     assert level == "warning" and "at least 4 labelled sources" in text and "has 3" in text
     assert list_user_models() == []
-
-
-def test_finetune_without_the_training_module(app, qtbot, small, monkeypatch):
-    import sys
-    res, expert, inspector = small
-    label_first(qtbot, inspector, [1, 2, 3, 4], "ana")
-    monkeypatch.setitem(sys.modules, "training.finetune", None)
-    inspector.buttons["Fine-tune on my labels…"].click()
-    assert inspector.last_dialog is None
-    level, text = MESSAGES[-1]
-    assert level == "error" and "needs the training module of a glue-starclf source " \
-        "checkout" in text
 
 
 def test_cancel_mid_finetune_registers_nothing(app, qtbot, small, user_models):

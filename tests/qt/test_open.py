@@ -7,9 +7,9 @@ from conftest import (band_items, menu_action, open_through_menu, region_on, tru
                       wait_for)
 from qtpy import QtWidgets
 
-from glue_starclf.bands import BANDS
-from glue_starclf.glue_io import (CATALOG, MOSAIC, RESULTS, band_siblings, catalog_factory,
-                                  kind_of, mosaic_factory, mosaic_from_data)
+from glue_starclf.glue.data import (CATALOG, MOSAIC, RESULTS, band_siblings, catalog_factory,
+                                    kind_of, mosaic_factory, mosaic_from_data)
+from glue_starclf.io.bands import BANDS
 from glue_starclf.qt.common import MESSAGES
 from glue_starclf.qt.dialogs import OpenMosaicDialog
 from glue_starclf.qt.image_viewer import StarClusterImageViewer
@@ -99,7 +99,7 @@ def test_legus_and_phangs_catalogs_open_with_0_based_pixels(tmp_path):
 def test_same_mosaic_twice_gets_its_own_label_and_results(app, qtbot, mock_files, models,
                                                           tmp_path):
     """Issue 16, bug 7: results follow the dataset, not its label."""
-    from glue_starclf.glue_results import mosaic_of, results_for
+    from glue_starclf.glue.results import mosaic_of, results_for
     open_through_menu(app, mock_files)
     open_through_menu(app, mock_files)
     first, second = [d for d in app.data_collection if kind_of(d) == MOSAIC]

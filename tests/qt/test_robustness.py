@@ -10,7 +10,7 @@ from astropy.table import Table
 from conftest import band_items, region_on, truth_catalog, wait_for
 from qtpy import QtCore, QtWidgets
 
-from glue_starclf.glue_io import RESULTS, kind_of
+from glue_starclf.glue.data import RESULTS, kind_of
 from glue_starclf.qt.actions import classify_catalog_dialog, open_mosaic_files
 from glue_starclf.qt.common import MESSAGES
 
@@ -180,12 +180,12 @@ def test_model_error_in_the_worker(app, qtbot, mock_files, models, tmp_path, mon
     if breakage == "corrupt weights":
         (folder / "physical-s0.safetensors").write_bytes(b"not a model")
     elif breakage == "no models":  # the bundled models missing (a broken install)
-        import glue_starclf.checkpoints as checkpoints
+        import glue_starclf.core.checkpoints as checkpoints
         for p in folder.glob("*.json"):
             p.unlink()
         monkeypatch.setattr(checkpoints, "bundled_models_dir", lambda: folder)
     else:
-        import glue_starclf.glue_results as gr
+        import glue_starclf.glue.results as gr
 
         def broken(*args, **kwargs):
             raise RuntimeError("disk vanished")

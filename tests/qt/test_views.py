@@ -3,16 +3,16 @@
 import numpy as np
 import pytest
 from astropy.table import Table
-from conftest import (band_items, menu_action, region_on, save_screenshot, truth_catalog,
-                      wait_for)
+from conftest import (band_items, classify_region, menu_action, region_on, save_screenshot,
+                      truth_catalog, wait_for)
 from qtpy.QtCore import QPoint, Qt
 
-from glue_starclf.glue_io import RESULTS, kind_of
-from glue_starclf.predict import RESULT_COLUMNS
+from glue_starclf.glue.data import RESULTS, kind_of
+from glue_starclf.core.predict import RESULT_COLUMNS
 from glue_starclf.qt.actions import (classify_catalog_dialog, open_diagnostics, open_inspector,
-                                    open_mosaic_files)
+                                     open_mosaic_files)
 from glue_starclf.qt.common import MESSAGES
-from glue_starclf.qt.diagnostics import CLASS_LABELS
+from glue_starclf.qt.style import CLASS_LABELS
 from glue_starclf.qt.image_viewer import StarClusterImageViewer
 from glue_starclf.qt.inspector import PICK_LABEL, ClusterInspectorViewer
 
@@ -115,7 +115,7 @@ def test_diagnostics_layout(app, qtbot, classified, screenshots):
 def test_export_menus(app, qtbot, classified, tmp_path):
     from glue.config import data_exporter
 
-    from glue_starclf.writers import read_regions
+    from glue_starclf.io.writers import read_regions
     mosaic, res, viewer, region = classified
     exporters = {e.label: e.function for e in data_exporter}
     exporters["Star-cluster results (ECSV)"](str(tmp_path / "r.ecsv"), res)
@@ -129,6 +129,18 @@ def test_export_menus(app, qtbot, classified, tmp_path):
     exporters["Star-cluster DS9 regions"](str(tmp_path / "r.reg"), old)
     reg = read_regions(tmp_path / "r.reg")
     assert len(reg) == int(old.to_mask().sum())
+    # the same in sky coordinates (fk5), for other images of the field
+    from astropy.wcs.utils import proj_plane_pixel_scales
+    from regions import Regions
+    exporters["Star-cluster DS9 regions (sky, fk5)"](str(tmp_path / "sky.reg"), old)
+    text = (tmp_path / "sky.reg").read_text()
+    assert "fk5" in text and "image" not in text.split("\n")[1]
+    sky = Regions.read(str(tmp_path / "sky.reg"), format="ds9")
+    mask = old.to_mask()
+    assert len(sky) == int(mask.sum())
+    np.testing.assert_allclose([r.center.ra.deg for r in sky], res["ra"][mask], atol=1e-7)
+    scale = float(np.mean(proj_plane_pixel_scales(mosaic.coords.celestial)) * 3600)
+    assert sky[0].radius.to_value("arcsec") == pytest.approx(4 * scale, rel=1e-3)
 
 
 def test_session_save_and_restore(app, qtbot, classified, tmp_path):
@@ -240,20 +252,14 @@ def test_session_with_moved_band_files(app, qtbot, mock_field, tmp_path, models,
 
     from qtpy import QtWidgets, compat
 
-    from glue_starclf.glue_io import MOSAIC
-    from glue_starclf.glue_results import mosaic_of
+    from glue_starclf.glue.data import MOSAIC
+    from glue_starclf.glue.results import mosaic_of
     from glue_starclf.qt.common import MESSAGES
     from glue_starclf.sim.mosaic import write_mosaic
     files = write_mosaic(mock_field, tmp_path / "before", "moved")
     cat_path, cat = truth_catalog(files, tmp_path)
     open_mosaic_files(app.session, band_items(files), str(cat_path))
-    viewer = app.viewers[0][0]
-    region_on(viewer, 20, 300, 20, 300)
-    viewer.toolbar.actions["starclf:classify"].trigger()
-    dialog = viewer.last_dialog
-    dialog.models.set_folder(models)
-    dialog.buttons.button(dialog.buttons.Ok).click()
-    assert wait_for(qtbot, dialog.runner) == "done", dialog.runner.message
+    classify_region(app.viewers[0][0], qtbot, models, 20, 300, 20, 300)
     res = next(d for d in app.data_collection if kind_of(d) == RESULTS)
     p1 = np.asarray(res["p_class1"]).copy()
     session = tmp_path / "field.glu"
@@ -287,7 +293,7 @@ def test_session_with_moved_band_files(app, qtbot, mock_field, tmp_path, models,
                                    atol=1e-6)  # links are back
         if found:
             np.testing.assert_array_equal(mosaic["F555W"], mock_field.images[3])
-            from glue_starclf.glue_io import mosaic_from_data
+            from glue_starclf.glue.data import mosaic_from_data
             m = mosaic_from_data(mosaic)
             assert str(m.paths["F555W"]).startswith(str(tmp_path / "after"))
             assert all(str(tmp_path / "after") in i for i in mosaic.meta["starclf_images"])

@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from glue_starclf.bands import BANDS
-from glue_starclf.catalogs import legus_distance_mpc, read_legus_tab
+from glue_starclf.io.bands import BANDS
+from glue_starclf.io.catalogs import legus_distance_mpc, read_legus_tab
 from glue_starclf.sim.isochrones import TABLE_NAME, load_isochrones
 from glue_starclf.sim.sedfit import fit_ssp
 

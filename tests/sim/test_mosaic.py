@@ -6,9 +6,9 @@ from astropy.io import fits
 from astropy.table import Table
 from scipy.stats import ks_2samp
 
-from glue_starclf.bands import BANDS, VEGA_ZEROPOINT
-from glue_starclf.catalogs import read_legus_tab
-from glue_starclf.photometry import aperture_fluxes, concentration_index
+from glue_starclf.io.bands import BANDS, VEGA_ZEROPOINT
+from glue_starclf.io.catalogs import read_legus_tab
+from glue_starclf.core.photometry import aperture_fluxes, concentration_index
 from glue_starclf.sim.compose import render_stamps
 from glue_starclf.sim.mosaic import legus_anchored_field, random_field, write_mosaic
 from glue_starclf.sim.render import add_noise

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from glue_starclf.bands import BANDS
+from glue_starclf.io.bands import BANDS
 from glue_starclf.sim import psf as psf_mod
 from glue_starclf.sim.psf import load_psf, psf_stack
 

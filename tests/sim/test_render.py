@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from glue_starclf.bands import BANDS, EXPOSURE_TIME_S, N_EXPOSURES, READ_NOISE_E
-from glue_starclf.photometry import centred_ci
+from glue_starclf.io.bands import BANDS, EXPOSURE_TIME_S, N_EXPOSURES, READ_NOISE_E
+from glue_starclf.core.photometry import centred_ci
 from glue_starclf.sim.render import StampRenderer, add_noise, deposit, psf_kernels
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from glue_starclf.checkpoints import load_checkpoint, sha256_file
+from glue_starclf.core.checkpoints import load_checkpoint, sha256_file
 
 ROOT = Path(__file__).resolve().parents[2]
 

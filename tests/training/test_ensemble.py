@@ -1,7 +1,7 @@
 """``python -m training ensemble``: seeded members, kept on re-run, reserved options."""
 
-from glue_starclf.checkpoints import load_card
-from glue_starclf.predict import load_ensemble
+from glue_starclf.core.checkpoints import load_card
+from glue_starclf.core.predict import load_ensemble
 
 
 def test_ensemble_trains_seeded_members_and_keeps_them(trained_models, run_training, tmp_path):

@@ -56,8 +56,8 @@ def test_classifier_report_covers_the_issue_list(trained_models, tmp_path, capsy
 
 
 def test_physical_report(trained_models, tmp_path, capsys):
-    from glue_starclf.checkpoints import load_checkpoint
-    from training.banks import open_bank
+    from glue_starclf.core.checkpoints import load_checkpoint
+    from glue_starclf.learn.banks import open_bank
     from training.train_physical import physical_metrics, predict
     out = tmp_path / "report"
     status = main(["evaluate", "--models", str(trained_models["models"]),

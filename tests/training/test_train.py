@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from glue_starclf.checkpoints import load_checkpoint, sha256_file
+from glue_starclf.core.checkpoints import load_checkpoint, sha256_file
 from training_runs import classifier_argv, physical_argv, run_training
 
 
@@ -140,13 +140,13 @@ def test_resume_continues_at_the_next_epoch(trained_models, rerun_s0, tmp_path):
 
 @pytest.mark.parametrize("family", ["classifier", "physical"])
 def test_non_finite_loss_stops_without_writing(trained_models, tmp_path, family):
-    from training.loop import NonFiniteLoss
+    from glue_starclf.learn.loop import NonFiniteLoss
     out = tmp_path / f"{family}-nan.safetensors"
     make = classifier_argv if family == "classifier" else physical_argv
     argv = make(trained_models[f"{family}_bank"], out, 0, 2, "--lr", "1e30")
     status, _, err = run_training(*argv)
     line = _assert_one_line_error(status, err, "not finite", "--lr")
-    # the line is the NonFiniteLoss message of training.loop
+    # the line is the NonFiniteLoss message of glue_starclf.learn.loop
     assert issubclass(NonFiniteLoss, RuntimeError)
     assert line.startswith("error: loss was not finite") or \
         line.startswith("error: weights became non-finite")
@@ -158,7 +158,7 @@ def test_fit_raises_non_finite_loss_even_with_few_batches(tmp_path):
     """One batch per epoch: the guard must not wait for 20 bad batches in a row."""
     import torch
 
-    from training.loop import NonFiniteLoss, fit
+    from glue_starclf.learn.loop import NonFiniteLoss, fit
 
     model = torch.nn.Linear(3, 1)
     data = torch.utils.data.TensorDataset(torch.ones(8, 3))

@@ -1,0 +1,3 @@
+"""The ``starclf`` command line (`glue_starclf.cli.main.main`): classify,
+detect, simulate, demo, bench and Dask batches. Nothing imports it.
+"""

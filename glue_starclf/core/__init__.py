@@ -1,0 +1,3 @@
+"""The Qt-free inference library: cutouts, detection, photometry, networks,
+checkpoints and ensemble prediction. Imports `glue_starclf.io` only.
+"""

@@ -1,0 +1,258 @@
+"""From a mosaic and sources to the results table of ``results-schema.md``.
+
+`predict` cuts every source's stamps out of the memory-mapped mosaic in
+batches, runs the classifier and physical-parameter ensembles on them and
+returns an astropy Table with every schema column. Ensembles are averaged
+as the schema says: class probabilities are averaged over members,
+``class_agreement`` is the fraction of members voting for the chosen class,
+and the physical posteriors are averaged before they are decoded.
+"""
+
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+from astropy.table import Table
+
+from ..version import __version__
+
+__all__ = ["Ensemble", "load_ensemble", "predict", "bf16_supported", "RESULT_COLUMNS"]
+
+log = logging.getLogger("glue_starclf")
+
+#: Result columns in schema order.
+RESULT_COLUMNS = (
+    "id", "x", "y", "ra", "dec", "p_class1", "p_class2", "p_class3", "p_class4", "class",
+    "p_cluster", "class_entropy", "class_agreement",
+    "log_age", "log_age_lo", "log_age_hi", "log_mass", "log_mass_lo", "log_mass_hi",
+    "av", "av_lo", "av_hi", "r_h", "r_h_lo", "r_h_hi", "p_cb", "visibility", "flags")
+
+#: Sources per batch: bounds memory (a 64 px, 5-band stamp is 80 kB).
+BATCH = 1024
+
+
+class Ensemble:
+    """Members of one model family, loaded from their cards (no pickle), for inference.
+
+    BatchNorm layers are folded into the convolutions (`fuse_for_inference`).
+    """
+
+    def __init__(self, cards):
+        from .checkpoints import load_checkpoint
+        from .networks import fuse_for_inference
+        if not cards:
+            raise ValueError("an ensemble needs at least one model card")
+        self.members = [(fuse_for_inference(model), card)
+                        for model, card in (load_checkpoint(c) for c in cards)]
+        families = {card.get("family") for _, card in self.members}
+        if len(families) != 1:
+            raise ValueError(f"models of different families in one ensemble: {families}")
+        self.family = families.pop()
+        sizes = {card["stamp_size"] for _, card in self.members}
+        if len(sizes) != 1:
+            raise ValueError(f"ensemble members take different stamp sizes: {sorted(sizes)}")
+        self.stamp_size = sizes.pop()
+
+    @property
+    def names(self):
+        return [Path(card["_path"]).stem for _, card in self.members]
+
+    @property
+    def hashes(self):
+        return [card["sha256"] for _, card in self.members]
+
+
+def load_ensemble(family, folder=None):
+    """The bundled (or a folder's) ensemble of ``"classifier"`` or ``"physical"``."""
+    from .checkpoints import bundled_models_dir, list_models
+    folder = Path(folder) if folder is not None else bundled_models_dir()
+    cards = [c["_path"] for c in list_models(folder) if c.get("family") == family]
+    if not cards:
+        raise FileNotFoundError(f"no {family} models in {folder} (train them with "
+                                "python -m training, see the README, or pass --models DIR)")
+    return Ensemble(cards)
+
+
+def _shared_inputs(members, x):
+    """``prepare(x)`` of the first member, reused by all when their settings agree."""
+    first = members[0][0]
+    same = all(type(m) is type(first) and getattr(m, "view_side", None) ==
+               getattr(first, "view_side", None) for m, _ in members)
+    return first.prepare(x) if same else None
+
+
+def bf16_supported():
+    """True if this CPU has native bfloat16 arithmetic (AVX512-BF16 or AMX)."""
+    import torch
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
+
+
+def _autocast(bf16):
+    import torch
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(bf16))
+
+
+def _classify(ens, stamps, mask, bf16=False):
+    """Mean class probabilities, the classes 1-4 and the members' vote fractions."""
+    import torch
+
+    from .networks import normalise_classifier
+    x = torch.from_numpy(normalise_classifier(stamps, mask))
+    m = torch.from_numpy(mask)
+    probs = []
+    with torch.inference_mode(), _autocast(bf16):
+        shared = _shared_inputs(ens.members, x)
+        for model, card in ens.members:
+            logits = (model.forward_prepared(shared, m) if shared is not None else model(x, m))
+            logits = logits.float() / float(card.get("temperature", 1.0))
+            probs.append(torch.softmax(logits, dim=1).numpy())
+    probs = np.stack(probs)                      # (members, n, 4)
+    mean = probs.mean(axis=0)
+    cls = mean.argmax(axis=1)
+    votes = (probs.argmax(axis=2) == cls[None, :]).mean(axis=0)
+    return mean, cls + 1, votes
+
+
+def _physical(ens, stamps, mask, distance_mpc, bf16=False):
+    """Softmax outputs of every head, averaged over the members."""
+    import torch
+
+    from .networks import normalise_physical
+    x = torch.from_numpy(normalise_physical(stamps, mask))
+    m = torch.from_numpy(mask)
+    d = torch.full((len(stamps), 1), math.log10(distance_mpc))
+    acc = {}
+    with torch.inference_mode(), _autocast(bf16):
+        shared = _shared_inputs(ens.members, x)
+        for model, _ in ens.members:
+            out = (model.forward_prepared(shared, m, d) if shared is not None
+                   else model(x, m, d))
+            for k, v in out.items():
+                acc[k] = acc.get(k, 0.0) + torch.softmax(v.float(), dim=1).numpy() / len(
+                    ens.members)
+    return acc
+
+
+def _centre_crop(stamps, size):
+    s = stamps.shape[-1]
+    if s == size:
+        return stamps
+    o = (s - size) // 2
+    return stamps[..., o:o + size, o:o + size]
+
+
+def predict(mosaic, sources, distance_mpc, classifier=None, physical=None, batch=BATCH,
+            progress=False, callback=None, bf16=False):
+    """Classify sources of a mosaic and estimate their physical parameters.
+
+    Parameters
+    ----------
+    mosaic : glue_starclf.io.mosaic.Mosaic or sequence of ``BAND=path``
+        The image (see `glue_starclf.io.mosaic.open_mosaic`).
+    sources : astropy.table.Table
+        With ``x``, ``y`` (0-based) and optionally ``id``, ``ra``, ``dec``.
+    distance_mpc : float
+        Galaxy distance, an input of the physical network.
+    classifier, physical : Ensemble, optional
+        Default: the bundled ensembles.
+    batch : int
+        Sources per batch.
+    progress : bool
+        Show a progress bar.
+    callback : callable, optional
+        Called as ``callback(done, total)`` before the first batch and after
+        each one; an exception it raises (e.g. to cancel) stops the work and
+        propagates, and nothing is returned.
+    bf16 : bool
+        Run the networks under bfloat16 autocast (only where `bf16_supported`
+        says the CPU has native bfloat16; ignored elsewhere).
+
+    Returns
+    -------
+    astropy.table.Table
+        One row per source, in input order, with `RESULT_COLUMNS`; metadata
+        names the models, their hashes, the bands and the distance.
+    """
+    from tqdm import tqdm
+
+    from .cutouts import extract_stamps
+    from ..io.mosaic import Mosaic, open_mosaic
+    from .networks import LOG_RH_BINS, VISIBILITY_BINS, decode_1d, decode_grid
+    if not isinstance(mosaic, Mosaic):
+        mosaic = open_mosaic(mosaic)
+    d = float(distance_mpc)
+    if not np.isfinite(d) or d <= 0:
+        raise ValueError(f"distance {distance_mpc!r} Mpc must be positive")
+    bf16 = bool(bf16) and bf16_supported()
+    classifier = classifier or load_ensemble("classifier")
+    physical = physical or load_ensemble("physical")
+    n = len(sources)
+    x = np.asarray(sources["x"], float)
+    y = np.asarray(sources["y"], float)
+    out = {c: np.full(n, np.nan) for c in RESULT_COLUMNS if c not in ("id", "class", "flags")}
+    out["class"] = np.zeros(n, int)
+    flags = np.empty(n, dtype=object)
+    size = max(classifier.stamp_size, physical.stamp_size)
+    starts = range(0, n, batch)
+    if callback is not None:
+        callback(0, n)
+    for start in tqdm(starts, desc="classifying", unit="batch", disable=not progress):
+        sl = slice(start, min(start + batch, n))
+        cut = extract_stamps(mosaic, x[sl], y[sl], size=size)
+        # Peak memory stays one batch, not the whole mosaic read so far.
+        mosaic.release_pages()
+        flags[sl] = cut.flags
+        ok = ~np.all(np.isnan(cut.stamps), axis=(1, 2, 3))
+        if not ok.any():
+            if callback is not None:
+                callback(sl.stop, n)
+            continue
+        idx = np.arange(sl.start, sl.stop)[ok]
+        stamps = cut.stamps[ok]
+        mask = np.tile(mosaic.band_mask.astype(np.float32), (len(stamps), 1))
+        probs, cls, votes = _classify(classifier, _centre_crop(stamps, classifier.stamp_size), mask,
+                                      bf16)
+        for k in range(4):
+            out[f"p_class{k + 1}"][idx] = probs[:, k]
+        out["class"][idx] = cls
+        out["p_cluster"][idx] = probs[:, 0] + probs[:, 1]
+        out["class_entropy"][idx] = -(probs * np.log(np.clip(probs, 1e-12, 1))).sum(axis=1)
+        out["class_agreement"][idx] = votes
+        post = _physical(physical, _centre_crop(stamps, physical.stamp_size), mask, d, bf16)
+        est = decode_grid(post["grid"])
+        for name in ("log_age", "av", "log_mass"):
+            out[name][idx] = est[name]
+            out[f"{name}_lo"][idx], out[f"{name}_hi"][idx] = est[f"{name}_p16"], est[f"{name}_p84"]
+        out["r_h"][idx], out["r_h_lo"][idx], out["r_h_hi"][idx] = decode_1d(
+            post["r_h"], LOG_RH_BINS, exp10=True)
+        out["p_cb"][idx] = post["cb"][:, 1]
+        out["visibility"][idx] = decode_1d(post["visibility"], VISIBILITY_BINS, exp10=True)[0]
+        if callback is not None:
+            callback(sl.stop, n)
+    out["x"], out["y"] = x, y
+    if "ra" in sources.colnames and "dec" in sources.colnames:
+        out["ra"], out["dec"] = np.asarray(sources["ra"], float), np.asarray(sources["dec"], float)
+    elif mosaic.wcs is not None and n:
+        out["ra"], out["dec"] = mosaic.wcs.all_pix2world(x, y, 0)
+    table = Table()
+    table["id"] = np.asarray(sources["id"]) if "id" in sources.colnames else np.arange(1, n + 1)
+    for c in RESULT_COLUMNS[1:]:
+        if c == "flags":
+            table[c] = np.array([f or "" for f in flags], dtype=str) if n else np.array([], str)
+        else:
+            table[c] = out[c]
+    units = {"x": "pix", "y": "pix", "ra": "deg", "dec": "deg", "class_entropy": "nat",
+             "r_h": "pc", "r_h_lo": "pc", "r_h_hi": "pc", "av": "mag", "av_lo": "mag",
+             "av_hi": "mag"}
+    for c, u in units.items():
+        table[c].unit = u
+    table.meta.update({
+        "generator": f"glue-starclf {__version__}", "distance_mpc": d,
+        "classifier_models": classifier.names, "classifier_sha256": classifier.hashes,
+        "physical_models": physical.names, "physical_sha256": physical.hashes,
+        "precision": "bfloat16 autocast" if bf16 else "float32",
+        "bands": {b: str(p) for b, p in mosaic.paths.items()},
+        "pixel_convention": "x, y are 0-based (numpy/glue)"})
+    return table

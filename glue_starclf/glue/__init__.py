@@ -1,0 +1,3 @@
+"""The Qt-free half of the glue plugin: datasets and exporters, results,
+labels and fine-tuning jobs. Imports glue-core, never Qt.
+"""

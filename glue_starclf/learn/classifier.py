@@ -1,0 +1,79 @@
+"""The classifier's training pieces, shared by ``train-classifier`` and fine-tuning.
+
+Network inputs of raw stamps, band dropout, the validation metrics
+(accuracy, binary accuracy, recall, confusion, ECE) and temperature
+scaling (Guo et al. 2017).
+"""
+
+import numpy as np
+import torch
+
+from ..core.networks import normalise_classifier
+
+__all__ = ["band_dropout", "classifier_inputs", "classification_metrics",
+           "expected_calibration_error", "fit_temperature", "predict_logits"]
+
+
+def band_dropout(mask, p, gen):
+    """Zero bands at random (never all of a stamp's present bands)."""
+    drop = torch.rand(mask.shape, generator=gen) < p
+    keep = mask * (~drop)
+    empty = keep.sum(dim=1) == 0
+    keep[empty] = mask[empty]
+    return keep
+
+
+def classifier_inputs(x, mask):
+    """Normalised network inputs (a tensor) of raw stamps and their band mask."""
+    return torch.from_numpy(normalise_classifier(np.asarray(x), np.asarray(mask)))
+
+
+def classification_metrics(probs, y):
+    """Accuracy, binary accuracy, per-class recall and confusion matrix."""
+    pred = probs.argmax(axis=1)
+    conf = np.zeros((4, 4), int)
+    np.add.at(conf, (y, pred), 1)
+    recall = conf.diagonal() / np.maximum(conf.sum(axis=1), 1)
+    binary = ((pred <= 1) == (y <= 1)).mean()
+    return {"accuracy": float((pred == y).mean()), "binary_accuracy": float(binary),
+            "recall": [float(r) for r in recall], "confusion": conf.tolist(), "n": int(len(y))}
+
+
+def expected_calibration_error(probs, y, n_bins=15):
+    """ECE of the top-class probability in equal-width bins."""
+    conf = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == y
+    edges = np.linspace(0, 1, n_bins + 1)
+    ece = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        m = (conf > lo) & (conf <= hi)
+        if m.any():
+            ece += m.mean() * abs(correct[m].mean() - conf[m].mean())
+    return float(ece)
+
+
+def fit_temperature(logits, y):
+    """Temperature minimising the validation NLL (Guo et al. 2017)."""
+    logits = torch.as_tensor(logits, dtype=torch.float64)
+    target = torch.as_tensor(y)
+    log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=100)
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(logits / log_t.exp(), target)
+        loss.backward()
+        return loss
+    opt.step(closure)
+    return float(log_t.detach().exp())
+
+
+@torch.inference_mode()
+def predict_logits(model, x, mask, batch=1024):
+    """Logits of a trained classifier for raw stamps."""
+    model.eval()
+    out = []
+    for i in range(0, len(x), batch):
+        out.append(model(classifier_inputs(x[i:i + batch], mask[i:i + batch]),
+                         torch.from_numpy(np.asarray(mask[i:i + batch]))))
+    return torch.cat(out).float().numpy()

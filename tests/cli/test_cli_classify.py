@@ -1,0 +1,355 @@
+"""``starclf classify`` and ``starclf models`` end to end (in-process
+`glue_starclf.cli.main.main`) with the tiny session-trained models of
+tests/training/conftest.py: every catalog format, detection, the DS9 file,
+and the one-line errors (exit status 2, nothing written)."""
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.table import Table
+
+from glue_starclf.cli.main import main
+from glue_starclf.core.predict import RESULT_COLUMNS
+
+
+@pytest.fixture(scope="module")
+def field(tmp_path_factory):
+    """A 256 x 256 mock field with 20 sources, five FITS files and its truth."""
+    from glue_starclf.sim.mosaic import random_field, write_mosaic
+    mock = random_field(seed=7, shape=(256, 256), n_sources=20)
+    folder = tmp_path_factory.mktemp("mosaic")
+    paths = write_mosaic(mock, folder, prefix="m")
+    images = [f"{b}={p}" for b, p in paths.items() if b != "truth"]
+    return mock, paths, images, folder
+
+
+def run(capsys, *argv):
+    status = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def classify_argv(field, trained_models, out, *extra, regions=None):
+    argv = ["classify"]
+    for image in field[2]:
+        argv += ["--image", image]
+    argv += ["--distance-mpc", "10", "--out", out, "--models", trained_models["models"]]
+    if regions is not None:
+        argv += ["--regions", regions]
+    return argv + list(extra)
+
+
+def assert_one_line_error(status, err, *words):
+    assert status == 2, err
+    assert "Traceback" not in err
+    errors = [ln for ln in err.splitlines() if ln.startswith("starclf: error:")]
+    assert len(errors) == 1, err
+    for w in words:
+        assert str(w) in errors[0], errors[0]
+    return errors[0]
+
+
+def check_results(out, regions, n=None):
+    """The table has every schema column; the DS9 file round-trips positions."""
+    from regions import Regions
+    t = Table.read(out)
+    assert tuple(t.colnames) == RESULT_COLUMNS
+    if n is not None:
+        assert len(t) == n
+    regs = Regions.read(str(regions), format="ds9")
+    assert len(regs) == len(t)
+    cx = np.array([r.center.x for r in regs])
+    cy = np.array([r.center.y for r in regs])
+    np.testing.assert_allclose(cx, t["x"], atol=0.01)
+    np.testing.assert_allclose(cy, t["y"], atol=0.01)
+    # the file itself is 1-based (DS9/FITS), the table 0-based
+    text = Path(regions).read_text()
+    raw = np.array([[float(v) for v in m] for m in
+                    re.findall(r"circle\(([-0-9.eE+]+),\s*([-0-9.eE+]+),", text)]).reshape(-1, 2)
+    assert len(raw) == len(t)
+    np.testing.assert_allclose(raw[:, 0] - 1, t["x"], atol=0.01)
+    np.testing.assert_allclose(raw[:, 1] - 1, t["y"], atol=0.01)
+    if len(t):
+        p = np.column_stack([np.asarray(t[f"p_class{k}"], float) for k in range(1, 5)])
+        np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-5)
+    return t
+
+
+# -- catalog formats ---------------------------------------------------------------
+
+def _truth_xy(field):
+    mock = field[0]
+    return np.asarray(mock.truth["x"], float), np.asarray(mock.truth["y"], float)
+
+
+def test_legus_tab_catalog(capsys, field, trained_models, tmp_path, write_legus_tab):
+    mock = field[0]
+    x, y = _truth_xy(field)
+    cat = tmp_path / "hlsp_legus_hst_wfc3_mock_multiband_v1.tab"
+    write_legus_tab(cat, x, y, mock.truth["ra"], mock.truth["dec"], mock.truth["class"])
+    out, reg = tmp_path / "res.ecsv", tmp_path / "res.reg"
+    status, stdout, err = run(capsys, *classify_argv(field, trained_models, out, "--catalog",
+                                                     cat, regions=reg))
+    assert status == 0, err
+    assert "1-based" in err  # the convention used is stated
+    t = check_results(out, reg, n=20)
+    np.testing.assert_allclose(t["x"], x, atol=1e-5)  # 1-based file -> 0-based table
+    np.testing.assert_allclose(t["y"], y, atol=1e-5)
+    np.testing.assert_array_equal(t["id"], np.arange(1, 21))
+    assert "classified 20 sources" in stdout
+
+
+def test_ecsv_with_xy(capsys, field, trained_models, tmp_path):
+    x, y = _truth_xy(field)
+    cat = tmp_path / "xy.ecsv"
+    Table({"id": np.arange(101, 121), "x": x, "y": y}).write(cat)
+    out, reg = tmp_path / "res.fits", tmp_path / "res.reg"
+    status, _, err = run(capsys, *classify_argv(field, trained_models, out, "--catalog", cat,
+                                                regions=reg))
+    assert status == 0, err
+    t = check_results(out, reg, n=20)
+    np.testing.assert_array_equal(t["id"], np.arange(101, 121))
+    np.testing.assert_allclose(t["x"], x)
+    np.testing.assert_allclose(t["y"], y)
+
+
+def test_ecsv_with_radec_only(capsys, field, trained_models, tmp_path):
+    from astropy.wcs import WCS
+    x, y = _truth_xy(field)
+    w = WCS(fits.getheader(field[1]["F555W"]))
+    ra, dec = w.all_pix2world(x, y, 0)
+    cat = tmp_path / "radec.ecsv"
+    Table({"ra": ra, "dec": dec}).write(cat)
+    out, reg = tmp_path / "res.csv", tmp_path / "res.reg"
+    status, _, err = run(capsys, *classify_argv(field, trained_models, out, "--catalog", cat,
+                                                regions=reg))
+    assert status == 0, err
+    assert "ra/dec" in err
+    t = check_results(out, reg, n=20)
+    np.testing.assert_allclose(t["x"], x, atol=0.01)
+    np.testing.assert_allclose(t["y"], y, atol=0.01)
+
+
+def test_phangs_fits_catalog(capsys, field, trained_models, tmp_path):
+    x, y = _truth_xy(field)
+    cat = tmp_path / "phangs_clusters.fits"
+    Table({"ID_PHANGS_CLUSTERS": np.arange(1, 21) * 10, "PHANGS_X": x, "PHANGS_Y": y,
+           "PHANGS_CLUSTER_CLASS_HUMAN": np.ones(20, int)}).write(cat)
+    out, reg = tmp_path / "res.ecsv", tmp_path / "res.reg"
+    status, _, err = run(capsys, *classify_argv(field, trained_models, out, "--catalog", cat,
+                                                regions=reg))
+    assert status == 0, err
+    assert "PHANGS_X/PHANGS_Y are 0-based" in err
+    t = check_results(out, reg, n=20)
+    np.testing.assert_allclose(t["x"], x)  # 0-based, used as is
+    np.testing.assert_array_equal(t["id"], np.arange(1, 21) * 10)
+
+
+def test_region_without_catalog_detects(capsys, field, trained_models, tmp_path):
+    out, reg = tmp_path / "res.ecsv", tmp_path / "res.reg"
+    status, stdout, err = run(capsys, *classify_argv(field, trained_models, out,
+                                                     "--region", "0,0,128,256", regions=reg))
+    assert status == 0, err
+    t = check_results(out, reg)
+    assert len(t) > 0
+    assert ((t["x"] >= 0) & (t["x"] < 128)).all()
+    np.testing.assert_array_equal(t["id"], np.arange(1, len(t) + 1))
+
+
+def test_whole_mosaic_without_catalog(capsys, field, trained_models, tmp_path):
+    out, reg = tmp_path / "res.ecsv", tmp_path / "res.reg"
+    status, _, err = run(capsys, *classify_argv(field, trained_models, out, regions=reg))
+    assert status == 0, err
+    t = check_results(out, reg)
+    assert len(t) > 0
+    assert (t["x"] >= 128).any()  # not just the half of the region test
+
+
+def test_empty_catalog(capsys, field, trained_models, tmp_path):
+    cat = tmp_path / "empty.ecsv"
+    Table({"x": np.zeros(0), "y": np.zeros(0)}).write(cat)
+    out, reg = tmp_path / "res.ecsv", tmp_path / "res.reg"
+    status, stdout, err = run(capsys, *classify_argv(field, trained_models, out, "--catalog",
+                                                     cat, regions=reg))
+    assert status == 0, err
+    assert "no sources to classify" in err
+    assert "classified 0 sources" in stdout
+    check_results(out, reg, n=0)
+
+
+# -- bad input ------------------------------------------------------------------------
+
+def _replace_image(field, band, value):
+    return [f"{band}={value}" if img.startswith(f"{band}=") else img for img in field[2]]
+
+
+def _argv_with_images(images, trained_models, out, *extra):
+    argv = ["classify"]
+    for image in images:
+        argv += ["--image", image]
+    return argv + ["--distance-mpc", "10", "--out", str(out), "--models",
+                   str(trained_models["models"]), *extra]
+
+
+def test_missing_image_file(capsys, field, trained_models, tmp_path):
+    out = tmp_path / "res.ecsv"
+    images = _replace_image(field, "F336W", tmp_path / "nosuch_f336w.fits")
+    status, _, err = run(capsys, *_argv_with_images(images, trained_models, out))
+    assert_one_line_error(status, err, "nosuch_f336w.fits")
+    assert not out.exists()
+
+
+def test_non_fits_image(capsys, field, trained_models, tmp_path):
+    bad = tmp_path / "notes_f336w.fits"
+    bad.write_text("this is not a FITS file\n" * 10)
+    out = tmp_path / "res.ecsv"
+    status, _, err = run(capsys, *_argv_with_images(_replace_image(field, "F336W", bad),
+                                                    trained_models, out))
+    assert_one_line_error(status, err, "notes_f336w.fits", "FITS")
+    assert not out.exists()
+
+
+def test_unknown_band(capsys, field, trained_models, tmp_path):
+    out = tmp_path / "res.ecsv"
+    images = field[2] + [f"F999W={field[1]['F555W']}"]
+    status, _, err = run(capsys, *_argv_with_images(images, trained_models, out))
+    assert_one_line_error(status, err, "F999W")
+    assert not out.exists()
+
+
+def test_duplicate_band(capsys, field, trained_models, tmp_path):
+    out = tmp_path / "res.ecsv"
+    images = field[2] + [f"F555W={field[1]['F814W']}"]
+    status, _, err = run(capsys, *_argv_with_images(images, trained_models, out))
+    assert_one_line_error(status, err, "F555W", "duplicate")
+    assert not out.exists()
+
+
+def test_bands_of_different_shapes(capsys, field, trained_models, tmp_path):
+    small = tmp_path / "small_f814w.fits"
+    with fits.open(field[1]["F814W"]) as hdul:
+        hdu = next(h for h in hdul if h.data is not None and h.data.ndim == 2)
+        fits.PrimaryHDU(hdu.data[:128, :128], header=hdu.header).writeto(small)
+    out = tmp_path / "res.ecsv"
+    status, _, err = run(capsys, *_argv_with_images(_replace_image(field, "F814W", small),
+                                                    trained_models, out))
+    assert_one_line_error(status, err, "small_f814w.fits", "shape")
+    assert not out.exists()
+
+
+def test_catalog_without_position_columns(capsys, field, trained_models, tmp_path):
+    cat = tmp_path / "nopos.ecsv"
+    Table({"a": [1.0, 2.0], "b": [3.0, 4.0]}).write(cat)
+    out = tmp_path / "res.ecsv"
+    status, _, err = run(capsys, *classify_argv(field, trained_models, out, "--catalog", cat))
+    assert_one_line_error(status, err, "nopos.ecsv", "position")
+    assert not out.exists()
+
+
+def test_existing_output_is_kept(capsys, field, trained_models, tmp_path):
+    x, y = _truth_xy(field)
+    cat = tmp_path / "xy.ecsv"
+    Table({"x": x[:3], "y": y[:3]}).write(cat)
+    out = tmp_path / "res.ecsv"
+    out.write_text("precious\n")
+    status, _, err = run(capsys, *classify_argv(field, trained_models, out, "--catalog", cat))
+    assert_one_line_error(status, err, str(out), "--overwrite")
+    assert out.read_text() == "precious\n"
+    # ... and --overwrite replaces it
+    status, _, err = run(capsys, *classify_argv(field, trained_models, out, "--catalog", cat,
+                                                "--overwrite"))
+    assert status == 0, err
+    assert len(Table.read(out)) == 3
+
+
+def test_no_models_folder(capsys, field, trained_models, tmp_path):
+    x, y = _truth_xy(field)
+    cat = tmp_path / "xy.ecsv"
+    Table({"x": x[:3], "y": y[:3]}).write(cat)
+    out = tmp_path / "res.ecsv"
+    argv = classify_argv(field, trained_models, out, "--catalog", cat)
+    argv[argv.index("--models") + 1] = str(tmp_path / "nosuchmodels")
+    status, _, err = run(capsys, *argv)
+    assert_one_line_error(status, err, "nosuchmodels")
+    assert not out.exists()
+
+
+# -- starclf models ---------------------------------------------------------------------
+
+def test_models_lists_both_families(capsys, trained_models):
+    status, out, err = run(capsys, "models", "--models", trained_models["models"])
+    assert status == 0, err
+    lines = out.strip().splitlines()
+    assert len(lines) == 2
+    assert lines[0].split()[:2] == ["classifier-s0", "classifier"]
+    assert lines[1].split()[:2] == ["physical-s0", "physical"]
+    assert "accuracy" in lines[0] and "cb_auc" in lines[1]
+
+
+def test_models_json(capsys, trained_models):
+    status, out, err = run(capsys, "models", "--models", trained_models["models"], "--json")
+    assert status == 0, err
+    cards = json.loads(out)
+    assert sorted(c["family"] for c in cards) == ["classifier", "physical"]
+    for c in cards:
+        assert len(c["sha256"]) == 64 and c["weights"].endswith(".safetensors")
+
+
+def _copy_images(field, folder, edit):
+    """The field's five FITS files copied into ``folder`` with ``edit(band, hdu)`` applied."""
+    images = []
+    for image in field[2]:
+        band, path = image.split("=", 1)
+        with fits.open(path) as hdul:
+            hdu = fits.PrimaryHDU(np.array(hdul[0].data), header=hdul[0].header.copy())
+        edit(band, hdu)
+        new = folder / Path(path).name
+        hdu.writeto(new)
+        images.append(f"{band}={new}")
+    return images
+
+
+def test_image_without_wcs_classifies_a_pixel_catalog(capsys, field, trained_models, tmp_path):
+    from astropy.wcs import WCS
+
+    def strip_wcs(band, hdu):
+        for key in WCS(hdu.header).to_header():
+            hdu.header.remove(key, ignore_missing=True, remove_all=True)
+    images = _copy_images(field, tmp_path, strip_wcs)
+    x, y = _truth_xy(field)
+    cat = tmp_path / "pix.csv"
+    Table({"x": x, "y": y}).write(cat)
+    out, reg = tmp_path / "res.ecsv", tmp_path / "res.reg"
+    status, _, err = run(capsys, *_argv_with_images(images, trained_models, out, "--catalog",
+                                                    cat, "--regions", reg))
+    assert status == 0, err
+    assert "no WCS" in err
+    t = check_results(out, reg, n=len(x))
+    assert np.all(np.isnan(t["ra"])) and np.all(np.isnan(t["dec"]))
+    assert np.all(np.isfinite(t["p_class1"]))
+
+
+def test_all_nan_stamp_gives_nan_results(capsys, field, trained_models, tmp_path):
+    x, y = _truth_xy(field)
+    blank = (int(round(y[0])) - 40, int(round(y[0])) + 40,
+             int(round(x[0])) - 40, int(round(x[0])) + 40)
+
+    def blank_source(band, hdu):
+        y0, y1, x0, x1 = blank
+        hdu.data[max(y0, 0):y1, max(x0, 0):x1] = np.nan
+    images = _copy_images(field, tmp_path, blank_source)
+    cat = tmp_path / "pix.csv"
+    Table({"x": x, "y": y}).write(cat)
+    out = tmp_path / "res.ecsv"
+    status, _, err = run(capsys, *_argv_with_images(images, trained_models, out, "--catalog",
+                                                    cat))
+    assert status == 0, err
+    t = Table.read(out)
+    assert np.isnan(t["p_class1"][0]) and np.isnan(t["log_age"][0]) and t["class"][0] == 0
+    assert "nan_pixels" in t["flags"][0]
+    far = (np.abs(x - x[0]) > 80) | (np.abs(y - y[0]) > 80)
+    assert far.any() and np.all(np.isfinite(np.asarray(t["p_class1"])[far]))

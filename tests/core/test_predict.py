@@ -1,0 +1,235 @@
+"""`glue_starclf.core.predict`: the results table of results-schema.md from a mosaic,
+sources and the (tiny, session-trained) ensembles."""
+
+import math
+
+import numpy as np
+import pytest
+from astropy.table import Table
+
+from glue_starclf.core.checkpoints import sha256_file
+from glue_starclf.core.predict import RESULT_COLUMNS, Ensemble, load_ensemble, predict
+
+SHAPE = (256, 256)
+
+
+@pytest.fixture(scope="module")
+def field(tmp_path_factory):
+    """A 256 x 256 mock field with 20 sources, written as five FITS files."""
+    from glue_starclf.sim.mosaic import random_field, write_mosaic
+    mock = random_field(seed=5, shape=SHAPE, n_sources=20)
+    paths = write_mosaic(mock, tmp_path_factory.mktemp("field"), prefix="f")
+    images = [f"{b}={p}" for b, p in paths.items() if b != "truth"]
+    return mock, paths, images
+
+
+@pytest.fixture(scope="module")
+def ensembles(trained_models):
+    return (load_ensemble("classifier", trained_models["models"]),
+            load_ensemble("physical", trained_models["models"]))
+
+
+@pytest.fixture(scope="module")
+def result(field, ensembles):
+    mock, _, images = field
+    sources = mock.truth[["id", "x", "y"]]
+    return predict(images, sources, 10.0, classifier=ensembles[0], physical=ensembles[1])
+
+
+def _probs(table):
+    return np.column_stack([np.asarray(table[f"p_class{k}"], float) for k in range(1, 5)])
+
+
+def test_columns_in_schema_order(result, field):
+    mock = field[0]
+    assert tuple(result.colnames) == RESULT_COLUMNS
+    assert len(result) == len(mock.truth) == 20
+    np.testing.assert_array_equal(result["id"], mock.truth["id"])
+    np.testing.assert_allclose(result["x"], mock.truth["x"])
+    np.testing.assert_allclose(result["y"], mock.truth["y"])
+    assert np.isfinite(result["ra"]).all() and np.isfinite(result["dec"]).all()
+    assert str(result["r_h"].unit) == "pc"
+
+
+def test_probabilities_class_and_entropy(result):
+    p = _probs(result)
+    assert np.isfinite(p).all()
+    assert ((p >= 0) & (p <= 1)).all()
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(result["class"], p.argmax(axis=1) + 1)
+    np.testing.assert_allclose(result["p_cluster"], p[:, 0] + p[:, 1], atol=1e-6)
+    ent = np.asarray(result["class_entropy"], float)
+    assert ((ent >= 0) & (ent <= math.log(4) + 1e-6)).all()
+    np.testing.assert_allclose(ent, -(p * np.log(np.clip(p, 1e-12, 1))).sum(axis=1), atol=1e-5)
+    np.testing.assert_array_equal(result["class_agreement"], 1.0)  # one member
+
+
+def test_physical_estimates(result):
+    """A 1-epoch network gives flat posteriors: only ranges are checked here."""
+    from glue_starclf.core.networks import AV_BINS, LOG_AGE_BINS, LOG_MASS_BINS, LOG_RH_BINS
+    ranges = {"log_age": LOG_AGE_BINS, "log_mass": LOG_MASS_BINS, "av": AV_BINS,
+              "r_h": 10 ** LOG_RH_BINS}
+    for name, bins in ranges.items():
+        est, lo, hi = (np.asarray(result[c], float) for c in (name, f"{name}_lo", f"{name}_hi"))
+        for v in (est, lo, hi):
+            assert np.isfinite(v).all(), name
+            assert (v >= bins[0] - 1e-9).all() and (v <= bins[-1] + 1e-9).all(), name
+        assert (lo <= hi).all(), name
+    assert (np.asarray(result["r_h"]) > 0).all()
+    assert (np.asarray(result["r_h_lo"]) > 0).all()
+    p_cb = np.asarray(result["p_cb"], float)
+    assert ((p_cb >= 0) & (p_cb <= 1)).all()
+    assert (np.asarray(result["visibility"]) > 0).all()
+
+
+@pytest.fixture(scope="module")
+def peaked_physical(trained_models, tmp_path_factory):
+    """The physical member with its grid and r_h heads replaced by fixed, peaked
+    posteriors: log age 8.0, A_V 1.0, log mass 4.2, r_h 3 pc for every source."""
+    import json
+
+    import torch
+
+    from glue_starclf.core import networks as N
+    from glue_starclf.core.checkpoints import load_checkpoint, save_checkpoint
+    model, card = load_checkpoint(trained_models["physical"])
+    grid = N.gaussian_targets_3d(np.array([8.0]), np.array([1.0]), np.array([4.2]))[0]
+    rh = N.gaussian_targets_1d(np.array([np.log10(3.0)]), N.LOG_RH_BINS)[0]
+    with torch.no_grad():
+        for name, target in (("grid", grid), ("r_h", rh)):
+            head = model.heads[name]
+            head.weight.zero_()
+            head.bias.copy_(torch.log(torch.as_tensor(target, dtype=torch.float32) + 1e-12))
+    keep = {k: v for k, v in card.items() if k not in ("_path", "sha256", "weights")}
+    path = tmp_path_factory.mktemp("peaked") / "physical-peaked.safetensors"
+    card_path = save_checkpoint(model, path, keep)
+    assert json.loads(card_path.read_text())["family"] == "physical"
+    return Ensemble([card_path])
+
+
+def test_estimates_lie_within_their_percentiles(field, ensembles, peaked_physical):
+    mock, _, images = field
+    t = predict(images, mock.truth[["x", "y"]], 10.0, classifier=ensembles[0],
+                physical=peaked_physical)
+    truth = {"log_age": 8.0, "av": 1.0, "log_mass": 4.2, "r_h": 3.0}
+    for name, want in truth.items():
+        est, lo, hi = (np.asarray(t[c], float) for c in (name, f"{name}_lo", f"{name}_hi"))
+        inside = (lo <= est + 1e-9) & (est <= hi + 1e-9)
+        assert inside.mean() >= 0.9, (name, lo, est, hi)
+        assert (lo < hi).all(), name
+        rel = abs(np.log10(est / want)) if name == "r_h" else abs(est - want)
+        assert (rel < 0.1).all(), (name, est, want)
+    assert t.meta["physical_models"] == ["physical-peaked"]
+
+
+def test_metadata(result, field, ensembles, trained_models):
+    meta = result.meta
+    assert meta["classifier_models"] == ["classifier-s0"]
+    assert meta["physical_models"] == ["physical-s0"]
+    assert meta["classifier_sha256"] == [sha256_file(trained_models["classifier"])]
+    assert meta["physical_sha256"] == [sha256_file(trained_models["physical"])]
+    assert meta["distance_mpc"] == 10.0
+    assert set(meta["bands"]) == {"F275W", "F336W", "F438W", "F555W", "F814W"}
+    assert meta["bands"]["F555W"] == str(field[1]["F555W"])
+    assert meta["generator"].startswith("glue-starclf")
+
+
+def test_two_member_ensemble_is_the_mean_of_its_members(field, ensembles, trained_models):
+    mock, _, images = field
+    sources = mock.truth[["x", "y"]]
+    card0 = trained_models["classifier"].with_suffix(".json")
+    card1 = trained_models["classifier_s1"].with_suffix(".json")
+    phys = ensembles[1]
+    both = predict(images, sources, 10.0, classifier=Ensemble([card0, card1]), physical=phys)
+    one = [predict(images, sources, 10.0, classifier=Ensemble([c]), physical=phys)
+           for c in (card0, card1)]
+    assert both.meta["classifier_models"] == ["classifier-s0", "classifier-s1"]
+    np.testing.assert_allclose(_probs(both), (_probs(one[0]) + _probs(one[1])) / 2, atol=1e-6)
+    agreement = np.asarray(both["class_agreement"], float)
+    # two members: 1.0 (both vote for the mean's class), 0.5 (one does), or 0.0
+    # when the mean's most probable class is neither member's vote
+    assert set(np.unique(agreement)) <= {0.0, 0.5, 1.0}
+    votes = np.column_stack([np.asarray(o["class"]) for o in one])
+    expected = (votes == np.asarray(both["class"])[:, None]).mean(axis=1)
+    np.testing.assert_array_equal(agreement, expected)
+    np.testing.assert_array_equal(both["class"], _probs(both).argmax(axis=1) + 1)
+    # the physical columns do not depend on the classifier ensemble
+    np.testing.assert_array_equal(both["log_age"], one[0]["log_age"])
+
+
+def test_positions_outside_the_image(field, ensembles):
+    _, _, images = field
+    sources = Table({"x": [-50.0, 100.0, 1000.0, np.nan], "y": [10.0, 120.0, 5.0, 3.0]})
+    t = predict(images, sources, 10.0, classifier=ensembles[0], physical=ensembles[1])
+    assert len(t) == 4
+    outside = [0, 2, 3]
+    for i in outside:
+        assert "outside" in t["flags"][i].split(","), t["flags"][i]
+        for c in ("p_class1", "p_cluster", "log_age", "log_mass", "av", "r_h", "p_cb"):
+            assert np.isnan(t[c][i]), (i, c)
+    assert "outside" not in t["flags"][1]
+    assert np.isfinite(t["p_class1"][1])
+    np.testing.assert_array_equal(t["id"], [1, 2, 3, 4])
+
+
+def test_empty_catalog(field, ensembles):
+    _, _, images = field
+    t = predict(images, Table({"x": np.zeros(0), "y": np.zeros(0)}), 10.0,
+                classifier=ensembles[0], physical=ensembles[1])
+    assert len(t) == 0
+    assert tuple(t.colnames) == RESULT_COLUMNS
+
+
+def test_three_band_mosaic(field, ensembles):
+    mock, paths, _ = field
+    images = [f"{b}={paths[b]}" for b in ("F336W", "F438W", "F814W")]
+    t = predict(images, mock.truth[["x", "y"]], 10.0, classifier=ensembles[0],
+                physical=ensembles[1])
+    assert len(t) == 20
+    for f in t["flags"]:
+        parts = f.split(",")
+        assert "missing:F275W" in parts and "missing:F555W" in parts, f
+    p = _probs(t)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-5)
+    assert np.isfinite(np.asarray(t["log_age"], float)).all()
+    assert set(t.meta["bands"]) == {"F336W", "F438W", "F814W"}
+
+
+@pytest.mark.parametrize("distance", [0.0, -3.0, float("nan")])
+def test_distance_must_be_positive(field, ensembles, distance):
+    mock, _, images = field
+    with pytest.raises(ValueError, match="distance"):
+        predict(images, mock.truth[["x", "y"]], distance, classifier=ensembles[0],
+                physical=ensembles[1])
+
+
+def test_load_ensemble_of_a_folder_without_models(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no classifier models"):
+        load_ensemble("classifier", tmp_path)
+
+
+def test_ensemble_refuses_mixed_families(trained_models):
+    with pytest.raises(ValueError, match="families"):
+        Ensemble([trained_models["classifier"].with_suffix(".json"),
+                  trained_models["physical"].with_suffix(".json")])
+
+
+def test_predict_callback_reports_progress_and_cancels(ensembles):
+    from glue_starclf.io.mosaic import Mosaic
+    rng = np.random.default_rng(3)
+    mosaic = Mosaic.from_arrays(rng.normal(0, 0.01, (5, 200, 200)).astype(np.float32))
+    src = Table({"x": rng.uniform(40, 160, 25), "y": rng.uniform(40, 160, 25)})
+    clf, phys = ensembles
+    seen = []
+    predict(mosaic, src, 10.0, clf, phys, batch=10, callback=lambda d, n: seen.append((d, n)))
+    assert seen == [(0, 25), (10, 25), (20, 25), (25, 25)]
+
+    class Stop(Exception):
+        pass
+
+    def cancel(done, total):
+        if done >= 10:
+            raise Stop
+
+    with pytest.raises(Stop):
+        predict(mosaic, src, 10.0, clf, phys, batch=10, callback=cancel)
