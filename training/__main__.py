@@ -17,6 +17,8 @@ COMMANDS = {
     "ensemble": ("training.ensemble",
                  "train independently seeded members of one family into a models folder"),
     "evaluate": ("training.evaluate", "reports of the ensembles on labelled banks"),
+    "ood-stats": ("training.ood_stats",
+                  "the classifier's out-of-distribution statistics for a models folder"),
     "finetune": ("training.finetune",
                  "fine-tune a classifier member on a user's labelled sources"),
     "bench-finetune": ("training.bench_finetune",

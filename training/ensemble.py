@@ -21,7 +21,7 @@ __all__ = ["add_arguments", "run", "member_path"]
 
 FAMILIES = ("classifier", "physical")
 #: Options the ensemble sets itself for every member.
-_RESERVED = ("--out", "--seed", "--resume")
+_RESERVED = ("--out", "--seed", "--resume", "--overwrite")
 
 
 def add_arguments(p):
@@ -29,6 +29,8 @@ def add_arguments(p):
     p.add_argument("--members", type=int, default=5, help="number of members (default 5)")
     p.add_argument("--first-seed", type=int, default=0, help="seed of the first member")
     p.add_argument("--out", required=True, help="models folder")
+    p.add_argument("--overwrite", action="store_true",
+                   help="let members be written into the bundled models folder")
     p.add_argument("train_args", nargs=argparse.REMAINDER,
                    help="after --: options of train-classifier / train-physical")
 
@@ -59,6 +61,8 @@ def run(args):
             argv = [f"train-{args.family}", *extra, "--out", str(path), "--seed", str(seed)]
             if path.with_suffix(".state.pt").exists():
                 argv.append("--resume")
+            if args.overwrite:
+                argv.append("--overwrite")
             print(f"member seed {seed}: python -m training {' '.join(argv)}", flush=True)
             status = main(argv)
             if status:

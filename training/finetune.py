@@ -46,7 +46,7 @@ from pathlib import Path
 
 from glue_starclf.learn.finetune import (check_bands, cut_labelled, finetune, labelled_sources,
                                          output_paths, report_paths, write_finetuned)
-from glue_starclf.learn.loop import positive_int, probability
+from glue_starclf.learn.loop import check_model_out, positive_int, probability
 
 __all__ = ["add_arguments", "run"]
 
@@ -86,9 +86,7 @@ def run(args):
     parent = Path(card["_path"]).with_name(card["weights"])
     if out.resolve() == parent.resolve():
         raise ValueError(f"--out {out} is the model fine-tuned from; choose another name")
-    existing = [p for p in output_paths(out) if p.exists()]
-    if existing and not args.overwrite:
-        raise FileExistsError(f"{existing[0]} exists (use --overwrite to replace it)")
+    check_model_out(out, args.overwrite, extra=output_paths(out))
     if card.get("family") != "classifier":
         raise ValueError(f"{args.model}: a {card.get('family')} model; finetune takes a "
                          f"classifier member")

@@ -19,8 +19,8 @@ from glue_starclf.io.bands import BANDS
 from glue_starclf.learn.classifier import (band_dropout, classification_metrics,
                                            classifier_inputs, expected_calibration_error,
                                            fit_temperature, predict_logits)
-from glue_starclf.learn.loop import (fit, fraction, is_main, positive_int, probability,
-                                     require_validation, seed_everything)
+from glue_starclf.learn.loop import (check_model_out, fit, fraction, is_main, positive_int,
+                                     probability, require_validation, seed_everything)
 
 __all__ = ["add_arguments", "run", "labelled_stamps", "split"]
 
@@ -46,6 +46,9 @@ def add_arguments(p):
                         "(default that of StarClassifier)")
     p.add_argument("--hidden", type=positive_int, default=None,
                    help="units of the hidden fully-connected layer (default StarClassifier's)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing model at --out (also needed to write into the "
+                        "bundled models folder)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
 
 
@@ -129,8 +132,7 @@ class _Stamps(torch.utils.data.Dataset):
 def run(args):
     from glue_starclf.core.checkpoints import save_checkpoint
     from glue_starclf.core.networks import StarClassifier, augment
-    if not args.out.endswith(".safetensors"):
-        raise ValueError(f"--out {args.out}: must end in .safetensors")
+    check_model_out(args.out, args.overwrite, resume=args.resume)
     # data
     rng = seed_everything(args.seed)
     x, y, mask, fields = labelled_stamps(args.bank, args.image, args.catalog)
@@ -162,7 +164,11 @@ def run(args):
     result = fit(model, train, step, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                  seed=args.seed, state_path=out.with_suffix(".state.pt"), resume=args.resume,
                  weights=weights, minutes=args.minutes,
-                 on_epoch=lambda e, l: print(f"epoch {e}: loss {l:.4f}", flush=True))
+                 on_epoch=lambda e, l: print(f"epoch {e}: loss {l:.4f}", flush=True),
+                 rngs={"band_dropout": gen, "augment": aug_rng},
+                 signature={"architecture": "StarClassifier", "kwargs": kwargs, "seed": args.seed,
+                            "batch_size": args.batch_size, "band_dropout": args.band_dropout,
+                            "lr": args.lr, "banks": [str(b) for b in args.bank]})
     if not is_main():
         return 0
     # eval

@@ -16,9 +16,8 @@ import numpy as np
 import torch
 
 from glue_starclf.io.bands import BANDS
-
-from glue_starclf.learn.loop import (fit, fraction, is_main, positive_int, probability, require_validation,
-                                     seed_everything)
+from glue_starclf.learn.loop import (check_model_out, fit, fraction, is_main, positive_int,
+                                     probability, require_validation, seed_everything)
 
 __all__ = ["add_arguments", "run", "physical_metrics"]
 
@@ -36,6 +35,9 @@ def add_arguments(p):
     p.add_argument("--batch-size", type=positive_int, default=128)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--band-dropout", type=probability, default=0.15)
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing model at --out (also needed to write into the "
+                        "bundled models folder)")
     p.add_argument("--resume", action="store_true")
 
 
@@ -134,8 +136,7 @@ def run(args):
     from glue_starclf.core.networks import PhysicalNet, augment
 
     from glue_starclf.learn.banks import open_bank
-    if not args.out.endswith(".safetensors"):
-        raise ValueError(f"--out {args.out}: must end in .safetensors")
+    check_model_out(args.out, args.overwrite, resume=args.resume)
     # data
     rng = seed_everything(args.seed)
     xs, ts = [], []
@@ -177,7 +178,11 @@ def run(args):
     result = fit(model, train, step, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                  seed=args.seed, state_path=out.with_suffix(".state.pt"), resume=args.resume,
                  minutes=args.minutes,
-                 on_epoch=lambda e, l: print(f"epoch {e}: loss {l:.4f}", flush=True))
+                 on_epoch=lambda e, l: print(f"epoch {e}: loss {l:.4f}", flush=True),
+                 rngs={"band_dropout": gen, "augment": aug_rng},
+                 signature={"architecture": "PhysicalNet", "kwargs": kwargs, "seed": args.seed,
+                            "batch_size": args.batch_size, "band_dropout": args.band_dropout,
+                            "lr": args.lr, "banks": [str(b) for b in args.bank]})
     if not is_main():
         return 0
     # eval: all five bands, and the three bands of 004

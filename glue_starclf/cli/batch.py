@@ -481,13 +481,16 @@ def _read_sources(field):
         sources = sources_to_classify(mosaic, field.catalog, field.region)
         return {"shape": mosaic.shape, "band_mask": mosaic.band_mask,
                 "bands": {b: str(p) for b, p in mosaic.paths.items()},
+                "pixel_scale": mosaic.pixel_scale,
+                "calibration": {b: c.as_meta() for b, c in mosaic.calibration.items()},
                 "sources": sources[["id", "x", "y", "ra", "dec"]]}
 
 
 def _cut_piece(images, box, cx, cy, size):
     """Stamps and flags of a piece's sources, reading only ``box`` of each band.
 
-    ``cx``, ``cy`` are the stamps' centre pixels relative to the box. Since
+    ``cx``, ``cy`` are the sources' positions relative to the box (their
+    sub-pixel part matters where stamps are resampled). Since
     the box holds every stamp wholly unless the stamp crosses the mosaic's
     own border (where the box ends too), the stamps and their flags equal
     those cut from the whole mosaic.
@@ -499,7 +502,8 @@ def _cut_piece(images, box, cx, cy, size):
     with open_mosaic(list(images)) as mosaic:
         sections = [mosaic.section(b, x0, y0, x1, y1, dtype=mosaic[b].dtype.newbyteorder("="))
                     if present else None for b, present in zip(BANDS, mosaic.band_mask)]
-        tile = Mosaic(sections, (y1 - y0, x1 - x0), None, mosaic.paths, mosaic.filters, {})
+        tile = Mosaic(sections, (y1 - y0, x1 - x0), None, mosaic.paths, mosaic.filters, {},
+                      calibration=mosaic.calibration, pixel_scale=mosaic.pixel_scale)
     return extract_stamps(tile, cx, cy, size=size)
 
 
@@ -536,7 +540,7 @@ def _classify_batch(cutouts, slots, sources, band_mask, distance_mpc, models, to
     return result
 
 
-def _write_field(tables, out, name, bands, fingerprint, overwrite):
+def _write_field(tables, out, name, meta, fingerprint, overwrite):
     """Stack a field's batches into its results table and write it atomically."""
     from astropy.table import vstack
 
@@ -544,7 +548,7 @@ def _write_field(tables, out, name, bands, fingerprint, overwrite):
     result = vstack(tables, metadata_conflicts="silent")
     result.meta.clear()  # vstack concatenates list values; every batch has the same metadata
     result.meta.update(tables[0].meta)
-    result.meta["bands"] = bands
+    result.meta.update(meta)
     result.meta["field"] = name
     result.meta["batch_fingerprint"] = fingerprint
     write_table(result, out, overwrite=overwrite)
@@ -581,27 +585,31 @@ def _submit_field(client, field, info, models, size, tile, batch, torch_threads,
     """
     import numpy as np
 
-    from ..core.cutouts import stamp_centre
+    from ..core.cutouts import native_stamp_size, needs_resampling
     sources = info["sources"]
     n = len(sources)
     x = np.asarray(sources["x"], float)
     y = np.asarray(sources["y"], float)
-    ix, iy = stamp_centre(x, y)
     by_batch = {}
-    for p in plan_pieces(x, y, info["shape"], size, tile, batch):
+    halo = native_stamp_size(size, info.get("pixel_scale"))  # the stamps cut before resampling
+    for p in plan_pieces(x, y, info["shape"], halo, tile, batch):
         by_batch.setdefault(p.batch, []).append(p)
     tables = []
     for k in range(max(-(-n // batch), 1)):  # an empty field still gets its (empty) table
         start = k * batch
         mine = by_batch.get(k, [])
         cutouts = [client.submit(_cut_piece, field.images, p.box,
-                                 (ix[p.index] - p.box[0]).astype(float),
-                                 (iy[p.index] - p.box[1]).astype(float), size, pure=False)
+                                 x[p.index] - p.box[0], y[p.index] - p.box[1], size,
+                                 pure=False)
                    for p in mine]
         tables.append(client.submit(_classify_batch, cutouts, [p.index - start for p in mine],
                                     sources[start:start + batch], info["band_mask"],
                                     field.distance_mpc, models, torch_threads, pure=False))
-    return client.submit(_write_field, tables, field.out, field.name, info["bands"],
+    scale = info["pixel_scale"]
+    meta = {"bands": info["bands"], "calibration": info["calibration"],
+            "pixel_scale_arcsec": None if scale is None else round(scale, 5),
+            "resampled_to_arcsec": 0.04 if needs_resampling(scale) else None}
+    return client.submit(_write_field, tables, field.out, field.name, meta,
                          fingerprint, overwrite, pure=False)
 
 
@@ -759,6 +767,25 @@ def run_batch(manifest, client, models=None, overwrite=False, torch_threads=1, b
 
 # -- the command ---------------------------------------------------------------
 
+def _quiet_task_failures(client):
+    """Keep the workers from logging a failed task's traceback.
+
+    A failed field is reported by the driver on one line; the worker's
+    "Compute Failed" block (key, task, traceback) would bury it. A worker
+    plugin also reaches workers that join later.
+    """
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class QuietTaskFailures(WorkerPlugin):
+        name = "starclf-quiet-task-failures"
+
+        def setup(self, worker):
+            import logging
+            logging.getLogger("distributed.worker").setLevel(logging.CRITICAL)
+
+    client.register_plugin(QuietTaskFailures())
+
+
 @contextlib.contextmanager
 def _client(scheduler=None, workers=None):
     """A client of ``scheduler``'s cluster, or of a new LocalCluster of ``workers``
@@ -766,10 +793,12 @@ def _client(scheduler=None, workers=None):
     from distributed import Client, LocalCluster
     if scheduler:
         with Client(scheduler) as client:
+            _quiet_task_failures(client)
             yield client
     else:
         with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                           dashboard_address=":0") as cluster, Client(cluster) as client:
+            _quiet_task_failures(client)
             yield client
 
 

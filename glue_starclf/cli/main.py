@@ -76,6 +76,39 @@ def _check_new(path, overwrite, parent_must_exist=False):
             raise UserError(f"{path}: folder {parent} does not exist")
 
 
+#: Distances [Mpc] the mock-data engine renders (resolved stars need a
+#: distance modulus below ~40); the models are trained for 3-20 Mpc.
+SIMULATE_DISTANCE_MPC = (0.1, 500.0)
+
+
+def check_distance_arg(distance_mpc, valid=None):
+    """Refuse a distance that is not a positive number (or outside ``valid``)."""
+    import math
+    d = float(distance_mpc)
+    if not math.isfinite(d) or d <= 0:
+        raise UserError(f"--distance-mpc {distance_mpc:g} must be a positive number of Mpc")
+    if valid is not None and not valid[0] <= d <= valid[1]:
+        raise UserError(f"--distance-mpc {d:g} is outside the range the engine renders, "
+                        f"{valid[0]:g}-{valid[1]:g} Mpc")
+    return d
+
+
+def _zeropoints(values):
+    """``--zeropoint BAND=MAG`` arguments as ``{band: float}``."""
+    from ..io.bands import canonical_band
+    out = {}
+    for text in values or ():
+        band, sep, value = text.partition("=")
+        try:
+            zp = float(value)
+        except ValueError:
+            zp = float("nan")
+        if not sep or not zp == zp or abs(zp) == float("inf"):
+            raise UserError(f"--zeropoint {text!r}: expected BAND=MAG, e.g. F435W=25.77")
+        out[canonical_band(band)] = zp
+    return out
+
+
 def _bands(text):
     from ..io.bands import BANDS, canonical_band
     if not text:
@@ -144,12 +177,11 @@ def _add_simulate(sub):
 
 
 def _simulate(args):
-    from ..sim.mosaic import check_distance
     if args.mode == "bank":
         return _simulate_bank(args)
     bands = _bands(args.bands)
     if args.distance_mpc is not None:
-        check_distance(args.distance_mpc)
+        check_distance_arg(args.distance_mpc, SIMULATE_DISTANCE_MPC)
     _check_new(args.preview, args.overwrite, parent_must_exist=True)
     t0 = time.perf_counter()
     if args.mode == "field":
@@ -280,8 +312,7 @@ def _add_demo(sub):
 
 def _demo(args):
     from .demo import run_demo
-    from ..sim.mosaic import check_distance
-    check_distance(args.distance_mpc)
+    check_distance_arg(args.distance_mpc, SIMULATE_DISTANCE_MPC)
     run_demo(args.out, seed=args.seed, shape=_shape(args.shape), n_sources=args.n_sources,
              distance_mpc=args.distance_mpc, models=args.models)
     return 0
@@ -336,6 +367,9 @@ def _add_image_args(p):
                    help="one FITS per band, e.g. --image F555W=ngc628_f555w_drc.fits "
                         "(the band may be left out: it is then read from FILTER keywords)")
     p.add_argument("--region", help="x0,y0,x1,y1 in 0-based pixels (default: whole mosaic)")
+    p.add_argument("--force-band", action="store_true",
+                   help="use the band of BAND=PATH even where the file's FILTER keyword "
+                        "names another one (default: refused)")
 
 
 def _add_classify(sub):
@@ -351,6 +385,9 @@ def _add_classify(sub):
     p.add_argument("--out", required=True, help="results table (.ecsv, .fits or .csv)")
     p.add_argument("--regions", help="also write a DS9 region file")
     p.add_argument("--models", help="folder of model cards (default: the bundled models)")
+    p.add_argument("--zeropoint", action="append", metavar="BAND=MAG",
+                   help="Vega magnitude of one image unit (per second of the file's unit) in "
+                        "a band; wins over the header's calibration keywords (repeatable)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--bf16", action="store_true",
                    help="bfloat16 autocast on CPUs with native bf16 (AVX512-BF16/AMX): faster, "
@@ -413,29 +450,40 @@ def _add_models(sub):
     p.set_defaults(func=_models)
 
 
+def _outputs(args):
+    """The ``--out``/``--regions`` transaction, checked before any work."""
+    from ..io.writers import OutputSet
+    return OutputSet([(args.out, "table"), (args.regions, "regions")], overwrite=args.overwrite)
+
+
+def _write_outputs(outputs, table, args):
+    from ..io.writers import regions_writer, table_writer
+    outputs.write(args.out, table_writer(table, args.out))
+    if args.regions:
+        outputs.write(args.regions, regions_writer(table))
+    outputs.commit()
+
+
 def _classify(args):
     import logging
 
-    from ..io.mosaic import open_mosaic
     from ..core.detection import sources_to_classify
     from ..core.predict import load_ensemble, predict
-    from ..io.writers import write_regions, write_table
-    from ..sim.mosaic import check_distance
-    check_distance(args.distance_mpc)
-    _check_new(args.out, args.overwrite, parent_must_exist=True)
-    _check_new(args.regions, args.overwrite, parent_must_exist=True)
-    mosaic = open_mosaic(args.image)
-    classifier = load_ensemble("classifier", args.models)
-    physical = load_ensemble("physical", args.models)
-    sources = sources_to_classify(mosaic, args.catalog, args.region)
-    if len(sources) == 0:
-        logging.getLogger("glue_starclf").warning("no sources to classify: writing an empty table")
-    t0 = time.perf_counter()
-    result = predict(mosaic, sources, args.distance_mpc, classifier=classifier,
-                     physical=physical, progress=sys.stderr.isatty(), bf16=args.bf16)
-    write_table(result, args.out, overwrite=args.overwrite)
-    if args.regions:
-        write_regions(result, args.regions, overwrite=args.overwrite)
+    from ..io.mosaic import open_mosaic
+    check_distance_arg(args.distance_mpc)
+    with _outputs(args) as outputs:
+        classifier = load_ensemble("classifier", args.models)
+        physical = load_ensemble("physical", args.models)
+        mosaic = open_mosaic(args.image, force_band=args.force_band,
+                             zeropoints=_zeropoints(args.zeropoint))
+        sources = sources_to_classify(mosaic, args.catalog, args.region)
+        if len(sources) == 0:
+            logging.getLogger("glue_starclf").warning(
+                "no sources to classify: writing an empty table")
+        t0 = time.perf_counter()
+        result = predict(mosaic, sources, args.distance_mpc, classifier=classifier,
+                         physical=physical, progress=sys.stderr.isatty(), bf16=args.bf16)
+        _write_outputs(outputs, result, args)
     counts = ", ".join(f"{int((result['class'] == c).sum())} class {c}" for c in (1, 2, 3, 4))
     print(f"classified {len(result)} sources in {time.perf_counter() - t0:.1f} s ({counts}); "
           f"wrote {args.out}" + (f" and {args.regions}" if args.regions else ""))
@@ -445,15 +493,11 @@ def _classify(args):
 def _detect(args):
     from ..core.detection import detect_sources
     from ..io.mosaic import open_mosaic
-    from ..io.writers import write_regions, write_table
-    _check_new(args.out, args.overwrite, parent_must_exist=True)
-    _check_new(args.regions, args.overwrite, parent_must_exist=True)
-    mosaic = open_mosaic(args.image)
-    table = detect_sources(mosaic, region=args.region, ci_min=args.ci_min,
-                           threshold_sigma=args.threshold_sigma)
-    write_table(table, args.out, overwrite=args.overwrite)
-    if args.regions:
-        write_regions(table, args.regions, overwrite=args.overwrite)
+    with _outputs(args) as outputs:
+        mosaic = open_mosaic(args.image, force_band=args.force_band)
+        table = detect_sources(mosaic, region=args.region, ci_min=args.ci_min,
+                               threshold_sigma=args.threshold_sigma)
+        _write_outputs(outputs, table, args)
     print(f"detected {len(table)} candidates; wrote {args.out}")
     return 0
 
@@ -529,11 +573,24 @@ def _log_to_stderr():
         log.setLevel(logging.INFO)
 
 
+def _terminate_like_ctrl_c():
+    """SIGTERM ends a run as Ctrl-C does: temporary files removed, no half-written output."""
+    import signal
+    import threading
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
+
+
 def main(argv=None):
     """Run ``starclf``; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
     _log_to_stderr()
+    _terminate_like_ctrl_c()
     try:
         return args.func(args)
     except (UserError, ValueError, FileNotFoundError, FileExistsError, OSError) as exc:

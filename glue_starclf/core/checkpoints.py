@@ -14,8 +14,8 @@ from pathlib import Path
 
 from ..io.writers import atomic_write
 
-__all__ = ["CARD_VERSION", "save_checkpoint", "load_card", "load_checkpoint", "sha256_file",
-           "bundled_models_dir", "list_models"]
+__all__ = ["CARD_VERSION", "FAMILIES", "save_checkpoint", "load_card", "validate_card",
+           "load_checkpoint", "sha256_file", "bundled_models_dir", "list_models"]
 
 CARD_VERSION = 1
 
@@ -76,11 +76,61 @@ def load_card(path):
         raise FileNotFoundError(f"{path}: no such model card") from None
     except (OSError, ValueError) as exc:
         raise ValueError(f"{path}: not a readable model card ({exc})") from None
-    for key in ("architecture", "kwargs", "weights", "sha256"):
-        if key not in card:
-            raise ValueError(f"{path}: model card lacks {key!r}")
+    if not isinstance(card, dict):
+        raise ValueError(f"{path}: not a model card (a JSON object is expected)")
+    validate_card(card, path)
     card["_path"] = str(path)
     return card
+
+
+#: Model families and the keys every card of one must hold.
+FAMILIES = ("classifier", "physical")
+_REQUIRED = ("architecture", "kwargs", "weights", "sha256", "family", "stamp_size")
+
+
+def validate_card(card, path):
+    """Check a model card before anything is built from it.
+
+    Raises
+    ------
+    ValueError
+        Naming the card and the key: a key missing, an unknown family or
+        architecture, a keyword argument the architecture does not take, a
+        stamp size that is not a positive integer, a temperature that is not
+        a positive number.
+    """
+    import inspect
+    import math
+
+    from .networks import ARCHITECTURES
+    for key in _REQUIRED:
+        if key not in card:
+            raise ValueError(f"{path}: model card lacks {key!r}")
+    if card["family"] not in FAMILIES:
+        raise ValueError(f"{path}: key 'family': {card['family']!r} is not one of "
+                         f"{', '.join(FAMILIES)}")
+    arch = card["architecture"]
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"{path}: key 'architecture': unknown network {arch!r} (known: "
+                         f"{', '.join(ARCHITECTURES)})")
+    kwargs = card["kwargs"]
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"{path}: key 'kwargs': expected a mapping of argument names")
+    params = inspect.signature(ARCHITECTURES[arch]).parameters
+    unknown = sorted(set(kwargs) - set(params))
+    if unknown:
+        raise ValueError(f"{path}: key 'kwargs': {arch} takes no argument "
+                         f"{', '.join(repr(k) for k in unknown)}")
+    size = card["stamp_size"]
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"{path}: key 'stamp_size': {size!r} is not a positive whole number "
+                         f"of pixels")
+    if "temperature" in card:
+        t = card["temperature"]
+        ok = isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) \
+            and t > 0
+        if not ok:
+            raise ValueError(f"{path}: key 'temperature': {t!r} must be a positive number")
 
 
 def load_checkpoint(path, check_hash=True):

@@ -15,10 +15,14 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..io.bands import BANDS
+from ..io.bands import BANDS, PIXEL_SCALE_ARCSEC
 
-__all__ = ["Cutouts", "extract_stamps", "has_flag", "stamp_centre", "FLAG_NAMES",
-           "ZERO_WEIGHT_BOX"]
+__all__ = ["Cutouts", "extract_stamps", "has_flag", "stamp_centre", "native_stamp_size",
+           "needs_resampling", "FLAG_NAMES", "ZERO_WEIGHT_BOX", "SCALE_TOLERANCE"]
+
+#: Relative difference from the models' 0.04"/px within which a mosaic's
+#: pixels are used as they are; beyond it stamps are resampled.
+SCALE_TOLERANCE = 0.02
 
 #: Per-source flags, in the order they are written.
 FLAG_NAMES = ("outside", "edge", "nan_pixels", "zero_weight")
@@ -95,6 +99,70 @@ def _join(masks, n):
     return np.array([s[1:] for s in out], dtype=str) if n else np.zeros(0, dtype=str)
 
 
+def needs_resampling(pixel_scale):
+    """True if a mosaic of ``pixel_scale`` ["/px, None: unknown] is resampled to 0.04"/px."""
+    return pixel_scale is not None and \
+        abs(pixel_scale / PIXEL_SCALE_ARCSEC - 1.0) > SCALE_TOLERANCE
+
+
+def native_stamp_size(size, pixel_scale):
+    """Side [mosaic px] of the stamp cut around a source before it is resampled to ``size``."""
+    if not needs_resampling(pixel_scale):
+        return int(size)
+    return int(np.ceil(size * PIXEL_SCALE_ARCSEC / pixel_scale)) + 3
+
+
+def _pixel_wcs(scale, centre):
+    from astropy.wcs import WCS
+    w = WCS(naxis=2)
+    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    w.wcs.crval = [0.0, 0.0]
+    w.wcs.crpix = [centre[0] + 1.0, centre[1] + 1.0]
+    w.wcs.cdelt = [-scale / 3600.0, scale / 3600.0]
+    return w
+
+
+def _resample(stamps, dx, dy, scale, size):
+    """Stamps of ``scale`` ["/px] around sources at sub-pixel offsets (dx, dy) from
+    their centre pixel, resampled onto ``size`` px of 0.04" with each source at the
+    same fraction of a pixel from the centre pixel.
+
+    Bicubic interpolation (`reproject.reproject_interp`) keeps the profile as
+    sharp as the networks saw it (an area-weighted resampling alone smooths a
+    0.04"-sampled PSF visibly); each band of each stamp is then scaled so that
+    its total equals the flux-conserving resampling's
+    (`reproject.reproject_adaptive`, ``conserve_flux=True``, Hann kernel) over
+    the same sky area.
+    """
+    from reproject import reproject_adaptive, reproject_interp
+    n, nb, s, _ = stamps.shape
+    out = np.full((n, nb, size, size), np.nan, np.float32)
+    c_in, c_out = s // 2, size // 2
+    area = (PIXEL_SCALE_ARCSEC / scale) ** 2
+    shape = (nb, size, size)
+    for i in range(n):
+        if not np.isfinite(dx[i]) or np.all(np.isnan(stamps[i])):
+            continue
+        w_in = _pixel_wcs(scale, (c_in + dx[i], c_in + dy[i]))
+        w_out = _pixel_wcs(PIXEL_SCALE_ARCSEC, (c_out + dx[i], c_out + dy[i]))
+        nan_in = np.isnan(stamps[i])
+        data = np.where(nan_in, 0.0, stamps[i])
+        sharp, _ = reproject_interp((data, w_in), w_out, shape_out=shape, order="bicubic")
+        sharp *= area
+        flux, _ = reproject_adaptive((data, w_in), w_out, shape_out=shape, conserve_flux=True,
+                                     kernel="hann", boundary_mode="constant",
+                                     boundary_fill_value=0.0)
+        total, got = np.nansum(flux, axis=(1, 2)), np.nansum(sharp, axis=(1, 2))
+        ok = np.abs(got) > 1e-6 * np.maximum(np.nansum(np.abs(sharp), axis=(1, 2)), 1e-30)
+        sharp[ok] *= (total[ok] / got[ok])[:, None, None]
+        # NaN wherever a NaN (or off-image) pixel of the native stamp reaches
+        bad, _ = reproject_interp((nan_in.astype(np.float64), w_in), w_out, shape_out=shape,
+                                  order="bilinear")
+        sharp[~(np.nan_to_num(bad, nan=1.0) < 0.01)] = np.nan
+        out[i] = sharp
+    return out
+
+
 def extract_stamps(mosaic, x, y, size=32, mosaic_flags=True):
     """Cut ``size`` x ``size`` stamps of every source in all five bands.
 
@@ -114,7 +182,29 @@ def extract_stamps(mosaic, x, y, size=32, mosaic_flags=True):
         ``(stamps, flags)``; see `Cutouts`. The output takes
         ``n * 5 * size**2 * 4`` bytes: call it in batches of sources to bound
         memory.
+
+    Notes
+    -----
+    Pixel values are multiplied by the mosaic's calibration factors
+    (`Mosaic.factors`: reference WFC3/UVIS e-/s). A mosaic whose pixel scale
+    differs from 0.04"/px by more than `SCALE_TOLERANCE` is cut in larger
+    stamps (`native_stamp_size`) that are resampled, flux-conserving, to
+    ``size`` px of 0.04"; the flags are those of the native stamps.
     """
+    size = int(size)
+    scale = getattr(mosaic, "pixel_scale", None)
+    factors = getattr(mosaic, "factors", None)
+    if needs_resampling(scale):
+        xa = np.atleast_1d(np.asarray(x, float))
+        ya = np.atleast_1d(np.asarray(y, float))
+        cut = _extract(mosaic, xa, ya, native_stamp_size(size, scale), mosaic_flags, factors)
+        ix, iy = stamp_centre(xa, ya)
+        stamps = _resample(cut.stamps, xa - ix, ya - iy, scale, size)
+        return Cutouts(stamps, cut.flags)
+    return _extract(mosaic, x, y, size, mosaic_flags, factors)
+
+
+def _extract(mosaic, x, y, size, mosaic_flags, factors):
     size = int(size)
     if size < 1:
         raise ValueError(f"stamp size {size} must be at least 1 pixel")
@@ -163,6 +253,8 @@ def extract_stamps(mosaic, x, y, size=32, mosaic_flags=True):
             band[outside_px] = np.nan
         nan_any |= (np.isnan(band) & inside).any(axis=(1, 2))
         zero_any |= (band[:, box, box] == 0).any(axis=(1, 2))
+        if factors is not None and factors[j] != 1:
+            band *= factors[j]
 
     # No data of an off-image source is used, even where its stamp overlaps the image.
     stamps[outside] = np.nan

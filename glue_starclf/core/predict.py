@@ -17,7 +17,8 @@ from astropy.table import Table
 
 from ..version import __version__
 
-__all__ = ["Ensemble", "load_ensemble", "predict", "bf16_supported", "RESULT_COLUMNS"]
+__all__ = ["Ensemble", "load_ensemble", "predict", "bf16_supported", "RESULT_COLUMNS",
+           "DISTANCE_RANGE_MPC", "distance_warning"]
 
 log = logging.getLogger("glue_starclf")
 
@@ -26,10 +27,15 @@ RESULT_COLUMNS = (
     "id", "x", "y", "ra", "dec", "p_class1", "p_class2", "p_class3", "p_class4", "class",
     "p_cluster", "class_entropy", "class_agreement",
     "log_age", "log_age_lo", "log_age_hi", "log_mass", "log_mass_lo", "log_mass_hi",
-    "av", "av_lo", "av_hi", "r_h", "r_h_lo", "r_h_hi", "p_cb", "visibility", "flags")
+    "av", "av_lo", "av_hi", "r_h", "r_h_lo", "r_h_hi", "p_cb", "visibility", "flags",
+    "ood_score")
 
 #: Sources per batch: bounds memory (a 64 px, 5-band stamp is 80 kB).
 BATCH = 1024
+
+#: Galaxy distances [Mpc] the models were trained for; outside, every result
+#: is flagged ``distance``.
+DISTANCE_RANGE_MPC = (3.0, 20.0)
 
 
 class Ensemble:
@@ -53,6 +59,15 @@ class Ensemble:
         if len(sizes) != 1:
             raise ValueError(f"ensemble members take different stamp sizes: {sorted(sizes)}")
         self.stamp_size = sizes.pop()
+        self.ood = None
+        if self.family == "classifier":
+            from .ood import load_statistics
+            folder = Path(self.members[0][1]["_path"]).parent
+            stats = load_statistics(folder)
+            if stats is not None and stats.matches(self.hashes):
+                self.ood = stats
+            elif stats is not None:
+                log.info("%s: made for other classifier members; no 'ood' flags", stats.path)
 
     @property
     def names(self):
@@ -101,18 +116,27 @@ def _classify(ens, stamps, mask, bf16=False):
     from .networks import normalise_classifier
     x = torch.from_numpy(normalise_classifier(stamps, mask))
     m = torch.from_numpy(mask)
-    probs = []
+    import contextlib
+
+    from .ood import FeatureTap, scores
+    probs, features = [], []
     with torch.inference_mode(), _autocast(bf16):
         shared = _shared_inputs(ens.members, x)
         for model, card in ens.members:
-            logits = (model.forward_prepared(shared, m) if shared is not None else model(x, m))
+            tap = FeatureTap(model) if ens.ood is not None else contextlib.nullcontext()
+            with tap:
+                logits = (model.forward_prepared(shared, m) if shared is not None
+                          else model(x, m))
+            if ens.ood is not None:
+                features.append(np.concatenate(tap.features))
             logits = logits.float() / float(card.get("temperature", 1.0))
             probs.append(torch.softmax(logits, dim=1).numpy())
     probs = np.stack(probs)                      # (members, n, 4)
     mean = probs.mean(axis=0)
     cls = mean.argmax(axis=1)
     votes = (probs.argmax(axis=2) == cls[None, :]).mean(axis=0)
-    return mean, cls + 1, votes
+    ood = scores(features, ens.ood.mean, ens.ood.precision) if features else None
+    return mean, cls + 1, votes, ood
 
 
 def _physical(ens, stamps, mask, distance_mpc, bf16=False):
@@ -133,6 +157,20 @@ def _physical(ens, stamps, mask, distance_mpc, bf16=False):
                 acc[k] = acc.get(k, 0.0) + torch.softmax(v.float(), dim=1).numpy() / len(
                     ens.members)
     return acc
+
+
+def distance_warning(distance_mpc):
+    """The warning for a distance outside `DISTANCE_RANGE_MPC`, or None."""
+    lo, hi = DISTANCE_RANGE_MPC
+    if lo <= distance_mpc <= hi:
+        return None
+    return (f"distance {distance_mpc:g} Mpc is outside the {lo:g}-{hi:g} Mpc the models were "
+            f"trained for: ages, masses and classes may be biased (every result is flagged "
+            f"'distance')")
+
+
+def _add_flag(flags, name):
+    return np.array([f"{f},{name}" if f else name for f in flags], dtype=object)
 
 
 def _centre_crop(stamps, size):
@@ -195,6 +233,14 @@ def predict(mosaic, sources, distance_mpc, classifier=None, physical=None, batch
     out["class"] = np.zeros(n, int)
     flags = np.empty(n, dtype=object)
     size = max(classifier.stamp_size, physical.stamp_size)
+    far = distance_warning(d)
+    if far:
+        log.warning(far)
+    from .cutouts import native_stamp_size, needs_resampling
+    scale = getattr(mosaic, "pixel_scale", None)
+    if needs_resampling(scale) and n:
+        log.info("pixel scale %.4g\"/px: stamps of %d px are resampled (flux-conserving, "
+                 "reproject) to %d px of 0.04\"", scale, native_stamp_size(size, scale), size)
     starts = range(0, n, batch)
     if callback is not None:
         callback(0, n)
@@ -203,7 +249,7 @@ def predict(mosaic, sources, distance_mpc, classifier=None, physical=None, batch
         cut = extract_stamps(mosaic, x[sl], y[sl], size=size)
         # Peak memory stays one batch, not the whole mosaic read so far.
         mosaic.release_pages()
-        flags[sl] = cut.flags
+        flags[sl] = _add_flag(cut.flags, "distance") if far else cut.flags
         ok = ~np.all(np.isnan(cut.stamps), axis=(1, 2, 3))
         if not ok.any():
             if callback is not None:
@@ -212,8 +258,12 @@ def predict(mosaic, sources, distance_mpc, classifier=None, physical=None, batch
         idx = np.arange(sl.start, sl.stop)[ok]
         stamps = cut.stamps[ok]
         mask = np.tile(mosaic.band_mask.astype(np.float32), (len(stamps), 1))
-        probs, cls, votes = _classify(classifier, _centre_crop(stamps, classifier.stamp_size), mask,
-                                      bf16)
+        probs, cls, votes, ood = _classify(classifier,
+                                           _centre_crop(stamps, classifier.stamp_size), mask, bf16)
+        if ood is not None:
+            out["ood_score"][idx] = ood
+            high = idx[ood > classifier.ood.threshold]
+            flags[high] = _add_flag(flags[high], "ood")
         for k in range(4):
             out[f"p_class{k + 1}"][idx] = probs[:, k]
         out["class"][idx] = cls
@@ -253,6 +303,11 @@ def predict(mosaic, sources, distance_mpc, classifier=None, physical=None, batch
         "classifier_models": classifier.names, "classifier_sha256": classifier.hashes,
         "physical_models": physical.names, "physical_sha256": physical.hashes,
         "precision": "bfloat16 autocast" if bf16 else "float32",
+        "ood_threshold": None if classifier.ood is None else classifier.ood.threshold,
+        "ood_statistics": None if classifier.ood is None else classifier.ood.path.name,
         "bands": {b: str(p) for b, p in mosaic.paths.items()},
+        "calibration": {b: c.as_meta() for b, c in getattr(mosaic, "calibration", {}).items()},
+        "pixel_scale_arcsec": (None if scale is None else round(scale, 5)),
+        "resampled_to_arcsec": 0.04 if needs_resampling(scale) else None,
         "pixel_convention": "x, y are 0-based (numpy/glue)"})
     return table

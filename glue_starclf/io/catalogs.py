@@ -350,9 +350,14 @@ def _column(table, *names):
     return None
 
 
-def _degrees(col):
-    """Column values in degrees (a unit, when given, is honoured)."""
-    values = _fill(col)
+def _degrees(col, path=None, name=None, hours=False):
+    """Column values in degrees: numbers (a unit, when given, is honoured) or
+    sexagesimal text (``10:00:01.2`` / ``10h00m01.2s``; ra in hours when
+    ``hours``), read with astropy; anything else is an error naming the
+    file, column and row."""
+    if getattr(col, "dtype", np.dtype(float)).kind in "US":
+        return _sexagesimal(col, path, name, hours)
+    values = _fill(col, path, name)
     unit = getattr(col, "unit", None)
     if unit is not None:
         try:
@@ -362,9 +367,62 @@ def _degrees(col):
     return values
 
 
-def _fill(col):
-    """A column as a float array, masked entries as NaN."""
-    return np.asarray(np.ma.filled(np.ma.asarray(col, dtype=float), np.nan), float)
+def _sexagesimal(col, path, name, hours):
+    from astropy.coordinates import Angle
+    text = np.asarray(np.ma.filled(np.ma.asarray(col), ""), dtype=str)
+    out = np.full(len(text), np.nan)
+    for i, value in enumerate(text.tolist()):
+        v = value.strip()
+        if not v:
+            continue
+        try:
+            out[i] = float(v)
+            continue
+        except ValueError:
+            pass
+        sexa = ":" in v or any(ch in v.lower() for ch in "hdms") or " " in v
+        try:
+            if not sexa:
+                raise ValueError(v)
+            unit = "hourangle" if hours and ("h" in v.lower() or ":" in v or " " in v) \
+                else "deg"
+            out[i] = Angle(v, unit=unit).to_value("deg")
+        except Exception:
+            raise ValueError(f"{path}: column {name!r}, row {i + 1}: {value!r} is neither a "
+                             f"number of degrees nor a sexagesimal angle") from None
+    return out
+
+
+def _fill(col, path=None, name=None):
+    """A column as a float array, masked entries as NaN; text that is not a
+    number is an error naming the file, column and row."""
+    try:
+        return np.asarray(np.ma.filled(np.ma.asarray(col, dtype=float), np.nan), float)
+    except (TypeError, ValueError):
+        pass
+    text = np.asarray(np.ma.filled(np.ma.asarray(col), ""), dtype=str)
+    out = np.full(len(text), np.nan)
+    for i, value in enumerate(text.tolist()):
+        if not value.strip():
+            continue
+        try:
+            out[i] = float(value)
+        except ValueError:
+            raise ValueError(f"{path}: column {name!r}, row {i + 1}: {value!r} is not a "
+                             f"number") from None
+    return out
+
+
+def _warn_duplicate_ids(ids, path, log):
+    ids = np.asarray(ids)
+    if ids.size < 2:
+        return
+    values, counts = np.unique(ids, return_counts=True)
+    dup = counts > 1
+    if dup.any():
+        log.warning("%s: %d rows share their id with another row (%d ids used more than "
+                    "once, e.g. %s); results keep them as separate sources", path,
+                    int(counts[dup].sum()), int(dup.sum()), values[dup][0])
 
 
 def _standard(table, x, y, ra, dec, ids, meta):
@@ -447,6 +505,7 @@ def read_catalog(path, wcs=None, shape=None):
         return ra, dec
 
     def done(out):
+        _warn_duplicate_ids(out["id"], path, log)
         if shape is not None and len(out):
             ny, nx = shape
             off = ~((out["x"] >= -0.5) & (out["x"] < nx - 0.5)
@@ -471,7 +530,7 @@ def read_catalog(path, wcs=None, shape=None):
         t = read_legus_tab(path)
         log.info("%s: LEGUS catalog; %s", path, PIXEL_CONVENTION)
         ra, dec = sky(t["x"], t["y"])
-        ra_file, dec_file = _fill(t["ra"]), _fill(t["dec"])
+        ra_file, dec_file = _fill(t["ra"], path, "ra"), _fill(t["dec"], path, "dec")
         rest = t.copy()
         del rest["id"], rest["x"], rest["y"], rest["ra"], rest["dec"]
         if wcs is None:
@@ -514,11 +573,11 @@ def read_catalog(path, wcs=None, shape=None):
             del rest[c]
 
     if px and py:
-        x, y = _fill(t[px]), _fill(t[py])
+        x, y = _fill(t[px], path, px), _fill(t[py], path, py)
         if cra and cdec and not (px.upper().startswith("PHANGS")):
             log.info("%s: both x/y and ra/dec given; x/y used", path)
-        file_ra = _degrees(t[cra]) if cra and cdec else None
-        file_dec = _degrees(t[cdec]) if cra and cdec else None
+        file_ra = _degrees(t[cra], path, cra, hours=True) if cra and cdec else None
+        file_dec = _degrees(t[cdec], path, cdec) if cra and cdec else None
         ra, dec = sky(x, y)
         if wcs is None and file_ra is not None:
             ra, dec = file_ra, file_dec
@@ -531,7 +590,7 @@ def read_catalog(path, wcs=None, shape=None):
         if wcs is None:
             raise ValueError(f"{path}: positions are ra/dec but the mosaic has no celestial "
                              f"WCS to convert them to pixels")
-        ra, dec = _degrees(t[cra]), _degrees(t[cdec])
+        ra, dec = _degrees(t[cra], path, cra, hours=True), _degrees(t[cdec], path, cdec)
         x, y = (np.asarray(v, float) for v in wcs.all_world2pix(ra, dec, 0)) if len(t) \
             else (np.zeros(0), np.zeros(0))
         convention = "ra/dec [deg, ICRS] converted to 0-based pixels with the mosaic WCS"

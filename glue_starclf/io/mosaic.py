@@ -17,13 +17,15 @@ from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
+from astropy.utils.exceptions import AstropyUserWarning
 from astropy.wcs import WCS, FITSFixedWarning
 from astropy.wcs.utils import proj_plane_pixel_scales
 
 from .bands import ALIASES, BANDS, VEGA_ZEROPOINT, canonical_band
+from .calibration import calibrate
 
 __all__ = ["Mosaic", "open_mosaic", "parse_image_arg", "band_from_header",
-           "is_memory_mapped", "FILTER_KEYWORDS", "WCS_TOLERANCE_PX"]
+           "is_memory_mapped", "BandMismatchError", "FILTER_KEYWORDS", "WCS_TOLERANCE_PX"]
 
 log = logging.getLogger("glue_starclf")
 
@@ -42,6 +44,25 @@ _FLAGGED_ALIASES = {"F225W"}
 # An HST filter name: F + 3-4 digits + width letter(s) (W, M, N, LP, X ...).
 _HST_FILTER = re.compile(r"^F\d{3,4}[A-Z]{1,2}$")
 _FILE_BAND = re.compile(r"(?<![a-z0-9])(f\d{3}w)(?![a-z0-9])", re.I)
+
+
+class BandMismatchError(ValueError):
+    """A band given for a file contradicts the file's FILTER keyword.
+
+    Attributes
+    ----------
+    path : Path
+    given : str
+        The band as given (``F555W`` of ``F555W=path``).
+    keyword, value : str
+        The header keyword and the filter it names.
+    """
+
+    def __init__(self, path, given, keyword, value):
+        self.path, self.given, self.keyword, self.value = Path(path), given, keyword, value
+        super().__init__(f"{path}: given as {given} but its header {keyword} = {value!r} "
+                         f"names another band; refused (use --force-band to use it as "
+                         f"{given} anyway)")
 
 
 def is_memory_mapped(array):
@@ -93,10 +114,30 @@ def parse_image_arg(arg):
         return None, Path(arg)
     text = str(arg)
     head, sep, tail = text.partition("=")
-    # "BAND=path" only when the part before "=" looks like a name, not a path.
-    if sep and head and "/" not in head and os.sep not in head:
+    # "BAND=path" only when the part before "=" is a filter name (a typo such
+    # as F555X still is, and is refused as an unknown band); "run=3/f.fits"
+    # is a path.
+    if sep and _HST_FILTER.match(head.strip().upper()):
         return head.strip(), Path(tail.strip())
     return None, Path(text)
+
+
+def _named_filters(headers):
+    """``(keyword, filter, band or None)`` of every FILTER/FILTER1/FILTER2 naming an HST
+    filter (ACS's CLEAR1L and the like skipped), in header and keyword order."""
+    for h in headers:
+        for key in FILTER_KEYWORDS:
+            value = str(h.get(key, "")).strip().upper()
+            try:
+                yield key, value, canonical_band(value)
+            except ValueError:
+                if _HST_FILTER.match(value):
+                    yield key, value, None
+
+
+def _header_filter(headers):
+    """``(keyword, filter)`` of the first FILTER/FILTER1/FILTER2 naming an HST filter, or None."""
+    return next(((k, v) for k, v, _ in _named_filters(headers)), None)
 
 
 def band_from_header(header, path=None):
@@ -121,18 +162,12 @@ def band_from_header(header, path=None):
         bands or their aliases (e.g. F658N).
     """
     headers = [header] if isinstance(header, fits.Header) else list(header)
-    other = None
-    for h in headers:
-        for key in FILTER_KEYWORDS:
-            value = str(h.get(key, "")).strip().upper()
-            if not value:
-                continue
-            try:
-                return canonical_band(value), value
-            except ValueError:
-                if other is None and _HST_FILTER.match(value):
-                    other = (key, value)
-    if other is not None:
+    named = list(_named_filters(headers))
+    for _, value, band in named:
+        if band is not None:
+            return band, value
+    if named:
+        other = named[0]
         where = f"{path}: " if path is not None else ""
         raise ValueError(f"{where}unknown band: header {other[0]} = {other[1]!r} is not one "
                          f"of {', '.join(BANDS)} (or {', '.join(ALIASES)})")
@@ -157,13 +192,47 @@ def _image_hdu(hdul, path):
                 not isinstance(hdu, fits.CompImageHDU):
             continue
         if h.get("NAXIS", 0) == 2 or (isinstance(hdu, fits.CompImageHDU) and h.get("ZNAXIS", 0) == 2):
-            if isinstance(hdu, fits.CompImageHDU):
-                ny, nx = h.get("ZNAXIS2", 0), h.get("ZNAXIS1", 0)
+            if isinstance(hdu, fits.CompImageHDU):  # astropy >= 6 shows the image's NAXISn
+                ny = h.get("ZNAXIS2", h.get("NAXIS2", 0))
+                nx = h.get("ZNAXIS1", h.get("NAXIS1", 0))
             else:
                 ny, nx = h.get("NAXIS2", 0), h.get("NAXIS1", 0)
             if ny > 0 and nx > 0:
                 return i
     raise ValueError(f"{path}: no HDU holds a 2-D image")
+
+
+def _is_scaled(header):
+    """True for an integer image with BSCALE/BZERO/BLANK (astropy cannot memory-map it)."""
+    return header.get("BITPIX", -32) > 0 and any(
+        k in header for k in ("BSCALE", "BZERO", "BLANK")) and not (
+        header.get("BSCALE", 1) == 1 and header.get("BZERO", 0) == 0 and "BLANK" not in header)
+
+
+def _check_complete(hdul, i, path):
+    """Refuse a file that ends before the image's data do (a truncated download)."""
+    info = hdul.fileinfo(i)
+    h = hdul[i].header
+    if isinstance(hdul[i], fits.CompImageHDU):
+        # The compressed table's bytes, less the block padding a writer may omit.
+        need = info["datLoc"] + max(info["datSpan"] - 2879, 0)
+    else:
+        need = info["datLoc"] + abs(h.get("BITPIX", 8)) // 8 * h.get("NAXIS1", 0) * h.get(
+            "NAXIS2", 0)
+    size = os.path.getsize(path)
+    if size < need:
+        raise ValueError(f"{path}: file ends early: {size} bytes of {need} (a truncated "
+                         f"download? fetch it again)")
+
+
+def _all_empty(image, block=1 << 20):
+    """True if an image holds no finite non-zero pixel (read block by block, stops early)."""
+    flat = image.reshape(-1) if image.flags.c_contiguous else np.ravel(image)
+    for i in range(0, flat.size, block):
+        part = np.asarray(flat[i:i + block])
+        if np.any(np.isfinite(part) & (part != 0)):
+            return False
+    return True
 
 
 def _read_wcs(header, path):
@@ -226,11 +295,18 @@ class Mosaic:
         ``{band: filter as in the file}``, e.g. ``{"F438W": "F435W"}``.
     headers : dict
         ``{band: Header}`` of each image HDU (primary keywords merged in).
+    calibration : dict
+        ``{band: glue_starclf.io.calibration.BandCalibration}``: the factor that
+        turns each band's pixel values into the models' reference e-/s, and
+        where it came from (empty for in-memory mosaics: taken as reference).
+    pixel_scale : float or None
+        Pixel side ["/px] from the WCS (None without one: taken as 0.04).
     flags : list of str
         Mosaic-wide flags for every result, e.g. ``"F225W-as-F275W"``.
     """
 
-    def __init__(self, images, shape, wcs, paths, filters, headers, hduls=()):
+    def __init__(self, images, shape, wcs, paths, filters, headers, hduls=(), calibration=None,
+                 pixel_scale=None):
         self.images = tuple(images)
         self.shape = tuple(int(v) for v in shape)
         self.wcs = wcs
@@ -240,7 +316,15 @@ class Mosaic:
         self.band_mask = np.array([im is not None for im in self.images], bool)
         self.flags = [f"{f}-as-{b}" for b, f in self.filters.items()
                       if f in _FLAGGED_ALIASES]
+        self.calibration = dict(calibration or {})
+        self.pixel_scale = None if pixel_scale is None else float(pixel_scale)
         self._hduls = list(hduls)
+
+    @property
+    def factors(self):
+        """Per-band factors (`BANDS` order) from pixel values to reference e-/s (1 if none)."""
+        return np.array([self.calibration[b].factor if b in self.calibration else 1.0
+                         for b in BANDS], np.float32)
 
     def release_pages(self):
         """Drop the image pages read so far from this process's resident memory.
@@ -362,17 +446,26 @@ def _as_items(images):
     return [parse_image_arg(a) for a in images]
 
 
-def _open_one(band_given, path):
+def _open_one(band_given, path, force_band=False):
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such image file")
     if not path.is_file():
         raise ValueError(f"{path}: not a file")
     try:
-        hdul = fits.open(path, memmap=True, lazy_load_hdus=False)
-    except (OSError, ValueError, TypeError) as exc:
-        raise ValueError(f"{path}: not a FITS file ({exc})") from None
+        with warnings.catch_warnings():
+            # "File may have been truncated": told below, in one line with the sizes.
+            warnings.simplefilter("ignore", AstropyUserWarning)
+            hdul = fits.open(path, memmap=True, lazy_load_hdus=False)
+    except (OSError, ValueError, TypeError, IndexError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"{path}: not a FITS file ({first})") from None
     try:
         i = _image_hdu(hdul, path)
+        _check_complete(hdul, i, path)
+        if _is_scaled(hdul[i].header):
+            # Scaled integers cannot be memory-mapped: read (and scale) them now.
+            hdul.close()
+            hdul = fits.open(path, memmap=False, lazy_load_hdus=False)
         hdu = hdul[i]
         header = hdu.header.copy()
         if i > 0:  # inherit primary keywords such as FILTER, PHOTZPT
@@ -385,6 +478,19 @@ def _open_one(band_given, path):
         if band_given is not None:
             band = canonical_band(band_given)  # ValueError: unknown band
             written = band_given.strip().upper()
+            named = _header_filter([hdu.header, hdul[0].header])
+            if named is not None and named[1] != written:
+                try:
+                    same = canonical_band(named[1]) == band
+                except ValueError:
+                    same = False
+                if not same and not force_band:
+                    raise BandMismatchError(path, written, *named)
+                if not same:
+                    log.warning("%s: used as %s although its header %s = %r (--force-band)",
+                                path, written, *named)
+                else:
+                    written = named[1]  # F438W=acs.fits of an F435W file: calibrated as F435W
         else:
             found = band_from_header([hdu.header, hdul[0].header], path)
             if found is None:
@@ -398,8 +504,8 @@ def _open_one(band_given, path):
             band, written = found
         if isinstance(hdu, fits.CompImageHDU):
             log.warning("%s: tile-compressed image, decompressed into memory", path)
-        elif hdu.header.get("BSCALE", 1) != 1 or hdu.header.get("BZERO", 0) != 0:
-            log.warning("%s: scaled integer image (BSCALE/BZERO), read into memory", path)
+        elif _is_scaled(hdu.header):
+            log.warning("%s: scaled integer image (BSCALE/BZERO/BLANK), read into memory", path)
         data = hdu.data
         wcs = _read_wcs(hdu.header, path)
     except Exception:
@@ -408,7 +514,7 @@ def _open_one(band_given, path):
     return band, written, data, header, wcs, hdul
 
 
-def open_mosaic(images, wcs_tolerance_px=None):
+def open_mosaic(images, wcs_tolerance_px=None, force_band=False, zeropoints=None):
     """Open one FITS image per band as a memory-mapped `Mosaic`.
 
     Parameters
@@ -423,6 +529,12 @@ def open_mosaic(images, wcs_tolerance_px=None):
         F275W, the last flagged ``F225W-as-F275W``).
     wcs_tolerance_px : float, optional
         Largest pixel-grid offset between bands; default `WCS_TOLERANCE_PX`.
+    force_band : bool
+        Use the band of ``BAND=path`` even where the file's FILTER/FILTER1/
+        FILTER2 names another one (default: `BandMismatchError`).
+    zeropoints : dict, optional
+        ``{band: Vega magnitude of one unit per second}``, winning over the
+        header's calibration (`glue_starclf.io.calibration.calibrate`).
 
     Returns
     -------
@@ -449,7 +561,7 @@ def open_mosaic(images, wcs_tolerance_px=None):
     paths, filters, headers, wcses, hduls = {}, {}, {}, {}, []
     try:
         for band_given, path in items:
-            band, written, data, header, wcs, hdul = _open_one(band_given, path)
+            band, written, data, header, wcs, hdul = _open_one(band_given, path, force_band)
             hduls.append(hdul)
             if band in paths:
                 raise ValueError(f"duplicate band {band}: given by {paths[band]} "
@@ -479,14 +591,41 @@ def open_mosaic(images, wcs_tolerance_px=None):
                 diff = _wcs_difference(wcs, wb, shape, tol)
                 if diff:
                     raise ValueError(f"bands differ in WCS: {paths[first]} vs {paths[b]}: {diff}")
+        calibration = {}
+        zeropoints = {canonical_band(b): float(v) for b, v in (zeropoints or {}).items()}
+        for b in order:
+            if b in zeropoints:
+                log.info("%s: zeropoint %g given for %s", paths[b], zeropoints[b], b)
+            calibration[b] = calibrate(b, filters[b], headers[b], paths[b],
+                                       zeropoint=zeropoints.get(b))
+        unknown = sorted(set(zeropoints) - set(order))
+        if unknown:
+            raise ValueError(f"--zeropoint given for {', '.join(unknown)}, which no image is")
+        for b in order:
+            if _all_empty(slots[BANDS.index(b)]):
+                log.warning("%s: all NaN or zero over the mosaic; band %s treated as missing",
+                            paths[b], b)
+                slots[BANDS.index(b)] = None
+        if all(im is None for im in slots):
+            raise ValueError(f"every band is all NaN or zero: "
+                             f"{', '.join(str(paths[b]) for b in order)}")
     except Exception:
         for h in hduls:
             h.close()
         raise
+    scale = None
+    if wcs is not None:
+        scale = float(np.mean(proj_plane_pixel_scales(wcs)) * 3600.0)
     if wcs is None:
         warnings.warn(f"{paths[first]}: no celestial WCS in the header; ra/dec will be NaN "
                       f"and ra/dec catalogs cannot be used", UserWarning, stacklevel=2)
-    mosaic = Mosaic(slots, shape, wcs, paths, filters, headers, hduls)
+    mosaic = Mosaic(slots, shape, wcs, paths, filters, headers, hduls, calibration, scale)
+    for b, c in calibration.items():
+        if c.factor != 1.0:
+            log.info("%s: %s %s calibrated to WFC3/UVIS %s e-/s: x %.4g (%s%s%s)", paths[b],
+                     c.instrument, c.filter, b, c.factor, c.zeropoint,
+                     f", colour term {c.colour_term:+.3f} mag" if c.colour_term else "",
+                     f", divided by EXPTIME {c.exptime:g} s" if c.exptime else "")
     log.info("mosaic %dx%d, bands %s%s", shape[1], shape[0], ", ".join(mosaic.bands),
              f"; missing {', '.join(mosaic.missing_bands)}" if mosaic.missing_bands else "")
     return mosaic

@@ -23,8 +23,9 @@ from astropy.io.fits.verify import VerifyWarning
 from astropy.units import UnitsWarning
 from astropy.table import Table
 
-__all__ = ["TABLE_FORMATS", "CLASS_COLOURS", "UNKNOWN_COLOUR", "write_table",
-           "write_regions", "read_regions", "atomic_write"]
+__all__ = ["TABLE_FORMATS", "REGION_EXTENSIONS", "CLASS_COLOURS", "UNKNOWN_COLOUR",
+           "write_table", "write_regions", "read_regions", "atomic_write", "OutputSet",
+           "table_writer", "regions_writer"]
 
 #: Output extension -> astropy table format.
 TABLE_FORMATS = {".ecsv": "ascii.ecsv", ".fits": "fits", ".csv": "ascii.csv"}
@@ -34,20 +35,252 @@ CLASS_COLOURS = {1: "green", 2: "cyan", 3: "yellow", 4: "red"}
 UNKNOWN_COLOUR = "white"
 
 
+#: Extension of DS9 region files.
+REGION_EXTENSIONS = (".reg",)
+
+# Temporary files carry the writing process's id, so a later run can tell the
+# leftovers of a killed run (its process is gone) from those of a live one.
+_TMP = ".{name}.starclf-{pid}-"
+
+
 def _check_target(path, overwrite):
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists (use --overwrite to replace it)")
     if path.is_dir():
         raise FileExistsError(f"{path} is a folder")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists (use --overwrite to replace it)")
     parent = path.absolute().parent
     if not parent.is_dir():
-        raise FileNotFoundError(f"{path}: folder {parent} does not exist")
+        what = "is not a folder" if parent.exists() else "does not exist"
+        raise FileNotFoundError(f"{path}: folder {parent} {what}")
     return path
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # someone else's live process
+        return True
+    return True
+
+
+def _clean_stale(path):
+    """Remove temporary files of ``path`` left by runs that were killed."""
+    prefix = f".{path.name}.starclf-"
+    try:
+        names = os.listdir(path.absolute().parent)
+    except OSError:
+        return
+    for name in names:
+        if not name.startswith(prefix):
+            continue
+        pid = name[len(prefix):].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            try:
+                os.unlink(path.absolute().parent / name)
+            except OSError:
+                pass
+
+
+class _BlockedSignals:
+    """SIGINT/SIGTERM held back while the files are moved into place."""
+
+    def __enter__(self):
+        import signal
+        import threading
+        self._old = None
+        if hasattr(signal, "pthread_sigmask") and threading.current_thread() is \
+                threading.main_thread():
+            self._old = signal.pthread_sigmask(signal.SIG_BLOCK,
+                                               {signal.SIGINT, signal.SIGTERM})
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+        if self._old is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, self._old)
+
+
+class OutputSet:
+    """Output files written as one transaction: all new, or all as they were.
+
+    Every target is checked when the set is made, before any work: its folder
+    exists, it is not a folder, it is not given twice, it does not exist
+    unless ``overwrite`` (and, for kinds given, its extension); a temporary
+    file is created next to each target then, which also proves the folder
+    writable. `write` fills a target's temporary file; `commit` moves all of
+    them into place with SIGINT/SIGTERM held back, undoing the moves already
+    made if one fails, so an interruption leaves either every old file or
+    every new one. Without ``overwrite`` a target that appeared after the set
+    was made (a second run writing the same file) is never replaced. Used as a
+    context manager, an exception (or leaving without `commit`) removes the
+    temporary files; those of a killed run are removed by the next run that
+    writes the same file. Error messages name the targets, never a temporary
+    file.
+
+    Parameters
+    ----------
+    targets : dict or sequence
+        ``{path: kind}``, ``(path, kind)`` pairs or paths (None paths are
+        skipped); ``kind`` is
+        ``"table"`` (extension in `TABLE_FORMATS`), ``"regions"`` (in
+        `REGION_EXTENSIONS`) or None (any).
+    overwrite : bool
+        Replace existing files.
+    """
+
+    def __init__(self, targets, overwrite=False):
+        if isinstance(targets, dict):
+            targets = list(targets.items())
+        targets = [t if isinstance(t, tuple) else (t, None) for t in targets]
+        self.overwrite = bool(overwrite)
+        self._tmp = {}
+        self._written = set()
+        targets = [(Path(p), k) for p, k in targets if p is not None and p != ""]
+        seen = {}
+        for path, _ in targets:
+            key = os.path.normcase(os.path.realpath(path))
+            if key in seen:
+                raise ValueError(f"{path} is given as two outputs ({seen[key]} and {path}): "
+                                 f"they must differ")
+            seen[key] = path
+        for path, kind in targets:
+            _check_extension(path, kind)
+            _check_target(path, overwrite)
+            self._tmp[path] = None
+        try:
+            for path in self._tmp:
+                _clean_stale(path)
+                try:
+                    fd, tmp = tempfile.mkstemp(
+                        prefix=_TMP.format(name=path.name, pid=os.getpid()), suffix=".tmp",
+                        dir=path.absolute().parent)
+                except OSError as exc:
+                    raise PermissionError(f"{path}: cannot write in folder "
+                                          f"{path.absolute().parent} ({exc.strerror})") from None
+                os.close(fd)
+                self._tmp[path] = tmp
+        except BaseException:
+            self.discard()
+            raise
+
+    @property
+    def paths(self):
+        """The targets, in the order given."""
+        return list(self._tmp)
+
+    def write(self, path, write):
+        """Fill the temporary file of target ``path`` through ``write(tmp_path)``."""
+        path = Path(path)
+        tmp = self._tmp[path]
+        try:
+            write(tmp)
+        except Exception as exc:
+            text = str(exc).replace(tmp, str(path))
+            if text != str(exc):
+                try:
+                    exc = type(exc)(text)
+                except Exception:  # exception types with other signatures
+                    exc = OSError(text)
+                raise exc from None
+            raise
+        self._written.add(path)
+
+    def commit(self):
+        """Move every written file into place, all or none.
+
+        Raises
+        ------
+        FileExistsError
+            Without ``overwrite``, if a target appeared since the set was
+            made; nothing is replaced then.
+        """
+        missing = [p for p in self._tmp if p not in self._written]
+        if missing:
+            raise RuntimeError(f"{missing[0]}: nothing was written for it")
+        done = []  # (path, backup or None)
+        with _BlockedSignals():
+            try:
+                for path, tmp in self._tmp.items():
+                    mode = (path.stat().st_mode & 0o777) if path.exists() else _default_mode()
+                    os.chmod(tmp, mode)
+                    backup = None
+                    if self.overwrite:
+                        if path.exists():
+                            backup = tmp + ".old"
+                            os.link(path, backup)
+                        os.replace(tmp, path)
+                    else:
+                        _link_new(tmp, path)
+                    done.append((path, backup))
+            except BaseException:
+                for path, backup in reversed(done):
+                    try:
+                        if backup is not None:
+                            os.replace(backup, path)
+                        else:
+                            os.unlink(path)
+                    except OSError:
+                        pass
+                self.discard()
+                raise
+            for _, backup in done:
+                if backup is not None:
+                    os.unlink(backup)
+        self._tmp = {p: None for p in self._tmp}
+
+    def discard(self):
+        """Remove the temporary files (the targets are untouched)."""
+        for path, tmp in self._tmp.items():
+            for name in (tmp, tmp and tmp + ".old"):
+                if name:
+                    try:
+                        os.unlink(name)
+                    except FileNotFoundError:
+                        pass
+            self._tmp[path] = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.discard()
+
+
+def _link_new(tmp, path):
+    """Move ``tmp`` to ``path`` only if ``path`` does not exist (no replacing)."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise FileExistsError(f"{path} appeared while this run was working (another run "
+                              f"writing it?); it was not replaced and no output was "
+                              f"written (use --overwrite to replace it)") from None
+    except OSError:
+        # A file system without hard links: a check-then-rename is the best left.
+        if os.path.lexists(path):
+            raise FileExistsError(f"{path} appeared while this run was working; it was "
+                                  f"not replaced (use --overwrite to replace it)") from None
+        os.replace(tmp, path)
+        return
+    os.unlink(tmp)
+
+
+def _check_extension(path, kind):
+    ext = path.suffix.lower()
+    if kind == "table" and ext not in TABLE_FORMATS:
+        raise ValueError(f"{path}: unknown output extension {ext or '(none)'!r} "
+                         f"(use {', '.join(TABLE_FORMATS)})")
+    if kind == "regions" and ext not in REGION_EXTENSIONS:
+        raise ValueError(f"{path}: a DS9 region file must end in "
+                         f"{' or '.join(REGION_EXTENSIONS)}, not {ext or '(none)'!r}")
 
 
 def atomic_write(path, write, overwrite=False):
     """Write a file through ``write(tmp_path)`` and move it into place.
+
+    A one-file `OutputSet`.
 
     Parameters
     ----------
@@ -66,26 +299,14 @@ def atomic_write(path, write, overwrite=False):
     Raises
     ------
     FileExistsError
-        If ``path`` exists and ``overwrite`` is False.
+        If ``path`` exists (or appears while writing) and ``overwrite`` is False.
     FileNotFoundError
         If the folder of ``path`` does not exist.
     """
-    path = _check_target(path, overwrite)
-    # Same folder: os.replace is then an atomic rename on one file system.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
-                               dir=path.absolute().parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        mode = (path.stat().st_mode & 0o777) if path.exists() else _default_mode()
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    path = Path(path)
+    with OutputSet([path], overwrite=overwrite) as out:
+        out.write(path, write)
+        out.commit()
     return path
 
 
@@ -135,11 +356,18 @@ def write_table(table, path, overwrite=False):
     JSON strings. CSV keeps no metadata.
     """
     path = Path(path)
-    ext = path.suffix.lower()
-    if ext not in TABLE_FORMATS:
-        raise ValueError(f"{path}: unknown output extension {ext or '(none)'!r} "
-                         f"(use {', '.join(TABLE_FORMATS)})")
-    fmt = TABLE_FORMATS[ext]
+    _check_extension(path, "table")
+    return atomic_write(path, table_writer(table, path), overwrite=overwrite)
+
+
+def table_writer(table, path):
+    """A ``write(tmp_path)`` function that writes ``table`` in the format of ``path``'s extension.
+
+    For `OutputSet.write`; see `write_table`.
+    """
+    path = Path(path)
+    _check_extension(path, "table")
+    fmt = TABLE_FORMATS[path.suffix.lower()]
     if fmt == "fits":
         table = _fits_ready(table)
 
@@ -152,7 +380,7 @@ def write_table(table, path, overwrite=False):
             warnings.filterwarnings("ignore", message=".*could not be saved in native FITS")
             table.write(tmp, format=fmt, overwrite=True)
 
-    return atomic_write(path, write, overwrite=overwrite)
+    return write
 
 
 def _class_of(table):
@@ -182,6 +410,14 @@ def write_regions(table, path, overwrite=False, radius=4.0):
     -------
     pathlib.Path
     """
+    return atomic_write(path, regions_writer(table, radius), overwrite=overwrite)
+
+
+def regions_writer(table, radius=4.0):
+    """A ``write(tmp_path)`` function that writes the DS9 regions of `write_regions`.
+
+    For `OutputSet.write`; the table is checked and rendered here, at once.
+    """
     from regions import CirclePixelRegion, PixCoord, Regions
 
     if not (np.isfinite(radius) and radius > 0):
@@ -209,7 +445,7 @@ def write_regions(table, path, overwrite=False, radius=4.0):
         with open(tmp, "w") as f:
             f.write(text)
 
-    return atomic_write(path, write, overwrite=overwrite)
+    return write
 
 
 def read_regions(path):

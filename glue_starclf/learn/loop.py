@@ -8,6 +8,7 @@ continues from it with the same optimizer state and random streams.
 """
 
 import argparse
+import json
 import math
 import os
 import time
@@ -18,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler, WeightedRandomSampler
 
 __all__ = ["distributed_setup", "is_main", "seed_everything", "fit", "NonFiniteLoss",
-           "positive_int", "fraction", "probability", "require_validation"]
+           "positive_int", "fraction", "probability", "require_validation", "check_model_out"]
 
 
 class NonFiniteLoss(RuntimeError):
@@ -72,6 +73,42 @@ def require_validation(val, fraction, what):
                          f"to validate on: use a larger fraction or bank")
 
 
+def check_model_out(out, overwrite, extra=(), resume=False):
+    """Refuse, before any training, an ``--out`` that would replace a model or land in models/.
+
+    Parameters
+    ----------
+    out : path-like
+        Weights path; must end in ``.safetensors``. Its card is the ``.json`` beside it.
+    overwrite : bool
+        ``--overwrite`` was given: existing files and the bundled folder are allowed.
+    extra : sequence of path-like
+        Other files the command writes (e.g. reports).
+    resume : bool
+        ``--resume`` was given: a model beside its own state file is that
+        run's output, continued and replaced.
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    from ..core.checkpoints import bundled_models_dir
+    out = Path(out)
+    if out.suffix != ".safetensors":
+        raise ValueError(f"--out {out}: must end in .safetensors")
+    if overwrite:
+        return out
+    own = resume and out.with_suffix(".state.pt").exists()
+    for path in () if own else (out, out.with_suffix(".json"), *map(Path, extra)):
+        if path.exists():
+            raise FileExistsError(f"{path} exists (use --overwrite to replace it)")
+    bundled = bundled_models_dir().resolve()
+    if out.absolute().parent.resolve() == bundled:
+        raise ValueError(f"--out {out} is in the bundled models folder {bundled}: write "
+                         f"elsewhere, or pass --overwrite to add to or change the shipped models")
+    return out
+
+
 def distributed_setup():
     """Join the torchrun process group when there is one; returns (rank, world size)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -110,9 +147,66 @@ def _loader(dataset, batch_size, seed, weights, world):
                       generator=g, drop_last=per_rank > batch_size, num_workers=0)
 
 
+def _rng_state(rng):
+    if isinstance(rng, torch.Generator):
+        return rng.get_state()
+    return json.dumps(rng.bit_generator.state)  # numpy: 128-bit integers, kept as text
+
+
+def _set_rng_state(rng, state):
+    if isinstance(rng, torch.Generator):
+        rng.set_state(state)
+    else:
+        rng.bit_generator.state = json.loads(state)
+
+
+def _load_state(state_path, model, signature, rngs):
+    """The saved training state, checked against this run; one-line errors."""
+    import pickle
+    import warnings
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # pickle-protocol notes on odd files
+            state = torch.load(state_path, weights_only=True)
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ValueError(f"{state_path}: not a readable training state (truncated or not "
+                         f"written by this command: {first[:200]})") from None
+    need = ("model", "optimizer", "scheduler", "torch_rng", "epoch", "seconds")
+    missing = [k for k in need if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise ValueError(f"{state_path}: not a training state of this command (lacks "
+                         f"{', '.join(missing)})")
+    saved = state.get("signature")
+    if signature is not None and saved is not None and saved != json.dumps(signature,
+                                                                          sort_keys=True):
+        old, new = json.loads(saved), signature
+        diff = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+        k = diff[0]
+        raise ValueError(f"{state_path}: made with {k} = {old.get(k)!r}, this run has "
+                         f"{new.get(k)!r}; resume with the same arguments or start afresh")
+    ours = model.state_dict()
+    theirs = state["model"]
+    if set(ours) != set(theirs):
+        extra, lacking = sorted(set(theirs) - set(ours)), sorted(set(ours) - set(theirs))
+        what = f"unexpected {extra[0]}" if extra else f"missing {lacking[0]}"
+        raise ValueError(f"{state_path}: made for a different network ({what}); resume with "
+                         f"the same network arguments")
+    for k, v in ours.items():
+        if tuple(theirs[k].shape) != tuple(v.shape):
+            raise ValueError(f"{state_path}: made for a different network ({k} is "
+                             f"{tuple(theirs[k].shape)}, this network's "
+                             f"{tuple(v.shape)}); resume with the same network arguments")
+    lacking = [n for n in rngs if n not in state.get("rngs", {})]
+    if lacking:
+        raise ValueError(f"{state_path}: has no {lacking[0]} random state (written by an "
+                         f"older version); start afresh")
+    return state
+
+
 def fit(model, dataset, step, *, epochs, batch_size, lr, seed, state_path, resume=False,
         weights=None, minutes=None, weight_decay=1e-4, max_bad_batches=20, on_epoch=None,
-        progress=True):
+        progress=True, rngs=None, signature=None):
     """Train ``model`` on ``dataset``.
 
     Parameters
@@ -136,6 +230,14 @@ def fit(model, dataset, step, *, epochs, batch_size, lr, seed, state_path, resum
         Non-finite losses are skipped; this many in a row abort the run.
     on_epoch : callable, optional
         ``on_epoch(epoch, mean_loss)`` after every epoch (rank 0).
+    rngs : dict, optional
+        ``{name: torch.Generator or numpy Generator}`` the step draws from
+        (augmentation, band dropout): saved with the state and restored on
+        resume, so that an interrupted and resumed run gives bit-identical
+        weights (with the same threads).
+    signature : dict, optional
+        What must not change between a run and its resume (network
+        arguments, batch size, ...); a mismatch is a one-line error.
 
     Returns
     -------
@@ -156,8 +258,13 @@ def fit(model, dataset, step, *, epochs, batch_size, lr, seed, state_path, resum
         opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
     start_epoch, elapsed = 0, 0.0
     state_path = Path(state_path)
+    rngs = dict(rngs or {})
+    # The shuffling (or weighted sampling) streams: restored like the step's.
+    rngs["loader"] = loader.generator
+    if isinstance(loader.sampler, WeightedRandomSampler):
+        rngs["sampler"] = loader.sampler.generator
     if resume and state_path.exists():
-        state = torch.load(state_path, weights_only=True)
+        state = _load_state(state_path, model, signature, rngs)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
@@ -168,13 +275,18 @@ def fit(model, dataset, step, *, epochs, batch_size, lr, seed, state_path, resum
             group["lr"] = base * fn(sched.last_epoch)
         sched._last_lr = [group["lr"] for group in opt.param_groups]
         torch.set_rng_state(state["torch_rng"])
+        for name, rng in rngs.items():
+            _set_rng_state(rng, state["rngs"][name])
         start_epoch, elapsed = int(state["epoch"]), float(state["seconds"])
+        bad_saved = int(state.get("bad_batches", 0))
+    else:
+        bad_saved = 0
     t0 = time.perf_counter() - elapsed
     loss_mean = float("nan")
     done = start_epoch
     # Non-finite losses in a row, counted across epochs: a small data set has
     # fewer than ``max_bad_batches`` batches per epoch.
-    bad = 0
+    bad = bad_saved
     limit = max(1, min(max_bad_batches, len(loader)))
     for epoch in range(start_epoch, epochs):
         if isinstance(loader.sampler, DistributedSampler):
@@ -212,6 +324,9 @@ def fit(model, dataset, step, *, epochs, batch_size, lr, seed, state_path, resum
             tmp = state_path.with_name(state_path.name + ".tmp")
             torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
                         "scheduler": sched.state_dict(), "torch_rng": torch.get_rng_state(),
+                        "rngs": {n: _rng_state(r) for n, r in rngs.items()},
+                        "bad_batches": bad,
+                        "signature": json.dumps(signature or {}, sort_keys=True),
                         "epoch": done, "seconds": time.perf_counter() - t0}, tmp)
             os.replace(tmp, state_path)
             if on_epoch is not None:

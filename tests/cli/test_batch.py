@@ -77,7 +77,9 @@ def same_values(a, b):
     """Float columns equal bit for bit (NaN where NaN); others equal as text (FITS reads
     strings as bytes, empty ones masked)."""
     if a.dtype.kind == "f":
-        return np.array_equal(np.asarray(a), np.asarray(b), equal_nan=True)
+        def f(col):
+            return np.ma.filled(np.ma.asarray(col, dtype=float), np.nan)
+        return np.array_equal(f(a), f(b), equal_nan=True)
     text = lambda col: [v.decode() if isinstance(v, bytes) else str(v)  # noqa: E731
                         for v in np.ma.filled(col, "" if col.dtype.kind in "SU" else 0)]
     return text(a) == text(b)
@@ -339,3 +341,28 @@ def test_foreign_output_is_never_replaced_without_overwrite(tmp_path, fields, cl
     assert "does not exist" in outcomes[1].message
     assert (tmp_path / "a.ecsv").read_text() == "not a table of this batch\n"
     assert not (tmp_path / "m-merged.ecsv").exists()
+
+
+def test_failed_field_is_one_line_without_worker_tracebacks(tmp_path, fields, trained_models):
+    """A truncated band file on a real local cluster: one line for its field, no dask
+    "Compute Failed" block or traceback from the worker process."""
+    import subprocess
+    import sys
+    good = entry(fields, "ngc-a", tmp_path / "a.ecsv")
+    bad = entry(fields, "ngc-b", tmp_path / "b.ecsv")
+    blob = Path(bad["images"]["F555W"]).read_bytes()
+    cut = tmp_path / "ngc-b_f555w_cut.fits"
+    cut.write_bytes(blob[:len(blob) // 2])
+    bad["images"]["F555W"] = str(cut)
+    manifest = write_manifest(tmp_path / "m.yaml", [good, bad],
+                              models=str(trained_models["models"]))
+    proc = subprocess.run([sys.executable, "-m", "glue_starclf.cli.main", "classify-batch",
+                           str(manifest), "--local-workers", "1"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    failed = [ln for ln in lines if ln.startswith("starclf: field ngc-b failed:")]
+    assert len(failed) == 1 and f"{cut}: file ends early" in failed[0], proc.stderr
+    for word in ("Traceback", "Compute Failed", "distributed.worker", "truncated"):
+        assert word not in proc.stderr.replace("(a truncated download", ""), proc.stderr
+    assert (tmp_path / "a.ecsv").exists() and not (tmp_path / "b.ecsv").exists()

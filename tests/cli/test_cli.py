@@ -220,7 +220,8 @@ def test_field_bad_bands(tmp_path, capsys, bands, needle):
     assert_nothing_written(tmp_path, out)
 
 
-@pytest.mark.parametrize("distance, shown", [("0", "0"), ("-3", "-3"), ("nan", "nan")])
+@pytest.mark.parametrize("distance, shown", [("0", "0"), ("-3", "-3"), ("nan", "nan"),
+                                             ("1000", "0.1-500 Mpc"), ("5000", "5000")])
 def test_field_bad_distance(tmp_path, capsys, distance, shown):
     out = tmp_path / "out"
     preview = tmp_path / "p.png"

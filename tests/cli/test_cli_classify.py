@@ -223,10 +223,28 @@ def test_unknown_band(capsys, field, trained_models, tmp_path):
 
 def test_duplicate_band(capsys, field, trained_models, tmp_path):
     out = tmp_path / "res.ecsv"
-    images = field[2] + [f"F555W={field[1]['F814W']}"]
+    images = field[2] + [f"F555W={field[1]['F555W']}"]
     status, _, err = run(capsys, *_argv_with_images(images, trained_models, out))
     assert_one_line_error(status, err, "F555W", "duplicate")
     assert not out.exists()
+
+
+def test_band_row_contradicting_the_filter_keyword(capsys, field, trained_models, tmp_path):
+    """F555W=<the F814W file>: refused naming both, unless --force-band."""
+    out = tmp_path / "res.ecsv"
+    paths = field[1]
+    images = [f"{b}={paths[b]}" for b in ("F275W", "F336W", "F438W")] + [
+        f"F555W={paths['F814W']}", f"F814W={paths['F555W']}"]
+    cat = ["--catalog", paths["truth"]]
+    status, _, err = run(capsys, *_argv_with_images(images, trained_models, out, *cat))
+    assert_one_line_error(status, err, str(paths["F814W"]), "given as F555W",
+                          "FILTER = 'F814W'", "--force-band")
+    assert not out.exists()
+    status, _, err = run(capsys, *_argv_with_images(images, trained_models, out, *cat,
+                                                     "--force-band"))
+    assert status == 0, err
+    assert "although its header FILTER = 'F814W'" in err
+    assert len(Table.read(out)) == 20
 
 
 def test_bands_of_different_shapes(capsys, field, trained_models, tmp_path):
@@ -353,3 +371,78 @@ def test_all_nan_stamp_gives_nan_results(capsys, field, trained_models, tmp_path
     assert "nan_pixels" in t["flags"][0]
     far = (np.abs(x - x[0]) > 80) | (np.abs(y - y[0]) > 80)
     assert far.any() and np.all(np.isfinite(np.asarray(t["p_class1"])[far]))
+
+
+@pytest.mark.parametrize("out_name, reg_name, words", [
+    ("r.ecsv", "r.txt", ["r.txt", "must end in .reg"]),
+    ("r.ecsv", "nofolder/r.reg", ["nofolder", "does not exist"]),
+    ("r.ecsv", "r.ecsv", ["r.ecsv", "given as two outputs"]),
+    ("r.dat", "r.reg", ["r.dat", "unknown output extension"]),
+])
+def test_outputs_checked_before_any_work(capsys, field, trained_models, tmp_path, monkeypatch,
+                                         out_name, reg_name, words):
+    """A bad --regions is refused before the models run, not after the table is written."""
+    import glue_starclf.core.predict as predict_module
+
+    def no_work(*a, **k):
+        raise AssertionError("predict ran although an output is bad")
+
+    monkeypatch.setattr(predict_module, "predict", no_work)
+    out, reg = tmp_path / out_name, tmp_path / reg_name
+    status, _, err = run(capsys, *classify_argv(field, trained_models, out, regions=reg))
+    assert_one_line_error(status, err, *words)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_overwrite_replaces_table_and_regions_together(capsys, field, trained_models, tmp_path,
+                                                       monkeypatch):
+    """An interruption while the files are moved into place leaves both old ones."""
+    import os as os_module
+
+    from glue_starclf.io import writers
+    out, reg = tmp_path / "r.ecsv", tmp_path / "r.reg"
+    out.write_text("old table")
+    reg.write_text("old regions")
+    real = os_module.replace
+
+    def interrupted(src, dst):
+        if str(dst) == str(reg):
+            raise KeyboardInterrupt
+        return real(src, dst)
+
+    monkeypatch.setattr(writers.os, "replace", interrupted)
+    status, _, err = run(capsys, *classify_argv(field, trained_models, out, "--overwrite",
+                                                regions=reg))
+    assert status == 130 and "Traceback" not in err
+    assert out.read_text() == "old table" and reg.read_text() == "old regions"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.ecsv", "r.reg"]
+    monkeypatch.undo()
+    status, _, err = run(capsys, *classify_argv(field, trained_models, out, "--overwrite",
+                                                regions=reg))
+    assert status == 0, err
+    check_results(out, reg)
+
+
+def test_sigterm_leaves_no_temporary_and_no_output(field, trained_models, tmp_path):
+    """A run stopped by SIGTERM while it works: no results, no temporary files."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    out, reg = tmp_path / "r.ecsv", tmp_path / "r.reg"
+    argv = [str(a) for a in classify_argv(field, trained_models, out, regions=reg)]
+    proc = subprocess.Popen([sys.executable, "-m", "glue_starclf.cli.main", *argv],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(p.name.startswith(".r.") for p in
+                                             tmp_path.iterdir()):
+        time.sleep(0.01)
+    assert any(p.name.startswith(".r.") for p in tmp_path.iterdir())  # working, temps made
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode in (0, 130), err
+    names = sorted(p.name for p in tmp_path.iterdir())
+    if proc.returncode == 130:
+        assert names == [] and "starclf: interrupted" in err
+    else:  # finished before the signal arrived: both outputs, nothing else
+        assert names == ["r.ecsv", "r.reg"]

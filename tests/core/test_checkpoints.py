@@ -141,3 +141,34 @@ def test_list_models_on_a_folder(tmp_path):
     assert [c["weights"] for c in cards] == ["a-physical.safetensors",
                                              "b-classifier.safetensors"]
     assert list_models(tmp_path / "empty-but-missing") == []
+
+
+@pytest.mark.parametrize("change, key, words", [
+    ({"kwargs": {"width": [8, 8, 8, 8, 8], "depth": 3}}, "kwargs", ["takes no argument", "'depth'"]),
+    ({"family": None}, "family", ["lacks 'family'"]),
+    ({"stamp_size": None}, "stamp_size", ["lacks 'stamp_size'"]),
+    ({"stamp_size": "32"}, "stamp_size", ["'32'", "positive whole number"]),
+    ({"temperature": 0.0}, "temperature", ["0.0", "positive number"]),
+    ({"temperature": -1.5}, "temperature", ["-1.5", "positive number"]),
+    ({"temperature": "warm"}, "temperature", ["'warm'", "positive number"]),
+    ({"family": "regressor"}, "family", ["'regressor'", "classifier, physical"]),
+])
+def test_bad_card_keys_are_refused_naming_card_and_key(saved, change, key, words):
+    """Checked when the card is read: before a network is built or a member dropped."""
+    _, path, card_path = saved
+    card = json.loads(card_path.read_text())
+    for k, v in change.items():
+        if v is None:
+            card.pop(k, None)
+        else:
+            card[k] = v
+    card_path.write_text(json.dumps(card))
+    for call in (load_card, load_checkpoint):
+        with pytest.raises(ValueError) as exc:
+            call(card_path)
+        text = str(exc.value)
+        assert str(card_path) in text and key in text and "\n" not in text
+        for w in words:
+            assert w in text
+    with pytest.raises(ValueError, match=key):
+        list_models(card_path.parent)  # a bad member is not silently left out

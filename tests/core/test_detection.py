@@ -110,11 +110,18 @@ def test_band_errors(field, tmp_path):
     path = tmp_path / "i.fits"
     fits.PrimaryHDU(np.zeros((64, 64), np.float32), header=fits.Header({"FILTER": "F814W"})) \
         .writeto(path)
+    # An all-zero (no exposure) band is missing: a mosaic of only that is refused.
+    with pytest.raises(ValueError, match="every band is all NaN or zero"):
+        open_mosaic([path])
+    data = np.zeros((64, 64), np.float32)
+    data[0, 0] = 1e-6
+    path = tmp_path / "i2.fits"
+    fits.PrimaryHDU(data, header=fits.Header({"FILTER": "F814W"})).writeto(path)
     with pytest.warns(UserWarning):
         only_i = open_mosaic([path])
     with pytest.raises(ValueError, match="band F555W is not in the mosaic"):
         detect_sources(only_i)
-    # An all-zero (no exposure) image has no sources, and no crash.
+    # A (nearly) empty image has no sources, and no crash.
     assert len(detect_sources(only_i, band="F814W")) == 0
     only_i.close()
     with pytest.raises(ValueError, match="abs_mag_limit needs"):

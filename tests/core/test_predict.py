@@ -233,3 +233,43 @@ def test_predict_callback_reports_progress_and_cancels(ensembles):
 
     with pytest.raises(Stop):
         predict(mosaic, src, 10.0, clf, phys, batch=10, callback=cancel)
+
+
+@pytest.mark.parametrize("distance, flagged", [(2.0, True), (25.0, True), (3.0, False),
+                                               (20.0, False)])
+def test_distance_outside_the_trained_range_is_flagged(field, ensembles, distance, flagged,
+                                                       caplog):
+    import logging
+    mock, _, images = field
+    with caplog.at_level(logging.WARNING, logger="glue_starclf"):
+        t = predict(images, mock.truth[["x", "y"]], distance, classifier=ensembles[0],
+                    physical=ensembles[1])
+    has = [("distance" in f.split(",")) for f in t["flags"]]
+    assert all(has) if flagged else not any(has)
+    assert ("outside the 3-20 Mpc the models were trained for" in caplog.text) == flagged
+
+
+def test_all_nan_or_zero_band_is_treated_as_missing(field, ensembles, tmp_path, caplog):
+    import logging
+
+    from astropy.io import fits
+    mock, paths, _ = field
+    images = []
+    for b, fill in (("F275W", np.nan), ("F336W", 0.0)):
+        with fits.open(paths[b]) as hdul:
+            data = np.full_like(hdul[0].data, fill)
+            fits.PrimaryHDU(data, header=hdul[0].header).writeto(tmp_path / f"{b}.fits")
+        images.append(f"{b}={tmp_path / f'{b}.fits'}")
+    images += [f"{b}={paths[b]}" for b in ("F438W", "F555W", "F814W")]
+    with caplog.at_level(logging.WARNING, logger="glue_starclf"):
+        t = predict(images, mock.truth[["x", "y"]], 10.0, classifier=ensembles[0],
+                    physical=ensembles[1])
+    assert "F275W.fits: all NaN or zero over the mosaic; band F275W treated as missing" in \
+        caplog.text
+    assert "band F336W treated as missing" in caplog.text
+    three = predict(images[2:], mock.truth[["x", "y"]], 10.0, classifier=ensembles[0],
+                    physical=ensembles[1])
+    # the same as a mosaic without those bands: masked, not fed as data
+    assert list(t["flags"]) == list(three["flags"])
+    assert all("missing:F275W" in f and "missing:F336W" in f for f in t["flags"])
+    np.testing.assert_allclose(np.asarray(t["p_class1"]), np.asarray(three["p_class1"]))

@@ -148,3 +148,53 @@ def test_sources_outside_are_logged(tmp_path, caplog):
         t = read_catalog(path, shape=(100, 100))
     assert len(t) == 2  # kept: the cutouts flag them
     assert "1 of 2 sources lie outside the 100x100 mosaic" in caplog.text
+
+
+def test_sexagesimal_ra_dec_are_read(field, tmp_path):
+    from astropy.coordinates import SkyCoord
+    mock, _ = field
+    c = SkyCoord(mock.truth["ra"], mock.truth["dec"], unit="deg")
+    src = Table({"ra": c.ra.to_string(unit="hourangle", sep=":", precision=4),
+                 "dec": c.dec.to_string(unit="deg", sep=":", precision=3, alwayssign=True)})
+    path = tmp_path / "sexa.csv"
+    src.write(path)
+    t = read_catalog(path, wcs=mock.wcs)
+    np.testing.assert_allclose(t["x"], mock.truth["x"], atol=0.05)
+    np.testing.assert_allclose(t["y"], mock.truth["y"], atol=0.05)
+    hms = Table({"RA": c.ra.to_string(unit="hourangle", precision=4),  # 10h00m01.2s
+                 "DEC": c.dec.to_string(unit="deg", precision=3)})
+    hms.write(tmp_path / "hms.ecsv")
+    t = read_catalog(tmp_path / "hms.ecsv", wcs=mock.wcs)
+    np.testing.assert_allclose(t["x"], mock.truth["x"], atol=0.05)
+
+
+@pytest.mark.parametrize("column, text", [("ra", "n/a"), ("dec", "n/a"), ("x", "n/a"),
+                                          ("y", "--x--")])
+def test_unreadable_values_name_file_column_and_row(field, tmp_path, column, text):
+    mock, _ = field
+    if column in ("ra", "dec"):
+        src = Table({"ra": [f"{v:.6f}" for v in mock.truth["ra"]],
+                     "dec": [f"{v:.6f}" for v in mock.truth["dec"]]})
+    else:
+        src = Table({"x": [f"{v:.3f}" for v in mock.truth["x"]],
+                     "y": [f"{v:.3f}" for v in mock.truth["y"]]})
+    src[column][2] = text
+    path = tmp_path / "bad.csv"
+    src.write(path)
+    with pytest.raises(ValueError) as exc:
+        read_catalog(path, wcs=mock.wcs)
+    assert str(exc.value).startswith(f"{path}: column '{column}', row 3: '{text}'")
+
+
+def test_duplicate_ids_are_warned_with_a_count(tmp_path, caplog):
+    path = tmp_path / "dup.ecsv"
+    Table({"id": [1, 2, 2, 3, 3, 3, 4], "x": np.arange(7.0), "y": np.arange(7.0)}).write(path)
+    with caplog.at_level(logging.WARNING, logger="glue_starclf"):
+        t = read_catalog(path)
+    assert len(t) == 7
+    assert "5 rows share their id with another row (2 ids used more than once" in caplog.text
+    caplog.clear()
+    Table({"id": [1, 2, 3], "x": [1.0, 2, 3], "y": [1.0, 2, 3]}).write(tmp_path / "ok.ecsv")
+    with caplog.at_level(logging.WARNING, logger="glue_starclf"):
+        read_catalog(tmp_path / "ok.ecsv")
+    assert "share their id" not in caplog.text

@@ -1,6 +1,7 @@
 """Mosaic loading (`glue_starclf.io.mosaic`): bands, memory maps, WCS and shape checks."""
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,8 +10,8 @@ from astropy.table import Table
 from astropy.wcs import WCS
 
 from glue_starclf.io.bands import BANDS, VEGA_ZEROPOINT
-from glue_starclf.io.mosaic import (Mosaic, band_from_header, is_memory_mapped, open_mosaic,
-                                    parse_image_arg)
+from glue_starclf.io.mosaic import (BandMismatchError, Mosaic, band_from_header,
+                                    is_memory_mapped, open_mosaic, parse_image_arg)
 from glue_starclf.sim.mosaic import random_field, write_mosaic
 
 
@@ -105,8 +106,8 @@ def test_explicit_bands_and_missing_band(field, caplog):
 def test_parse_image_arg():
     assert parse_image_arg("F336W=a/b.fits")[0] == "F336W"
     assert str(parse_image_arg("F336W=a/b.fits")[1]) == "a/b.fits"
-    assert parse_image_arg("dir=x/img.fits")[0] == "dir"  # checked later as a band
     assert parse_image_arg("some/dir=x/img.fits")[0] is None
+    assert parse_image_arg("f555x=img.fits")[0] == "f555x"  # a filter name: checked as a band
 
 
 def test_acs_filter_pair_and_aliases(tmp_path, caplog):
@@ -272,3 +273,84 @@ def test_release_pages_drops_read_pages_and_keeps_data(tmp_path):
     again = extract_stamps(mosaic, x.ravel(), y.ravel(), size=32).stamps
     np.testing.assert_array_equal(first, again)
     Mosaic.from_arrays(np.zeros((5, 8, 8), np.float32)).release_pages()  # in memory: no-op
+
+
+# -- files real users have -------------------------------------------------------
+
+def _image(shape=(48, 64)):
+    rng = np.random.default_rng(5)
+    return rng.normal(2.0, 0.3, shape).astype(np.float32)
+
+
+def test_folder_name_with_equals_sign_is_a_path(tmp_path, monkeypatch):
+    folder = tmp_path / "run=3"
+    folder.mkdir()
+    _write(folder / "v.fits", FILTER="F555W")
+    monkeypatch.chdir(tmp_path)
+    assert parse_image_arg("run=3/v.fits") == (None, Path("run=3/v.fits"))
+    with open_mosaic(["run=3/v.fits"]) as m:
+        assert m.bands == ("F555W",)
+    with pytest.raises(ValueError, match="unknown band 'F555X'"):
+        open_mosaic(["F555X=run=3/v.fits"])
+
+
+def test_tile_compressed_image(tmp_path):
+    data = _image()
+    header = _wcs(shape=data.shape).to_header()
+    header["FILTER"] = "F555W"
+    path = tmp_path / "rice.fits"
+    fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(data, header=header,
+                                                       compression_type="RICE_1")]).writeto(path)
+    with open_mosaic([path]) as m:
+        assert m.bands == ("F555W",) and m.shape == data.shape
+        np.testing.assert_allclose(m["F555W"], data, atol=0.02)  # RICE quantises floats
+
+
+@pytest.mark.parametrize("dtype, blank", [(np.int16, -32768), (np.int32, -2147483648)])
+def test_scaled_integers_with_blank(tmp_path, dtype, blank):
+    data = _image()
+    raw = np.round((data - 2.0) / 1e-3).astype(dtype)
+    raw[3, 4] = blank
+    hdu = fits.PrimaryHDU(raw, header=_wcs(shape=data.shape).to_header())
+    hdu.header.update({"FILTER": "F814W", "BSCALE": 1e-3, "BZERO": 2.0, "BLANK": blank})
+    path = tmp_path / f"scaled_{np.dtype(dtype).name}.fits"
+    hdu.writeto(path)
+    with open_mosaic([path]) as m:
+        image = m["F814W"]
+        assert not is_memory_mapped(image)
+        assert np.isnan(image[3, 4]) and np.isnan(image).sum() == 1
+        ok = ~np.isnan(image)
+        np.testing.assert_allclose(image[ok], data[ok], atol=6e-4)
+
+
+@pytest.mark.parametrize("cut", [1000, 15000])
+def test_truncated_file_is_one_line(tmp_path, cut):
+    full = _write(tmp_path / "full.fits", FILTER="F555W")
+    blob = full.read_bytes()
+    path = tmp_path / "cut.fits"
+    path.write_bytes(blob[:-cut])
+    with pytest.raises(ValueError) as exc:
+        open_mosaic([path])
+    text = str(exc.value)
+    assert text.startswith(f"{path}: file ends early: {len(blob) - cut} bytes of ")
+    assert "\n" not in text
+
+
+def test_band_contradicting_the_filter_keyword(tmp_path, caplog):
+    """F814W file in the F555W row: refused naming both, unless forced."""
+    path = _write(tmp_path / "i.fits", FILTER="F814W")
+    with pytest.raises(BandMismatchError) as exc:
+        open_mosaic([f"F555W={path}"])
+    text = str(exc.value)
+    assert str(path) in text and "F555W" in text and "FILTER = 'F814W'" in text
+    assert exc.value.given == "F555W" and exc.value.value == "F814W"
+    acs = _write(tmp_path / "acs.fits", FILTER1="F606W", FILTER2="CLEAR2L")
+    with pytest.raises(BandMismatchError, match="FILTER1 = 'F606W'"):
+        open_mosaic([f"F814W={acs}"])
+    with caplog.at_level(logging.WARNING, logger="glue_starclf"):
+        with open_mosaic([f"F555W={path}"], force_band=True) as m:
+            assert m.bands == ("F555W",)
+    assert "although its header FILTER = 'F814W'" in caplog.text
+    # an alias of the same slot is no contradiction, and its filter is kept
+    with open_mosaic([f"F555W={acs}"]) as m:
+        assert m.filters == {"F555W": "F606W"}

@@ -120,3 +120,108 @@ def test_regions_without_class_and_empty(tmp_path):
         write_regions(Table({"ra": [1.0]}), tmp_path / "bad.reg")
     with pytest.raises(ValueError, match="radius"):
         write_regions(t, tmp_path / "bad.reg", radius=0)
+
+
+# -- OutputSet: the table and its regions file as one transaction --------------------
+
+def _old_pair(tmp_path):
+    out, reg = tmp_path / "results.ecsv", tmp_path / "results.reg"
+    out.write_text("old table")
+    reg.write_text("old regions")
+    return out, reg
+
+
+def _listing(folder):
+    return sorted(os.listdir(folder))
+
+
+@pytest.mark.parametrize("targets, message", [
+    ({"results.ecsv": "table", "results.txt": "regions"}, "must end in .reg"),
+    ({"results.txt": "table", "results.reg": "regions"}, "unknown output extension '.txt'"),
+    ({"same.reg": "table"}, "unknown output extension '.reg'"),
+])
+def test_output_set_checks_extensions_first(tmp_path, targets, message):
+    with pytest.raises(ValueError, match=message):
+        writers.OutputSet({tmp_path / k: v for k, v in targets.items()})
+    assert _listing(tmp_path) == []
+
+
+def test_output_set_refuses_one_file_twice_and_bad_folders(tmp_path):
+    with pytest.raises(ValueError, match="given as two outputs"):
+        writers.OutputSet({f"{tmp_path}/a.ecsv": "table", f"{tmp_path}/./a.ecsv": None})
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(FileNotFoundError, match="is not a folder"):
+        writers.OutputSet({tmp_path / "file" / "a.ecsv": "table"})
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        writers.OutputSet({tmp_path / "a.ecsv": "table", tmp_path / "no" / "a.reg": "regions"})
+    assert _listing(tmp_path) == ["file"]
+
+
+def test_output_set_commit_interrupted_leaves_both_old(tmp_path, monkeypatch):
+    """Ctrl-C (or any failure) between the two moves undoes the first one."""
+    out, reg = _old_pair(tmp_path)
+    real = os.replace
+    calls = []
+
+    def replace(src, dst):
+        calls.append(dst)
+        if str(dst) == str(reg):
+            raise KeyboardInterrupt
+        return real(src, dst)
+
+    outputs = writers.OutputSet({out: "table", reg: "regions"}, overwrite=True)
+    outputs.write(out, writers.table_writer(_results(), out))
+    outputs.write(reg, writers.regions_writer(_results()))
+    monkeypatch.setattr(writers.os, "replace", replace)
+    with pytest.raises(KeyboardInterrupt):
+        outputs.commit()
+    monkeypatch.undo()
+    assert out.read_text() == "old table" and reg.read_text() == "old regions"
+    assert _listing(tmp_path) == ["results.ecsv", "results.reg"]  # no temporary left
+    # Uninterrupted: both new.
+    with writers.OutputSet({out: "table", reg: "regions"}, overwrite=True) as outputs:
+        outputs.write(out, writers.table_writer(_results(), out))
+        outputs.write(reg, writers.regions_writer(_results()))
+        outputs.commit()
+    assert len(Table.read(out)) == 5 and len(read_regions(reg)) == 5
+    assert _listing(tmp_path) == ["results.ecsv", "results.reg"]
+
+
+def test_output_set_never_replaces_a_file_that_appeared(tmp_path):
+    """Two runs writing one --out: the later finisher refuses, nothing of it is written."""
+    out, reg = tmp_path / "results.ecsv", tmp_path / "results.reg"
+    outputs = writers.OutputSet({out: "table", reg: "regions"})
+    out.write_text("the other run's table")  # appears while this run works
+    outputs.write(out, writers.table_writer(_results(), out))
+    outputs.write(reg, writers.regions_writer(_results()))
+    with pytest.raises(FileExistsError, match="appeared while this run was working") as exc:
+        outputs.commit()
+    assert ".tmp" not in str(exc.value) and "starclf-" not in str(exc.value)
+    assert out.read_text() == "the other run's table"
+    assert _listing(tmp_path) == ["results.ecsv"]  # no regions beside it, no temporary
+
+
+def test_output_set_failed_writer_names_the_target_not_the_temporary(tmp_path):
+    out = tmp_path / "results.ecsv"
+
+    def broken(tmp):
+        raise OSError(f"cannot write {tmp}: disk full")
+
+    with writers.OutputSet({out: "table"}) as outputs:
+        with pytest.raises(OSError) as exc:
+            outputs.write(out, broken)
+    assert str(out) in str(exc.value) and ".tmp" not in str(exc.value)
+    assert _listing(tmp_path) == []
+
+
+def test_output_set_removes_temporaries_of_killed_runs(tmp_path):
+    import subprocess
+    import sys
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    stale = tmp_path / f".results.ecsv.starclf-{dead}-abc123.tmp"
+    stale.write_text("half a table")
+    live = tmp_path / f".results.ecsv.starclf-{os.getppid()}-abc123.tmp"  # a live process
+    live.write_text("being written")
+    write_table(_results(), tmp_path / "results.ecsv")
+    assert _listing(tmp_path) == [live.name, "results.ecsv"]

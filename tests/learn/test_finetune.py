@@ -354,3 +354,14 @@ def test_cancel_stops_and_writes_nothing(trained_models, tmp_path):
     assert calls[0][0] == 0 and calls[-1][0] == 3
     assert calls[0][1] > 10  # the total is known from the start
     assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_never_writes_into_the_bundled_models(trained_models, field, cli_run):
+    from glue_starclf.core.checkpoints import bundled_models_dir
+    folder = bundled_models_dir()
+    before = sorted(p.name for p in folder.iterdir())
+    status, _, err = run_training(*_argv(trained_models["classifier"], cli_run["labels"],
+                                         folder / "classifier-s0-ft.safetensors",
+                                         field["images"], *FAST))
+    _one_line_error(status, err, "bundled models folder", "--overwrite")
+    assert sorted(p.name for p in folder.iterdir()) == before

@@ -312,3 +312,85 @@ def test_classifier_on_a_mosaic_and_a_legus_catalog(tmp_path, write_legus_tab):
     model, card = load_checkpoint(out)
     assert card["training"]["n_train"] + card["training"]["n_val"] == len(t)
     assert "--catalog" in card["training"]["command"]
+
+
+@pytest.mark.parametrize("family", ["classifier", "physical"])
+def test_existing_model_needs_overwrite(trained_models, tmp_path, family):
+    argv = classifier_argv if family == "classifier" else physical_argv
+    out = tmp_path / f"{family}.safetensors"
+    out.write_bytes(b"someone's model")
+    status, _, err = run_training(*argv(trained_models[f"{family}_bank"], out))
+    assert status == 2 and str(out) in err and "--overwrite" in err and len(err.splitlines()) == 1
+    assert out.read_bytes() == b"someone's model"
+    out.unlink()
+    out.with_suffix(".json").write_text("{}")  # the card alone is enough to stop
+    status, _, err = run_training(*argv(trained_models[f"{family}_bank"], out))
+    assert status == 2 and f"{family}.json" in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("family", ["classifier", "physical"])
+def test_bundled_models_folder_needs_overwrite(trained_models, family):
+    from glue_starclf.core.checkpoints import bundled_models_dir
+    argv = classifier_argv if family == "classifier" else physical_argv
+    folder = bundled_models_dir()
+    before = sorted(p.name for p in folder.iterdir())
+    out = folder / f"{family}-s99.safetensors"
+    status, _, err = run_training(*argv(trained_models[f"{family}_bank"], out))
+    assert status == 2 and "bundled models folder" in err and "--overwrite" in err
+    assert len(err.splitlines()) == 1
+    assert sorted(p.name for p in folder.iterdir()) == before
+
+
+@pytest.mark.parametrize("family", ["classifier", "physical"])
+def test_interrupted_and_resumed_run_is_bit_identical(trained_models, tmp_path, family):
+    """Epoch 1, stop, resume for epoch 2 == two epochs straight: the sampler, augmentation,
+    band-dropout and torch random states are restored with the weights."""
+    argv = classifier_argv if family == "classifier" else physical_argv
+    bank = trained_models[f"{family}_bank"]
+    straight = tmp_path / "straight" / f"{family}.safetensors"
+    status, _, err = run_training(*argv(bank, straight, 0, 2))
+    assert status == 0, err
+    resumed = tmp_path / "resumed" / f"{family}.safetensors"
+    status, out, err = run_training(*argv(bank, resumed, 0, 2), "--minutes", "0")
+    assert status == 0, err
+    assert "epoch 1: loss" in out and "epoch 2" not in out  # stopped after epoch 1
+    status, out, err = run_training(*argv(bank, resumed, 0, 2), "--resume")
+    assert status == 0, err
+    assert "epoch 2: loss" in out and "epoch 1:" not in out
+    a, b = _tensors(straight), _tensors(resumed)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_resume_with_other_network_arguments_or_a_bad_state_file(trained_models, tmp_path):
+    bank = trained_models["classifier_bank"]
+    out = tmp_path / "c.safetensors"
+    status, _, err = run_training(*classifier_argv(bank, out, 0, 2), "--minutes", "0",
+                                  "--width", "8,8,8,8,8")
+    assert status == 0, err
+    state = out.with_suffix(".state.pt")
+    status, _, err = run_training(*classifier_argv(bank, out, 0, 2), "--resume",
+                                  "--width", "8,8,8,16,16")
+    lines = _error_lines(err)
+    assert status == 2 and len(lines) == 1, err
+    assert str(state) in lines[0] and "kwargs" in lines[0] and "[8, 8, 8, 16, 16]" in lines[0]
+    blob = state.read_bytes()
+    state.write_bytes(blob[:len(blob) // 2])  # a truncated file
+    status, _, err = run_training(*classifier_argv(bank, out, 0, 2), "--resume",
+                                  "--width", "8,8,8,8,8")
+    lines = _error_lines(err)
+    assert status == 2 and len(lines) == 1 and str(state) in lines[0], err
+    assert "not a readable training state" in lines[0]
+    import pickle
+    state.write_bytes(pickle.dumps({"anything": object}))  # a foreign pickle
+    status, _, err = run_training(*classifier_argv(bank, out, 0, 2), "--resume",
+                                  "--width", "8,8,8,8,8")
+    lines = _error_lines(err)
+    assert status == 2 and len(lines) == 1 and str(state) in lines[0], err
+    import torch
+    torch.save({"model": {}, "epoch": 1}, state)  # a state of something else
+    status, _, err = run_training(*classifier_argv(bank, out, 0, 2), "--resume",
+                                  "--width", "8,8,8,8,8")
+    lines = _error_lines(err)
+    assert status == 2 and len(lines) == 1 and "lacks optimizer" in lines[0], err
