@@ -102,6 +102,10 @@ _GUI_TEXTS = (
     (re.compile(r"(no \w+ models in .*?) \(train them with .*--models DIR\)"),
      r"\1: choose a models folder (classifier-*.json and physical-*.json) in the Models "
      r"row of the Classify dialog, or reinstall glue-starclf for the bundled models"),
+    (re.compile(r"(: given as (F\w+) but its header \w+ = '?(F\w+?)'? names another band); "
+                r"refused \(use --force-band.*"),
+     r"\1: put the file in its own band's row of Plugins → Open HST mosaic…, or choose the "
+     r"\2 file"),
     (re.compile(r"(: cannot read it as a catalog table) \(.*"),
      r"\1: choose an ECSV, CSV or FITS table, or a LEGUS .tab, in the Catalog row"),
 )

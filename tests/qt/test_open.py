@@ -165,3 +165,17 @@ def test_rgb_composite_looks_like_the_preview(app, qtbot, mock_files, mock_field
         return mean / mean.sum()
     print("glue", colour(shown), "preview", colour(preview))
     np.testing.assert_allclose(colour(shown), colour(preview), atol=0.06)
+
+
+def test_a_file_in_the_wrong_band_row_is_refused(app, qtbot, mock_files):
+    """Issue 16, bug 3 in glue: the F814W file in the F555W row, a one-line message."""
+    menu_action(app, "Open HST mosaic…").trigger()
+    dialog = app.findChildren(OpenMosaicDialog)[-1]
+    dialog.band_edits["F555W"].setText(str(mock_files["F814W"]))
+    dialog.band_edits["F814W"].setText(str(mock_files["F555W"]))
+    dialog.buttons.button(dialog.buttons.Ok).click()
+    level, text = MESSAGES[-1]
+    assert level == "error" and len(text.splitlines()) == 1
+    assert str(mock_files["F814W"]) in text and "F555W" in text and "F814W" in text
+    assert "--force-band" not in text and "Open HST mosaic" in text
+    assert not any(kind_of(d) == MOSAIC for d in app.data_collection)
