@@ -7,6 +7,8 @@ Builds a wheel offline (``pip wheel --no-deps --no-build-isolation
 
 import configparser
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -108,26 +110,52 @@ def test_wheel_ships_the_bundled_models(names):
 
 @pytest.fixture(scope="module")
 def fresh_env(wheel, tmp_path_factory):
-    """A new venv with only the wheel (dependencies reached through a path file).
+    """A fresh venv where plain ``pip install WHEEL`` (no extras) installed glue-starclf.
 
-    Returns its python and its site-packages folder.
+    Offline: the dependencies (and pip) are those of the test environment,
+    reached through a path file pointing at a folder of links to its
+    site-packages without glue-starclf itself, so that pip installs the
+    wheel and checks its requirements against what is there; ``--no-index``
+    only keeps pip from looking online.
     """
     import site
     import sysconfig
-    env = tmp_path_factory.mktemp("venv") / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env)], check=True)
+    base = tmp_path_factory.mktemp("installed")
+    deps = base / "deps"
+    deps.mkdir()
+    for folder in dict.fromkeys(site.getsitepackages() + [sysconfig.get_path("purelib")]):
+        if not Path(folder).is_dir():
+            continue
+        for entry in Path(folder).iterdir():
+            name = entry.name.lower()
+            if name.startswith(("glue_starclf", "__editable__", "__pycache__")) or \
+                    name.endswith(".pth") or (deps / entry.name).exists():
+                continue
+            (deps / entry.name).symlink_to(entry)
+    env = base / "venv"
+    # pip (and a setuptools torch accepts) come from the linked folder too.
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env)], check=True,
+                   timeout=300)
     py = env / "bin" / "python"
     purelib = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_path("
                               "'purelib'))"], capture_output=True, text=True,
                              check=True).stdout.strip()
-    with zipfile.ZipFile(wheel) as zf:
-        zf.extractall(purelib)
-    # The project's dependencies, without its editable install (.pth files of a
-    # directory named in a path file are not run, so its finder stays out).
-    deps = [p for p in site.getsitepackages() + [sysconfig.get_path("purelib")]
-            if Path(p).is_dir()]
-    (Path(purelib) / "deps.pth").write_text("\n".join(dict.fromkeys(deps)) + "\n")
+    (Path(purelib) / "deps.pth").write_text(f"{deps}\n")
+    proc = subprocess.run([str(py), "-m", "pip", "install", "--no-index", str(wheel)],
+                          capture_output=True, text=True, cwd=base, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
     return py, purelib
+
+
+def test_wheel_requires_glue_without_extras(fresh_env):
+    py, purelib = fresh_env
+    code = ("import json; from importlib.metadata import requires; "
+            "print(json.dumps(requires('glue-starclf')))")
+    out = subprocess.run([str(py), "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(purelib).parent)  # not the checkout (its egg-info)
+    plain = {r.split(";")[0].strip() for r in json.loads(out.stdout) if "extra ==" not in r}
+    names = {re.split(r"[<>=!~ \[]", r, maxsplit=1)[0].lower() for r in plain}
+    assert {"glue-core", "glue-qt", "qtpy", "pyqt5", "torch"} <= names, sorted(names)
 
 
 def test_wheel_in_a_fresh_environment_finds_the_models_and_classifies(fresh_env, tmp_path):
@@ -200,6 +228,60 @@ print(json.dumps(dict(package=glue_starclf.__file__, models=str(bundled_models_d
     assert any(f.startswith("physical-") for f in files)
     card = json.loads((Path(out["folder"]) / "classifier-from-the-wheel.json").read_text())
     assert card["family"] == "classifier" and card["finetune"]["freeze"] == 0
+
+
+#: Run in the installed venv: glue's own plugin loading, then the plugin's
+#: menu items classify a mock mosaic in a (headless) glue application.
+GLUE_SESSION = """
+import sys, time
+from glue.main import load_plugins
+load_plugins()
+from glue_qt.config import menubar_plugin
+from glue_qt.app import GlueApplication
+import glue_starclf
+from glue_starclf.qt.dialogs import OpenMosaicDialog
+print(glue_starclf.__file__)
+assert "Open HST mosaic…" in [label for label, _ in menubar_plugin.members]
+app = GlueApplication()
+actions = {a.text(): a for a in app._actions["plugins"]}
+actions["Open HST mosaic…"].trigger()
+dialog = app.findChildren(OpenMosaicDialog)[-1]
+assert dialog.set_files(sys.argv[2:]) == []
+dialog.catalog_edit.setText(sys.argv[1])
+dialog.buttons.button(dialog.buttons.Ok).click()
+actions["Classify catalog sources…"].trigger()
+from glue_starclf.qt.dialogs import ClassifyDialog
+classify = app.findChildren(ClassifyDialog)[-1]
+classify.distance.edit.setText("10")
+classify.buttons.button(classify.buttons.Ok).click()
+t0 = time.time()
+while classify.runner.state == "running" and time.time() - t0 < 240:
+    app.app.processEvents()
+    time.sleep(0.02)
+print(classify.runner.state, classify.runner.message.splitlines()[0])
+catalog = next(d for d in app.data_collection if d.label == "g_truth")
+print(sorted(set(int(c) for c in catalog["class_starclf"])))
+"""
+
+
+def test_wheel_in_a_fresh_environment_is_a_glue_plugin_that_classifies(fresh_env, tmp_path):
+    """glue loads the installed plugin by its entry point; its menu items classify."""
+    from glue_starclf.sim.mosaic import random_field, write_mosaic
+    py, purelib = fresh_env
+    mock = random_field(seed=3, shape=(256, 256), n_sources=6)
+    paths = write_mosaic(mock, tmp_path / "field", prefix="g")
+    script = tmp_path / "session.py"
+    script.write_text(GLUE_SESSION)
+    bands = [str(p) for b, p in paths.items() if b != "truth"]
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "GLUE_TESTING": "True",
+           "STARCLF_USER_MODELS": str(tmp_path / "user-models")}
+    proc = subprocess.run([str(py), str(script), str(paths["truth"]), *bands],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith(purelib)
+    assert lines[1].startswith("done Classified the 6 rows of “g_truth”"), lines
+    assert set(json.loads(lines[2])) <= {1, 2, 3, 4}
 
 
 def test_checkout_uses_the_bundled_models():

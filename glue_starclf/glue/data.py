@@ -17,6 +17,7 @@ FITS, DS9 regions) with ``glue.config``; `glue_starclf.setup` calls it
 lazily through glue's plugin registries.
 """
 
+import logging
 import re
 import warnings
 from pathlib import Path
@@ -24,11 +25,14 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["KIND_KEY", "MOSAIC", "CATALOG", "RESULTS", "COLUMNS_KEY", "RESULTS_META_KEY",
-           "setup", "band_siblings", "detect_band", "mosaic_label", "mosaic_factory", "load_mosaic",
-           "mosaic_data", "mosaic_from_data", "is_legus_catalog", "is_phangs_catalog",
+           "setup", "band_siblings", "detect_band", "unique_label", "mosaic_label",
+           "RELOCATORS", "MOVED", "MISSING", "mosaic_layout", "mosaic_factory",
+           "missing_files", "load_mosaic", "mosaic_data", "mosaic_from_data", "is_legus_catalog",
+           "is_phangs_catalog",
            "is_star_cluster_catalog", "catalog_factory", "load_catalog", "table_to_data",
            "kind_of", "result_label", "results_table",
-           "export_results_ecsv", "export_results_fits", "export_regions"]
+           "export_results_ecsv", "export_results_fits", "export_regions",
+           "REGION_RADIUS_PX", "export_regions_fk5"]
 
 #: ``Data.meta`` key naming what a dataset is: `MOSAIC`, `CATALOG` or `RESULTS`.
 KIND_KEY = "starclf"
@@ -44,6 +48,18 @@ COLUMNS_KEY = "starclf_columns"
 #: ``Data.meta`` key of the provenance of the last classification (models,
 #: hashes, distance, bands: the metadata of `glue_starclf.core.predict.predict`).
 RESULTS_META_KEY = "starclf_provenance"
+
+#: Callables ``ask(label, missing_paths) -> folder or None`` that find the band
+#: files of a restored session's mosaic again (the Qt plugin adds a folder dialog).
+RELOCATORS = []
+
+#: Band files found elsewhere when a session was restored: ``{old path: new path}``.
+MOVED = {}
+
+#: Band files not found when a session was restored (their mosaics have no pixels).
+MISSING = set()
+
+log = logging.getLogger("glue_starclf")
 
 _BAND_TOKEN = re.compile(r"(?<![a-z0-9])(f\d{3}w)(?![a-z0-9])", re.I)
 _registered = False
@@ -114,6 +130,16 @@ def detect_band(path):
     return None
 
 
+def unique_label(data_collection, label):
+    """``label``, or ``"label (2)"``, ``"label (3)"``... when a dataset has it already."""
+    taken = {d.label for d in data_collection}
+    n, out = 1, label
+    while out in taken:
+        n += 1
+        out = f"{label} ({n})"
+    return out
+
+
 def mosaic_label(paths):
     """Dataset label of a mosaic: the first file's stem without its filter token."""
     stem = Path(str(paths[0]).split("=", 1)[-1]).name
@@ -148,7 +174,52 @@ def mosaic_data(mosaic, label="mosaic", images=()):
     return data
 
 
-def mosaic_factory(path, images=None):
+def mosaic_layout(mosaic):
+    """What a saved session keeps of a mosaic besides its file names (see `mosaic_factory`).
+
+    Returns
+    -------
+    dict
+        ``shape``, ``bands`` and the celestial ``wcs`` header ("" without one).
+    """
+    return {"shape": [int(n) for n in mosaic.shape], "bands": list(mosaic.bands),
+            "wcs": mosaic.wcs.to_header_string() if mosaic.wcs is not None else ""}
+
+
+def _relocate(items, label):
+    """``BAND=path`` items found again through `RELOCATORS`, or None."""
+    from ..io.mosaic import parse_image_arg
+    missing = [parse_image_arg(i)[1] for i in items if not parse_image_arg(i)[1].is_file()]
+    for ask in RELOCATORS:
+        folder = ask(label, missing)
+        if not folder:
+            continue
+        moved = []
+        for item in items:
+            band, old = parse_image_arg(item)
+            new = Path(folder) / old.name
+            moved.append(f"{band}={new}" if band else str(new))
+        if all(parse_image_arg(i)[1].is_file() for i in moved):
+            return moved
+    return None
+
+
+def _pixelless(items, layout, label):
+    """A mosaic dataset without pixels (NaN) on the saved grid (a session whose files moved)."""
+    from astropy.wcs import WCS
+    from glue.core import Data
+    shape = tuple(layout["shape"])
+    wcs = WCS(layout["wcs"]) if layout.get("wcs") else None
+    data = Data(label=label, coords=wcs)
+    nan = np.broadcast_to(np.float32(np.nan), shape)  # no memory per band
+    for band in layout["bands"]:
+        data.add_component(nan, band)
+    data.meta[KIND_KEY] = MOSAIC
+    data.meta["starclf_images"] = list(items)
+    return data
+
+
+def mosaic_factory(path, images=None, layout=None):
     """glue data factory: a mosaic from its band files.
 
     Parameters
@@ -158,17 +229,44 @@ def mosaic_factory(path, images=None):
         its siblings (`band_siblings`) make the mosaic.
     images : sequence of str, optional
         ``"BAND=path"`` items (or plain paths) of every band.
+    layout : dict, optional
+        `mosaic_layout`, given by `load_mosaic` and so kept in saved
+        sessions. When band files are gone at restore time, the callables of
+        `RELOCATORS` are asked for their new folder (`MOVED` maps old paths
+        to new); without one, the dataset is restored without pixels (NaN)
+        on its grid, so that catalogs, results, labels and links come back,
+        and its files are listed in `MISSING`.
 
     Returns
     -------
     glue.core.data.Data
     """
-    from ..io.mosaic import open_mosaic
+    from ..io.mosaic import open_mosaic, parse_image_arg
     items = [str(i) for i in images] if images else band_siblings(path)
+    if layout is not None and not all(parse_image_arg(i)[1].is_file() for i in items):
+        label = mosaic_label(items)
+        moved = _relocate(items, label)
+        if moved is None:
+            gone = [str(parse_image_arg(i)[1]) for i in items]
+            MISSING.update(gone)
+            log.warning("the band files of mosaic %s were not found (%s): restored without "
+                        "pixels", label, ", ".join(gone))
+            return _pixelless(items, layout, label)
+        MOVED.update({str(parse_image_arg(a)[1]): str(parse_image_arg(b)[1])
+                      for a, b in zip(items, moved)})
+        items = moved
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # no WCS: stated in meta instead
         mosaic = open_mosaic(items)
     return mosaic_data(mosaic, label=mosaic_label(items), images=items)
+
+
+def missing_files(data):
+    """Band files of a mosaic dataset that were not found when its session was restored."""
+    from ..io.mosaic import parse_image_arg
+    items = data.meta.get("starclf_images") or []
+    return [str(parse_image_arg(i)[1]) for i in items
+            if str(parse_image_arg(i)[1]) in MISSING and not parse_image_arg(i)[1].is_file()]
 
 
 def load_mosaic(images, label=None):
@@ -192,14 +290,25 @@ def load_mosaic(images, label=None):
     """
     from glue.core.data_factories import load_data
 
-    from ..io.mosaic import parse_image_arg
+    from ..io.mosaic import open_mosaic, parse_image_arg
     items = [str(i) for i in images]
     if not items:
         raise ValueError("no image given: choose at least one band file")
-    data = load_data(str(parse_image_arg(items[0])[1]), factory=mosaic_factory, images=items)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        layout = mosaic_layout(open_mosaic(items))  # bad files are refused here
+    data = load_data(str(parse_image_arg(items[0])[1]), factory=mosaic_factory, images=items,
+                     layout=layout)
     if label:
         data.label = label
     return data
+
+
+def _moved(item):
+    from ..io.mosaic import parse_image_arg
+    band, path = parse_image_arg(item)
+    new = MOVED.get(str(path), str(path))
+    return f"{band}={new}" if band else new
 
 
 def _wcs_of(data):
@@ -241,7 +350,14 @@ def mosaic_from_data(data):
     if not present:
         raise ValueError(f"{data.label!r} has no component named by a band "
                          f"({', '.join(BANDS)})")
+    gone = missing_files(data)
+    if gone:
+        raise ValueError(f"the band files of {data.label!r} were not found ({', '.join(gone)}): "
+                         f"open them again with Plugins → Open HST mosaic…")
     items = data.meta.get("starclf_images") or []
+    if any(str(parse_image_arg(i)[1]) in MOVED for i in items):  # a restored session's
+        items = [_moved(i) for i in items]
+        data.meta["starclf_images"] = items
     paths = [parse_image_arg(i)[1] for i in items]
     if items and all(p.is_file() for p in paths):
         try:
@@ -453,9 +569,89 @@ def export_results_fits(filename, data, components=None):
 
 
 def export_regions(filename, data, components=None):
-    """glue data exporter: a DS9 region file, one circle per source coloured by class."""
+    """glue data exporter: a DS9 region file in image pixels, one circle per source by class."""
     from ..io.writers import write_regions
     write_regions(results_table(data), filename, overwrite=True)
+
+
+#: Radius of the region circles [mosaic pixels] (that of `export_regions`).
+REGION_RADIUS_PX = 4.0
+
+
+def _pixel_scale_arcsec(table):
+    """Pixel scale ["/px] of the mosaic the results were made on.
+
+    From the WCS of a band file named in the provenance, else from the
+    sources' own ra/dec and x/y (two or more); None when neither is known.
+    """
+    from astropy.io import fits
+    from astropy.wcs import WCS
+    from astropy.wcs.utils import proj_plane_pixel_scales
+    for path in (table.meta.get("bands") or {}).values():
+        try:
+            with fits.open(path) as hdul:
+                for hdu in hdul[:2]:
+                    wcs = WCS(hdu.header)
+                    if wcs.has_celestial:
+                        return float(np.mean(proj_plane_pixel_scales(wcs.celestial)) * 3600)
+        except (OSError, ValueError):
+            continue
+    if not {"x", "y", "ra", "dec"} <= set(table.colnames):
+        return None
+    x, y, ra, dec = (np.asarray(table[c], float) for c in ("x", "y", "ra", "dec"))
+    ok = np.isfinite(x + y + ra + dec)
+    if ok.sum() < 2:
+        return None
+    x, y, ra, dec = x[ok], y[ok], ra[ok], dec[ok]
+    pix = np.hypot(np.diff(x), np.diff(y))
+    sky = np.hypot(np.diff(ra) * np.cos(np.radians(dec[1:])), np.diff(dec)) * 3600
+    good = pix > 1
+    return float(np.median(sky[good] / pix[good])) if good.any() else None
+
+
+def export_regions_fk5(filename, data, components=None):
+    """glue data exporter: a DS9 region file in sky coordinates (fk5), by class.
+
+    One circle of `REGION_RADIUS_PX` (in arcsec at the mosaic's pixel scale)
+    per source with finite ra/dec, coloured and labelled by class as
+    `export_regions`.
+
+    Raises
+    ------
+    ValueError
+        When the results have no sky positions (a mosaic without WCS).
+    """
+    import astropy.units as u
+    from astropy.coordinates import SkyCoord
+    from regions import CircleSkyRegion, Regions
+
+    from ..io.writers import CLASS_COLOURS, UNKNOWN_COLOUR, atomic_write
+    table = results_table(data)
+    ra = np.asarray(table["ra"], float) if "ra" in table.colnames else np.array([np.nan])
+    dec = np.asarray(table["dec"], float) if "dec" in table.colnames else np.array([np.nan])
+    ok = np.isfinite(ra) & np.isfinite(dec)
+    scale = _pixel_scale_arcsec(table)
+    if not ok.any() or scale is None:
+        raise ValueError(f"“{data.label}” has no sky positions (its mosaic has no celestial "
+                         f"WCS): export the regions in image pixels instead")
+    cls = np.asarray(table["class"]) if "class" in table.colnames else np.zeros(len(table))
+    ids = np.asarray(table["id"]) if "id" in table.colnames else None
+    shapes = []
+    for i in np.flatnonzero(ok):
+        c = int(cls[i]) if np.isfinite(float(cls[i])) else 0
+        meta = {"text": str(c) if c in CLASS_COLOURS else "?"}
+        if ids is not None:
+            meta["tag"] = [f"id={ids[i]}"]
+        shapes.append(CircleSkyRegion(SkyCoord(ra[i], dec[i], unit="deg", frame="fk5"),
+                                      REGION_RADIUS_PX * scale * u.arcsec, meta=meta,
+                                      visual={"color": CLASS_COLOURS.get(c, UNKNOWN_COLOUR)}))
+    # regions names the frame "j2000", DS9's alias of fk5: say fk5.
+    text = re.sub(r"(?m)^j2000$", "fk5", Regions(shapes).serialize(format="ds9"), count=1)
+
+    def write(tmp):
+        with open(tmp, "w") as f:
+            f.write(text)
+    atomic_write(filename, write, overwrite=True)
 
 
 def setup():
@@ -471,4 +667,5 @@ def setup():
     data_exporter("Star-cluster results (ECSV)", extension=["ecsv"])(export_results_ecsv)
     data_exporter("Star-cluster results (FITS)", extension=["fits"])(export_results_fits)
     data_exporter("Star-cluster DS9 regions", extension=["reg"])(export_regions)
+    data_exporter("Star-cluster DS9 regions (sky, fk5)", extension=["reg"])(export_regions_fk5)
     _registered = True

@@ -36,8 +36,8 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["USER_MODELS_ENV", "FinetuneJob", "user_models_dir",
-           "list_user_models", "default_version_name", "check_version_name", "classifier_cards",
-           "run_finetune", "register_finetuned"]
+           "list_user_models", "default_version_name", "member_file_name", "check_version_name",
+           "classifier_cards", "run_finetune", "register_finetuned"]
 
 #: Environment variable naming the folder of the user's model versions.
 USER_MODELS_ENV = "STARCLF_USER_MODELS"
@@ -89,9 +89,21 @@ def list_user_models(root=None):
 
 
 def default_version_name(parent_card):
-    """``<parent>-ft-<date>-<time>``, a fresh name for a version."""
-    stem = Path(parent_card["_path"]).stem
+    """``<parent member>-ft-<date>-<time>``, a fresh name for a version (e.g. ``s0-ft-…``).
+
+    The family prefix of the parent's file is left out: the member file is
+    `member_file_name` of the version, ``classifier-<version>``.
+    """
+    stem = re.sub(r"^classifier-", "", Path(parent_card["_path"]).stem)
     return f"{stem}-ft-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def member_file_name(name):
+    """File name of a version's classifier member: ``classifier-<name>.safetensors``.
+
+    A version named with the family prefix already keeps it once.
+    """
+    return f"{name if name.startswith('classifier-') else 'classifier-' + name}.safetensors"
 
 
 def check_version_name(name, root=None):
@@ -223,7 +235,7 @@ def register_finetuned(result, job, root=None):
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
     try:
-        write_finetuned(result, tmp / f"classifier-{name}.safetensors")
+        write_finetuned(result, tmp / member_file_name(name))
         if job.labels is not None:
             write_table(job.labels, tmp / "labels.ecsv")
         for card in list_models(job.models_folder):

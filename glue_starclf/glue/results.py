@@ -34,11 +34,12 @@ from .data import (COLUMNS_KEY, RESULTS, RESULTS_META_KEY, KIND_KEY, kind_of, re
                    table_to_data)
 
 __all__ = ["RESULTS_LABEL", "MATCH_RADIUS_PX", "GUI_BATCH", "MAG_RADIUS_PX", "MAG_COLUMNS",
-           "MOSAIC_KEY", "NoSources", "ClassifyJob", "default_distance", "region_box",
-           "linked_catalogs", "catalog_sources", "run_job", "aperture_magnitudes",
+           "COLOUR_COLUMNS",
+           "MOSAIC_KEY", "MOSAIC_UUID_KEY", "NoSources", "ClassifyJob", "default_distance",
+           "region_box", "linked_catalogs", "catalog_sources", "run_job", "aperture_magnitudes",
            "results_for", "merge_results", "attach_results", "link_to_mosaic",
-           "is_linked", "world_agrees", "posterior_maps", "column", "mosaic_of",
-           "models_folder_of"]
+           "made_on", "is_linked", "world_agrees", "posterior_maps", "column", "mosaic_of",
+           "models_folder_of", "models_summary"]
 
 log = logging.getLogger("glue_starclf")
 
@@ -58,8 +59,16 @@ MAG_RADIUS_PX = 4.0
 #: Extra result columns: aperture Vega magnitudes per band.
 MAG_COLUMNS = tuple(f"mag_{b}" for b in BANDS)
 
-#: ``Data.meta`` key of a results dataset naming its mosaic dataset.
+#: Extra result columns: the colours of the colour-colour diagram (StarcNet
+#: Fig. 9), ``{name: (band minuend, band subtrahend)}`` of `MAG_COLUMNS`.
+COLOUR_COLUMNS = {"V-I": ("F555W", "F814W"), "U-B": ("F336W", "F438W")}
+
+#: ``Data.meta`` key of a results dataset naming its mosaic dataset (its label).
 MOSAIC_KEY = "starclf_mosaic"
+
+#: ``Data.meta`` key of the ``uuid`` of that mosaic dataset: results are
+#: matched to their mosaic by it (two mosaics may share a label).
+MOSAIC_UUID_KEY = "starclf_mosaic_uuid"
 
 #: Largest offset ["] between a catalog's ra/dec and the mosaic WCS at its
 #: pixels for the catalog to be linked by world coordinates too.
@@ -282,9 +291,50 @@ def run_job(job, callback=None):
     for name in MAG_COLUMNS:
         table[name] = mags[name]
         table[name].unit = "mag"
+    for name, (a, b) in COLOUR_COLUMNS.items():  # columns now: no derived component later
+        table[name] = mags[f"mag_{a}"] - mags[f"mag_{b}"]
+        table[name].unit = "mag"
     table.meta["detected"] = job.sources is None
     table.meta["models_folder"] = job.models or "bundled"
+    for name, ens in (("classifier", classifier), ("physical", physical)):
+        cards = [card for _, card in ens.members]
+        table.meta[f"{name}_architecture"] = cards[0].get("architecture", "?")
+        dates = [str((card.get("training") or {}).get("date", "")) for card in cards]
+        table.meta[f"{name}_card_date"] = max(dates) if any(dates) else "?"
     return table
+
+
+def models_summary(provenance):
+    """Which models made a classification, in one line (family, members, card date).
+
+    Parameters
+    ----------
+    provenance : dict
+        The results' ``meta`` of `run_job` (`RESULTS_META_KEY` of a dataset).
+
+    Returns
+    -------
+    str
+        E.g. ``"bundled models: classifier StarClassifier × 5 (classifier-s0 …
+        classifier-s4, cards of 2026-11-22); physical …"``; "" when unknown.
+    """
+    parts = []
+    for name in ("classifier", "physical"):
+        members = list(provenance.get(f"{name}_models") or [])
+        if not members:
+            continue
+        names = members[0] if len(members) == 1 else f"{members[0]} … {members[-1]}"
+        parts.append(f"{name} {provenance.get(f'{name}_architecture', '?')} × {len(members)} "
+                     f"({names}, cards of {provenance.get(f'{name}_card_date', '?')})")
+    if not parts:
+        return ""
+    from pathlib import Path
+
+    from ..core.checkpoints import bundled_models_dir
+    folder = provenance.get("models_folder") or "bundled"
+    bundled = folder == "bundled" or Path(folder).resolve() == bundled_models_dir().resolve()
+    where = "bundled models" if bundled else f"models of {folder}"
+    return f"{where}: " + "; ".join(parts)
 
 
 def _aperture_mask(size, radius):
@@ -398,10 +448,22 @@ def world_agrees(data, mosaic_data):
     return bool(np.max(d) <= _WORLD_LINK_TOL_ARCSEC)
 
 
+def made_on(data, mosaic_data):
+    """True if a results dataset (or catalog with results) was classified on ``mosaic_data``.
+
+    Matched by the mosaic dataset's identity (its ``uuid``, kept in saved
+    sessions); results of older sessions, which name only the label, by label.
+    """
+    uuid = data.meta.get(MOSAIC_UUID_KEY)
+    if uuid:
+        return uuid == getattr(mosaic_data, "uuid", None)
+    return data.meta.get(MOSAIC_KEY) == mosaic_data.label
+
+
 def results_for(data_collection, mosaic_data):
     """The results dataset of a mosaic in the collection, or None."""
     for d in data_collection:
-        if kind_of(d) == RESULTS and d.meta.get(MOSAIC_KEY) == mosaic_data.label:
+        if kind_of(d) == RESULTS and made_on(d, mosaic_data):
             return d
     return None
 
@@ -491,6 +553,7 @@ def merge_results(data_collection, mosaic_data, table):
 def _stamp_meta(data, mosaic_data, table):
     data.meta[KIND_KEY] = RESULTS
     data.meta[MOSAIC_KEY] = mosaic_data.label
+    data.meta[MOSAIC_UUID_KEY] = mosaic_data.uuid
     data.meta[RESULTS_META_KEY] = dict(table.meta)
     data.meta[COLUMNS_KEY] = {c: c for c in table.colnames}
 
@@ -552,6 +615,7 @@ def attach_results(data_collection, catalog_data, mosaic_data, table):
     catalog_data.meta[COLUMNS_KEY] = mapping
     catalog_data.meta[RESULTS_META_KEY] = dict(table.meta)
     catalog_data.meta[MOSAIC_KEY] = mosaic_data.label
+    catalog_data.meta[MOSAIC_UUID_KEY] = mosaic_data.uuid
     if changes:
         catalog_data.update_components(changes)
     linked = link_to_mosaic(data_collection, catalog_data, mosaic_data,
@@ -604,12 +668,11 @@ def column(data, name):
 def mosaic_of(data_collection, data):
     """The mosaic dataset a results dataset (or catalog with results) was classified on.
 
-    The one named in its ``meta`` (`MOSAIC_KEY`), else the first mosaic of
-    the collection, else None.
+    The one its ``meta`` names (`made_on`), else the first mosaic of the
+    collection, else None.
     """
     from .data import MOSAIC
-    label = data.meta.get(MOSAIC_KEY)
-    named = [d for d in data_collection if d.label == label and d.ndim == 2]
+    named = [d for d in data_collection if d.ndim == 2 and made_on(data, d)]
     mosaics = named or [d for d in data_collection if kind_of(d) == MOSAIC]
     return mosaics[0] if mosaics else None
 

@@ -24,6 +24,15 @@ def register_lazily():
         return
     for registry in (qt_client, menubar_plugin, viewer_tool):
         registry.lazy_add("glue_starclf.qt")
+    from ..glue.data import RELOCATORS
+    if _ask_for_moved_files not in RELOCATORS:
+        RELOCATORS.append(_ask_for_moved_files)
+
+
+def _ask_for_moved_files(label, missing):
+    """Ask the glue user where a restored session's band files went (Qt imported only now)."""
+    from .common import ask_for_moved_files
+    return ask_for_moved_files(label, missing)
 
 
 def setup():
@@ -47,3 +56,16 @@ def setup():
     for label, function in MENU:
         if label not in present:
             menubar_plugin.add(label, function)
+    # The application that loads us makes its menu next: tooltips then.
+    from qtpy import QtCore
+    QtCore.QTimer.singleShot(0, _tips_everywhere)
+
+
+def _tips_everywhere():
+    from glue_qt.app import GlueApplication
+    from qtpy import QtWidgets
+
+    from .common import add_menu_tips
+    for widget in QtWidgets.QApplication.topLevelWidgets():
+        if isinstance(widget, GlueApplication):
+            add_menu_tips(widget)

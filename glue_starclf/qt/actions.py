@@ -6,24 +6,26 @@ leaves the data collection unchanged when it fails or is cancelled.
 
 Menu items (``Plugins`` menu of glue, `MENU`): "Open HST mosaic…",
 "Classify catalog sources…", "Cluster inspector", "Diagnostics layout",
-"Fine-tune on my labels…" (`glue_starclf.qt.labelling`).
+"Fine-tune on my labels…" (`glue_starclf.qt.labelling`), "Star clusters: help".
 """
 
 import numpy as np
 
 from ..core.cutouts import has_flag
-from ..glue.data import MOSAIC, RESULTS, kind_of, load_catalog, load_mosaic, mosaic_from_data
+from ..glue.data import (MOSAIC, RESULTS, kind_of, load_catalog, load_mosaic, missing_files,
+                         mosaic_from_data, unique_label)
 from ..glue.results import (RESULTS_META_KEY, ClassifyJob, NoSources, attach_results,
                             catalog_sources, default_distance, link_to_mosaic,
-                            linked_catalogs, merge_results, region_box, results_for,
-                            world_agrees)
-from .common import JobRunner, application_of, main_window, notify, one_line
+                            linked_catalogs, merge_results, models_summary, region_box,
+                            results_for, world_agrees)
+from .common import JobRunner, application_of, gui_message, main_window, notify, tile_tab
 from .dialogs import ClassifyDialog, OpenMosaicDialog
 from .image_viewer import TOOL_ACTIONS, StarClusterImageViewer
 
 __all__ = ["MENU", "open_mosaic_dialog", "open_mosaic_files", "classify_selection",
            "active_region", "classify_catalog_dialog", "open_inspector", "open_diagnostics",
-           "finetune_on_labels", "inspect_from_viewer", "mosaic_notes", "class_counts"]
+           "finetune_on_labels", "inspect_from_viewer", "documentation_path", "open_help",
+           "mosaic_notes", "class_counts"]
 
 
 def mosaic_notes(mosaic):
@@ -42,6 +44,12 @@ def class_counts(table):
     """``"12 class 1, 3 class 2, ..."`` of a results table."""
     cls = np.asarray(table["class"])
     return ", ".join(f"{int((cls == c).sum())} class {c}" for c in (1, 2, 3, 4))
+
+
+def _pixelless(mosaic_data, gone):
+    return (f"“{mosaic_data.label}” has no pixels: its band files were not found when the "
+            f"session was restored ({', '.join(gone)}). Open them again with Plugins → Open "
+            f"HST mosaic… and classify there.")
 
 
 def _is_mosaic(data):
@@ -81,8 +89,9 @@ def open_mosaic_files(session, items, catalog=None):
     try:
         data = load_mosaic(items)
     except (OSError, ValueError, KeyError) as exc:
-        notify(parent, f"The mosaic could not be opened: {one_line(exc)}", "error")
+        notify(parent, f"The mosaic could not be opened: {gui_message(exc)}", "error")
         return None
+    data.label = unique_label(dc, data.label)  # the same field opened twice
     dc.append(data)
     mosaic = mosaic_from_data(data)
     ny, nx = mosaic.shape
@@ -92,7 +101,7 @@ def open_mosaic_files(session, items, catalog=None):
         try:
             cat = load_catalog(catalog)
         except (OSError, ValueError, KeyError) as exc:
-            text.append(f"The catalog could not be opened: {one_line(exc)}")
+            text.append(f"The catalog could not be opened: {gui_message(exc)}")
         else:
             dc.append(cat)
             linked = link_to_mosaic(dc, cat, data, world=world_agrees(cat, data))
@@ -103,9 +112,13 @@ def open_mosaic_files(session, items, catalog=None):
         text.append(notes)
     app = application_of(session)
     if app is not None:
+        if hasattr(app.current_tab, "subWindowList") and app.current_tab.subWindowList():
+            app.new_tab()  # the mosaic gets a tab of its own, which it fills
         viewer = app.new_data_viewer(StarClusterImageViewer, data=data)
-        if cat is not None and viewer is not None:
-            viewer.add_data(cat)
+        if viewer is not None:
+            tile_tab(app, [viewer])
+            if cat is not None:
+                viewer.add_data(cat)
     notify(parent, "\n".join(text), "warning" if notes or (catalog and cat is None)
            else "information")
     return data
@@ -147,6 +160,10 @@ def classify_selection(viewer):
     if mosaic_data is None or not _is_mosaic(mosaic_data):
         notify(viewer, "This viewer shows no mosaic: open one with Plugins → Open HST mosaic…",
                "warning")
+        return None
+    gone = missing_files(mosaic_data)
+    if gone:
+        notify(viewer, _pixelless(mosaic_data, gone), "warning")
         return None
     group = active_region(session, mosaic_data)
     if group is None:
@@ -197,12 +214,14 @@ def classify_selection(viewer):
         notes = mosaic_notes(mosaic)
 
         def on_result(table):
+            from .diagnostics import class_subsets
             data, n_new, n_updated = merge_results(dc, mosaic_data, table)
             if not any(la.layer is data for la in viewer.layers):
                 viewer.add_data(data)
+            class_subsets(session, data)  # colour by class, on the image too
             return (f"Classified {len(table)} sources ({class_counts(table)}) into "
-                    f"“{data.label}”: {n_new} new, {n_updated} updated." +
-                    (f"\n{notes}" if notes else ""))
+                    f"“{data.label}”: {n_new} new, {n_updated} updated.\n"
+                    f"Models: {models_summary(table.meta)}." + (f"\n{notes}" if notes else ""))
 
         dialog.runner = JobRunner(job, on_result, parent=viewer,
                                   title="Classify sources in selection")
@@ -245,13 +264,19 @@ def classify_catalog_dialog(session, data_collection):
         if cat.shape[0] == 0:
             notify(parent, f"Nothing to classify: “{cat.label}” has no rows.", "warning")
             return
+        gone = missing_files(mosaic_data)
+        if gone:
+            notify(parent, _pixelless(mosaic_data, gone), "warning")
+            return
         mosaic = mosaic_from_data(mosaic_data)
         job = ClassifyJob(mosaic, dialog.values["distance_mpc"], dialog.values["models"],
                           sources=catalog_sources(cat))
         notes = mosaic_notes(mosaic)
 
         def on_result(table):
+            from .diagnostics import class_subsets
             added, updated, linked = attach_results(data_collection, cat, mosaic_data, table)
+            class_subsets(session, cat)
             outside = int(has_flag(table["flags"], "outside").sum())
             text = (f"Classified the {len(table)} rows of “{cat.label}” ({class_counts(table)}): "
                     f"{len(added)} columns added, {len(updated)} updated.")
@@ -259,6 +284,7 @@ def classify_catalog_dialog(session, data_collection):
                 text += f" Linked to “{mosaic_data.label}” by {' and '.join(linked)} coordinates."
             if outside:
                 text += f" {outside} rows lie outside the mosaic (flag outside, NaN results)."
+            text += f"\nModels: {models_summary(table.meta)}."
             return text + (f"\n{notes}" if notes else "")
 
         dialog.runner = JobRunner(job, on_result, parent=parent, title="Classify catalog sources")
@@ -322,12 +348,56 @@ def finetune_on_labels(session, data_collection):
     return finetune_menu(session, data_collection)
 
 
+def documentation_path():
+    """The plugin's documentation as a local file: the checkout's README, else the
+    installed package's description (the README) written to the glue folder.
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    from importlib.metadata import PackageNotFoundError, metadata
+    from pathlib import Path
+
+    from ..glue.finetuning import user_models_dir
+    readme = Path(__file__).resolve().parents[2] / "README.md"
+    if readme.is_file():
+        return readme
+    try:
+        text = metadata("glue-starclf").get_payload() or metadata("glue-starclf")["Description"]
+    except (PackageNotFoundError, KeyError):
+        text = None
+    path = user_models_dir().parent / "README.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text or "glue-starclf: see https://pypi.org/project/glue-starclf/\n")
+    return path
+
+
+def open_help(session, data_collection=None):
+    """Menu "Star clusters: help": the plugin's documentation in the system's viewer.
+
+    Returns
+    -------
+    QUrl
+        The local file URL opened (a message gives the path when nothing opens it).
+    """
+    from qtpy.QtCore import QUrl
+    from qtpy.QtGui import QDesktopServices
+    path = documentation_path()
+    url = QUrl.fromLocalFile(str(path))
+    if not QDesktopServices.openUrl(url):
+        notify(main_window(session), f"No application opens {path}: read it in a text "
+               f"editor or a Markdown viewer.", "warning")
+    return url
+
+
 #: Menu items: ``(label, function(session, data_collection))``.
 MENU = (("Open HST mosaic…", open_mosaic_dialog),
         ("Classify catalog sources…", classify_catalog_dialog),
         ("Cluster inspector", open_inspector),
         ("Diagnostics layout", open_diagnostics),
-        ("Fine-tune on my labels…", finetune_on_labels))
+        ("Fine-tune on my labels…", finetune_on_labels),
+        ("Star clusters: help", open_help))
 
 
 def inspect_from_viewer(viewer):

@@ -13,15 +13,20 @@
 """
 
 import logging
+import re
 import threading
 import time
+from contextlib import contextmanager
 
 from qtpy import QtCore, QtWidgets
 from qtpy.QtCore import Qt
 
 from ..glue.results import NoSources, run_job
 
-__all__ = ["MESSAGES", "notify", "one_line", "application_of", "main_window", "ModelChooser",
+__all__ = ["MESSAGES", "MENU_TIPS", "add_menu_tips", "notify", "one_line", "gui_message",
+           "application_of", "main_window",
+           "ask_for_moved_files", "tile_tab", "keeping_edit_subset", "check_models_folder",
+           "ModelChooser", "distance_range",
            "DistanceEdit", "JobRunner", "Cancelled", "RUNNING"]
 
 log = logging.getLogger("glue_starclf")
@@ -51,10 +56,156 @@ def main_window(session):
     return app if app is not None and hasattr(app, "show") else None
 
 
+#: Tooltips of the plugin's Plugins-menu items (glue makes them with their
+#: label only), by label (`glue_starclf.qt.actions.MENU`).
+MENU_TIPS = {
+    "Open HST mosaic…": "Open the band files of an HST field (placed by their FILTER keyword) "
+                        "and a catalog, in a star-cluster image viewer",
+    "Classify catalog sources…": "Classify every row of a catalog with x/y on a mosaic; the "
+                                 "results become columns of the catalog",
+    "Cluster inspector": "Stamps, class probabilities and age–A_V posteriors of the results; "
+                         "keys 1–4 label the focused source",
+    "Diagnostics layout": "Colour–colour, age–mass, luminosity and mass function views of "
+                          "the results, with the classes as linked subsets",
+    "Fine-tune on my labels…": "Fine-tune a classifier on the labels given in the inspector; "
+                               "the new version goes to your models folder",
+    "Star clusters: help": "Open the plugin's documentation (README)",
+}
+
+
+def add_menu_tips(app):
+    """Give the plugin's Plugins-menu items their tooltips, and show menu tooltips (once)."""
+    actions = getattr(app, "_actions", {}).get("plugins", [])
+    for action in actions:
+        tip = MENU_TIPS.get(action.text())
+        if tip and action.toolTip() != tip:
+            action.setToolTip(tip)
+            action.setStatusTip(tip)
+    for menu in app.findChildren(QtWidgets.QMenu):
+        if any(a in menu.actions() for a in actions):
+            menu.setToolTipsVisible(True)
+
+
 def one_line(exc):
     """A one-line description of an exception for a message box."""
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+#: Library messages written for the command line, and what a GUI user does
+#: instead: ``(pattern, replacement)`` applied to the first line.
+_GUI_TEXTS = (
+    (re.compile(r"(: not a FITS file) \(No SIMPLE card.*"),
+     r"\1: choose the band's FITS image (drc or sci) in Plugins → Open HST mosaic…"),
+    (re.compile(r"(: no such image file)$"),
+     r"\1 (moved or renamed?): choose it again in Plugins → Open HST mosaic…"),
+    (re.compile(r"(no \w+ models in .*?) \(train them with .*--models DIR\)"),
+     r"\1: choose a models folder (classifier-*.json and physical-*.json) in the Models "
+     r"row of the Classify dialog, or reinstall glue-starclf for the bundled models"),
+    (re.compile(r"(: given as (F\w+) but its header \w+ = '?(F\w+?)'? names another band); "
+                r"refused \(use --force-band.*"),
+     r"\1: put the file in its own band's row of Plugins → Open HST mosaic…, or choose the "
+     r"\2 file"),
+    (re.compile(r"(: cannot read it as a catalog table) \(.*"),
+     r"\1: choose an ECSV, CSV or FITS table, or a LEGUS .tab, in the Catalog row"),
+)
+
+
+def gui_message(exc):
+    """`one_line` of an exception, command-line advice replaced by what to do in glue.
+
+    Parameters
+    ----------
+    exc : Exception
+
+    Returns
+    -------
+    str
+    """
+    text = one_line(exc)
+    for pattern, replacement in _GUI_TEXTS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def ask_for_moved_files(label, missing):
+    """Ask for the folder the band files of a session's mosaic moved to (a folder dialog).
+
+    Used while glue restores a session (`glue_starclf.glue_io.RELOCATORS`).
+
+    Parameters
+    ----------
+    label : str
+        The mosaic's label.
+    missing : list of pathlib.Path
+        Its band files that are not where the session says.
+
+    Returns
+    -------
+    str or None
+        A folder holding every missing file (by name); None when the user
+        gave up (the mosaic is then restored without pixels, and a message
+        says so), or without a running Qt application.
+    """
+    from pathlib import Path
+    if QtWidgets.QApplication.instance() is None:
+        return None
+    names = ", ".join(p.name for p in missing)
+    title = f"Band files of mosaic “{label}” not found ({names}): choose their new folder"
+    while True:
+        folder = QtWidgets.QFileDialog.getExistingDirectory(None, title)
+        if not folder:
+            notify(None, f"The band files of mosaic “{label}” were not found "
+                   f"({', '.join(str(p) for p in missing)}): it is restored without pixels, "
+                   f"with its catalogs, results, labels and links. To see and classify it, "
+                   f"open its files again with Plugins → Open HST mosaic….", "warning")
+            return None
+        absent = [p.name for p in missing if not (Path(folder) / p.name).is_file()]
+        if not absent:
+            return folder
+        title = (f"{', '.join(absent)} not in {folder}: choose the folder of the band files "
+                 f"of mosaic “{label}” (Cancel: restore it without pixels)")
+
+
+def tile_tab(app, viewers, columns=1):
+    """Place viewers in a grid that fills the current tab of a glue application.
+
+    Parameters
+    ----------
+    app : glue_qt.app.application.GlueApplication
+    viewers : list of DataViewer
+        In reading order.
+    columns : int
+    """
+    QtWidgets.QApplication.processEvents()  # a new tab takes its size
+    tab = app.current_tab
+    area = tab.viewport().size() if hasattr(tab, "viewport") else tab.size()
+    rows = -(-len(viewers) // columns)
+    w, h = area.width() // columns, area.height() // max(rows, 1)
+    for i, viewer in enumerate(viewers):
+        viewer.position = ((i % columns) * w, (i // columns) * h)
+        viewer.viewer_size = (w, h)
+
+
+@contextmanager
+def keeping_edit_subset(session):
+    """Make subset groups without leaving one of them glue's active (edited) subset.
+
+    glue selects a new subset group, and the user's next selection (a
+    rectangle in any viewer) would then replace its definition. Inside this
+    context the plugin's groups are made; afterwards the subsets the user
+    was editing before are active again (none: the next selection makes a
+    new subset).
+    """
+    mode = session.edit_subset_mode
+    before = list(mode.edit_subset or [])
+    try:
+        yield
+    finally:
+        groups = session.data_collection.subset_groups
+        keep = [g for g in before if g in groups]
+        if list(mode.edit_subset or []) != keep:
+            mode.edit_subset = keep
 
 
 def notify(parent, text, level="information", title="Star clusters"):
@@ -78,6 +229,34 @@ def notify(parent, text, level="information", title="Star clusters"):
     box.setModal(False)
     box.show()
     return box
+
+
+def check_models_folder(path):
+    """Refuse a models folder without classifier and physical models (before it is used).
+
+    Raises
+    ------
+    ValueError
+        Naming the folder, what it lacks, and what to do in the dialog.
+    """
+    from pathlib import Path
+
+    from ..core.checkpoints import list_models
+    todo = "choose another with Browse…, or the bundled models"
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise ValueError(f"the models folder {path} does not exist: {todo}")
+    try:
+        cards = list_models(folder)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"the models folder {path} has an unreadable model card "
+                         f"({one_line(exc)}): {todo}") from None
+    families = {c.get("family") for c in cards}
+    missing = [f for f in ("classifier", "physical") if f not in families]
+    if missing:
+        raise ValueError(f"the models folder {path} holds no {' and no '.join(missing)} "
+                         f"models ({', '.join(f + '-*.json' for f in missing)} with their "
+                         f".safetensors): {todo}")
 
 
 class ModelChooser(QtWidgets.QWidget):
@@ -146,8 +325,15 @@ class ModelChooser(QtWidgets.QWidget):
         path = self.folder.text().strip()
         if not path:
             raise ValueError("choose a models folder, or the bundled models")
-        _last_folder["path"] = path
+        check_models_folder(path)
+        _last_folder["path"] = path  # only a good folder is offered next time
         return path
+
+
+def distance_range():
+    """The galaxy distances [Mpc] the models were trained on (the mock banks' range)."""
+    from ..sim.bank import BANK_RANGES
+    return BANK_RANGES["distance_mpc"]
 
 
 class DistanceEdit(QtWidgets.QWidget):
@@ -179,7 +365,9 @@ class DistanceEdit(QtWidgets.QWidget):
         except ValueError:
             raise ValueError(f"distance {text!r} is not a number of Mpc") from None
         if not (d > 0 and d < 1e4):
-            raise ValueError(f"distance {text} Mpc must be positive (the models know 3-20 Mpc)")
+            lo, hi = distance_range()
+            raise ValueError(f"distance {text} Mpc must be positive (the models know "
+                             f"{lo:g}–{hi:g} Mpc)")
         return d
 
 
@@ -212,7 +400,7 @@ class _JobThread(QtCore.QThread):
             self.failed.emit(one_line(exc), True)
         except Exception as exc:  # shown to the user, never a traceback
             log.debug("the job failed", exc_info=True)
-            self.failed.emit(f"{type(exc).__name__}: {one_line(exc)}", False)
+            self.failed.emit(f"{type(exc).__name__}: {gui_message(exc)}", False)
         else:
             if not self.cancel_requested.is_set():
                 self.succeeded.emit(table)

@@ -7,48 +7,72 @@ One action opens a tab with four linked glue viewers of a results dataset:
 3. luminosity function: histogram of the V aperture magnitude;
 4. mass function: histogram of log mass;
 
-each with the four LEGUS classes as coloured subsets (`CLASS_LABELS`), so a
+each with the four LEGUS classes as coloured subsets
+(`glue_starclf.qt.style.CLASS_LABELS`), so a
 selection in any view (or the image) shows up in all of them.
 """
 
+import numpy as np
+from glue.utils.matplotlib import defer_draw
 from glue_qt.viewers.histogram import HistogramViewer
 from glue_qt.viewers.scatter import ScatterViewer
 
 from ..glue.data import result_label
-from .style import CLASS_COLOURS
+from ..glue.results import COLOUR_COLUMNS
+from .common import keeping_edit_subset, tile_tab
+from .style import CLASS_COLOURS, CLASS_LABELS
 
-__all__ = ["CLASS_LABELS", "COLOURS", "class_subsets", "colour_components",
+__all__ = ["COLOURS", "class_subsets", "colour_components",
            "diagnostics_layout"]
 
-#: Subset-group labels of the LEGUS classes.
-CLASS_LABELS = {1: "class 1 (symmetric)", 2: "class 2 (asymmetric)",
-                3: "class 3 (association)", 4: "class 4 (non-cluster)"}
 
-#: Derived colour components: ``{label: (band minuend, band subtrahend)}``.
-COLOURS = {"V-I": ("F555W", "F814W"), "U-B": ("F336W", "F438W")}
+#: Colour components: ``{label: (band minuend, band subtrahend)}`` (result
+#: columns of new classifications; derived for results made without them).
+COLOURS = COLOUR_COLUMNS
 
 
-def class_subsets(data_collection, data):
+def class_subsets(session, data):
     """One subset group per LEGUS class of a results dataset (made or updated).
+
+    None of them is left glue's active subset (`keeping_edit_subset`).
+
+    Parameters
+    ----------
+    session : glue.core.session.Session
+    data : glue.core.data.Data
 
     Returns
     -------
     list of glue.core.subset_group.SubsetGroup
     """
+    data_collection = session.data_collection
     label = result_label(data, "class")
     groups = []
-    for k, name in CLASS_LABELS.items():
-        state = data.id[label] == k
-        group = next((g for g in data_collection.subset_groups if g.label == name), None)
-        if group is None:
-            group = data_collection.new_subset_group(name, state)
-        else:
-            group.subset_state = state
-        group.style.color = CLASS_COLOURS[k]
-        group.style.markersize = 5
-        group.style.alpha = 0.8
-        groups.append(group)
+    with keeping_edit_subset(session):
+        for k, name in CLASS_LABELS.items():
+            state = data.id[label] == k
+            group = next((g for g in data_collection.subset_groups if g.label == name), None)
+            if group is None:
+                group = data_collection.new_subset_group(name, state)
+            elif not _same_state(group.subset_state, state):
+                group.subset_state = state  # every viewer recomputes: only when it changed
+            for key, value in (("color", CLASS_COLOURS[k]), ("markersize", 5), ("alpha", 0.8)):
+                if getattr(group.style, key) != value:
+                    setattr(group.style, key, value)
+            groups.append(group)
     return groups
+
+
+def _same_state(a, b):
+    """True if two ``component == number`` subset states select the same.
+
+    (Component ids compare with ``is``: their ``==`` makes a subset state.)
+    """
+    ra, rb = getattr(a, "right", None), getattr(b, "right", None)
+    return (type(a) is type(b) and getattr(a, "left", None) is getattr(b, "left", None)
+            and getattr(a, "operator", None) is getattr(b, "operator", None)
+            and isinstance(ra, (int, float, np.number)) and isinstance(rb, (int, float, np.number))
+            and ra == rb)
 
 
 def colour_components(data):
@@ -72,15 +96,7 @@ def colour_components(data):
     return out
 
 
-def _style(viewer, data):
-    for layer in viewer.layers:
-        if layer.layer is data:
-            layer.state.color = "#9a9a9a"
-            layer.state.alpha = 0.5
-            if hasattr(layer.state, "size"):
-                layer.state.size = 3
-
-
+@defer_draw
 def diagnostics_layout(app, data):
     """Open the four linked diagnostic views of a results dataset in a new tab.
 
@@ -95,7 +111,7 @@ def diagnostics_layout(app, data):
     list of viewers
         Colour-colour, age-mass, luminosity function, mass function.
     """
-    class_subsets(app.data_collection, data)
+    class_subsets(app.session, data)
     colours = colour_components(data)
     app.new_tab()
     app.tab_widget.setTabText(app.tab_count - 1, "Diagnostics")
@@ -122,10 +138,7 @@ def diagnostics_layout(app, data):
         h.state.hist_n_bin = 12
         h.state.title = title
         views.append(h)
-    area = app.current_tab.size()
-    w, hgt = max(area.width() // 2 - 4, 320), max(area.height() // 2 - 4, 240)
-    for i, v in enumerate(views):
-        _style(v, data)
-        v.viewer_size = (w, hgt)
-        v.position = ((i % 2) * w, (i // 2) * hgt)
+    # The dataset's own layer keeps its style: a layer's colour and size are
+    # the dataset's, shared by every viewer (and saved with the session).
+    tile_tab(app, views, columns=2)
     return views

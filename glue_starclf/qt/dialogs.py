@@ -7,9 +7,9 @@ and validate their fields on OK, showing what is wrong inside the dialog.
 from qtpy import QtWidgets
 from qtpy.QtCore import Qt
 
-from ..io.bands import BANDS
 from ..glue.data import detect_band
-from .common import DistanceEdit, ModelChooser
+from ..io.bands import BANDS
+from .common import DistanceEdit, ModelChooser, distance_range
 
 __all__ = ["OpenMosaicDialog", "ClassifyDialog"]
 
@@ -165,14 +165,33 @@ class ClassifyDialog(QtWidgets.QDialog):
         lay.addWidget(buttons)
         self.resize(560, self.sizeHint().height())
         self.values = None
+        self._confirmed_distance = None
+        self.distance.edit.textChanged.connect(self._distance_edited)
+
+    def _distance_edited(self, *args):
+        self._confirmed_distance = None
+        self.buttons.button(QtWidgets.QDialogButtonBox.Ok).setText("Classify")
 
     def accept(self):
-        """Validate; keep the dialog open with the reason when a field is wrong."""
+        """Validate; keep the dialog open with the reason when a field is wrong.
+
+        A distance outside the models' range is warned about here, before
+        the run; pressing "Classify anyway" then runs with it.
+        """
         try:
             distance = self.distance.value()
             models = self.models.value()
         except ValueError as exc:
             self.error.setText(str(exc))
+            return
+        lo, hi = distance_range()
+        if not lo <= distance <= hi and self._confirmed_distance != distance:
+            self._confirmed_distance = distance
+            self.error.setText(
+                f"{distance:g} Mpc lies outside the distances the models were trained on "
+                f"({lo:g}–{hi:g} Mpc): ages, masses and classes are extrapolated. Change the "
+                f"distance, or press “Classify anyway”.")
+            self.buttons.button(QtWidgets.QDialogButtonBox.Ok).setText("Classify anyway")
             return
         self.values = {"source": self.sources.currentData(), "distance_mpc": distance,
                        "models": models,

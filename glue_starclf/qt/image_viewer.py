@@ -1,8 +1,9 @@
 """The star-cluster image viewer: glue-qt's image viewer with an RGB preset and our tools.
 
 A mosaic added to it is shown as an RGB composite of three bands (red
-F814W, green F555W, blue F438W or F336W), each layer with an arcsinh
-stretch; catalogs and results are drawn as open circles at their sources.
+F814W, green F438W, blue F336W, as ``starclf simulate --preview``), each
+layer with an arcsinh stretch whose levels come from the data
+(`rgb_levels`); catalogs and results are drawn as open circles at their sources.
 Its toolbar adds three tools to the image viewer's:
 
 - ``starclf:classify``, "Classify sources in selection" (the active region
@@ -11,6 +12,7 @@ Its toolbar adds three tools to the image viewer's:
 - ``starclf:inspect``, the cluster inspector of the results of this mosaic.
 """
 
+import numpy as np
 from glue.config import viewer_tool
 from glue.viewers.common.tool import Tool
 from glue_qt.viewers.image import ImageViewer
@@ -19,14 +21,62 @@ from ..glue.data import CATALOG, MOSAIC, RESULTS, kind_of
 from .common import notify
 
 __all__ = ["StarClusterImageViewer", "ClassifySelectionTool", "RGBPresetTool", "TOOL_ACTIONS",
-           "OpenInspectorTool", "RGB_PRESET", "MARKER_COLOURS", "register_tools"]
+           "OpenInspectorTool", "RGB_PRESET", "rgb_levels", "MARKER_COLOURS",
+           "MARKER_DIAMETER_PX", "MARKER_POINTS", "register_tools"]
 
-#: Bands (first present of each tuple) and colours of the RGB composite.
-RGB_PRESET = ((("F814W",), "#ff2020"), (("F555W",), "#20ff20"),
-              (("F438W", "F336W"), "#3080ff"))
+#: Bands (first present of each tuple) and colours of the RGB composite: those
+#: of ``starclf simulate --preview`` (`glue_starclf.sim.preview`) first.
+RGB_PRESET = ((("F814W", "F555W"), "#ff0000"), (("F438W", "F555W"), "#00ff00"),
+              (("F336W", "F275W", "F438W"), "#0000ff"))
 
-#: Marker colour of each kind of tabular dataset on the image.
-MARKER_COLOURS = {RESULTS: "#ffd700", CATALOG: "#00e5ff", None: "#ff66ff"}
+#: Most pixels per band read to choose the levels (a regular subsample).
+LEVEL_PIXELS = 1_000_000
+
+
+def rgb_levels(arrays):
+    """Per-band levels of an RGB composite that looks like ``starclf simulate --preview``.
+
+    Each band's lower level is its sky (median); its upper level is the sky
+    plus a common intensity scale times the band's count rate in a source
+    drawn white (`glue_starclf.sim.preview.WHITE`), so the colour balance
+    is the preview's and comes from the data, not fixed percentiles per band
+    (which gave a green cast). The arcsinh softening is the preview's.
+
+    Parameters
+    ----------
+    arrays : dict
+        ``{band: 2-D array}`` of the three bands, red to blue.
+
+    Returns
+    -------
+    dict
+        ``{band: (v_min, v_max)}``, and ``"a"``: the arcsinh parameter
+        (softening over scale) of glue's stretch.
+    """
+    from ..io.bands import BANDS
+    from ..sim.preview import WHITE, rgb_norm
+    first = next(iter(arrays.values()))
+    step = max(1, int(np.ceil(np.sqrt(first.size / LEVEL_PIXELS))))
+    stack = np.zeros((len(BANDS),) + first[::step, ::step].shape)
+    sky = {}
+    for band, array in arrays.items():
+        sample = np.asarray(array[::step, ::step], float)
+        finite = sample[np.isfinite(sample)]
+        sky[band] = float(np.median(finite)) if finite.size else 0.0
+        stack[BANDS.index(band)] = np.where(np.isfinite(sample), sample - sky[band], 0.0)
+    scale, soft = rgb_norm(stack, bands=[BANDS.index(b) for b in arrays], saturation=1.0)
+    out = {b: (sky[b], sky[b] + scale * WHITE[BANDS.index(b)]) for b in arrays}
+    out["a"] = soft / scale
+    return out
+
+#: Marker colour of each kind of tabular dataset on the image (the classes
+#: have theirs, `glue_starclf.qt.inspector.CLASS_COLOURS`).
+MARKER_COLOURS = {RESULTS: "#ffd700", CATALOG: "#ffffff", None: "#ff66ff"}
+
+#: Diameter of the source rings [mosaic pixels]: they grow and shrink with the
+#: zoom, between `MARKER_POINTS` (smallest, largest) [points].
+MARKER_DIAMETER_PX = 12.0
+MARKER_POINTS = (3.0, 48.0)
 
 
 def _bands_of(data):
@@ -50,6 +100,50 @@ class StarClusterImageViewer(ImageViewer):
         super().__init__(session, parent=parent, state=state)
         self.last_dialog = None
         self._presetting = False
+        self._scaling = False
+        # Rings of sources scale with the zoom (3,000 fixed-size rings hide the image).
+        for name in ("x_min", "x_max", "layers"):
+            self.state.add_callback(name, self.scale_markers)
+        app = getattr(session, "application", None)
+        if app is not None and hasattr(app, "_actions"):  # e.g. a restored session's
+            from .common import add_menu_tips
+            add_menu_tips(app)
+
+    def marker_points(self):
+        """Ring diameter [points] of `MARKER_DIAMETER_PX` at the current zoom."""
+        width = self.state.x_max - self.state.x_min
+        if not width or not np.isfinite(width):
+            return MARKER_POINTS[0]
+        screen_px = self.axes.bbox.width / abs(width) * MARKER_DIAMETER_PX
+        return float(np.clip(screen_px * 72.0 / self.figure.dpi, *MARKER_POINTS))
+
+    def scale_markers(self, *args):
+        """Open rings of `marker_points` for every tabular layer (datasets and subsets).
+
+        Only this viewer's ``size_scaling`` changes: a layer's colour and
+        size are its dataset's or subset's, shared with the other viewers.
+        """
+        if self._scaling:  # changing a layer calls back through "layers"
+            return
+        self._scaling = True
+        try:
+            points = None
+            for la in self.layers:
+                st = la.state
+                if not hasattr(st, "size_scaling") or getattr(la.layer, "ndim", 2) != 1:
+                    continue
+                points = self.marker_points() if points is None else points
+                scaling = points / max(float(st.size), 1.0)
+                if st.fill:
+                    st.fill = False
+                if abs(st.size_scaling - scaling) > 1e-3 * scaling:
+                    st.size_scaling = scaling
+        finally:
+            self._scaling = False
+
+    def resizeEvent(self, event):
+        super().resizeEvent(event)
+        self.scale_markers()
 
     def add_data(self, data):
         fresh = kind_of(data) == MOSAIC and not any(la.layer is data for la in self.layers)
@@ -78,11 +172,15 @@ class StarClusterImageViewer(ImageViewer):
         if data is None:
             return []
         bands = _bands_of(data)
-        chosen = [(next((b for b in names if b in bands), None), colour)
-                  for names, colour in RGB_PRESET]
-        chosen = [(b, c) for b, c in chosen if b is not None]
+        chosen = []
+        for names, colour in RGB_PRESET:
+            band = next((b for b in names if b in bands and b not in dict(chosen)), None)
+            if band is not None:
+                chosen.append((band, colour))
         if len(chosen) < 3:  # grey: V if present, else the first band
             chosen = [("F555W" if "F555W" in bands else next(iter(bands)), "#ffffff")]
+        levels = rgb_levels({b: data[bands[b]] for b, _ in chosen}) if len(chosen) == 3 \
+            else None
         layers = [la for la in self.layers if isinstance(la, ImageLayerArtist) and la.layer is data]
         self._presetting = True
         try:
@@ -99,7 +197,12 @@ class StarClusterImageViewer(ImageViewer):
             st.global_sync = False
             st.color = colour
             st.stretch = "arcsinh"
-            st.percentile = 99.5
+            if levels is None:
+                st.percentile = 99.5
+            else:
+                st.percentile = "Custom"
+                st.v_min, st.v_max = levels[band]
+                st.stretch_parameters["a"] = levels["a"]
             st.alpha = 1.0
             st.visible = True
         for la in layers[len(chosen):]:
@@ -107,7 +210,7 @@ class StarClusterImageViewer(ImageViewer):
         return [b for b, _ in chosen]
 
     def style_markers(self, data):
-        """Draw a tabular dataset as open circles (yellow results, cyan catalogs)."""
+        """Draw a tabular dataset as open rings (yellow results, white catalogs)."""
         colour = MARKER_COLOURS.get(kind_of(data), MARKER_COLOURS[None])
         for la in self.layers:
             if la.layer is data:
@@ -116,6 +219,7 @@ class StarClusterImageViewer(ImageViewer):
                 st.size = 9
                 st.fill = False
                 st.alpha = 0.9
+        self.scale_markers()
 
 
 #: What the tools that open dialogs or viewers do, ``{tool_id: function(viewer)}``.
@@ -152,7 +256,8 @@ class RGBPresetTool(Tool):
     tool_id = "starclf:rgb"
     icon = "glue_rainbow"
     action_text = "RGB composite"
-    tool_tip = "RGB composite: F814W red, F555W green, F438W (or F336W) blue"
+    tool_tip = ("RGB composite: F814W red, F438W green, F336W blue, levels from the data "
+                "(as starclf simulate --preview)")
 
     def activate(self):
         self.viewer.apply_rgb_preset()

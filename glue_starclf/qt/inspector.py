@@ -30,7 +30,7 @@ import getpass
 import logging
 
 import numpy as np
-from echo import CallbackProperty
+from echo import CallbackProperty, delay_callback
 from glue.core import BaseData
 from glue.viewers.common.layer_artist import LayerArtist
 from glue.viewers.common.state import ViewerState
@@ -38,17 +38,18 @@ from glue_qt.viewers.common.data_viewer import DataViewer
 from qtpy import QtCore, QtGui, QtWidgets
 from qtpy.QtCore import Qt
 
-from ..io.bands import BANDS
 from ..glue.data import RESULTS_META_KEY, mosaic_from_data, result_label
-from ..glue.results import column, models_folder_of, mosaic_of, posterior_maps
 from ..glue.labels import (NOT_SURE, ORDERS, check_labeller, label_summary, labelling_order,
                            parse_votes, set_votes, votes_of)
-from .common import notify, one_line
-from .style import CLASS_COLOURS
+from ..glue.results import (column, models_folder_of, models_summary, mosaic_of,
+                            posterior_maps)
+from ..io.bands import BANDS
+from .common import gui_message, keeping_edit_subset, notify, one_line
+from .style import CLASS_COLOURS, CLASS_LABELS
 
 __all__ = ["ClusterInspectorViewer", "InspectorState", "InspectorLayerArtist", "SORT_KEYS",
            "SORTS", "LABEL_KEYS", "NEXT_KEYS", "PREVIOUS_KEYS", "PICK_LABEL", "STAMP_SIZE",
-           "stretch", "rgb_stamp", "votes_text"]
+           "TILE_WIDTH", "stretch", "rgb_stamp", "votes_text"]
 
 log = logging.getLogger("glue_starclf")
 
@@ -71,6 +72,8 @@ PICK_LABEL = "picked cluster"
 #: Side of the stamps shown [px].
 STAMP_SIZE = 32
 
+#: Width of a gallery tile [px].
+TILE_WIDTH = 300
 
 _RGB_BANDS = (("F814W",), ("F555W",), ("F438W", "F336W"))
 _ensembles = {}
@@ -129,6 +132,67 @@ def _posterior_rgb(grid):
     p = p / p.max() if np.isfinite(p).all() and p.max() > 0 else np.zeros_like(p)
     rgba = matplotlib.colormaps["viridis"](p)
     return np.ascontiguousarray((rgba[..., :3] * 255).astype(np.uint8))
+
+
+class _Posterior(QtWidgets.QWidget):
+    """An age–A_V posterior map with axis ticks and a colour bar (readable without hovering)."""
+
+    SCALE, LEFT, TOP, BOTTOM, BAR = 6, 24, 6, 14, 36
+
+    def __init__(self, grid, parent=None):
+        from ..core.networks import AV_BINS, LOG_AGE_BINS
+        super().__init__(parent)
+        self.grid = np.asarray(grid, float)
+        self.ages, self.avs = LOG_AGE_BINS, AV_BINS
+        self.image = _pixmap(_posterior_rgb(self.grid), self.SCALE)
+        self.vmax = float(np.nanmax(self.grid)) if np.isfinite(self.grid).any() else 0.0
+        self.w, self.h = self.image.width(), self.image.height()
+        self.setFixedSize(self.LEFT + self.w + self.BAR, self.TOP + self.h + self.BOTTOM)
+        best = np.unravel_index(np.nanargmax(self.grid), self.grid.shape)
+        self.setToolTip(f"age–A_V posterior (marginalised over mass); most probable: log age "
+                        f"{self.ages[best[0]]:.2f}, A_V {self.avs[best[1]]:.2f} mag "
+                        f"(p {self.vmax:.3f})")
+
+    def _x(self, age):
+        step = (self.ages[-1] - self.ages[0]) / (len(self.ages) - 1)
+        return self.LEFT + ((age - self.ages[0]) / step + 0.5) * self.SCALE
+
+    def _y(self, av):
+        step = (self.avs[-1] - self.avs[0]) / (len(self.avs) - 1)
+        return self.TOP + (len(self.avs) - 0.5 - (av - self.avs[0]) / step) * self.SCALE
+
+    def paintEvent(self, event):
+        import matplotlib
+        p = QtGui.QPainter(self)
+        font = p.font()
+        font.setPointSizeF(6.5)
+        p.setFont(font)
+        p.setPen(QtGui.QColor("#444444"))
+        p.drawPixmap(self.LEFT, self.TOP, self.image)
+        p.drawRect(self.LEFT, self.TOP, self.w - 1, self.h - 1)
+        for age in (7, 8, 9, 10):  # log age ticks under the map
+            x = self._x(age)
+            bottom = self.TOP + self.h
+            p.drawLine(QtCore.QPointF(x, bottom), QtCore.QPointF(x, bottom + 2))
+            p.drawText(QtCore.QRectF(x - 10, self.TOP + self.h + 2, 20, 10), Qt.AlignCenter,
+                       f"{age}")
+        for av in (0, 1, 2, 3):  # A_V ticks on the left
+            y = self._y(av)
+            p.drawLine(QtCore.QPointF(self.LEFT - 2, y), QtCore.QPointF(self.LEFT, y))
+            p.drawText(QtCore.QRectF(0, y - 5, self.LEFT - 3, 10),
+                       Qt.AlignRight | Qt.AlignVCenter, f"{av}")
+        x0 = self.LEFT + self.w + 4  # colour bar: 0 to the map's largest probability
+        cmap = matplotlib.colormaps["viridis"]
+        for i in range(self.h):
+            r, g, b, _ = cmap(1.0 - i / max(self.h - 1, 1))
+            p.setPen(QtGui.QColor.fromRgbF(r, g, b))
+            p.drawLine(x0, self.TOP + i, x0 + 5, self.TOP + i)
+        p.setPen(QtGui.QColor("#444444"))
+        p.drawText(QtCore.QRectF(x0 + 7, self.TOP - 4, self.BAR - 11, 10),
+                   Qt.AlignLeft | Qt.AlignVCenter, f"{self.vmax:.2f}")
+        p.drawText(QtCore.QRectF(x0 + 7, self.TOP + self.h - 6, self.BAR - 11, 10),
+                   Qt.AlignLeft | Qt.AlignVCenter, "0")
+        p.end()
 
 
 class _Bars(QtWidgets.QWidget):
@@ -214,26 +278,28 @@ class _Tile(QtWidgets.QFrame):
         rgb.setToolTip("RGB: F814W, F555W, F438W (F336W)")
         top.addWidget(rgb)
         post = QtWidgets.QVBoxLayout()
-        pm = QtWidgets.QLabel()
+        post.setSpacing(0)
         if grid is not None and np.isfinite(grid).all():
-            pm.setPixmap(_pixmap(_posterior_rgb(grid), 5))
-            pm.setToolTip("age–A_V posterior (marginalised over mass): "
-                          "log age 6.6→10.1 to the right, A_V 0→3 mag upward")
+            self.posterior = _Posterior(grid)
+            cap = QtWidgets.QLabel("x: log age [yr]   y: A_V [mag]")
         else:
-            pm.setText("no posterior")
-            pm.setFixedSize(100, 50)
-            pm.setAlignment(Qt.AlignCenter)
-            pm.setStyleSheet("background: #eeeeee; color: #777777")
-        post.addWidget(pm)
-        cap = QtWidgets.QLabel("log age →  (A_V ↑)")
+            self.posterior = QtWidgets.QLabel("no posterior")
+            self.posterior.setFixedSize(120, 60)
+            self.posterior.setAlignment(Qt.AlignCenter)
+            self.posterior.setStyleSheet("background: #eeeeee; color: #777777")
+            cap = QtWidgets.QLabel("")
+        post.addWidget(self.posterior)
         cap.setStyleSheet("color: #666666; font-size: 9px")
         post.addWidget(cap)
         post.addStretch(1)
         top.addLayout(post)
         lay.addLayout(top)
         bands = QtWidgets.QHBoxLayout()
-        bands.setSpacing(2)
+        bands.setSpacing(3)
+        self.band_names = []
         for j, band in enumerate(BANDS):
+            cell = QtWidgets.QVBoxLayout()
+            cell.setSpacing(0)
             lab = QtWidgets.QLabel()
             if band_mask[j]:
                 grey = (stretch(stamp[j])[::-1] * 255).astype(np.uint8)
@@ -243,14 +309,22 @@ class _Tile(QtWidgets.QFrame):
                 lab.setFixedSize(STAMP_SIZE, STAMP_SIZE)
                 lab.setAlignment(Qt.AlignCenter)
             lab.setToolTip(band + ("" if band_mask[j] else " (missing)"))
-            bands.addWidget(lab)
+            name = QtWidgets.QLabel(band)
+            name.setAlignment(Qt.AlignCenter)
+            name.setStyleSheet("font-size: 8px; color: %s" % ("#444444" if band_mask[j]
+                                                              else "#aaaaaa"))
+            self.band_names.append(name)
+            cell.addWidget(lab)
+            cell.addWidget(name)
+            bands.addLayout(cell)
         bands.addStretch(1)
         lay.addLayout(bands)
         lay.addWidget(_Bars(info["probs"]))
-        text = QtWidgets.QLabel(info["text"])
-        text.setStyleSheet("font-size: 10px")
-        lay.addWidget(text)
-        self.setFixedWidth(3 * STAMP_SIZE + 140)
+        self.text = QtWidgets.QLabel(info["text"])
+        self.text.setStyleSheet("font-size: 10px")
+        self.text.setWordWrap(True)  # the whole flags line, wrapped
+        lay.addWidget(self.text)
+        self.setFixedWidth(TILE_WIDTH)
 
     def _style(self):
         colour = "#ff8c00" if self.focused else "#ff00ff" if self.picked else "#cccccc"
@@ -389,9 +463,11 @@ class ClusterInspectorViewer(DataViewer):
 
     def _labelling_bar(self):
         from . import labelling
+        box = QtWidgets.QVBoxLayout()
         bar = QtWidgets.QHBoxLayout()
         self.labeller_edit = QtWidgets.QLineEdit(self.state.labeller)
-        self.labeller_edit.setMaximumWidth(120)
+        self.labeller_edit.setMinimumWidth(180)
+        self.labeller_edit.setMaximumWidth(260)
         self.labeller_edit.setToolTip("Your name: your votes are kept apart from other "
                                       "labellers'")
         self.unlabelled_check = QtWidgets.QCheckBox("Unlabelled only")
@@ -403,6 +479,9 @@ class ClusterInspectorViewer(DataViewer):
         self.counter.setToolTip("Keys 1-4: LEGUS class of the focused source, 0: not sure; "
                                 "arrows: move on")
         bar.addWidget(self.counter, 1)
+        box.addLayout(bar)
+        bar = QtWidgets.QHBoxLayout()  # the buttons get a row of their own: they fit
+        box.addLayout(bar)
         self.buttons = {}
         for text, slot in (("Confusion matrix…", labelling.show_confusion),
                            ("Export labels…", labelling.export_labels_dialog),
@@ -413,7 +492,8 @@ class ClusterInspectorViewer(DataViewer):
             button.clicked.connect(lambda _=False, f=slot: f(self))
             bar.addWidget(button)
             self.buttons[text] = button
-        return bar
+        bar.addStretch(1)
+        return box
 
     def _first_page(self, *args):
         self.state.offset = 0
@@ -444,8 +524,9 @@ class ClusterInspectorViewer(DataViewer):
             edit = self.session.edit_subset_mode.edit_subset or []
             labels = [s.label for s in data.subsets]
             chosen = next((g.label for g in edit if g.label in labels), None)
+            ours = {PICK_LABEL, *CLASS_LABELS.values()}
             if chosen is None and labels:
-                chosen = next((lab for lab in reversed(labels) if lab != PICK_LABEL), "")
+                chosen = next((lab for lab in reversed(labels) if lab not in ours), "")
             self.state.subset_label = chosen or ""
         self.schedule_refresh()
         return added
@@ -534,7 +615,7 @@ class ClusterInspectorViewer(DataViewer):
                     _ensembles[folder] = load_ensemble("physical", folder)
                 maps = posterior_maps(mosaic, x[todo], y[todo], distance, _ensembles[folder])
             except Exception as exc:  # models gone or broken: the gallery still shows
-                return None, f"posterior maps unavailable ({one_line(exc)})"
+                return None, f"posterior maps unavailable ({gui_message(exc)})"
             for i, m in zip(todo, maps):
                 self._maps[keys[i]] = m
         return [self._maps[k] for k in keys], ""
@@ -573,6 +654,9 @@ class ClusterInspectorViewer(DataViewer):
         notes = [f"{len(order)} sources in {what} of “{data.label}”; showing "
                  + (f"{start + 1}–{start + len(shown)}" if len(shown) else "none")
                  + f", sorted by {self.state.sort_by}."]
+        made_by = models_summary(data.meta.get(RESULTS_META_KEY) or {})
+        if made_by:
+            notes.append(f"Models: {made_by}.")
         mosaic_data = mosaic_of(self.session.data_collection, data)
         if mosaic_data is None:
             notes.append("The mosaic of these results is not in the session: no stamps.")
@@ -619,7 +703,7 @@ class ClusterInspectorViewer(DataViewer):
 
     def _reflow(self):
         """Place the tiles in as many columns as the gallery's width holds."""
-        cols = max(1, (self.scroll.viewport().width() - 10) // (3 * STAMP_SIZE + 152))
+        cols = max(1, (self.scroll.viewport().width() - 10) // (TILE_WIDTH + 12))
         for tile in self.tiles:
             self.grid.removeWidget(tile)
         for i, tile in enumerate(self.tiles):
@@ -652,7 +736,7 @@ class ClusterInspectorViewer(DataViewer):
                 f"r_h {v('r_h', '{:.1f}')} pc   visibility {v('visibility', '{:.1f}')}\n"
                 f"V {v('mag_F555W')}   entropy {v('class_entropy')}")
         if flags:
-            text += f"\nflags: {flags}"
+            text += f"\nflags: {flags.replace(',', ', ')}"
         return {"title": title, "probs": probs, "text": text}
 
     # -- labelling ---------------------------------------------------------------------
@@ -692,6 +776,35 @@ class ClusterInspectorViewer(DataViewer):
         self.set_focus(next(i for i, t in enumerate(self.tiles) if t.row == row))
         self.scroll.setFocus()
         self.pick(row, add)
+        self.pan_to(row)
+
+    def pan_to(self, row):
+        """Centre the image viewers of the results' mosaic on a source (zoom kept).
+
+        Returns
+        -------
+        list
+            The viewers moved.
+        """
+        from .image_viewer import StarClusterImageViewer
+        data = self.results_data
+        mosaic = mosaic_of(self.session.data_collection, data) if data is not None else None
+        if mosaic is None:
+            return []
+        x, y = float(column(data, "x")[row]), float(column(data, "y")[row])
+        app = getattr(self.session, "application", None)
+        moved = []
+        for viewer in [v for tab in getattr(app, "viewers", []) for v in tab]:
+            st = viewer.state
+            if not isinstance(viewer, StarClusterImageViewer) or st.reference_data is not mosaic \
+                    or not np.isfinite(x + y):
+                continue
+            wx, wy = (st.x_max - st.x_min) / 2.0, (st.y_max - st.y_min) / 2.0
+            with delay_callback(st, "x_min", "x_max", "y_min", "y_max"):
+                st.x_min, st.x_max = x - wx, x + wx
+                st.y_min, st.y_max = y - wy, y + wy
+            moved.append(viewer)
+        return moved
 
     def move_focus(self, step):
         """Move the focus by ``step`` tiles; past the page's ends, show the next/previous page."""
@@ -809,10 +922,11 @@ class ClusterInspectorViewer(DataViewer):
             if sub is not None:
                 rows |= set(np.flatnonzero(sub.to_mask()).tolist())
         state = ElementSubsetState(indices=sorted(rows), data=data)
-        if group is None:
-            group = dc.new_subset_group(PICK_LABEL, state)
-            group.style.color = "#ff00ff"
-            group.style.markersize = 12
-        else:
-            group.subset_state = state
+        with keeping_edit_subset(self.session):
+            if group is None:
+                group = dc.new_subset_group(PICK_LABEL, state)
+                group.style.color = "#ff00ff"
+                group.style.markersize = 12
+            else:
+                group.subset_state = state
         return group

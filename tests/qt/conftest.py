@@ -85,6 +85,28 @@ def band_items(files, bands=None):
     return [f"{b}={files[b]}" for b in (bands or BANDS)]
 
 
+def menu_action(app, label):
+    """The QAction of a Plugins menu item of the glue application."""
+    return next(a for a in app._actions["plugins"] if a.text() == label)
+
+
+def open_through_menu(app, files, catalog=None):
+    """Plugins → Open HST mosaic…: the band files (placed by FILTER), a catalog, OK.
+
+    Returns the dialog (closed when the mosaic opened).
+    """
+    from glue_starclf.qt.dialogs import OpenMosaicDialog
+    before = set(app.findChildren(OpenMosaicDialog))
+    menu_action(app, "Open HST mosaic…").trigger()
+    dialog = next(d for d in app.findChildren(OpenMosaicDialog) if d not in before)
+    assert dialog.isVisible()
+    assert dialog.set_files([files[b] for b in sorted(files) if b != "truth"]) == []
+    if catalog is not None:
+        dialog.catalog_edit.setText(str(catalog))
+    dialog.buttons.button(dialog.buttons.Ok).click()
+    return dialog
+
+
 def wait_for(qtbot, runner, timeout=240_000):
     """Wait until a `JobRunner` has a verdict; return its state."""
     qtbot.waitUntil(lambda: runner.state not in ("idle", "running"), timeout=timeout)
@@ -106,10 +128,55 @@ def save_screenshot(widget, path):
     return path
 
 
+def classify_region(viewer, qtbot, models, x0, x1, y0, y1):
+    """Draw a region, press the classify tool's toolbar button, choose the models, Classify.
+
+    Returns the dialog once its job is done (asserted).
+    """
+    region_on(viewer, x0, x1, y0, y1)
+    viewer.toolbar.actions["starclf:classify"].trigger()
+    dialog = viewer.last_dialog
+    dialog.models.set_folder(models)
+    dialog.buttons.button(dialog.buttons.Ok).click()
+    assert wait_for(qtbot, dialog.runner) == "done", dialog.runner.message
+    return dialog
+
+
 def region_on(viewer, x0, x1, y0, y1):
     """Draw a rectangular region on an image viewer as the user would (new subset group)."""
     from glue.core.roi import RectangularROI
     viewer.apply_roi(RectangularROI(xmin=x0, xmax=x1, ymin=y0, ymax=y1))
+    return viewer.session.edit_subset_mode.edit_subset[0]
+
+
+def drag_rectangle(viewer, x0, x1, y0, y1):
+    """Draw a rectangular region with the viewer's rectangle tool by Qt mouse events.
+
+    Press at the data position ``(x0, y0)``, move with the left button held,
+    release at ``(x1, y1)``; returns the active subset group made.
+    """
+    from qtpy import QtCore, QtGui, QtWidgets
+    viewer.toolbar.actions["select:rectangle"].trigger()
+    canvas = viewer.figure.canvas
+    canvas.draw()
+    ratio = canvas.devicePixelRatioF() if hasattr(canvas, "devicePixelRatioF") else 1.0
+    height = canvas.figure.bbox.height
+
+    def point(x, y):
+        px, py = viewer.axes.transData.transform((x, y))
+        return QtCore.QPointF(px / ratio, (height - py) / ratio)
+
+    def send(kind, pos, button, buttons):
+        event = QtGui.QMouseEvent(kind, pos, button, buttons, QtCore.Qt.NoModifier)
+        QtWidgets.QApplication.sendEvent(canvas, event)
+
+    left, none = QtCore.Qt.LeftButton, QtCore.Qt.NoButton
+    send(QtCore.QEvent.MouseButtonPress, point(x0, y0), left, left)
+    for f in (0.25, 0.5, 0.75, 1.0):
+        send(QtCore.QEvent.MouseMove, point(x0 + f * (x1 - x0), y0 + f * (y1 - y0)), none, left)
+    send(QtCore.QEvent.MouseButtonRelease, point(x1, y1), left, none)
+    QtWidgets.QApplication.processEvents()
+    viewer.toolbar.actions["select:rectangle"].trigger()  # off again
     return viewer.session.edit_subset_mode.edit_subset[0]
 
 

@@ -3,8 +3,10 @@
 import numpy as np
 import pytest
 from astropy.table import Table
-from conftest import (band_items, region_on, save_screenshot, truth_catalog, wait_for,
-                      xy_in)
+from conftest import (band_items, drag_rectangle, region_on, save_screenshot, truth_catalog,
+                      wait_for, xy_in)
+from qtpy import QtWidgets
+from qtpy.QtCore import Qt
 
 from glue_starclf.glue.data import RESULTS, kind_of
 from glue_starclf.glue.results import RESULTS_LABEL
@@ -25,7 +27,7 @@ def opened(app, mock_files, tmp_path):
 
 def run_tool(viewer, qtbot, models, source=0):
     """Click the tool, choose a source list and the test models, press Classify, wait."""
-    viewer.toolbar.tools["starclf:classify"].activate()
+    viewer.toolbar.actions["starclf:classify"].trigger()
     dialog = viewer.last_dialog
     assert dialog is not None and dialog.isVisible()
     dialog.sources.setCurrentIndex(source)
@@ -49,7 +51,10 @@ def results_of(app):
 
 def test_region_tool_catalog_rows(app, qtbot, opened, models):
     mosaic, catalog, viewer, cat = opened
-    region_on(viewer, 40, 200, 60, 260)
+    group = drag_rectangle(viewer, 40, 200, 60, 260)  # the rectangle tool, by mouse
+    roi = group.subset_state.roi
+    assert abs(roi.xmin - 40) < 1 and abs(roi.xmax - 200) < 1
+    assert abs(roi.ymin - 60) < 1 and abs(roi.ymax - 260) < 1
     runner = run_tool(viewer, qtbot, models)
     assert runner.state == "done", runner.message
     res = results_of(app)
@@ -192,12 +197,104 @@ def test_main_window_screenshot(app, qtbot, opened, bundled_models, screenshots)
     mosaic, catalog, viewer, cat = opened
     catalog_layer = next(la for la in viewer.layers if la.layer is catalog)
     catalog_layer.state.visible = False
-    region_on(viewer, 30, 290, 30, 290)
+    region = region_on(viewer, 30, 290, 30, 290)
+    region.style.alpha = 0.15  # the user's choice: a light region over the image
     assert run_tool(viewer, qtbot, bundled_models).state == "done"
-    class_subsets(app.data_collection, results_of(app))
+    class_subsets(app.session, results_of(app))  # made by the classification already
     app.show()
     sub = viewer.parent()
     sub.showMaximized()
     qtbot.wait(300)
     viewer.figure.canvas.draw()
     save_screenshot(app, screenshots / "main_window.png")
+
+
+def test_bad_models_folder_is_refused_and_not_offered_again(app, qtbot, opened, tmp_path,
+                                                           monkeypatch):
+    """Issue 16, bug 4: the folder is checked on OK, and kept only when good."""
+    mosaic, catalog, viewer, cat = opened
+    region_on(viewer, 40, 200, 60, 260)
+    empty = tmp_path / "not-models"
+    empty.mkdir()
+    (empty / "classifier-s0.json").write_text("{}")
+    viewer.toolbar.actions["starclf:classify"].trigger()
+    dialog = viewer.last_dialog
+    dialog.models.combo.setCurrentIndex(1)
+    monkeypatch.setattr(QtWidgets.QFileDialog, "getExistingDirectory",
+                        lambda *args, **kwargs: str(empty))
+    qtbot.mouseClick(dialog.models.browse, Qt.LeftButton)
+    assert dialog.models.folder.text() == str(empty)
+    dialog.buttons.button(dialog.buttons.Ok).click()
+    assert dialog.isVisible() and dialog.runner is None
+    assert str(empty) in dialog.error.text() and "Browse" in dialog.error.text()
+    dialog.reject()
+    viewer.toolbar.actions["starclf:classify"].trigger()  # the next dialog
+    again = viewer.last_dialog
+    assert again.models.folder.text() != str(empty)
+    again.reject()
+
+
+def test_distance_outside_the_models_range_is_warned_before_the_run(app, qtbot, opened, models):
+    """Issue 16, bug 8: a warning in the dialog first; "Classify anyway" runs."""
+    mosaic, catalog, viewer, cat = opened
+    region_on(viewer, 40, 200, 60, 260)
+    viewer.toolbar.actions["starclf:classify"].trigger()
+    dialog = viewer.last_dialog
+    dialog.models.set_folder(models)
+    ok = dialog.buttons.button(dialog.buttons.Ok)
+    dialog.distance.edit.setText("35")
+    ok.click()
+    assert dialog.isVisible() and dialog.runner is None
+    assert "35 Mpc" in dialog.error.text() and "3–20 Mpc" in dialog.error.text()
+    assert ok.text() == "Classify anyway"
+    dialog.distance.edit.setText("40")  # a new value is warned about again
+    assert ok.text() == "Classify"
+    ok.click()
+    assert dialog.runner is None
+    ok.click()
+    assert dialog.runner is not None and wait_for(qtbot, dialog.runner) == "done"
+    res = results_of(app)
+    assert res.meta["starclf_provenance"]["distance_mpc"] == 40
+
+
+def test_colour_by_class_on_the_image_from_the_first_classification(app, qtbot, opened,
+                                                                    models):
+    from glue.config import settings
+    from matplotlib.colors import to_rgb
+
+    from glue_starclf.qt.style import CLASS_LABELS
+    from glue_starclf.qt.style import CLASS_COLOURS
+    mosaic, catalog, viewer, cat = opened
+    region_on(viewer, 20, 300, 20, 300)
+    assert run_tool(viewer, qtbot, models).state == "done"
+    res = results_of(app)
+    cls = np.asarray(res["class"])
+    for k, name in CLASS_LABELS.items():
+        group = next(g for g in app.data_collection.subset_groups if g.label == name)
+        sub = next(s for s in group.subsets if s.data is res)
+        np.testing.assert_array_equal(sub.to_mask(), cls == k)
+        artist = next(la for la in viewer.layers if la.layer is sub)
+        assert artist.visible and artist.state.color == CLASS_COLOURS[k]
+        assert not artist.state.fill
+    # the class colours differ from each other and from glue's subset colours
+    rgb = {k: np.array(to_rgb(c)) for k, c in CLASS_COLOURS.items()}
+    glue_rgb = [np.array(to_rgb(c)) for c in settings.SUBSET_COLORS]
+    for k, c in rgb.items():
+        assert min(np.abs(c - g).sum() for g in glue_rgb) > 0.45, CLASS_COLOURS[k]
+        assert all(np.abs(c - o).sum() > 0.45 for j, o in rgb.items() if j != k)
+    assert app.session.edit_subset_mode.edit_subset[0].label not in CLASS_LABELS.values()
+
+
+def test_markers_scale_with_the_zoom(app, qtbot, opened):
+    from glue_starclf.qt.image_viewer import MARKER_POINTS
+    mosaic, catalog, viewer, cat = opened
+    markers = next(la for la in viewer.layers if la.layer is catalog)
+    viewer.state.x_min, viewer.state.x_max = 0, 320
+    viewer.figure.canvas.draw()
+    far = markers.state.size * markers.state.size_scaling
+    viewer.state.x_min, viewer.state.x_max = 100, 140  # 8x closer
+    viewer.figure.canvas.draw()
+    near = markers.state.size * markers.state.size_scaling
+    assert MARKER_POINTS[0] <= far < near <= MARKER_POINTS[1]
+    assert near == pytest.approx(min(8 * far, MARKER_POINTS[1]), rel=0.05)
+    assert markers.state.size == 9  # the dataset's own size is kept

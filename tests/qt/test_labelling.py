@@ -50,7 +50,7 @@ def classify_all(app, qtbot, files, models, tmp_path):
     viewer = app.viewers[0][0]
     ny, nx = viewer.state.reference_data.shape
     region_on(viewer, -1, nx, -1, ny)
-    viewer.toolbar.tools["starclf:classify"].activate()
+    viewer.toolbar.actions["starclf:classify"].trigger()
     dialog = viewer.last_dialog
     dialog.models.set_folder(models)
     dialog.buttons.button(dialog.buttons.Ok).click()
@@ -320,3 +320,24 @@ def test_menu_without_labels(app):
     from glue_starclf.qt.actions import finetune_on_labels
     assert finetune_on_labels(app.session, app.data_collection) is None
     assert "No labels yet" in MESSAGES[-1][1]
+
+
+def test_finetuned_member_is_named_once(app, qtbot, small, user_models):
+    """Issue 16, bug 10: ``classifier-<version>``, not ``classifier-classifier-s0-ft-…``."""
+    from conftest import menu_action
+    res, expert, inspector = small
+    label_first(qtbot, inspector, expert[[t.row for t in inspector.tiles[:8]]], "ana")
+    menu_action(app, "Fine-tune on my labels…").trigger()
+    dialog = next(d for d in app.findChildren(QtWidgets.QDialog)
+                  if d.windowTitle() == "Fine-tune on my labels" and d.isVisible())
+    name = dialog.name.text()
+    assert not name.startswith("classifier-") and "-ft-" in name
+    dialog.folds.setValue(2)
+    dialog.epochs.setValue(1)
+    dialog.buttons.button(dialog.buttons.Ok).click()
+    assert wait_for(qtbot, dialog.runner, timeout=600_000) == "done", dialog.runner.message
+    version = dialog.runner.version
+    assert version.name == name
+    members = sorted(p.name for p in version.glob("classifier-*.*"))
+    assert {f"classifier-{name}.json", f"classifier-{name}.safetensors"} <= set(members)
+    assert not list(version.glob("classifier-classifier-*"))

@@ -85,7 +85,7 @@ def test_no_region_selected(app, qtbot, mock_files):
     open_mosaic_files(app.session, band_items(mock_files))
     viewer = app.viewers[0][0]
     before = snapshot(app.data_collection)
-    viewer.toolbar.tools["starclf:classify"].activate()
+    viewer.toolbar.actions["starclf:classify"].trigger()
     assert viewer.last_dialog is None
     assert MESSAGES[-1][0] == "warning" and "No region selected" in MESSAGES[-1][1]
     assert snapshot(app.data_collection) == before
@@ -104,7 +104,7 @@ def test_region_without_sources(app, qtbot, mock_files, models, tmp_path):
     region_on(viewer, cx - 3, cx + 3, cy - 3, cy + 3)
     before = snapshot(app.data_collection)
     for source in (0, 1):  # the catalog's rows, then detection
-        viewer.toolbar.tools["starclf:classify"].activate()
+        viewer.toolbar.actions["starclf:classify"].trigger()
         dialog = viewer.last_dialog
         dialog.sources.setCurrentIndex(source)
         dialog.models.set_folder(models)
@@ -139,7 +139,7 @@ def test_mosaic_without_wcs_runs_in_pixel_mode(app, qtbot, mock_files, models, t
     assert mosaic is not None and "pixel-only" in MESSAGES[-1][1]
     viewer = app.viewers[0][0]
     region_on(viewer, 30, 290, 30, 290)
-    viewer.toolbar.tools["starclf:classify"].activate()
+    viewer.toolbar.actions["starclf:classify"].trigger()
     dialog = viewer.last_dialog
     dialog.distance.edit.setText("8")
     dialog.models.set_folder(models)
@@ -159,7 +159,7 @@ def test_missing_band_runs_with_the_mask(app, qtbot, mock_files, models, tmp_pat
     assert "Missing band(s) F275W" in MESSAGES[-1][1]
     viewer = app.viewers[0][0]
     region_on(viewer, 30, 290, 30, 290)
-    viewer.toolbar.tools["starclf:classify"].activate()
+    viewer.toolbar.actions["starclf:classify"].trigger()
     dialog = viewer.last_dialog
     dialog.models.set_folder(models)
     dialog.buttons.button(dialog.buttons.Ok).click()
@@ -179,9 +179,11 @@ def test_model_error_in_the_worker(app, qtbot, mock_files, models, tmp_path, mon
     shutil.copytree(models, folder)
     if breakage == "corrupt weights":
         (folder / "physical-s0.safetensors").write_bytes(b"not a model")
-    elif breakage == "no models":
+    elif breakage == "no models":  # the bundled models missing (a broken install)
+        import glue_starclf.core.checkpoints as checkpoints
         for p in folder.glob("*.json"):
             p.unlink()
+        monkeypatch.setattr(checkpoints, "bundled_models_dir", lambda: folder)
     else:
         import glue_starclf.glue.results as gr
 
@@ -191,14 +193,17 @@ def test_model_error_in_the_worker(app, qtbot, mock_files, models, tmp_path, mon
     viewer = app.viewers[0][0]
     region_on(viewer, 30, 290, 30, 290)
     before = snapshot(app.data_collection)
-    viewer.toolbar.tools["starclf:classify"].activate()
+    viewer.toolbar.actions["starclf:classify"].trigger()
     dialog = viewer.last_dialog
-    dialog.models.set_folder(folder)
+    dialog.models.set_folder(None if breakage == "no models" else folder)
     dialog.buttons.button(dialog.buttons.Ok).click()
     assert wait_for(qtbot, dialog.runner) == "failed"
     level, text = MESSAGES[-1]
     assert level == "error" and "nothing was added" in text
     assert "Traceback" not in text and len(text.splitlines()) == 2
+    if breakage == "no models":  # issue 16, bug 9: what to do in the GUI, not the CLI
+        assert "--models" not in text and str(folder) in text
+        assert "Models row of the Classify dialog" in text
     assert snapshot(app.data_collection) == before
 
 
@@ -210,6 +215,7 @@ def test_bad_files_and_fields(app, qtbot, mock_files, tmp_path):
     assert MESSAGES[-1][0] == "error" and "not a FITS file" in MESSAGES[-1][1]
     assert open_mosaic_files(app.session, [f"F555W={tmp_path / 'gone.fits'}"]) is None
     assert "no such image file" in MESSAGES[-1][1]
+    assert "Open HST mosaic" in MESSAGES[-1][1]
     assert snapshot(app.data_collection) == before
     # a classification needs a catalog and a mosaic
     assert classify_catalog_dialog(app.session, app.data_collection) is None
@@ -227,3 +233,27 @@ def test_bad_files_and_fields(app, qtbot, mock_files, tmp_path):
     dialog.models.folder.setText("")
     dialog.buttons.button(dialog.buttons.Ok).click()
     assert dialog.isVisible() and "models folder" in dialog.error.text()
+
+
+def test_gui_messages_say_what_to_do_in_glue(app, qtbot, mock_files, tmp_path):
+    """Issue 16, bug 9: no command-line or astropy advice in the GUI's messages."""
+    from conftest import menu_action
+    from glue_starclf.qt.dialogs import OpenMosaicDialog
+    bad = tmp_path / "notes_f555w.fits"
+    bad.write_text("not FITS")
+    broken = tmp_path / "broken.ecsv"
+    broken.write_text("no header\n1 2\n")
+    menu_action(app, "Open HST mosaic…").trigger()
+    dialog = app.findChildren(OpenMosaicDialog)[-1]
+    dialog.band_edits["F555W"].setText(str(bad))
+    dialog.buttons.button(dialog.buttons.Ok).click()
+    level, text = MESSAGES[-1]
+    assert level == "error" and str(bad) in text and len(text.splitlines()) == 1
+    assert "ignore_missing_simple" not in text and "Open HST mosaic" in text
+    menu_action(app, "Open HST mosaic…").trigger()
+    dialog = app.findChildren(OpenMosaicDialog)[-1]
+    dialog.band_edits["F555W"].setText(str(mock_files["F555W"]))
+    dialog.catalog_edit.setText(str(broken))
+    dialog.buttons.button(dialog.buttons.Ok).click()
+    text = MESSAGES[-1][1]
+    assert str(broken) in text and "Catalog row" in text and "%ECSV" not in text

@@ -3,14 +3,16 @@
 import numpy as np
 import pytest
 from astropy.table import Table
-from conftest import band_items, region_on, save_screenshot, truth_catalog, wait_for
+from conftest import (band_items, classify_region, menu_action, region_on, save_screenshot,
+                      truth_catalog, wait_for)
 from qtpy.QtCore import QPoint, Qt
 
 from glue_starclf.glue.data import RESULTS, kind_of
 from glue_starclf.core.predict import RESULT_COLUMNS
 from glue_starclf.qt.actions import (classify_catalog_dialog, open_diagnostics, open_inspector,
                                      open_mosaic_files)
-from glue_starclf.qt.diagnostics import CLASS_LABELS
+from glue_starclf.qt.common import MESSAGES
+from glue_starclf.qt.style import CLASS_LABELS
 from glue_starclf.qt.image_viewer import StarClusterImageViewer
 from glue_starclf.qt.inspector import PICK_LABEL, ClusterInspectorViewer
 
@@ -22,7 +24,7 @@ def classified(app, qtbot, mock_files, bundled_models, tmp_path):
     mosaic = open_mosaic_files(app.session, band_items(mock_files), str(cat_path))
     viewer = app.viewers[0][0]
     region = region_on(viewer, 20, 300, 20, 300)
-    viewer.toolbar.tools["starclf:classify"].activate()
+    viewer.toolbar.actions["starclf:classify"].trigger()
     dialog = viewer.last_dialog
     dialog.models.set_folder(bundled_models)
     dialog.buttons.button(dialog.buttons.Ok).click()
@@ -69,8 +71,7 @@ def test_inspector_gallery_and_pick(app, qtbot, classified, screenshots):
     inspector.state.max_stamps = 12
     inspector.state.sort_by = "entropy"
     qtbot.waitUntil(lambda: len(inspector.tiles) == min(12, n_young))
-    app.show()
-    inspector.parent().showMaximized()
+    app.show()  # the inspector at its default size
     qtbot.wait(300)
     save_screenshot(inspector, screenshots / "inspector.png")
 
@@ -100,6 +101,11 @@ def test_diagnostics_layout(app, qtbot, classified, screenshots):
     for v in views:  # each class is a layer of each view (linked selections)
         shown = {la.layer.label for la in v.layers}
         assert set(CLASS_LABELS.values()) <= shown
+    # the four views tile the tab: 2 x 2, filling it
+    area = app.current_tab.viewport().size()
+    geos = [v.parent().geometry() for v in views]
+    assert sum(g.width() * g.height() for g in geos) >= 0.97 * area.width() * area.height()
+    assert all(g.right() <= area.width() and g.bottom() <= area.height() for g in geos)
     qtbot.wait(300)
     for v in views:
         v.figure.canvas.draw()
@@ -123,6 +129,18 @@ def test_export_menus(app, qtbot, classified, tmp_path):
     exporters["Star-cluster DS9 regions"](str(tmp_path / "r.reg"), old)
     reg = read_regions(tmp_path / "r.reg")
     assert len(reg) == int(old.to_mask().sum())
+    # the same in sky coordinates (fk5), for other images of the field
+    from astropy.wcs.utils import proj_plane_pixel_scales
+    from regions import Regions
+    exporters["Star-cluster DS9 regions (sky, fk5)"](str(tmp_path / "sky.reg"), old)
+    text = (tmp_path / "sky.reg").read_text()
+    assert "fk5" in text and "image" not in text.split("\n")[1]
+    sky = Regions.read(str(tmp_path / "sky.reg"), format="ds9")
+    mask = old.to_mask()
+    assert len(sky) == int(mask.sum())
+    np.testing.assert_allclose([r.center.ra.deg for r in sky], res["ra"][mask], atol=1e-7)
+    scale = float(np.mean(proj_plane_pixel_scales(mosaic.coords.celestial)) * 3600)
+    assert sky[0].radius.to_value("arcsec") == pytest.approx(4 * scale, rel=1e-3)
 
 
 def test_session_save_and_restore(app, qtbot, classified, tmp_path):
@@ -175,3 +193,168 @@ def test_session_save_and_restore(app, qtbot, classified, tmp_path):
         assert path.stat().st_size < mosaic.size * 4  # less than one band's pixels
     finally:
         restored.close()
+
+
+def _ours(app):
+    return {g for g in app.data_collection.subset_groups
+            if g.label in set(CLASS_LABELS.values()) | {PICK_LABEL}}
+
+
+def test_diagnostics_layout_leaves_the_users_subsets_and_styles(app, qtbot, classified):
+    """Issue 16, bugs 1 and 6: no class subset left active, no layer restyled."""
+    from glue.core.roi import RectangularROI
+    mosaic, res, viewer, region = classified
+    mode = app.session.edit_subset_mode
+    markers = next(la for la in viewer.layers if la.layer is res)
+    colour, size = markers.state.color, markers.state.size
+    style = (res.style.color, res.style.markersize, res.style.alpha)
+    mode.edit_subset = []  # the user's next selection is to make a new subset
+    menu_action(app, "Diagnostics layout").trigger()
+    qtbot.wait(50)
+    assert mode.edit_subset == []
+    class4 = next(g for g in app.data_collection.subset_groups
+                  if g.label == CLASS_LABELS[4])
+    state4 = class4.subset_state
+    am = next(v for v in app.viewers[-1] if v.state.title == "Age–mass")
+    n_groups = len(app.data_collection.subset_groups)
+    am.apply_roi(RectangularROI(xmin=5, xmax=11, ymin=2, ymax=8))  # the rectangle tool's call
+    assert class4.subset_state is state4
+    assert len(app.data_collection.subset_groups) == n_groups + 1
+    assert not set(mode.edit_subset) & _ours(app)
+    # the results keep their colour and size on the image (and in the session)
+    assert (markers.state.color, markers.state.size) == (colour, size)
+    assert (res.style.color, res.style.markersize, res.style.alpha) == style
+
+
+def test_picking_a_stamp_leaves_the_users_region_active(app, qtbot, classified):
+    """Issue 16, bug 2: the pick is not the active subset; the next region is new."""
+    mosaic, res, viewer, region = classified
+    mode = app.session.edit_subset_mode
+    assert mode.edit_subset == [region]
+    inspector = open_inspector(app.session)
+    qtbot.waitUntil(lambda: len(inspector.tiles) > 1, timeout=60_000)
+    qtbot.mouseClick(inspector.tiles[1], Qt.LeftButton, pos=QPoint(20, 20))
+    pick = next(g for g in app.data_collection.subset_groups if g.label == PICK_LABEL)
+    assert mode.edit_subset == [region]
+    mode.edit_subset = []
+    qtbot.mouseClick(inspector.tiles[0], Qt.LeftButton, pos=QPoint(20, 20))
+    assert mode.edit_subset == []
+    pick_state = pick.subset_state
+    new = region_on(viewer, 50, 120, 50, 120)
+    assert new is not pick and pick.subset_state is pick_state
+
+
+@pytest.mark.parametrize("found", [True, False], ids=["folder given", "cancelled"])
+def test_session_with_moved_band_files(app, qtbot, mock_field, tmp_path, models, monkeypatch,
+                                       found):
+    """Issue 16, bug 5: File → Save Session, the files move, File → Open Session."""
+    import shutil
+
+    from qtpy import QtWidgets, compat
+
+    from glue_starclf.glue.data import MOSAIC
+    from glue_starclf.glue.results import mosaic_of
+    from glue_starclf.qt.common import MESSAGES
+    from glue_starclf.sim.mosaic import write_mosaic
+    files = write_mosaic(mock_field, tmp_path / "before", "moved")
+    cat_path, cat = truth_catalog(files, tmp_path)
+    open_mosaic_files(app.session, band_items(files), str(cat_path))
+    classify_region(app.viewers[0][0], qtbot, models, 20, 300, 20, 300)
+    res = next(d for d in app.data_collection if kind_of(d) == RESULTS)
+    p1 = np.asarray(res["p_class1"]).copy()
+    session = tmp_path / "field.glu"
+    monkeypatch.setattr(compat, "getsavefilename",
+                        lambda *a, **k: (str(session), "Glue Session with absolute paths "
+                                                       "to data (*.glu)"))
+    app._actions["session_save"].trigger()
+    assert session.is_file()
+    shutil.move(tmp_path / "before", tmp_path / "after")  # the band files moved
+    asked = []
+
+    def choose(parent, title, *args, **kwargs):
+        asked.append(title)
+        return str(tmp_path / "after") if found else ""
+    monkeypatch.setattr(QtWidgets.QFileDialog, "getExistingDirectory", choose)
+    monkeypatch.setattr(compat, "getopenfilename",
+                        lambda *a, **k: (str(session), "Glue sessions (*.glu)"))
+    monkeypatch.setattr(QtWidgets.QMessageBox, "warning",
+                        lambda *a, **k: QtWidgets.QMessageBox.Ok)
+    app._actions["session_restore"].trigger()
+    restored = app._new_application
+    try:
+        assert asked and "moved_f555w_drc.fits" in asked[0]
+        dc = restored.data_collection
+        mosaic = next(d for d in dc if kind_of(d) == MOSAIC)
+        res2 = next(d for d in dc if kind_of(d) == RESULTS)
+        np.testing.assert_allclose(res2["p_class1"], p1)
+        assert mosaic_of(dc, res2) is mosaic
+        catalog = next(d for d in dc if d.label == "catalog")
+        np.testing.assert_allclose(catalog[mosaic.world_component_ids[1]], cat["ra"],
+                                   atol=1e-6)  # links are back
+        if found:
+            np.testing.assert_array_equal(mosaic["F555W"], mock_field.images[3])
+            from glue_starclf.glue.data import mosaic_from_data
+            m = mosaic_from_data(mosaic)
+            assert str(m.paths["F555W"]).startswith(str(tmp_path / "after"))
+            assert all(str(tmp_path / "after") in i for i in mosaic.meta["starclf_images"])
+        else:
+            assert np.isnan(mosaic["F555W"]).all() and mosaic.shape == mock_field.images.shape[1:]
+            level, text = next(m for m in MESSAGES if "restored without pixels" in m[1])
+            assert level == "warning" and "Open HST mosaic" in text
+            # classifying it says why not, in one line
+            image = next(v for tab in restored.viewers for v in tab
+                         if isinstance(v, StarClusterImageViewer))
+            region_on(image, 20, 300, 20, 300)
+            image.toolbar.actions["starclf:classify"].trigger()
+            assert image.last_dialog is None
+            assert "were not found" in MESSAGES[-1][1] and len(MESSAGES[-1][1].splitlines()) == 1
+    finally:
+        restored.close()
+
+
+def test_inspector_is_readable_at_its_default_size(app, qtbot, classified):
+    """Labelling bar fits; band names, posterior axes and colour bar; which models."""
+    from glue_starclf.qt.inspector import _Posterior
+    mosaic, res, viewer, region = classified
+    app.show()
+    menu_action(app, "Cluster inspector").trigger()
+    inspector = next(v for tab in app.viewers for v in tab
+                     if isinstance(v, ClusterInspectorViewer))
+    qtbot.waitUntil(lambda: len(inspector.tiles) > 0, timeout=60_000)
+    qtbot.wait(100)
+    # it opened on all sources or the user's region, never on a class subset
+    assert inspector.state.subset_label in ("", region.label)
+    width = inspector.width()
+    for w in [inspector.labeller_edit, inspector.unlabelled_check, *inspector.buttons.values()]:
+        right = w.mapTo(inspector, w.rect().topRight()).x()
+        assert w.isVisible() and right <= width, (w, right, width)
+        assert w.width() >= w.minimumSizeHint().width(), w
+    for b in inspector.buttons.values():
+        assert b.width() >= b.sizeHint().width(), b.text()
+    assert inspector.labeller_edit.width() >= 180
+    tile = inspector.tiles[0]
+    assert [n.text() for n in tile.band_names] == ["F275W", "F336W", "F438W", "F555W", "F814W"]
+    assert isinstance(tile.posterior, _Posterior) and tile.posterior.vmax > 0
+    assert tile.text.wordWrap()
+    # which models made these results: in the completion message and the inspector
+    prov = res.meta["starclf_provenance"]
+    for text in (inspector.note, next(m for lvl, m in MESSAGES if m.startswith("Classified"))):
+        assert "Models: bundled models: classifier StarClassifier × 5" in text
+        assert prov["classifier_models"][0] in text and prov["classifier_card_date"] in text
+        assert "physical" in text
+
+
+def test_clicking_a_stamp_pans_the_image_to_the_source(app, qtbot, classified):
+    mosaic, res, viewer, region = classified
+    st = viewer.state
+    st.x_min, st.x_max, st.y_min, st.y_max = 0, 60, 0, 60  # zoomed in on a corner
+    viewer.figure.canvas.draw()
+    zoom = st.x_max - st.x_min  # as the viewer's aspect ratio made it
+    inspector = open_inspector(app.session)
+    qtbot.waitUntil(lambda: len(inspector.tiles) > 1, timeout=60_000)
+    tile = inspector.tiles[1]
+    qtbot.mouseClick(tile, Qt.LeftButton, pos=QPoint(20, 20))
+    x, y = float(res["x"][tile.row]), float(res["y"][tile.row])
+    assert (st.x_min + st.x_max) / 2 == pytest.approx(x, abs=0.5)
+    assert (st.y_min + st.y_max) / 2 == pytest.approx(y, abs=0.5)
+    assert st.x_max - st.x_min == pytest.approx(zoom, rel=0.02)  # the zoom is kept
