@@ -242,7 +242,7 @@ def catalog_sources(catalog_data, mask=None):
 def _detect(job):
     from ..core.detection import detect_sources
     x0, y0, x1, y1 = job.box
-    found = detect_sources(job.mosaic, region=job.box)
+    found = detect_sources(job.mosaic, region=job.box, distance_mpc=job.distance_mpc)
     if len(found):
         ix = np.clip(np.floor(np.asarray(found["x"]) + 0.5).astype(int) - x0, 0, x1 - x0 - 1)
         iy = np.clip(np.floor(np.asarray(found["y"]) + 0.5).astype(int) - y0, 0, y1 - y0 - 1)
