@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.table import Table
-from conftest import band_items, region_on, truth_catalog, wait_for
+from conftest import band_items, menu_action, region_on, truth_catalog, wait_for
 from qtpy import QtWidgets
 from qtpy.QtCore import Qt
 
@@ -324,7 +324,6 @@ def test_menu_without_labels(app):
 
 def test_finetuned_member_is_named_once(app, qtbot, small, user_models):
     """Issue 16, bug 10: ``classifier-<version>``, not ``classifier-classifier-s0-ft-…``."""
-    from conftest import menu_action
     res, expert, inspector = small
     label_first(qtbot, inspector, expert[[t.row for t in inspector.tiles[:8]]], "ana")
     menu_action(app, "Fine-tune on my labels…").trigger()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.table import Table
-from conftest import band_items, region_on, truth_catalog, wait_for
+from conftest import band_items, menu_action, region_on, truth_catalog, wait_for
 from qtpy import QtCore, QtWidgets
 
 from glue_starclf.glue.data import RESULTS, kind_of
@@ -237,7 +237,6 @@ def test_bad_files_and_fields(app, qtbot, mock_files, tmp_path):
 
 def test_gui_messages_say_what_to_do_in_glue(app, qtbot, mock_files, tmp_path):
     """Issue 16, bug 9: no command-line or astropy advice in the GUI's messages."""
-    from conftest import menu_action
     from glue_starclf.qt.dialogs import OpenMosaicDialog
     bad = tmp_path / "notes_f555w.fits"
     bad.write_text("not FITS")
