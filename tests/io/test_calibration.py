@@ -147,8 +147,15 @@ def _rescaled(mock, paths, folder, scale, shift=0.0):
     for b in BANDS:
         with fits.open(paths[b]) as hdul:
             data, header = hdul[0].data.astype(np.float64), hdul[0].header.copy()
-        res, _ = reproject_interp((data, w0), w, shape_out=shape, order="bicubic")
+        # A spline's prefilter spreads one NaN (the engine's blanked rows) over
+        # the whole image: interpolate zeros there, then blank what they reach.
+        nan = np.isnan(data)
+        res, _ = reproject_interp((np.where(nan, 0.0, data), w0), w, shape_out=shape,
+                                  order="bicubic")
+        reach, _ = reproject_interp((nan.astype(np.float64), w0), w, shape_out=shape,
+                                    order="bilinear")
         res = np.nan_to_num(res) * (scale / 0.04) ** 2
+        res[np.nan_to_num(reach) >= 0.01] = np.nan
         for k in ("CD1_1", "CD1_2", "CD2_1", "CD2_2", "CRPIX1", "CRPIX2"):
             header.remove(k, ignore_missing=True)
         header.update(w.to_header())
