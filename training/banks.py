@@ -14,6 +14,10 @@ Kinds:
   parameter bank (`glue_starclf.sim.bank`).
 - ``legus``: 32x32 stamps cut from LEGUS-anchored mock fields, one field per
   catalog, with a ``field`` column for leave-one-field-out splits.
+- ``unmatched``: 32x32 class-4 stamps of the candidates that LEGUS-default
+  detection finds on random mock fields (3-20 Mpc) and that match no mock
+  source: field stars and blends, which humans call class 4
+  (`glue_starclf.learn.field_audit.unmatched_class4_stamps`).
 
 Domain randomisation (`glue_starclf.sim.domain`): ``--randomise`` draws the
 instrument conditions per chunk (classifier, physical) or per field (legus),
@@ -35,13 +39,14 @@ from astropy.table import vstack
 
 __all__ = ["add_arguments", "run", "make_bank"]
 
-KINDS = ("classifier", "physical", "legus")
+KINDS = ("classifier", "physical", "legus", "unmatched")
 _CHUNK = 2000
 
 
 def add_arguments(p):
     p.add_argument("--kind", choices=KINDS, required=True)
-    p.add_argument("--n", type=int, default=20000, help="stamps (classifier, physical)")
+    p.add_argument("--n", type=int, default=20000,
+                   help="stamps (classifier, physical, unmatched)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--catalogs", nargs="+", default=(), help="LEGUS .tab files (kind legus)")
     p.add_argument("--region-size", type=int, default=3000,
@@ -142,6 +147,8 @@ def make_bank(kind, out, n=20000, seed=0, catalogs=(), region_size=3000, randomi
     try:
         if kind == "legus":
             truth = _legus_bank(tmp, catalogs, seed, region_size, domain, randomise, stdpsf_dir)
+        elif kind == "unmatched":
+            truth = _unmatched_bank(tmp, n, seed, domain, randomise, stdpsf_dir)
         else:
             truth = _engine_bank(tmp, kind, n, seed, domain, randomise, stdpsf_dir)
     except BaseException:
@@ -226,4 +233,47 @@ def _legus_bank(folder, catalogs, seed, region_size, domain, randomise, stdpsf_d
     np.save(folder / "stamps.npy", np.nan_to_num(stamps, nan=0.0))
     truth = vstack(parts, metadata_conflicts="silent")
     truth.meta = {"kind": "legus"}
+    return truth
+
+
+_UNMATCHED_FIELD = 2000     # px side of each random field
+_UNMATCHED_SOURCES = 270    # mock sources per field (600 per 3000 x 3000 px)
+_UNMATCHED_MAX_EMPTY = 20   # fields in a row without a detection before giving up
+
+
+def _unmatched_bank(folder, n, seed, domain, randomise, stdpsf_dir):
+    """Class-4 stamps of detections matching no mock source, field after field."""
+    from tqdm import tqdm
+
+    from glue_starclf.learn.field_audit import unmatched_class4_stamps
+    from glue_starclf.sim.domain import DomainColumns, draw_domain
+    from glue_starclf.sim.mosaic import random_field
+    rng = np.random.default_rng([seed, 11])
+    all_stamps, parts, got, empty = [], [], 0, 0
+    with tqdm(total=n, desc="unmatched detections", unit="stamp") as bar:
+        for k in range(10 ** 6):
+            if got >= n:
+                break
+            dom = draw_domain(rng, stdpsf_dir) if randomise else domain
+            distance = float(rng.uniform(3.0, 20.0))
+            mock = random_field(seed=seed * 1009 + k, shape=(_UNMATCHED_FIELD,) * 2,
+                                distance_mpc=distance, n_sources=_UNMATCHED_SOURCES, domain=dom)
+            s, t = unmatched_class4_stamps(mock)
+            s, t = s[:n - got], t[:n - got]
+            empty = 0 if len(t) else empty + 1
+            if empty >= _UNMATCHED_MAX_EMPTY:
+                raise ValueError(f"{empty} random fields in a row gave no unmatched detection")
+            if not len(t):
+                continue
+            cols = DomainColumns(len(t))
+            cols.set(np.arange(len(t)), dom)
+            cols.fill(t)
+            t["field"] = f"random-{seed}-{k}"
+            all_stamps.append(s)
+            parts.append(t)
+            got += len(t)
+            bar.update(len(t))
+    np.save(folder / "stamps.npy", np.concatenate(all_stamps))
+    truth = vstack(parts, metadata_conflicts="silent")
+    truth.meta = {"kind": "unmatched"}
     return truth

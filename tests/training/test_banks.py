@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 from astropy.io import fits
+from astropy.table import Table
 from training_runs import run_training
 
 
@@ -53,3 +54,20 @@ def test_bad_stdpsf_file_is_one_line_and_writes_nothing(tmp_path):
     assert "PSFSTD_WFC3UV_F275W.fits: STDPSF cube of shape" in err
     assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "b").exists() and not (tmp_path / "b.partial").exists()
+
+
+def test_unmatched_bank_holds_class4_detections_of_random_fields(tmp_path):
+    status, out, err = run_training("make-bank", "--kind", "unmatched", "--n", 30, "--seed", 2,
+                                    "--randomise", "--out", tmp_path / "u")
+    assert status == 0, err
+    stamps = np.load(tmp_path / "u" / "stamps.npy")
+    truth = Table.read(tmp_path / "u" / "truth.ecsv")
+    meta = json.loads((tmp_path / "u" / "meta.json").read_text())
+    assert stamps.shape == (30, 5, 32, 32) and np.isfinite(stamps).all()
+    assert meta["kind"] == "unmatched" and meta["n_stamps"] == 30
+    assert set(truth["class"]) == {4} and set(truth["subtype"]) == {"unmatched-detection"}
+    assert (truth["distance_mpc"] >= 3).all() and (truth["distance_mpc"] <= 20).all()
+    assert all(f.startswith("random-2-") for f in truth["field"])
+    # LEGUS-default detection: above the stellar CI cut, brighter than M_V = -6.
+    assert (truth["ci"] >= 1.4).all()
+    assert (truth["mag_v"] - 5 * np.log10(truth["distance_mpc"] * 1e5) <= -6).all()
