@@ -451,6 +451,111 @@ def errors_by_visibility(values, visibility, edges=VISIBILITY_EDGES):
     return rows
 
 
+#: Distance thirds of the trained range (3-20 Mpc) for the bias breakdown.
+DISTANCE_THIRDS = (3.0, 3.0 + 17.0 / 3, 3.0 + 34.0 / 3, 20.0)
+
+#: Largest median error of log mass and log r_h, overall and per distance third.
+BIAS_LIMIT = 0.05
+
+
+def median_bias(values, distance, edges=DISTANCE_THIRDS, n_true_bins=4):
+    """Median signed error overall, per distance bin and per bin of the true value.
+
+    Parameters
+    ----------
+    values : dict
+        ``name -> (true, predicted, ...)`` over the cluster stamps (`_estimates`).
+    distance : ndarray
+        Galaxy distance [Mpc] of the same stamps.
+    edges : sequence of float
+        Distance bin edges; the last bin includes its upper edge.
+    n_true_bins : int
+        Bins of each true value, at its quantiles.
+
+    Returns
+    -------
+    dict
+        ``overall``: ``name -> median error``; ``by_distance``: one dict per
+        distance bin (``lo``, ``hi``, ``n``, ``name -> median error``);
+        ``by_true``: ``name -> list of (lo, hi, n, median error)``. None for an
+        empty bin.
+    """
+    def med(err):
+        return float(np.median(err)) if len(err) else None
+    distance = np.asarray(distance, float)
+    err = {name: np.asarray(v[1], float) - np.asarray(v[0], float) for name, v in values.items()}
+    out = {"overall": {name: med(e) for name, e in err.items()}, "by_distance": [], "by_true": {}}
+    for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
+        last = i == len(edges) - 2
+        k = (distance >= lo) & ((distance <= hi) if last else (distance < hi))
+        row = {"lo": float(lo), "hi": float(hi), "n": int(k.sum())}
+        row.update({name: med(e[k]) for name, e in err.items()})
+        out["by_distance"].append(row)
+    for name, (true, *_) in values.items():
+        true = np.asarray(true, float)
+        q = np.quantile(true, np.linspace(0, 1, n_true_bins + 1)) if len(true) else []
+        rows = []
+        for j, (lo, hi) in enumerate(zip(q[:-1], q[1:])):
+            k = (true >= lo) & ((true <= hi) if j == len(q) - 2 else (true < hi))
+            rows.append((float(lo), float(hi), int(k.sum()), med(err[name][k])))
+        out["by_true"][name] = rows
+    return out
+
+
+def _bias_lines(bias):
+    """Markdown tables of `median_bias`."""
+    def cell(v):
+        return "–" if v is None else f"{v:+.3f}"
+    lines = ["Median error (predicted − true), 5 bands, overall and per distance third; "
+             f"the target for log mass and log r_h is within ±{BIAS_LIMIT} dex.", "",
+             "| distance [Mpc] | clusters | " + " | ".join(label for _, label in _PARAMS) + " |",
+             "| --- | --- |" + " --- |" * len(_PARAMS),
+             f"| all | {sum(r['n'] for r in bias['by_distance'])} | "
+             + " | ".join(cell(bias["overall"][n]) for n, _ in _PARAMS) + " |"]
+    for r in bias["by_distance"]:
+        lines.append(f"| {r['lo']:.1f} – {r['hi']:.1f} | {r['n']} | "
+                     + " | ".join(cell(r[n]) for n, _ in _PARAMS) + " |")
+    lines += ["", "Median error per quarter of the true value, 5 bands:", "",
+              "| quantity | " + " | ".join(f"quarter {j + 1}" for j in range(4)) + " |",
+              "| --- |" + " --- |" * 4]
+    for name, label in _PARAMS:
+        lines.append(f"| {label} | " + " | ".join(
+            f"{lo:.2f} – {hi:.2f}: {cell(m)}" for lo, hi, _, m in bias["by_true"][name]) + " |")
+    return lines + [""]
+
+
+def _bias_plot(path, values, distance):
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(16, 6))
+    ax = fig.subplots(2, 4)
+    distance = np.asarray(distance, float)
+    for j, (name, label) in enumerate(_PARAMS):
+        true, pred = (np.asarray(a, float) for a in values[name][:2])
+        err = pred - true
+        for a, x, xl in ((ax[0, j], distance, "distance [Mpc]"), (ax[1, j], true, f"true {label}")):
+            if len(x):
+                edges = np.quantile(x, np.linspace(0, 1, 11))
+                mid, m, q1, q3 = [], [], [], []
+                for lo, hi in zip(edges[:-1], edges[1:]):
+                    k = (x >= lo) & (x <= hi)
+                    if k.any():
+                        mid.append(np.median(x[k]))
+                        m.append(np.median(err[k]))
+                        q1.append(np.percentile(err[k], 16))
+                        q3.append(np.percentile(err[k], 84))
+                a.fill_between(mid, q1, q3, alpha=0.3)
+                a.plot(mid, m, "o-")
+            a.axhline(0, color="k", lw=0.8)
+            if name in ("log_mass", "log_r_h"):
+                for s in (-1, 1):
+                    a.axhline(s * BIAS_LIMIT, color="k", ls=":", lw=0.8)
+            a.set(xlabel=xl, ylabel=f"error in {label}")
+    fig.suptitle("median error (line) and 16th–84th percentiles (band) against distance "
+                 "and true value")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
 def _physical_plots(path, values, p95, probs, cl, auc):
     from matplotlib.figure import Figure
     fig = Figure(figsize=(16, 3.8))
@@ -514,10 +619,12 @@ def physical_report(ens, banks, out, argv=None):
         five[f"bias_{name}"] = float(np.mean(pred - true))
         five[f"interval_{name}"] = interval_coverage(true, p16, p84)
     five["by_visibility"] = errors_by_visibility(values, np.asarray(truth["visibility"], float)[cl])
+    five["median_bias"] = median_bias(values, dist[cl])
     targets = {name: p95[name] <= PHYSICAL_TARGETS[name] for name, _ in _PARAMS}
     targets["cb_auc"] = five["cb_auc"] >= PHYSICAL_TARGETS["cb_auc"]
     out = Path(out)
     _physical_plots(out / "physical_report.png", values, p95, probs, cl, five["cb_auc"])
+    _bias_plot(out / "physical_bias.png", values, dist[cl])
     lines = ["# Physical-parameter ensemble report", "",
              f"Models: {', '.join(ens.names)}  ",
              f"Banks: {', '.join(map(str, banks))} ({five['n_clusters']} clusters, "
@@ -539,8 +646,9 @@ def physical_report(ens, banks, out, argv=None):
               f"{metrics['three_bands']['cb_auc']:.3f} | ≥ {PHYSICAL_TARGETS['cb_auc']} | "
               f"{_target_mark(targets['cb_auc'])} |", "",
               "Mean error (bias), 5 bands: " + ", ".join(
-                  f"{label} {five[f'bias_{name}']:+.3f}" for name, label in _PARAMS), "",
-              "Uncertainties, 5 bands: the fraction of clusters whose true value lies within "
+                  f"{label} {five[f'bias_{name}']:+.3f}" for name, label in _PARAMS), ""]
+    lines += _bias_lines(five["median_bias"]) + ["![bias](physical_bias.png)", ""]
+    lines += ["Uncertainties, 5 bands: the fraction of clusters whose true value lies within "
               "the predicted 16th–84th percentiles (0.68 if calibrated; more: the intervals "
               "are too wide), and the median width of that interval.", "",
               "| | " + " | ".join(label for _, label in _PARAMS) + " |",

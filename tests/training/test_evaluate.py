@@ -92,6 +92,11 @@ def test_physical_report(trained_models, tmp_path, capsys):
     assert "within 16th–84th percentile | " + " | ".join(
         f"{five[f'interval_{n}']['coverage']:.2f}"
         for n in ("log_age", "log_mass", "av", "log_r_h")) in report
+    bias = five["median_bias"]
+    assert sum(r["n"] for r in bias["by_distance"]) == five["n_clusters"]
+    assert "| 3.0 – 8.7 |" in report and "| 14.3 – 20.0 |" in report
+    assert f"| all | {five['n_clusters']} | {bias['overall']['log_age']:+.3f} |" in report
+    assert (out / "physical_bias.png").stat().st_size > 20_000
 
 
 def test_both_families_in_one_run(trained_models, tmp_path, capsys):
@@ -166,6 +171,23 @@ def test_errors_by_visibility():
     empty = errors_by_visibility({"log_age": (true, pred)}, vis, edges=(1000, np.inf))
     assert empty == [{"lo": 1000, "hi": None, "n": 0, "median_log_age": None,
                       "p95_log_age": None}]
+
+
+def test_median_bias_by_distance_and_true_value():
+    from training.evaluate import median_bias
+    dist = np.array([3.0, 5.0, 9.0, 12.0, 15.0, 20.0])
+    true = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    pred = true + np.array([0.1, 0.3, -0.2, -0.4, 0.0, 1.0])
+    bias = median_bias({"log_mass": (true, pred)}, dist, edges=(3, 8, 14, 20), n_true_bins=2)
+    assert bias["overall"]["log_mass"] == pytest.approx(0.05)
+    # thirds [3, 8), [8, 14), [14, 20]: the last one holds 20 Mpc
+    assert [(r["n"], r["log_mass"]) for r in bias["by_distance"]] == [
+        (2, pytest.approx(0.2)), (2, pytest.approx(-0.3)), (2, pytest.approx(0.5))]
+    (lo1, hi1, n1, m1), (lo2, hi2, n2, m2) = bias["by_true"]["log_mass"]
+    assert (lo1, hi2, n1, n2) == (1.0, 6.0, 3, 3)
+    assert m1 == pytest.approx(0.1) and m2 == pytest.approx(0.0)
+    empty = median_bias({"log_mass": (true, pred)}, dist, edges=(30, 40))
+    assert empty["by_distance"] == [{"lo": 30.0, "hi": 40.0, "n": 0, "log_mass": None}]
 
 
 def test_interval_coverage():
