@@ -131,6 +131,31 @@ def _add_common(p, preview=True):
                             "a thumbnail of the mosaic")
 
 
+def _add_domain(p):
+    p.add_argument("--randomise", action="store_true",
+                   help="draw the instrument conditions (PSF family and detector position, "
+                        "broadening, depth, sky, correlated noise, registration, zeropoints, "
+                        "background, EFF truncation) as the training banks do; recorded in "
+                        "the truth table's metadata")
+    p.add_argument("--stdpsf-dir", help="folder of the empirical PSFSTD_WFC3UV_<band>.fits "
+                                        "library, among the drawn PSF families (with --randomise)")
+
+
+def _domain(args):
+    """The drawn conditions of ``--randomise``, else None (the nominal ones)."""
+    if args.stdpsf_dir and not args.randomise:
+        raise UserError("--stdpsf-dir needs --randomise")
+    if not args.randomise:
+        return None
+    import numpy as np
+    from ..sim.domain import draw_domain
+    from ..sim.effpsf import STDPSF_BANDS, read_stdpsf
+    if args.stdpsf_dir:
+        for name in STDPSF_BANDS.values():
+            read_stdpsf(os.path.join(args.stdpsf_dir, name))
+    return draw_domain(np.random.default_rng([args.seed, 3]), args.stdpsf_dir)
+
+
 def _add_simulate(sub):
     p = sub.add_parser("simulate", help="render mock HST data",
                        description="Render mock multi-band HST data from the physical "
@@ -148,6 +173,7 @@ def _add_simulate(sub):
     f.add_argument("--n-sources", type=int, default=300, help="mock sources (default 300)")
     f.add_argument("--bands", help="comma-separated bands to write (default all five)")
     f.add_argument("--prefix", default="mock", help="file-name prefix (default 'mock')")
+    _add_domain(f)
 
     g = modes.add_parser("legus", help="one mock source per row of a LEGUS catalog",
                          description="Mock field anchored on a real LEGUS .tab catalog: "
@@ -160,6 +186,7 @@ def _add_simulate(sub):
     g.add_argument("--max-sources", type=int, help="render only the first N rows in the region")
     g.add_argument("--bands", help="comma-separated bands to write (default all five)")
     g.add_argument("--prefix", help="file-name prefix (default: the field name)")
+    _add_domain(g)
 
     b = modes.add_parser("bank", help="cluster stamps for the physical-parameter network",
                          description="Bank of cluster stamps on galaxy backgrounds with "
@@ -183,6 +210,7 @@ def _simulate(args):
     if args.distance_mpc is not None:
         check_distance_arg(args.distance_mpc, SIMULATE_DISTANCE_MPC)
     _check_new(args.preview, args.overwrite, parent_must_exist=True)
+    domain = _domain(args)
     t0 = time.perf_counter()
     if args.mode == "field":
         from ..sim.mosaic import random_field
@@ -192,7 +220,7 @@ def _simulate(args):
         prefix = args.prefix
         _check_outputs(args.out, prefix, bands, args.overwrite)
         mock = random_field(seed=args.seed, shape=shape, distance_mpc=args.distance_mpc,
-                            n_sources=args.n_sources)
+                            n_sources=args.n_sources, domain=domain)
     else:
         from ..io.catalogs import read_legus_tab
         from ..sim.mosaic import legus_anchored_field
@@ -205,13 +233,18 @@ def _simulate(args):
         prefix = args.prefix or catalog.meta["field"]
         _check_outputs(args.out, prefix, bands, args.overwrite)
         mock = legus_anchored_field(catalog, seed=args.seed, distance_mpc=args.distance_mpc,
-                                    region=region, max_sources=args.max_sources)
+                                    region=region, max_sources=args.max_sources, domain=domain)
     from ..sim.mosaic import write_mosaic
     paths = write_mosaic(mock, args.out, prefix=prefix, bands=bands, overwrite=args.overwrite)
     dt = time.perf_counter() - t0
     ny, nx = mock.images.shape[1:]
     print(f"rendered {nx} x {ny} px, {len(mock.truth)} sources at {mock.distance_mpc:g} Mpc "
           f"in {dt:.1f} s")
+    if domain is not None:
+        from statistics import geometric_mean
+        print(f"  conditions drawn: {domain.psf_family} PSF, exposure x"
+              f"{geometric_mean(domain.exposure_factor):.2f}, "
+              f"sky x{domain.sky_factor:.2f}, {domain.background} background")
     for key, path in paths.items():
         print(f"  {key:6s} {path}")
     if args.preview:

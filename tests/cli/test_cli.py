@@ -208,6 +208,31 @@ def test_field_band_alias_writes_its_slot(tmp_path, capsys):
     assert set(os.listdir(out)) == {"mock_f438w_drc.fits", "mock_truth.ecsv"}
 
 
+def test_field_randomise_draws_and_records_the_conditions(tmp_path, capsys):
+    status, stdout, err = run(capsys, "simulate", "field", "--out", tmp_path / "r", *SMALL,
+                              "--seed", 3, "--randomise")
+    assert status == 0, err
+    assert "conditions drawn:" in stdout
+    domain = Table.read(tmp_path / "r" / "mock_truth.ecsv", format="ascii.ecsv").meta["domain"]
+    assert domain["psf_family"] == "tinytim" and len(domain["exposure_factor"]) == 5
+    run_quiet("simulate", "field", "--out", tmp_path / "n", *SMALL, "--seed", 3)
+    nominal = Table.read(tmp_path / "n" / "mock_truth.ecsv", format="ascii.ecsv").meta["domain"]
+    assert nominal["exposure_factor"] == [1.0] * 5 and domain != nominal
+    randomised, _ = read_band(tmp_path / "r" / "mock_f555w_drc.fits")
+    nominal, _ = read_band(tmp_path / "n" / "mock_f555w_drc.fits")
+    assert not np.allclose(randomised, nominal)
+
+
+@pytest.mark.parametrize("argv, needle", [(["--stdpsf-dir", "."], "--stdpsf-dir needs --randomise"),
+                                          (["--randomise", "--stdpsf-dir", "nowhere"],
+                                           "PSFSTD_WFC3UV_F275W.fits")])
+def test_field_bad_domain_options(tmp_path, capsys, argv, needle):
+    out = tmp_path / "out"
+    status, stdout, err = run(capsys, "simulate", "field", "--out", out, *SMALL, *argv)
+    assert_one_line_error(status, err, needle)
+    assert_nothing_written(tmp_path, out)
+
+
 @pytest.mark.parametrize("bands, needle", [("F999W", "F999W"),
                                            ("F336W,F999W", "F999W"),
                                            ("F336W,f336w", "twice")])
