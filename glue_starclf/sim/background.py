@@ -191,7 +191,9 @@ def _resolved_population(log_age, av, faintest, mass_per_pixel):
     ones blend into surface-brightness fluctuations that the smooth light
     represents as well, at a fraction of the cost.
     """
-    for mag in np.arange(round(faintest, 1), -12.0, -0.5):
+    # Beyond ~630 Mpc even -12 mag stars are unresolved: one population, all smooth.
+    mags = np.arange(round(faintest, 1), -12.0, -0.5) if faintest > -12.0 else [faintest]
+    for mag in mags:
         pop = population(log_age, av, bright_mag=mag)
         if pop.bright_per_msun * mass_per_pixel <= MAX_STARS_PER_PIXEL:
             return pop
