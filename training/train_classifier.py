@@ -21,6 +21,7 @@ from glue_starclf.learn.classifier import (band_dropout, classification_metrics,
                                            fit_temperature, predict_logits)
 from glue_starclf.learn.loop import (check_model_out, fit, fraction, is_main, positive_int,
                                      probability, require_validation, seed_everything)
+from glue_starclf.learn.speed import machine
 
 __all__ = ["add_arguments", "run", "labelled_stamps", "split"]
 
@@ -187,7 +188,7 @@ def run(args):
                          "banks": [str(b) for b in args.bank], "n_train": int((~val).sum()),
                          "n_val": int(val.sum()), "val_fields": args.val_fields,
                          "epochs": result["epochs"], "wall_time_s": round(result["seconds"], 1),
-                         "date": time.strftime("%Y-%m-%d")},
+                         "date": time.strftime("%Y-%m-%d"), "machine": machine()},
             "metrics": {"validation": metrics}}
     path = save_checkpoint(model, out, card)
     print(f"accuracy {metrics['accuracy']:.3f}, binary {metrics['binary_accuracy']:.3f}, "

@@ -18,6 +18,7 @@ import torch
 from glue_starclf.io.bands import BANDS
 from glue_starclf.learn.loop import (check_model_out, fit, fraction, is_main, positive_int,
                                      probability, require_validation, seed_everything)
+from glue_starclf.learn.speed import machine
 
 __all__ = ["add_arguments", "run", "physical_metrics"]
 
@@ -199,7 +200,7 @@ def run(args):
                          "banks": [str(b) for b in args.bank], "n_train": int(len(tr)),
                          "n_val": int(val.sum()), "epochs": result["epochs"],
                          "wall_time_s": round(result["seconds"], 1),
-                         "date": time.strftime("%Y-%m-%d")},
+                         "date": time.strftime("%Y-%m-%d"), "machine": machine()},
             "metrics": {"validation": metrics}}
     path = save_checkpoint(model, out, card)
     m = metrics["five_bands"]

@@ -7,12 +7,13 @@ one benchmark leaks into the next.
 
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from ..learn.speed import cpu_model
 
 __all__ = ["run_benchmarks", "run_inference_benchmarks", "cpu_model"]
 
@@ -23,17 +24,6 @@ MOSAIC_REGION = (2000, 1000, 6000, 5000)
 #: Environment variables that set the thread count of numpy/torch back ends.
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                 "NUMEXPR_NUM_THREADS")
-
-
-def cpu_model():
-    """CPU model name of this machine."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _default_catalog():

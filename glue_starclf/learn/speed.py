@@ -5,12 +5,37 @@ uses) is the yardstick: an ensemble's achieved FLOP rate as a fraction of it
 holds on any CPU, where objects per second do not.
 """
 
+import os
+import platform
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
-__all__ = ["gemm_flops_per_s", "count_flops", "best_seconds", "paired_gemm_fraction"]
+__all__ = ["gemm_flops_per_s", "count_flops", "best_seconds", "paired_gemm_fraction",
+           "cpu_model", "machine"]
+
+
+def cpu_model():
+    """CPU model name of this machine."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine():
+    """Where this process computes, for model cards: device, CPU model, cores, torch threads.
+
+    Training runs on the CPU (the networks are small); the device is recorded
+    so that a card says so.
+    """
+    return {"device": "cpu", "cpu": cpu_model(), "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads()}
 
 
 def best_seconds(fn, repeat=3, warmup=1):

@@ -46,6 +46,8 @@ def _common_card(card, path, family, argv):
     assert card["training"]["command"] == "python -m training " + " ".join(argv)
     assert card["training"]["wall_time_s"] >= 0
     assert card["training"]["epochs"] == 1
+    assert card["training"]["machine"]["device"] == "cpu"
+    assert card["training"]["machine"]["torch_threads"] >= 1
     assert card["weights"] == path.name
     assert card["sha256"] == sha256_file(path)
     assert len(card["sha256"]) == 64
