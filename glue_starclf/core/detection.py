@@ -30,7 +30,7 @@ from .photometry import SKY_ANNULUS, aperture_fluxes, concentration_index
 
 __all__ = ["detect_sources", "parse_region", "sources_to_classify", "band_photometry",
            "MAG_APERTURE_PX", "LEGUS_CI_MIN", "LEGUS_ABS_MAG_LIMIT", "LEGUS_MIN_BANDS",
-           "LEGUS_MAX_MAG_ERROR"]
+           "LEGUS_MAX_MAG_ERROR", "average_aperture_correction"]
 
 log = logging.getLogger("glue_starclf")
 
@@ -43,6 +43,13 @@ LEGUS_CI_MIN = 1.4
 LEGUS_ABS_MAG_LIMIT = -6.0
 LEGUS_MIN_BANDS = 4
 LEGUS_MAX_MAG_ERROR = 0.3
+
+#: LEGUS average aperture correction (the "avgapcor" catalogs): mag(20 px,
+#: sky 21-22 px) - mag(4 px) of isolated clusters, averaged over the field.
+APCOR_APERTURE_PX = 20.0
+APCOR_SKY_ANNULUS = (21.0, 22.0)
+APCOR_N_SOURCES = 40
+APCOR_MIN_SOURCES = 5
 
 #: 2.5 / ln 10: magnitude error per unit relative flux error.
 _MAG_PER_REL_FLUX = 2.5 / np.log(10.0)
@@ -180,13 +187,66 @@ def _check_cut(name, value, low, integer=False):
         raise ValueError(f"{name} {value!r} must be {kind} >= {low} (or None: no cut)")
 
 
+def average_aperture_correction(image, x, y, ci, flux, ci_min=LEGUS_CI_MIN,
+                                n_sources=APCOR_N_SOURCES, min_sources=APCOR_MIN_SOURCES):
+    """The field's average aperture correction, as LEGUS measured it.
+
+    The median of mag(20 px) - mag(4 px) (each with its own sky annulus) over
+    the ``n_sources`` brightest candidates that pass the CI cut and have no
+    other detection within 20 px.
+
+    Parameters
+    ----------
+    image : 2-D ndarray
+        The band's pixels, NaN where there is no data.
+    x, y : ndarray
+        Every detection (the isolation test uses them all).
+    ci : ndarray
+        Their concentration index.
+    flux : ndarray
+        Their 4 px aperture fluxes (sky-subtracted).
+    ci_min : float or None
+        CI cut of the candidates used.
+    n_sources, min_sources : int
+        Use at most the ``n_sources`` brightest; fewer than ``min_sources``
+        usable ones give None.
+
+    Returns
+    -------
+    correction : float or None
+        Magnitudes to add to the 4 px magnitudes (negative), or None.
+    n : int
+        Sources it is the median of.
+    """
+    from scipy.spatial import cKDTree
+    x, y, ci, flux = (np.asarray(a, float) for a in (x, y, ci, flux))
+    if len(x) < 2:
+        return None, 0
+    dist, _ = cKDTree(np.column_stack([x, y])).query(np.column_stack([x, y]), k=2)
+    ok = (dist[:, 1] > APCOR_APERTURE_PX) & (flux > 0)
+    if ci_min is not None:
+        ok &= ci >= ci_min
+    idx = np.flatnonzero(ok)
+    idx = idx[np.argsort(-flux[idx])][:n_sources]
+    if len(idx) < min_sources:
+        return None, int(len(idx))
+    big = aperture_fluxes(image, x[idx], y[idx], (APCOR_APERTURE_PX,),
+                          sky_annulus=APCOR_SKY_ANNULUS)[:, 0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        corr = -2.5 * np.log10(big / flux[idx])
+    corr = corr[np.isfinite(corr)]
+    if len(corr) < min_sources:
+        return None, int(len(corr))
+    return float(np.median(corr)), int(len(corr))
+
+
 def detect_sources(mosaic, region=None, band="F555W", fwhm=2.2, threshold_sigma=5.0,
                    ci_min=LEGUS_CI_MIN, mag_limit=None, abs_mag_limit=LEGUS_ABS_MAG_LIMIT,
                    distance_mpc=None, min_bands=LEGUS_MIN_BANDS,
                    max_mag_error=LEGUS_MAX_MAG_ERROR, white_light=False, box_size=64,
                    sharpness_range=(0.0, 1.0), roundness_range=(-1.0, 1.0),
                    min_separation=None, max_sources=None, zeropoint=None,
-                   aperture_correction=0.0):
+                   aperture_correction="field"):
     """Find cluster candidates in a box of the mosaic and apply LEGUS-like cuts.
 
     Parameters
@@ -238,9 +298,13 @@ def detect_sources(mosaic, region=None, band="F555W", fwhm=2.2, threshold_sigma=
     zeropoint : float, optional
         Vega zeropoint of ``band`` for 1 image unit; default from the header
         (`Mosaic.zeropoint`).
-    aperture_correction : float
-        Added to the 4 px aperture magnitude (LEGUS applies an average
-        aperture correction of a few 0.1 mag; 0 keeps the aperture mag).
+    aperture_correction : "field" or float
+        Added to the 4 px aperture magnitude before the magnitude cuts, as
+        LEGUS cut on aperture-corrected magnitudes: ``"field"`` measures the
+        field's average correction (`average_aperture_correction`; 0 with a
+        warning when fewer than 5 isolated candidates allow it); a number is
+        used as given (0 keeps the aperture magnitude). The value used is in
+        the table's ``meta["aperture_correction"]``.
 
     Returns
     -------
@@ -272,6 +336,11 @@ def detect_sources(mosaic, region=None, band="F555W", fwhm=2.2, threshold_sigma=
     _check_cut("abs_mag_limit", abs_mag_limit, -np.inf)
     _check_cut("min_bands", min_bands, 1, integer=True)
     _check_cut("max_mag_error", max_mag_error, 0.001)
+    if not (aperture_correction == "field" if isinstance(aperture_correction, str)
+            else isinstance(aperture_correction, (int, float, np.number))
+            and np.isfinite(aperture_correction)):
+        raise ValueError(f"aperture_correction {aperture_correction!r} must be 'field' or a "
+                         f"number of magnitudes")
     if distance_mpc is not None and not (isinstance(distance_mpc, (int, float, np.number))
                                          and np.isfinite(distance_mpc) and distance_mpc > 0):
         raise ValueError(f"distance_mpc {distance_mpc!r} must be a positive number of Mpc")
@@ -336,6 +405,15 @@ def detect_sources(mosaic, region=None, band="F555W", fwhm=2.2, threshold_sigma=
     ci = concentration_index(clean, xs, ys)
     flux = aperture_fluxes(clean, xs, ys, (MAG_APERTURE_PX,))[:, 0]
     zp, source = (float(zeropoint), "given") if zeropoint is not None else mosaic.zeropoint(band)
+    if isinstance(aperture_correction, str):
+        aperture_correction, n_apcor = average_aperture_correction(clean, xs, ys, ci, flux,
+                                                                   ci_min)
+        if aperture_correction is None:
+            log.warning("region %s: %d isolated candidates, too few for the field's aperture "
+                        "correction; magnitudes are 4 px aperture magnitudes", box, n_apcor)
+            aperture_correction = 0.0
+        meta["aperture_correction_n"] = n_apcor
+    meta["aperture_correction"] = float(aperture_correction)
     with np.errstate(divide="ignore", invalid="ignore"):
         mag = np.where(flux > 0, -2.5 * np.log10(np.where(flux > 0, flux, 1)) + zp
                        + aperture_correction, np.nan)

@@ -218,3 +218,67 @@ def test_sources_to_classify_detects_with_the_distance(field):
     far = sources_to_classify(m, distance_mpc=3.0)          # M_V <= -6 is m_V <= 21.4
     assert len(far) < len(near) and (far["mag_v"] <= 21.39).all()
     assert sources_to_classify(m).meta["mag_limit"] is None
+
+
+def _gaussians(sigma, n=12, size=400):
+    """n isolated circular Gaussians of flux 1000 on a zero sky, 80 px apart."""
+    yy, xx = np.indices((size, size), dtype=float)
+    img = np.zeros((size, size))
+    xs, ys = [], []
+    for k in range(n):
+        x, y = 40.0 + 80 * (k % 4), 40.0 + 80 * (k // 4)
+        img += 1000 / (2 * np.pi * sigma ** 2) * np.exp(
+            -((xx - x) ** 2 + (yy - y) ** 2) / (2 * sigma ** 2))
+        xs.append(x)
+        ys.append(y)
+    return img, np.array(xs), np.array(ys)
+
+
+def test_average_aperture_correction_of_known_profiles():
+    from glue_starclf.core.detection import average_aperture_correction
+    from glue_starclf.core.photometry import aperture_fluxes
+    img, x, y = _gaussians(sigma=2.0)
+    flux = aperture_fluxes(img, x, y, (4.0,))[:, 0]
+    ci = np.full(len(x), 1.5)
+    corr, n = average_aperture_correction(img, x, y, ci, flux)
+    # mag(20 px) - mag(4 px) of a Gaussian, the 4 px flux less the mean of the
+    # 7-8 px sky annulus (which holds some of the wings), to the pixel sampling
+    def expected(sig):
+        inner = 1 - np.exp(-16 / (2 * sig ** 2))
+        sky = (np.exp(-49 / (2 * sig ** 2)) - np.exp(-64 / (2 * sig ** 2))) / (64 - 49) * 16
+        return 2.5 * np.log10((inner - sky) / (1 - np.exp(-400 / (2 * sig ** 2))))
+    assert n == 12
+    assert corr == pytest.approx(expected(2.0), abs=0.02)
+    broad, bx, by = _gaussians(sigma=3.0)
+    wide, _ = average_aperture_correction(broad, bx, by, ci,
+                                          aperture_fluxes(broad, bx, by, (4.0,))[:, 0])
+    assert wide == pytest.approx(expected(3.0), abs=0.03)
+    assert wide < corr - 0.2
+    # Sources below the CI cut, or neighbours within 20 px, are not used.
+    assert average_aperture_correction(img, x, y, np.full(len(x), 1.3), flux) == (None, 0)
+    crowded_x = np.r_[x, x + 10]
+    crowded_y = np.r_[y, y]
+    assert average_aperture_correction(img, crowded_x, crowded_y, np.r_[ci, ci],
+                                       np.r_[flux, flux]) == (None, 0)
+
+
+def test_field_aperture_correction_brightens_the_magnitude_cut(field):
+    _, m = field
+    plain = detect_sources(m, distance_mpc=10.0, aperture_correction=0.0, min_bands=None)
+    det = detect_sources(m, distance_mpc=10.0, min_bands=None)
+    corr = det.meta["aperture_correction"]
+    assert -1.0 < corr < -0.05 and det.meta["aperture_correction_n"] >= 5
+    assert plain.meta["aperture_correction"] == 0.0
+    # Every source of the plain run is kept, plus those within |corr| of the cut.
+    assert len(det) >= len(plain)
+    mags = {(x, y): mag for x, y, mag in zip(det["x"], det["y"], det["mag_v"])}
+    assert set(zip(plain["x"], plain["y"])) <= set(mags)
+    assert np.allclose([mags[x, y] - corr for x, y in zip(plain["x"], plain["y"])],
+                       plain["mag_v"])
+
+
+@pytest.mark.parametrize("value", ["fild", np.nan, None])
+def test_bad_aperture_correction(field, value):
+    _, m = field
+    with pytest.raises(ValueError, match="aperture_correction"):
+        detect_sources(m, distance_mpc=10.0, aperture_correction=value)
