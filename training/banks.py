@@ -90,13 +90,6 @@ def parse_perturbations(items):
     return out
 
 
-def check_stdpsf_dir(folder):
-    """Read every STDPSF file up front, so a bad library fails before anything is written."""
-    from glue_starclf.sim.effpsf import STDPSF_BANDS, read_stdpsf
-    for name in STDPSF_BANDS.values():
-        read_stdpsf(Path(folder) / name)
-
-
 def _meta(kind, n, seed, catalogs, region_size, randomise=False, perturb=None, stdpsf_dir=None):
     m = {"kind": kind, "seed": seed, "randomise": bool(randomise),
          "perturb": dict(perturb or {}), "stdpsf": bool(stdpsf_dir)}
@@ -127,7 +120,8 @@ def make_bank(kind, out, n=20000, seed=0, catalogs=(), region_size=3000, randomi
     if perturb.get("psf_family") == "stdpsf" and not stdpsf_dir:
         raise ValueError("--perturb psf_family=stdpsf needs --stdpsf-dir")
     if stdpsf_dir:
-        check_stdpsf_dir(stdpsf_dir)
+        from glue_starclf.sim.effpsf import check_stdpsf_library
+        check_stdpsf_library(stdpsf_dir)
     domain = perturbed(**perturb)
     if domain.psf_family == "stdpsf":
         domain = replace(domain, stdpsf_dir=str(stdpsf_dir))
@@ -249,17 +243,17 @@ def _unmatched_bank(folder, n, seed, domain, randomise, stdpsf_dir):
     from glue_starclf.sim.domain import DomainColumns, draw_domain
     from glue_starclf.sim.mosaic import random_field
     rng = np.random.default_rng([seed, 11])
-    all_stamps, parts, got, empty = [], [], 0, 0
+    all_stamps, parts, got, empty, k = [], [], 0, 0, 0
     with tqdm(total=n, desc="unmatched detections", unit="stamp") as bar:
-        for k in range(10 ** 6):
-            if got >= n:
-                break
+        while got < n:
             dom = draw_domain(rng, stdpsf_dir) if randomise else domain
             distance = float(rng.uniform(3.0, 20.0))
             mock = random_field(seed=seed * 1009 + k, shape=(_UNMATCHED_FIELD,) * 2,
                                 distance_mpc=distance, n_sources=_UNMATCHED_SOURCES, domain=dom)
             s, t = unmatched_class4_stamps(mock)
             s, t = s[:n - got], t[:n - got]
+            field = f"random-{seed}-{k}"
+            k += 1
             empty = 0 if len(t) else empty + 1
             if empty >= _UNMATCHED_MAX_EMPTY:
                 raise ValueError(f"{empty} random fields in a row gave no unmatched detection")
@@ -268,7 +262,7 @@ def _unmatched_bank(folder, n, seed, domain, randomise, stdpsf_dir):
             cols = DomainColumns(len(t))
             cols.set(np.arange(len(t)), dom)
             cols.fill(t)
-            t["field"] = f"random-{seed}-{k}"
+            t["field"] = field
             all_stamps.append(s)
             parts.append(t)
             got += len(t)

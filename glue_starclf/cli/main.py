@@ -149,10 +149,9 @@ def _domain(args):
         return None
     import numpy as np
     from ..sim.domain import draw_domain
-    from ..sim.effpsf import STDPSF_BANDS, read_stdpsf
+    from ..sim.effpsf import check_stdpsf_library
     if args.stdpsf_dir:
-        for name in STDPSF_BANDS.values():
-            read_stdpsf(os.path.join(args.stdpsf_dir, name))
+        check_stdpsf_library(args.stdpsf_dir)
     return draw_domain(np.random.default_rng([args.seed, 3]), args.stdpsf_dir)
 
 

@@ -336,9 +336,12 @@ def detect_sources(mosaic, region=None, band="F555W", fwhm=2.2, threshold_sigma=
     _check_cut("abs_mag_limit", abs_mag_limit, -np.inf)
     _check_cut("min_bands", min_bands, 1, integer=True)
     _check_cut("max_mag_error", max_mag_error, 0.001)
-    if not (aperture_correction == "field" if isinstance(aperture_correction, str)
-            else isinstance(aperture_correction, (int, float, np.number))
-            and np.isfinite(aperture_correction)):
+    if isinstance(aperture_correction, str):
+        apcor_ok = aperture_correction == "field"
+    else:
+        apcor_ok = (isinstance(aperture_correction, (int, float, np.number))
+                    and np.isfinite(aperture_correction))
+    if not apcor_ok:
         raise ValueError(f"aperture_correction {aperture_correction!r} must be 'field' or a "
                          f"number of magnitudes")
     if distance_mpc is not None and not (isinstance(distance_mpc, (int, float, np.number))

@@ -38,7 +38,7 @@ from .psf import load_psf
 
 __all__ = ["SUPERSAMPLE", "STDPSF_SIZE", "LOCUS_BELOW_CUT", "DEFAULT_LOCUS", "EffectivePSF",
            "effective_kernels", "stellar_ci", "psf_for_locus", "stellar_locus",
-           "read_stdpsf", "stdpsf_provenance", "STDPSF_BANDS"]
+           "read_stdpsf", "check_stdpsf_library", "stdpsf_provenance", "STDPSF_BANDS"]
 
 #: Supersampling of the STDPSF library and of the kernel computations.
 SUPERSAMPLE = 4
@@ -125,6 +125,15 @@ def read_stdpsf(path):
         finite 101 x 101 PSFs with their ``IPSFXnn``/``JPSFYnn`` positions.
     """
     return _read_stdpsf(str(path))
+
+
+def check_stdpsf_library(folder):
+    """Read every band's STDPSF file of ``folder`` up front (one-line errors, see `read_stdpsf`).
+
+    So that a bad library fails before anything is rendered or written.
+    """
+    for name in STDPSF_BANDS.values():
+        read_stdpsf(Path(folder) / name)
 
 
 @functools.lru_cache(maxsize=16)
