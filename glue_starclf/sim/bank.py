@@ -84,12 +84,13 @@ def _draw(rng, n, ranges, fixed):
 
 def _detected(p):
     """Whether each drawn cluster passes `DETECTION_LIMITS`."""
-    ok = np.zeros(len(p["log_age"]), bool)
-    for i in range(len(ok)):
-        flux = population(p["log_age"][i], p["av"][i]).flux_per_msun * 10.0 ** p["log_mass"][i]
-        mags = -2.5 * np.log10(flux) + distance_modulus(p["distance_mpc"][i])
-        ok[i] = any(mags[BANDS.index(b)] <= lim for b, lim in DETECTION_LIMITS.items())
-    return ok
+    pairs, which = np.unique(np.stack([p["log_age"], p["av"]], axis=1), axis=0,
+                             return_inverse=True)
+    per_msun = np.array([population(a, v).flux_per_msun for a, v in pairs])
+    flux = per_msun[which.ravel()] * 10.0 ** p["log_mass"][:, None]
+    mags = -2.5 * np.log10(flux) + distance_modulus(p["distance_mpc"])[:, None]
+    cols = [BANDS.index(b) for b in DETECTION_LIMITS]
+    return (mags[:, cols] <= np.array(list(DETECTION_LIMITS.values()))).any(axis=1)
 
 
 def physical_bank(n, seed=0, size=64, background_fraction=0.1, ranges=None,
@@ -186,9 +187,9 @@ def physical_bank(n, seed=0, size=64, background_fraction=0.1, ranges=None,
             gamma[cl] = [s.truth["gamma"] for s in sources]
             flux[cl] = light.sum(axis=(2, 3))
         stamps[idx] = noisy_stamps(expected, rng, dom)
-        for k, i in enumerate(cl):
-            vis[i] = visibility(light[k, V], stamps[i, V] - light[k, V],
-                                c + offsets[i, 0], c + offsets[i, 1])
+        if cl.size:
+            vis[cl] = visibility(light[:, V], stamps[cl, V] - light[:, V],
+                                 c + offsets[cl, 0], c + offsets[cl, 1])
 
     truth = Table()
     nan = np.full(n_bg, np.nan)

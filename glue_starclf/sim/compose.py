@@ -1,6 +1,7 @@
 """From mock sources to pixels: stamps, size tuning, saturation and visibility."""
 
 import functools
+import warnings
 
 import numpy as np
 
@@ -70,7 +71,6 @@ def render_stamps(sources, size, offsets=None, knobs=None, bands=None, chunk=256
                       (big, renderer(size, BIG_PSF_SIZE, band_idx, psf) if big else None)):
         for start in range(0, len(idx), chunk):
             sel = idx[start:start + chunk]
-            canvas = rend.canvas(len(sel))
             xs, ys, fs, st = [], [], [], []
             for j, i in enumerate(sel):
                 light = sources[i].pixels(None if knobs is None else knobs[i])
@@ -80,10 +80,8 @@ def render_stamps(sources, size, offsets=None, knobs=None, bands=None, chunk=256
                 ys.append(light.y + centre + offsets[i, 1])
                 fs.append(light.flux)
                 st.append(np.full(light.x.size, j))
-            if xs:
-                rend.deposit(canvas, np.concatenate(st), np.concatenate(xs), np.concatenate(ys),
-                             np.concatenate(fs))
-            out[sel] = rend.convolve(canvas)
+            out[sel] = rend.render(len(sel), np.concatenate(st), np.concatenate(xs),
+                                   np.concatenate(ys), np.concatenate(fs))
     for i, s in enumerate(sources):
         if s.artifact is not None:
             _add_artifact(out[i], s.artifact, centre + offsets[i, 0], centre + offsets[i, 1],
@@ -217,29 +215,40 @@ def visibility(source_v, background_v, cx, cy):
 
     Parameters
     ----------
-    source_v : ndarray
+    source_v : ndarray, shape (ny, nx) or (k, ny, nx)
         Noise-free light of the source alone [e-/s], its centre at (cx, cy).
-    background_v : ndarray
-        The noisy image without the source, same grid.
-    cx, cy : float
+    background_v : ndarray, same shape
+        The noisy image without the source, same grid (NaN where unknown).
+    cx, cy : float or ndarray, shape (k,)
         Source centre (pixels).
 
     Returns
     -------
-    float
+    float or ndarray, shape (k,)
         f_c is the source flux within r_h,obs (the half-light radius of the
         PSF-convolved light), n the number of pixels in that circle and
         sigma_b the standard deviation of the background within 25 px.
+        0 for a source without light, NaN where sigma_b is not positive.
     """
-    yy, xx = np.indices(source_v.shape)
+    single = np.ndim(source_v) == 2
+    src = np.asarray(source_v, float).reshape((-1,) + np.shape(source_v)[-2:])
+    bg = np.asarray(background_v, float).reshape(src.shape)
+    cx = np.atleast_1d(np.asarray(cx, float))[:, None, None]
+    cy = np.atleast_1d(np.asarray(cy, float))[:, None, None]
+    yy, xx = np.indices(src.shape[-2:])
     r = np.hypot(xx - cx, yy - cy)
-    order = np.argsort(r.ravel())
-    cum = np.cumsum(np.clip(source_v.ravel()[order], 0, None))
-    if cum[-1] <= 0:
-        return 0.0
-    r_obs = max(r.ravel()[order][np.searchsorted(cum, 0.5 * cum[-1])], 1.0)
-    inside = r <= r_obs
-    sigma_b = np.nanstd(background_v[r <= 25.0])
-    if not np.isfinite(sigma_b) or sigma_b <= 0:
-        return np.nan
-    return float(source_v[inside].sum() / (inside.sum() * sigma_b))
+    flat_r = r.reshape(len(src), -1)
+    order = np.argsort(flat_r, axis=1)
+    cum = np.cumsum(np.clip(np.take_along_axis(src.reshape(len(src), -1), order, axis=1),
+                            0, None), axis=1)
+    total = cum[:, -1]
+    half = (cum < 0.5 * total[:, None]).sum(axis=1)
+    r_obs = np.maximum(np.take_along_axis(flat_r, order, axis=1)[np.arange(len(src)), half], 1.0)
+    inside = r <= r_obs[:, None, None]
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN background
+        sigma_b = np.nanstd(np.where(r <= 25.0, bg, np.nan).reshape(len(src), -1), axis=1)
+        vis = (src * inside).sum(axis=(1, 2)) / (inside.sum(axis=(1, 2)) * sigma_b)
+    vis[~(np.isfinite(sigma_b) & (sigma_b > 0))] = np.nan
+    vis[total <= 0] = 0.0
+    return float(vis[0]) if single else vis

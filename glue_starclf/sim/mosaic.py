@@ -209,14 +209,17 @@ def _truth_table(sources, xy, images, wcs, ci_true, psf=None):
     light = render_stamps(sources, _VIS_STAMP, offsets=offsets, bands=(V,), psf=psf)[:, 0]
     c = _VIS_STAMP // 2
     vis = np.full(n, np.nan)
-    for i, (x, y) in enumerate(np.round(xy).astype(int)):
-        cut = np.full((_VIS_STAMP, _VIS_STAMP), np.nan)
-        ny, nx = images.shape[-2:]
-        y0, x0 = y - c, x - c
-        ys = slice(max(y0, 0), min(y0 + _VIS_STAMP, ny))
-        xs = slice(max(x0, 0), min(x0 + _VIS_STAMP, nx))
-        cut[ys.start - y0:ys.stop - y0, xs.start - x0:xs.stop - x0] = images[V, ys, xs]
-        vis[i] = visibility(light[i], cut - light[i], c + offsets[i, 0], c + offsets[i, 1])
+    ny, nx = images.shape[-2:]
+    corner = np.round(xy).astype(int) - c
+    for k in range(0, n, 256):
+        part = slice(k, min(k + 256, n))
+        cuts = np.full((part.stop - k, _VIS_STAMP, _VIS_STAMP), np.nan)
+        for cut, (x0, y0) in zip(cuts, corner[part]):
+            ys = slice(max(y0, 0), min(y0 + _VIS_STAMP, ny))
+            xs = slice(max(x0, 0), min(x0 + _VIS_STAMP, nx))
+            cut[ys.start - y0:ys.stop - y0, xs.start - x0:xs.stop - x0] = images[V, ys, xs]
+        vis[part] = visibility(light[part], cuts - light[part], c + offsets[part, 0],
+                               c + offsets[part, 1])
     rows = [s.truth for s in sources]
     t = Table()
     t["id"] = np.arange(1, n + 1)

@@ -10,7 +10,7 @@ import functools
 
 import numpy as np
 from scipy import fft as sfft
-from scipy.ndimage import convolve as ndconvolve
+from scipy.ndimage import correlate1d
 from scipy.signal import oaconvolve
 
 from ..io.bands import BANDS, EXPOSURE_TIME_S, N_EXPOSURES, READ_NOISE_E, SKY_E_PER_S
@@ -81,6 +81,10 @@ def _cic(x, y, nx, ny):
     return (ys * nx + xs)[keep], w[keep], keep
 
 
+#: Canvas bytes per block in `StampRenderer.render`.
+_BLOCK_BYTES = 1 << 20
+
+
 class StampRenderer:
     """Batched rendering of PSF-convolved stamps.
 
@@ -113,44 +117,50 @@ class StampRenderer:
         # Single precision halves the FFT time; light is summed in float32 too.
         self._psf_fft = sfft.rfft2(padded.astype(np.float32))
 
-    def canvas(self, n):
-        """Empty canvas for ``n`` stamps, shape (n, n_bands, side, side)."""
-        return np.zeros((n, len(self.bands), self.side, self.side), np.float32)
-
-    @property
-    def origin(self):
-        """Canvas coordinate of stamp pixel (0, 0)."""
-        return self.pad
-
-    def deposit(self, canvas, stamp, x, y, flux):
-        """Deposit points into a batch canvas.
+    def render(self, n, stamp, x, y, flux):
+        """Deposit points into ``n`` stamps and PSF-convolve them.
 
         Parameters
         ----------
-        canvas : ndarray, shape (n, n_bands, side, side)
+        n : int
+            Number of stamps.
         stamp : ndarray of int, shape (k,)
-            Stamp index of each point.
+            Stamp index of each point, in non-decreasing order.
         x, y : ndarray, shape (k,)
             Positions in *stamp* pixel coordinates.
         flux : ndarray, shape (k, 5)
-        """
-        n, nb, side, _ = canvas.shape
-        idx, w, keep = _cic(np.asarray(x, float) + self.pad, np.asarray(y, float) + self.pad,
-                            side, side)
-        idx = idx + np.tile(np.asarray(stamp, np.int64), 4)[keep] * (side * side)
-        flux = np.asarray(flux, float)
-        flat = canvas.reshape(n, nb, side * side)
-        for i, b in enumerate(self.bands):
-            acc = np.bincount(idx, weights=w * np.tile(flux[:, b], 4)[keep],
-                              minlength=n * side * side)
-            flat[:, i] += acc.reshape(n, side * side)
 
-    def convolve(self, canvas):
-        """PSF-convolve a batch canvas and crop it to (n, n_bands, size, size)."""
-        conv = sfft.irfft2(sfft.rfft2(canvas, workers=1) * self._psf_fft,
-                           s=canvas.shape[-2:], workers=1)
-        p, s = self.pad, self.size
-        return conv[..., p:p + s, p:p + s]
+        Returns
+        -------
+        ndarray, float32, shape (n, n_bands, size, size)
+        """
+        stamp = np.asarray(stamp, np.int64)
+        if np.any(np.diff(stamp) < 0):
+            raise ValueError("points must be grouped by stamp in increasing order")
+        x = np.asarray(x, float) + self.pad
+        y = np.asarray(y, float) + self.pad
+        flux = np.asarray(flux, float)[:, self.bands]
+        nb, side, p, s = len(self.bands), self.side, self.pad, self.size
+        out = np.empty((n, nb, s, s), np.float32)
+        # A few stamps at a time keep the working set in the L2 cache
+        # (measured 1.5-2x faster than one FFT over a 128-stamp batch).
+        step = max(1, _BLOCK_BYTES // (4 * nb * side * side))
+        bounds = np.searchsorted(stamp, np.arange(0, n + step, step))
+        for k, i in enumerate(range(0, n, step)):
+            m = min(step, n - i)
+            sl = slice(bounds[k], bounds[k + 1])
+            idx, w, keep = _cic(x[sl], y[sl], side, side)
+            idx = idx + np.tile(stamp[sl] - i, 4)[keep] * (side * side)
+            canvas = np.empty((m, nb, side, side), np.float32)
+            flat = canvas.reshape(m, nb, side * side)
+            for b in range(nb):
+                flat[:, b] = np.bincount(idx, weights=w * np.tile(flux[sl, b], 4)[keep],
+                                         minlength=m * side * side).reshape(m, -1)
+            spec = sfft.rfft2(canvas, workers=1)
+            spec *= self._psf_fft
+            conv = sfft.irfft2(spec, s=(side, side), workers=1, overwrite_x=True)
+            out[i:i + m] = conv[..., p:p + s, p:p + s]
+        return out
 
 
 #: PSF support for whole mosaics, wide enough that the truncation of the
@@ -199,16 +209,22 @@ def add_noise(expected, rng, bands=None, sky=True, exposure_factor=1.0, sky_fact
     factor = np.broadcast_to(np.asarray(exposure_factor, float), (len(names),))
     t = np.array([EXPOSURE_TIME_S[b] for b in names]).reshape(shape) * factor.reshape(shape)
     s = (np.array([SKY_E_PER_S[b] for b in names]).reshape(shape) * sky_factor) if sky else 0.0
-    electrons = np.clip(expected + s, 0.0, None) * t
-    counts = rng.poisson(electrons).astype(np.float32)
-    sigma_read = READ_NOISE_E * np.sqrt(N_EXPOSURES)
-    counts += sigma_read * rng.standard_normal(expected.shape, dtype=np.float32)
-    noisy = (counts / t - s).astype(np.float32)
+    # In place, sparing passes over the large arrays.
+    electrons = np.add(expected, s, dtype=float)
+    np.maximum(electrons, 0.0, out=electrons)
+    electrons *= t
+    noisy = rng.poisson(electrons).astype(np.float32)
+    del electrons
+    read = rng.standard_normal(noisy.shape, dtype=np.float32)
+    read *= np.float32(READ_NOISE_E * np.sqrt(N_EXPOSURES))
+    noisy += read
+    noisy *= (1.0 / t).astype(np.float32)
+    noisy -= np.asarray(s, np.float32)
     if correlation > 0:
-        w = np.array([correlation, 1.0, correlation])
-        kern = np.outer(w, w)
-        kern /= kern.sum()
-        noise = noisy - expected
-        kern = kern.reshape((1,) * (noise.ndim - 2) + (3, 3))
-        noisy = (expected + ndconvolve(noise, kern, mode="reflect")).astype(np.float32)
+        w = np.array([correlation, 1.0, correlation]) / (1.0 + 2.0 * correlation)
+        noise = noisy - expected.astype(np.float32)
+        # The kernel is separable: two 1-D passes.
+        for axis in (-1, -2):
+            noise = correlate1d(noise, w, axis=axis, mode="reflect")
+        noisy = noise + expected.astype(np.float32)
     return noisy
