@@ -15,8 +15,9 @@ Kinds:
 - ``legus``: 32x32 stamps cut from LEGUS-anchored mock fields, one field per
   catalog, with a ``field`` column for leave-one-field-out splits.
 - ``unmatched``: 32x32 class-4 stamps of the candidates that LEGUS-default
-  detection finds on random mock fields (3-20 Mpc) and that match no mock
-  source: field stars and blends, which humans call class 4
+  detection finds on random mock fields (3-20 Mpc), or with ``--catalogs``
+  on LEGUS-anchored fields, and that match no mock source: field stars,
+  blends and pieces of extended sources, which humans call class 4
   (`glue_starclf.learn.field_audit.unmatched_class4_stamps`).
 
 Domain randomisation (`glue_starclf.sim.domain`): ``--randomise`` draws the
@@ -48,9 +49,12 @@ def add_arguments(p):
     p.add_argument("--n", type=int, default=20000,
                    help="stamps (classifier, physical, unmatched)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--catalogs", nargs="+", default=(), help="LEGUS .tab files (kind legus)")
+    p.add_argument("--catalogs", nargs="+", default=(),
+                   help="LEGUS .tab files (kind legus; kind unmatched: detections on these "
+                        "LEGUS-anchored fields instead of random fields)")
     p.add_argument("--region-size", type=int, default=3000,
-                   help="side of the catalog region rendered per field (kind legus)")
+                   help="side of the catalog region rendered per field (kinds legus, "
+                        "unmatched with --catalogs)")
     p.add_argument("--out", required=True, help="bank folder")
     p.add_argument("--randomise", action="store_true",
                    help="domain randomisation: draw PSF, depth, sky, noise correlation, "
@@ -93,7 +97,7 @@ def parse_perturbations(items):
 def _meta(kind, n, seed, catalogs, region_size, randomise=False, perturb=None, stdpsf_dir=None):
     m = {"kind": kind, "seed": seed, "randomise": bool(randomise),
          "perturb": dict(perturb or {}), "stdpsf": bool(stdpsf_dir)}
-    if kind == "legus":
+    if catalogs and kind in ("legus", "unmatched"):
         m.update(catalogs=[os.path.basename(c) for c in catalogs], region_size=region_size)
     else:
         m["n"] = n
@@ -112,6 +116,8 @@ def make_bank(kind, out, n=20000, seed=0, catalogs=(), region_size=3000, randomi
         raise ValueError(f"unknown bank kind {kind!r}: expected one of {', '.join(KINDS)}")
     if kind == "legus" and not catalogs:
         raise ValueError("a legus bank needs --catalogs")
+    if catalogs and kind not in ("legus", "unmatched"):
+        raise ValueError(f"--catalogs is for legus and unmatched banks, not {kind}")
     if kind != "legus" and n < 1:
         raise ValueError(f"--n {n} must be >= 1")
     perturb = dict(perturb) if isinstance(perturb, dict) else parse_perturbations(perturb)
@@ -141,6 +147,9 @@ def make_bank(kind, out, n=20000, seed=0, catalogs=(), region_size=3000, randomi
     try:
         if kind == "legus":
             truth = _legus_bank(tmp, catalogs, seed, region_size, domain, randomise, stdpsf_dir)
+        elif kind == "unmatched" and catalogs:
+            truth = _unmatched_anchored_bank(tmp, catalogs, seed, region_size, domain,
+                                             randomise, stdpsf_dir)
         elif kind == "unmatched":
             truth = _unmatched_bank(tmp, n, seed, domain, randomise, stdpsf_dir)
         else:
@@ -183,18 +192,15 @@ def _engine_bank(folder, kind, n, seed, domain, randomise, stdpsf_dir):
     return truth
 
 
-def _legus_bank(folder, catalogs, seed, region_size, domain, randomise, stdpsf_dir):
-    """Stamps at the truth positions of LEGUS-anchored fields, one field per catalog."""
+def _anchored_fields(catalogs, seed, region_size, domain, randomise, stdpsf_dir, desc):
+    """(catalog, mock field, domain) of each LEGUS catalog that can be rendered."""
     from tqdm import tqdm
 
-    from glue_starclf.core.cutouts import extract_stamps
     from glue_starclf.io.catalogs import read_legus_tab
-    from glue_starclf.io.mosaic import Mosaic
-    from glue_starclf.sim.domain import DomainColumns, draw_domain
+    from glue_starclf.sim.domain import draw_domain
     from glue_starclf.sim.mosaic import legus_anchored_field
-    all_stamps, parts = [], []
     dom_rng = np.random.default_rng([seed, 7])
-    for k, path in enumerate(tqdm(catalogs, desc="legus fields", unit="field")):
+    for k, path in enumerate(tqdm(catalogs, desc=desc, unit="field")):
         cat = read_legus_tab(path)
         x, y = np.asarray(cat["x"]), np.asarray(cat["y"])
         cx, cy = np.nanmedian(x), np.nanmedian(y)
@@ -207,6 +213,17 @@ def _legus_bank(folder, catalogs, seed, region_size, domain, randomise, stdpsf_d
         except ValueError as exc:
             print(f"skipping {path}: {exc}", file=sys.stderr)
             continue
+        yield cat, mock, dom
+
+
+def _legus_bank(folder, catalogs, seed, region_size, domain, randomise, stdpsf_dir):
+    """Stamps at the truth positions of LEGUS-anchored fields, one field per catalog."""
+    from glue_starclf.core.cutouts import extract_stamps
+    from glue_starclf.io.mosaic import Mosaic
+    from glue_starclf.sim.domain import DomainColumns
+    all_stamps, parts = [], []
+    for cat, mock, dom in _anchored_fields(catalogs, seed, region_size, domain, randomise,
+                                           stdpsf_dir, "legus fields"):
         t = mock.truth
         # Cut as at inference: nearest pixel, the same code path as real mosaics.
         cut = extract_stamps(Mosaic.from_arrays(mock.images), np.asarray(t["x"]),
@@ -236,11 +253,11 @@ _UNMATCHED_MAX_EMPTY = 20   # fields in a row without a detection before giving 
 
 
 def _unmatched_bank(folder, n, seed, domain, randomise, stdpsf_dir):
-    """Class-4 stamps of detections matching no mock source, field after field."""
+    """Class-4 stamps of detections matching no mock source, random field after field."""
     from tqdm import tqdm
 
     from glue_starclf.learn.field_audit import unmatched_class4_stamps
-    from glue_starclf.sim.domain import DomainColumns, draw_domain
+    from glue_starclf.sim.domain import draw_domain
     from glue_starclf.sim.mosaic import random_field
     rng = np.random.default_rng([seed, 11])
     all_stamps, parts, got, empty, k = [], [], 0, 0, 0
@@ -257,16 +274,39 @@ def _unmatched_bank(folder, n, seed, domain, randomise, stdpsf_dir):
             empty = 0 if len(t) else empty + 1
             if empty >= _UNMATCHED_MAX_EMPTY:
                 raise ValueError(f"{empty} random fields in a row gave no unmatched detection")
-            if not len(t):
-                continue
-            cols = DomainColumns(len(t))
-            cols.set(np.arange(len(t)), dom)
-            cols.fill(t)
-            t["field"] = field
-            all_stamps.append(s)
-            parts.append(t)
-            got += len(t)
-            bar.update(len(t))
+            if len(t):
+                _add_unmatched(all_stamps, parts, s, t, dom, field)
+                got += len(t)
+                bar.update(len(t))
+    return _save_unmatched(folder, all_stamps, parts)
+
+
+def _unmatched_anchored_bank(folder, catalogs, seed, region_size, domain, randomise,
+                             stdpsf_dir):
+    """Class-4 stamps of all detections of LEGUS-anchored fields that match no mock source."""
+    from glue_starclf.learn.field_audit import unmatched_class4_stamps
+    all_stamps, parts = [], []
+    for cat, mock, dom in _anchored_fields(catalogs, seed, region_size, domain, randomise,
+                                           stdpsf_dir, "unmatched detections"):
+        s, t = unmatched_class4_stamps(mock)
+        if len(t):
+            _add_unmatched(all_stamps, parts, s, t, dom, cat.meta["field"])
+    if not parts:
+        raise ValueError("no unmatched detection on any of the LEGUS fields")
+    return _save_unmatched(folder, all_stamps, parts)
+
+
+def _add_unmatched(all_stamps, parts, stamps, table, dom, field):
+    from glue_starclf.sim.domain import DomainColumns
+    cols = DomainColumns(len(table))
+    cols.set(np.arange(len(table)), dom)
+    cols.fill(table)
+    table["field"] = field
+    all_stamps.append(stamps)
+    parts.append(table)
+
+
+def _save_unmatched(folder, all_stamps, parts):
     np.save(folder / "stamps.npy", np.concatenate(all_stamps))
     truth = vstack(parts, metadata_conflicts="silent")
     truth.meta = {"kind": "unmatched"}

@@ -1,12 +1,15 @@
 """``make-bank`` with domain randomisation and fixed perturbations; its bad inputs."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.table import Table
 from training_runs import run_training
+
+from glue_starclf.io.catalogs import legus_distance_mpc
 
 
 def test_randomised_and_perturbed_banks_record_the_domain(tmp_path):
@@ -71,3 +74,31 @@ def test_unmatched_bank_holds_class4_detections_of_random_fields(tmp_path):
     # LEGUS-default detection: above the stellar CI cut, brighter than M_V = -6.
     assert (truth["ci"] >= 1.4).all()
     assert (truth["mag_v"] - 5 * np.log10(truth["distance_mpc"] * 1e5) <= -6).all()
+
+
+NGC1566 = (Path(__file__).resolve().parents[2].parent / "shared" / "data" / "legus"
+           / "hlsp_legus_hst_wfc3_ngc1566_multiband_v1_padagb-mwext-avgapcor.tab")
+
+
+def test_unmatched_bank_on_legus_anchored_fields(tmp_path):
+    status, out, err = run_training("make-bank", "--kind", "unmatched", "--catalogs", NGC1566,
+                                    "--region-size", 800, "--seed", 2, "--out", tmp_path / "u")
+    assert status == 0, err
+    stamps = np.load(tmp_path / "u" / "stamps.npy")
+    truth = Table.read(tmp_path / "u" / "truth.ecsv")
+    meta = json.loads((tmp_path / "u" / "meta.json").read_text())
+    assert meta["catalogs"] == [NGC1566.name] and meta["region_size"] == 800
+    assert len(truth) > 0 and stamps.shape == (len(truth), 5, 32, 32)
+    assert set(truth["class"]) == {4} and set(truth["field"]) == {"ngc1566"}
+    # Detected at the field's distance (StarcNet Table 6), with LEGUS's cuts.
+    assert np.allclose(truth["distance_mpc"], legus_distance_mpc("ngc1566"))
+    assert (truth["ci"] >= 1.4).all()
+    assert (truth["x"] >= 0).all() and (truth["x"] < 800).all()
+
+
+def test_catalogs_for_an_engine_bank_is_one_line(tmp_path):
+    status, out, err = run_training("make-bank", "--kind", "physical", "--n", 10, "--catalogs",
+                                    NGC1566, "--out", tmp_path / "p")
+    assert status != 0
+    assert "--catalogs is for legus and unmatched banks" in err
+    assert len(err.strip().splitlines()) == 1 and not any(tmp_path.iterdir())
