@@ -83,8 +83,9 @@ class Light:
         """
         if self.x.size <= n_max:
             return self
-        order = np.argsort(self.flux.sum(axis=1))[::-1]
-        keep, rest = order[:n_max // 3], order[n_max // 3:]
+        cut = self.x.size - n_max // 3
+        order = np.argpartition(self.flux.sum(axis=1), min(cut, self.x.size - 1))
+        keep, rest = order[cut:], order[:cut]
         pick = rng.choice(rest, n_max - keep.size, replace=False)
         factor = self.flux[rest].sum(axis=0) / np.maximum(self.flux[pick].sum(axis=0), 1e-300)
         idx = np.concatenate([keep, pick])
