@@ -235,9 +235,10 @@ def add_noise(expected, rng, bands=None, sky=True, exposure_factor=1.0, sky_fact
         noisy[part] = block
     if correlation > 0:
         w = np.array([correlation, 1.0, correlation]) / (1.0 + 2.0 * correlation)
-        noise = noisy - expected.astype(np.float32)
+        clean = expected.astype(np.float32)
+        noise = noisy - clean
         # The kernel is separable: two 1-D passes.
         for axis in (-1, -2):
             noise = correlate1d(noise, w, axis=axis, mode="reflect")
-        noisy = noise + expected.astype(np.float32)
+        noisy = noise + clean
     return noisy
