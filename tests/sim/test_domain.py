@@ -32,6 +32,16 @@ def test_drawn_domains_stay_in_range_and_vary():
         assert {d.psf_family for d in doms} == {"tinytim", "stdpsf"}
 
 
+def test_drawn_extra_broadening_spans_its_range():
+    # Half the fields keep the locus PSF; the others reach the range's top,
+    # where a star's CI rises by as much as a compact cluster's excess.
+    rng = np.random.default_rng(1)
+    extra = np.array([draw_domain(rng).extra_broadening_px for _ in range(400)])
+    lo, hi = RANGES["extra_broadening_px"]
+    assert 0.35 < np.mean(extra == 0) < 0.65
+    assert extra.min() >= lo and extra.max() <= hi and extra.max() > 0.9 * hi
+
+
 @pytest.mark.parametrize("name, value", [("exposure_factor", 3.0), ("zeropoint_mag", 0.05),
                                          ("registration_px", 0.2), ("eff_truncation", 2.0),
                                          ("sky_factor", -1.0), ("psf_family", "airy"),
