@@ -163,8 +163,8 @@ def draw_domain(rng, stdpsf_dir=None, locus=None):
         psf_family=fam,
         detector_xy=(float(rng.uniform(0, _DETECTOR[0])), float(rng.uniform(0, _DETECTOR[1]))),
         locus=float(rng.uniform(1.15, 1.35)) if locus is None else float(locus),
-        # The whole range: 0.5 px raises the stellar CI by ~0.13, as much as a
-        # typical class-1 excess over the locus; 0-0.3 px left such fields unseen.
+        # The whole range: 0.5 px raises the stellar CI by ~0.13, two thirds of
+        # a typical class-1 excess over the locus; 0-0.3 px left that unseen.
         extra_broadening_px=float(rng.uniform(*RANGES["extra_broadening_px"]))
         if rng.random() < 0.5 else 0.0,
         registration=tuple((float(r * np.cos(p)), float(r * np.sin(p))) for r, p in zip(reg, phi)),

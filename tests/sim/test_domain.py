@@ -33,8 +33,7 @@ def test_drawn_domains_stay_in_range_and_vary():
 
 
 def test_drawn_extra_broadening_spans_its_range():
-    # Half the fields keep the locus PSF; the others reach the range's top,
-    # where a star's CI rises by as much as a compact cluster's excess.
+    # Half the fields keep the locus PSF; the others reach the range's top.
     rng = np.random.default_rng(1)
     extra = np.array([draw_domain(rng).extra_broadening_px for _ in range(400)])
     lo, hi = RANGES["extra_broadening_px"]
