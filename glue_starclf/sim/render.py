@@ -226,13 +226,13 @@ def add_noise(expected, rng, bands=None, sky=True, exposure_factor=1.0, sky_fact
         electrons = np.add(expected[part], s, dtype=float)
         np.maximum(electrons, 0.0, out=electrons)
         electrons *= t
-        block = rng.poisson(electrons).astype(np.float32)
+        block = noisy[part]
+        block[...] = rng.poisson(electrons)
         read = rng.standard_normal(block.shape, dtype=np.float32)
         read *= sigma_read
         block += read
         block *= inv_t
         block -= s32
-        noisy[part] = block
     if correlation > 0:
         w = np.array([correlation, 1.0, correlation]) / (1.0 + 2.0 * correlation)
         clean = expected.astype(np.float32)
