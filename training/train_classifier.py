@@ -7,7 +7,6 @@ fields when the bank has them) -> StarClassifier of `glue_starclf.core.networks`
 -> validation metrics and a fitted temperature -> safetensors + model card.
 """
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -19,8 +18,9 @@ from glue_starclf.io.bands import BANDS
 from glue_starclf.learn.classifier import (band_dropout, classification_metrics,
                                            classifier_inputs, expected_calibration_error,
                                            fit_temperature, predict_logits)
-from glue_starclf.learn.loop import (check_model_out, fit, fraction, is_main, positive_int,
-                                     probability, require_validation, seed_everything)
+from glue_starclf.learn.loop import (channel_counts, check_model_out, fit, fraction, is_main,
+                                     positive_int, probability, require_validation,
+                                     seed_everything)
 from glue_starclf.learn.speed import machine
 
 __all__ = ["add_arguments", "run", "labelled_stamps", "split"]
@@ -42,7 +42,7 @@ def add_arguments(p):
     p.add_argument("--batch-size", type=positive_int, default=256)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--band-dropout", type=probability, default=0.2)
-    p.add_argument("--width", type=_width, default=None, metavar="C1,C2,C3,C4,C5",
+    p.add_argument("--width", type=channel_counts(5), default=None, metavar="C1,C2,C3,C4,C5",
                    help="channels of the five convolutions of each pathway "
                         "(default that of StarClassifier)")
     p.add_argument("--hidden", type=positive_int, default=None,
@@ -51,16 +51,6 @@ def add_arguments(p):
                    help="replace an existing model at --out (also needed to write into the "
                         "bundled models folder)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
-
-
-def _width(text):
-    try:
-        width = [int(c) for c in text.split(",")]
-    except ValueError:
-        width = []
-    if len(width) != 5 or min(width) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not five positive channel counts")
-    return width
 
 
 def labelled_stamps(banks=(), images=(), catalog=None):

@@ -16,8 +16,9 @@ import numpy as np
 import torch
 
 from glue_starclf.io.bands import BANDS
-from glue_starclf.learn.loop import (check_model_out, fit, fraction, is_main, positive_int,
-                                     probability, require_validation, seed_everything)
+from glue_starclf.learn.loop import (channel_counts, check_model_out, fit, fraction, is_main,
+                                     positive_int, probability, require_validation,
+                                     seed_everything)
 from glue_starclf.learn.speed import machine
 
 __all__ = ["add_arguments", "run", "physical_metrics"]
@@ -36,6 +37,10 @@ def add_arguments(p):
     p.add_argument("--batch-size", type=positive_int, default=128)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--band-dropout", type=probability, default=0.15)
+    p.add_argument("--width", type=channel_counts(4), default=None, metavar="C1,C2,C3,C4",
+                   help="channels of the four convolutions (default PhysicalNet's)")
+    p.add_argument("--hidden", type=positive_int, default=None,
+                   help="units of the shared hidden layer (default PhysicalNet's)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing model at --out (also needed to write into the "
                         "bundled models folder)")
@@ -157,7 +162,7 @@ def run(args):
     tr = np.flatnonzero(~val)
     train = _Bank(_Rows(x, tr), dist[tr], tuple(t[tr] for t in targets))
     # model
-    kwargs = {}
+    kwargs = {k: getattr(args, k) for k in ("width", "hidden") if getattr(args, k) is not None}
     model = PhysicalNet(**kwargs)
     gen = torch.Generator().manual_seed(args.seed)
     aug_rng = np.random.default_rng(args.seed)

@@ -19,11 +19,26 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler, WeightedRandomSampler
 
 __all__ = ["distributed_setup", "is_main", "seed_everything", "fit", "NonFiniteLoss",
-           "positive_int", "fraction", "probability", "require_validation", "check_model_out"]
+           "positive_int", "channel_counts", "fraction", "probability", "require_validation",
+           "check_model_out"]
 
 
 class NonFiniteLoss(RuntimeError):
     """The loss became NaN or infinite."""
+
+
+def channel_counts(n):
+    """argparse type for a network's channels: ``n`` comma-separated integers >= 1."""
+    def parse(text):
+        try:
+            width = [int(c) for c in text.split(",")]
+        except ValueError:
+            width = []
+        if len(width) != n or min(width) < 1:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {n} positive channel counts")
+        return width
+    parse.__name__ = f"{n} channel counts"
+    return parse
 
 
 def positive_int(text):

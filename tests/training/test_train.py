@@ -188,6 +188,17 @@ def test_classifier_width_and_hidden_go_into_the_card(trained_models, tmp_path):
     assert model.head[0].out_features == 20
 
 
+def test_physical_width_and_hidden_go_into_the_card(trained_models, tmp_path):
+    out = tmp_path / "wide.safetensors"
+    status, _, err = run_training(*physical_argv(trained_models["physical_bank"], out),
+                                  "--width", "8,12,16,24", "--hidden", "20")
+    assert status == 0, err
+    model, card = load_checkpoint(out)
+    assert card["kwargs"] == {"width": [8, 12, 16, 24], "hidden": 20}
+    assert model.features[0].out_channels == 8
+    assert model.trunk[0].out_features == 20
+
+
 # -- bad input -----------------------------------------------------------------------
 
 def test_out_must_be_safetensors(trained_models, tmp_path):
@@ -232,6 +243,19 @@ def test_bad_network_size_or_schedule(trained_models, tmp_path, capsys, option, 
     out = tmp_path / "m.safetensors"
     with pytest.raises(SystemExit) as exit_info:
         main(classifier_argv(trained_models["classifier_bank"], out) + [option, value])
+    assert exit_info.value.code == 2
+    errors = capsys.readouterr().err.splitlines()
+    assert len(errors) == 1 and option in errors[0] and repr(value) in errors[0], errors
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("option, value", [("--width", "8,12,16"), ("--width", "8,12,16,24,32"),
+                                           ("--width", "8,0,16,24"), ("--hidden", "0")])
+def test_bad_physical_network_size(trained_models, tmp_path, capsys, option, value):
+    from training.__main__ import main
+    out = tmp_path / "m.safetensors"
+    with pytest.raises(SystemExit) as exit_info:
+        main(physical_argv(trained_models["physical_bank"], out) + [option, value])
     assert exit_info.value.code == 2
     errors = capsys.readouterr().err.splitlines()
     assert len(errors) == 1 and option in errors[0] and repr(value) in errors[0], errors
