@@ -177,26 +177,20 @@ def test_fit_raises_non_finite_loss_even_with_few_batches(tmp_path):
     assert not (tmp_path / "s.pt").exists()
 
 
-def test_classifier_width_and_hidden_go_into_the_card(trained_models, tmp_path):
+@pytest.mark.parametrize("family, width", [("classifier", "8,12,12,24,24"),
+                                           ("physical", "8,12,16,24")])
+def test_width_and_hidden_go_into_the_card(trained_models, tmp_path, family, width):
     out = tmp_path / "wide.safetensors"
-    status, _, err = run_training(*classifier_argv(trained_models["classifier_bank"], out),
-                                  "--width", "8,12,12,24,24", "--hidden", "20")
+    argv = classifier_argv if family == "classifier" else physical_argv
+    status, _, err = run_training(*argv(trained_models[f"{family}_bank"], out),
+                                  "--width", width, "--hidden", "20")
     assert status == 0, err
     model, card = load_checkpoint(out)
-    assert card["kwargs"] == {"width": [8, 12, 12, 24, 24], "hidden": 20}
-    assert model.pathways[0][0].out_channels == 8
-    assert model.head[0].out_features == 20
-
-
-def test_physical_width_and_hidden_go_into_the_card(trained_models, tmp_path):
-    out = tmp_path / "wide.safetensors"
-    status, _, err = run_training(*physical_argv(trained_models["physical_bank"], out),
-                                  "--width", "8,12,16,24", "--hidden", "20")
-    assert status == 0, err
-    model, card = load_checkpoint(out)
-    assert card["kwargs"] == {"width": [8, 12, 16, 24], "hidden": 20}
-    assert model.features[0].out_channels == 8
-    assert model.trunk[0].out_features == 20
+    assert card["kwargs"] == {"width": [int(c) for c in width.split(",")], "hidden": 20}
+    first_conv, hidden = ((model.pathways[0][0], model.head[0]) if family == "classifier"
+                          else (model.features[0], model.trunk[0]))
+    assert first_conv.out_channels == 8
+    assert hidden.out_features == 20
 
 
 # -- bad input -----------------------------------------------------------------------
@@ -234,28 +228,19 @@ def test_classifier_bank_to_train_physical(trained_models, tmp_path):
     assert not out.exists()
 
 
-@pytest.mark.parametrize("option, value", [("--width", "8,12,12,24"), ("--width", "8,12,x,24,24"),
-                                           ("--width", "8,12,0,24,24"), ("--hidden", "-3"),
-                                           ("--hidden", "many"), ("--epochs", "0"),
-                                           ("--batch-size", "0")])
-def test_bad_network_size_or_schedule(trained_models, tmp_path, capsys, option, value):
+@pytest.mark.parametrize("family, option, value", [
+    ("classifier", "--width", "8,12,12,24"), ("classifier", "--width", "8,12,x,24,24"),
+    ("classifier", "--width", "8,12,0,24,24"), ("classifier", "--hidden", "-3"),
+    ("classifier", "--hidden", "many"), ("classifier", "--epochs", "0"),
+    ("classifier", "--batch-size", "0"), ("physical", "--width", "8,12,16"),
+    ("physical", "--width", "8,12,16,24,32"), ("physical", "--width", "8,0,16,24"),
+    ("physical", "--hidden", "0")])
+def test_bad_network_size_or_schedule(trained_models, tmp_path, capsys, family, option, value):
     from training.__main__ import main
     out = tmp_path / "m.safetensors"
+    argv = classifier_argv if family == "classifier" else physical_argv
     with pytest.raises(SystemExit) as exit_info:
-        main(classifier_argv(trained_models["classifier_bank"], out) + [option, value])
-    assert exit_info.value.code == 2
-    errors = capsys.readouterr().err.splitlines()
-    assert len(errors) == 1 and option in errors[0] and repr(value) in errors[0], errors
-    assert not out.exists()
-
-
-@pytest.mark.parametrize("option, value", [("--width", "8,12,16"), ("--width", "8,12,16,24,32"),
-                                           ("--width", "8,0,16,24"), ("--hidden", "0")])
-def test_bad_physical_network_size(trained_models, tmp_path, capsys, option, value):
-    from training.__main__ import main
-    out = tmp_path / "m.safetensors"
-    with pytest.raises(SystemExit) as exit_info:
-        main(physical_argv(trained_models["physical_bank"], out) + [option, value])
+        main(argv(trained_models[f"{family}_bank"], out) + [option, value])
     assert exit_info.value.code == 2
     errors = capsys.readouterr().err.splitlines()
     assert len(errors) == 1 and option in errors[0] and repr(value) in errors[0], errors
