@@ -153,14 +153,13 @@ def run(args):
         xs.append(s)
         ts.append(t)
     from astropy.table import vstack
-    x = np.concatenate([np.asarray(s) for s in xs]) if len(xs) > 1 else xs[0]
     truth = vstack(ts) if len(ts) > 1 else ts[0]
     val = rng.random(len(truth)) < args.val_fraction
     require_validation(val, args.val_fraction, "stamps")
     targets = _targets(truth)
     dist = np.asarray(truth["distance_mpc"], np.float32)
     tr = np.flatnonzero(~val)
-    train = _Bank(_Rows(x, tr), dist[tr], tuple(t[tr] for t in targets))
+    train = _Bank(_Rows(xs, tr), dist[tr], tuple(t[tr] for t in targets))
     # model
     kwargs = {k: getattr(args, k) for k in ("width", "hidden") if getattr(args, k) is not None}
     model = PhysicalNet(**kwargs)
@@ -193,7 +192,8 @@ def run(args):
         return 0
     # eval: all five bands, and the three bands of 004
     vi = np.flatnonzero(val)
-    xv = np.asarray(x[vi])
+    val_rows = _Rows(xs, vi)
+    xv = np.stack([val_rows[i] for i in range(len(vi))])
     metrics = {"five_bands": physical_metrics(predict(model, xv, dist[vi]), truth[vi]),
                "three_bands": physical_metrics(
                    predict(model, xv, dist[vi], np.tile(THREE_BANDS, (len(vi), 1))), truth[vi])}
@@ -216,13 +216,20 @@ def run(args):
 
 
 class _Rows:
-    """Row subset of a memory-mapped array, read on access."""
+    """Rows of memory-mapped banks taken as one stack, read on access.
 
-    def __init__(self, arr, rows):
-        self.arr, self.rows = arr, rows
+    The banks stay on disk: a copy of several 40,000-stamp physical banks
+    would hold 3.3 GB each in every training process.
+    """
+
+    def __init__(self, arrays, rows):
+        self.arrays, self.rows = arrays, rows
+        self.starts = np.cumsum([0] + [len(a) for a in arrays])
 
     def __len__(self):
         return len(self.rows)
 
     def __getitem__(self, i):
-        return self.arr[self.rows[i]]
+        row = self.rows[i]
+        k = int(np.searchsorted(self.starts, row, side="right")) - 1
+        return self.arrays[k][row - self.starts[k]]

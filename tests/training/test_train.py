@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from glue_starclf.core.checkpoints import load_checkpoint, sha256_file
+from glue_starclf.learn.banks import open_bank
 from training_runs import classifier_argv, physical_argv, run_training
 
 
@@ -405,3 +406,24 @@ def test_resume_with_other_network_arguments_or_a_bad_state_file(trained_models,
                                   "--width", "8,8,8,8,8")
     lines = _error_lines(err)
     assert status == 2 and len(lines) == 1 and "lacks optimizer" in lines[0], err
+
+
+def test_physical_rows_span_several_banks_in_order():
+    from training.train_physical import _Rows
+    a = np.arange(3 * 2).reshape(3, 2)
+    b = 100 + np.arange(4 * 2).reshape(4, 2)
+    rows = _Rows([a, b], np.array([6, 0, 3, 2]))
+    assert len(rows) == 4
+    stacked = np.concatenate([a, b])
+    for i, r in enumerate([6, 0, 3, 2]):
+        np.testing.assert_array_equal(rows[i], stacked[r])
+
+
+def test_physical_trains_on_two_banks(trained_models, tmp_path):
+    out = tmp_path / "two.safetensors"
+    bank = trained_models["physical_bank"]
+    status, _, err = run_training(*physical_argv(bank, out), "--bank", str(bank))
+    assert status == 0, err
+    card = load_checkpoint(out)[1]
+    n_bank = len(open_bank(bank)[1])
+    assert card["training"]["n_train"] + card["training"]["n_val"] == 2 * n_bank
