@@ -20,13 +20,13 @@ import logging
 import numpy as np
 from astropy.stats import SigmaClip, sigma_clipped_stats
 from astropy.table import Table
-from photutils.aperture import ApertureStats, CircularAnnulus
-from photutils.background import Background2D, MedianBackground
-from photutils.detection import DAOStarFinder
 
 from ..io.bands import canonical_band
 
 from .photometry import SKY_ANNULUS, aperture_fluxes, concentration_index
+
+# photutils is imported inside the functions that use it: it takes about a second
+# to import, and classifying the sources of a catalog never needs it.
 
 __all__ = ["detect_sources", "parse_region", "sources_to_classify", "band_photometry",
            "MAG_APERTURE_PX", "LEGUS_CI_MIN", "LEGUS_ABS_MAG_LIMIT", "LEGUS_MIN_BANDS",
@@ -98,6 +98,7 @@ def parse_region(region, shape):
 
 def _background(data, mask, box_size):
     """Background map (or level) and its rms, inside the box."""
+    from photutils.background import Background2D, MedianBackground
     ny, nx = data.shape
     if box_size and ny >= 2 * box_size and nx >= 2 * box_size:
         try:
@@ -153,6 +154,7 @@ def band_photometry(mosaic, x, y, box=None, radius=MAG_APERTURE_PX):
         band -> ``(flux, mag_error)`` arrays; the error is inf where the flux
         is not positive.
     """
+    from photutils.aperture import ApertureStats, CircularAnnulus
     x0, y0, x1, y1 = box if box is not None else (0, 0, mosaic.shape[1], mosaic.shape[0])
     xs, ys = np.asarray(x, float), np.asarray(y, float)
     pos = np.column_stack([xs, ys])
@@ -323,6 +325,7 @@ def detect_sources(mosaic, region=None, band="F555W", fwhm=2.2, threshold_sigma=
         If the band is unknown or missing from the mosaic, or an option is
         out of range.
     """
+    from photutils.detection import DAOStarFinder
     band = canonical_band(band)
     if band not in mosaic.bands:
         raise ValueError(f"band {band} is not in the mosaic (bands given: "

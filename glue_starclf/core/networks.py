@@ -32,7 +32,6 @@ log10 visibility runs from about -1.2 to 3.7 with 1st / 99th percentiles
 stamps (visibility 0) land in the lowest bin.
 """
 
-import warnings
 
 import numpy as np
 import torch
@@ -639,6 +638,23 @@ def _asinh_inplace(x):
     return x
 
 
+def _nanmedian_last(a):
+    """``np.nanmedian(a, axis=-1)`` of a float32 array (NaN where a row is all NaN).
+
+    The same values as numpy's (the mean of the two middle values of an
+    even count), from one torch sort, which puts NaN last: about half of
+    numpy's time.
+    """
+    t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+    s = torch.sort(t, dim=-1).values
+    k = (~torch.isnan(t)).sum(dim=-1, keepdim=True)
+    lo = torch.div(k - 1, 2, rounding_mode="floor").clamp_(min=0)
+    hi = torch.div(k, 2, rounding_mode="floor").clamp_(max=max(t.shape[-1] - 1, 0))
+    med = (s.gather(-1, lo) + s.gather(-1, hi)) / 2
+    med[k == 0] = float("nan")
+    return med[..., 0].numpy()
+
+
 def normalise_classifier(stamps, mask=None):
     """Classifier input: shape and colour kept, brightness divided out.
 
@@ -665,13 +681,11 @@ def normalise_classifier(stamps, mask=None):
     n, nb, ny, nx = x.shape
     border = np.ones((ny, nx), bool)
     border[2:-2, 2:-2] = False
-    finite = np.isfinite(x)
-    with warnings.catch_warnings():
-        # All-NaN borders (masked bands) warn; they get sky 0 below.
-        warnings.simplefilter("ignore", RuntimeWarning)
-        sky = np.nanmedian(x[..., border], axis=-1)
-    sky = np.where(np.isfinite(sky), sky, 0.0)
-    x = np.where(finite, x - sky[..., None, None], 0.0) / BAND_SCALE_E_PER_S[None, :, None, None]
+    # All-NaN borders (masked bands) get sky 0.
+    sky = np.nan_to_num(_nanmedian_last(x[..., border]), nan=0.0, posinf=0.0, neginf=0.0)
+    x -= sky[..., None, None]
+    x /= BAND_SCALE_E_PER_S[None, :, None, None]
+    torch.from_numpy(x).nan_to_num_(0.0, 0.0, 0.0)
     x[~mask] = 0.0
     cy, cx = ny // 2, nx // 2
     centre = x[..., max(cy - 8, 0):cy + 8, max(cx - 8, 0):cx + 8].reshape(n, nb, -1)
@@ -703,7 +717,7 @@ def normalise_physical(stamps, mask=None):
     ndarray, float32, shape (n, 5, ny, nx)
     """
     x, mask = _prepare(stamps, mask)
-    np.nan_to_num(x, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    torch.from_numpy(x).nan_to_num_(0.0, 0.0, 0.0)
     x /= BAND_SCALE_E_PER_S[None, :, None, None]
     _asinh_inplace(x)
     x[~mask] = 0.0

@@ -8,8 +8,9 @@ magnitudes in a 4 px aperture with the sky from a 1 px wide annulus at 7 px.
 import functools
 
 import numpy as np
-from photutils.aperture import (ApertureStats, CircularAnnulus, CircularAperture,
-                                aperture_photometry)
+
+# photutils is imported inside the functions that use it: it takes about a second
+# to import, and classifying the sources of a catalog never needs it.
 
 __all__ = ["CI_RADII", "SKY_ANNULUS", "aperture_fluxes", "concentration_index",
            "centred_ci"]
@@ -39,6 +40,8 @@ def aperture_fluxes(image, x, y, radii, sky_annulus=SKY_ANNULUS):
     -------
     ndarray, shape (len(x), len(radii))
     """
+    from photutils.aperture import (ApertureStats, CircularAnnulus, CircularAperture,
+                                    aperture_photometry)
     pos = np.column_stack([np.atleast_1d(x), np.atleast_1d(y)]).astype(float)
     apertures = [CircularAperture(pos, r=r) for r in radii]
     table = aperture_photometry(image, apertures, method="exact")
@@ -63,6 +66,7 @@ def concentration_index(image, x, y, sky_annulus=SKY_ANNULUS):
 
 @functools.lru_cache(maxsize=8)
 def _centred_masks(size):
+    from photutils.aperture import CircularAperture
     c = (size - 1) / 2.0
     masks = [CircularAperture((c, c), r=r).to_mask(method="exact").to_image((size, size))
              for r in CI_RADII]

@@ -1,5 +1,7 @@
 """Networks, binned targets, decoding, normalisation and augmentation."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -253,3 +255,18 @@ def test_decode_grid_temperature_narrows_only_the_named_interval():
     for name in ("log_age", "av", "log_mass"):       # point estimates: the untempered posterior
         assert cal[name] == pytest.approx(raw[name])
     assert raw["log_age"][0] == pytest.approx(8.0, abs=0.05)
+
+
+@pytest.mark.parametrize("width", [1, 2, 7, 240])
+def test_nanmedian_last_equals_numpy(width):
+    rng = np.random.default_rng(width)
+    a = rng.normal(0, 1, (40, width)).astype(np.float32)
+    a[rng.random(a.shape) < 0.3] = np.nan
+    a[0] = np.nan                                    # all NaN: NaN, as numpy
+    a[1, :1] = np.inf
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        ref = np.nanmedian(a, axis=-1)
+    got = N._nanmedian_last(a)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, ref)
