@@ -1,8 +1,9 @@
 """``train-physical``: one member of the physical-parameter ensemble (004).
 
 The story: a physical bank from ``make-bank`` -> random validation split ->
-PhysicalNet of `glue_starclf.core.networks` (stamp, band mask and galaxy
-distance in; flips and right-angle turns) -> soft-target cross entropies on the joint age x A_V x mass
+PhysicalNet of `glue_starclf.core.networks`, new or a trained member's
+(``--init``) (stamp, band mask and galaxy distance in; flips and
+right-angle turns) -> soft-target cross entropies on the joint age x A_V x mass
 grid, r_h, cluster/background and visibility, with the parameter losses
 zeroed for background stamps -> validation errors and AUC -> safetensors +
 model card.
@@ -45,6 +46,10 @@ def add_arguments(p):
                    help="replace an existing model at --out (also needed to write into the "
                         "bundled models folder)")
     p.add_argument("--resume", action="store_true")
+    p.add_argument("--init", metavar="CARD",
+                   help="start from this physical member's weights (a model card or its "
+                        ".safetensors) instead of random ones: more epochs on new banks; the "
+                        "network sizes are the card's")
 
 
 def _targets(t):
@@ -162,7 +167,12 @@ def run(args):
     train = _Bank(_Rows(xs, tr), dist[tr], tuple(t[tr] for t in targets))
     # model
     kwargs = {k: getattr(args, k) for k in ("width", "hidden") if getattr(args, k) is not None}
-    model = PhysicalNet(**kwargs)
+    init = None
+    if args.init:
+        model, init = _initial_model(args.init, kwargs)
+        kwargs = dict(init["kwargs"])
+    else:
+        model = PhysicalNet(**kwargs)
     gen = torch.Generator().manual_seed(args.seed)
     aug_rng = np.random.default_rng(args.seed)
 
@@ -187,7 +197,8 @@ def run(args):
                  rngs={"band_dropout": gen, "augment": aug_rng},
                  signature={"architecture": "PhysicalNet", "kwargs": kwargs, "seed": args.seed,
                             "batch_size": args.batch_size, "band_dropout": args.band_dropout,
-                            "lr": args.lr, "banks": [str(b) for b in args.bank]})
+                            "lr": args.lr, "banks": [str(b) for b in args.bank],
+                            "init": init and init["sha256"]})
     if not is_main():
         return 0
     # eval: all five bands, and the three bands of 004
@@ -204,6 +215,9 @@ def run(args):
                              getattr(args, "argv", sys.argv[1:])),
                          "banks": [str(b) for b in args.bank], "n_train": int(len(tr)),
                          "n_val": int(val.sum()), "epochs": result["epochs"],
+                         **({"init": {"card": Path(init["_path"]).name,
+                                      "sha256": init["sha256"],
+                                      "training": init.get("training", {})}} if init else {}),
                          "wall_time_s": round(result["seconds"], 1),
                          "date": time.strftime("%Y-%m-%d"), "machine": machine()},
             "metrics": {"validation": metrics}}
@@ -213,6 +227,21 @@ def run(args):
           f"{m['p95_abs_err_log_mass']:.2f}, A_V {m['p95_abs_err_av']:.2f}, log r_h "
           f"{m['p95_abs_err_log_r_h']:.2f}; AUC {m['cb_auc']:.3f}; card {path}")
     return 0
+
+
+def _initial_model(path, sizes):
+    """The physical member to start from, and its card; ``sizes`` given must match it."""
+    from glue_starclf.core.checkpoints import load_checkpoint
+    model, card = load_checkpoint(path)
+    if card.get("family") != "physical" or card.get("architecture") != "PhysicalNet":
+        raise ValueError(f"--init {path}: a {card.get('family')} {card.get('architecture')} "
+                         "model, train-physical needs a physical PhysicalNet")
+    for k, v in sizes.items():
+        have = card["kwargs"].get(k)
+        if have != v:
+            show = ",".join(map(str, v)) if isinstance(v, list) else v
+            raise ValueError(f"--{k} {show} differs from --init {path}'s {have}")
+    return model.train(), card
 
 
 class _Rows:

@@ -427,3 +427,43 @@ def test_physical_trains_on_two_banks(trained_models, tmp_path):
     card = load_checkpoint(out)[1]
     n_bank = len(open_bank(bank)[1])
     assert card["training"]["n_train"] + card["training"]["n_val"] == 2 * n_bank
+
+
+# -- starting from a trained member (--init) ------------------------------------------
+
+def test_physical_init_starts_from_the_member(trained_models, tmp_path):
+    start = trained_models["physical"]
+    first, start_card = load_checkpoint(start)
+    out = tmp_path / "more.safetensors"
+    # lr 0: the weights stay the member's (only BatchNorm's running statistics move).
+    status, _, err = run_training(*physical_argv(trained_models["physical_bank"], out),
+                                  "--init", start.with_suffix(".json"), "--lr", "0")
+    assert status == 0, err
+    model, card = load_checkpoint(out)
+    assert card["kwargs"] == start_card["kwargs"]
+    assert card["training"]["init"]["sha256"] == start_card["sha256"]
+    assert card["training"]["init"]["card"] == start.with_suffix(".json").name
+    for (name, a), b in zip(first.state_dict().items(), model.state_dict().values()):
+        if "running" not in name and "num_batches" not in name:
+            assert np.array_equal(a.numpy(), b.numpy()), name
+    # A real step moves them.
+    moved = tmp_path / "moved.safetensors"
+    status, _, err = run_training(*physical_argv(trained_models["physical_bank"], moved),
+                                  "--init", start)
+    assert status == 0, err
+    w0 = first.features[0].weight.detach().numpy()
+    assert not np.array_equal(w0, load_checkpoint(moved)[0].features[0].weight.detach().numpy())
+
+
+@pytest.mark.parametrize("case", ["classifier", "sizes", "missing"])
+def test_physical_init_errors(trained_models, tmp_path, case):
+    out = tmp_path / "m.safetensors"
+    init = {"classifier": trained_models["classifier"], "sizes": trained_models["physical"],
+            "missing": tmp_path / "nosuch.json"}[case]
+    extra = ["--width", "8,12,16,24"] if case == "sizes" else []
+    status, _, err = run_training(*physical_argv(trained_models["physical_bank"], out),
+                                  "--init", init, *extra)
+    words = {"classifier": ("--init", "classifier"), "sizes": ("--width", "8,12,16,24"),
+             "missing": ("nosuch.json",)}[case]
+    _assert_one_line_error(status, err, *words)
+    assert not out.exists()
