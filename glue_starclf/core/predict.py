@@ -34,6 +34,11 @@ RESULT_COLUMNS = (
 #: networks' activations stay nearer the cache than at 1024 (about 8% faster end to end).
 BATCH = 256
 
+#: Sources cut between two releases of the mosaic's pages (`Mosaic.release_pages`):
+#: bounds resident memory; releasing after every batch of 256 made the stamp cutting
+#: 1.7x slower, re-reading pages that neighbouring batches share.
+RELEASE_SOURCES = 1024
+
 #: Galaxy distances [Mpc] the models were trained for; outside, every result
 #: is flagged ``distance``.
 DISTANCE_RANGE_MPC = (3.0, 20.0)
@@ -245,13 +250,17 @@ def predict(mosaic, sources, distance_mpc, classifier=None, physical=None, batch
         log.info("pixel scale %.4g\"/px: stamps of %d px are resampled (flux-conserving, "
                  "reproject) to %d px of 0.04\"", scale, native_stamp_size(size, scale), size)
     starts = range(0, n, batch)
+    since_release = 0
     if callback is not None:
         callback(0, n)
     for start in tqdm(starts, desc="classifying", unit="batch", disable=not progress):
         sl = slice(start, min(start + batch, n))
         cut = extract_stamps(mosaic, x[sl], y[sl], size=size)
-        # Peak memory stays one batch, not the whole mosaic read so far.
-        mosaic.release_pages()
+        # Peak memory stays a few batches, not the whole mosaic read so far.
+        since_release += sl.stop - sl.start
+        if since_release >= RELEASE_SOURCES:
+            mosaic.release_pages()
+            since_release = 0
         flags[sl] = _add_flag(cut.flags, "distance") if far else cut.flags
         ok = ~np.all(np.isnan(cut.stamps), axis=(1, 2, 3))
         if not ok.any():

@@ -235,6 +235,29 @@ def test_predict_callback_reports_progress_and_cancels(ensembles):
         predict(mosaic, src, 10.0, clf, phys, batch=10, callback=cancel)
 
 
+def test_predict_releases_pages_every_release_sources(ensembles, monkeypatch):
+    from glue_starclf.core import predict as P
+    from glue_starclf.io.mosaic import Mosaic
+    rng = np.random.default_rng(4)
+    mosaic = Mosaic.from_arrays(rng.normal(0, 0.01, (5, 200, 200)).astype(np.float32))
+    src = Table({"x": rng.uniform(40, 160, 95), "y": rng.uniform(40, 160, 95)})
+    released, cut = [], []
+    monkeypatch.setattr(P, "RELEASE_SOURCES", 25)
+    monkeypatch.setattr(Mosaic, "release_pages", lambda self: released.append(sum(cut)))
+    from glue_starclf.core import cutouts
+    original = cutouts.extract_stamps
+
+    def counting(mosaic, x, y, size):
+        cut.append(len(x))
+        return original(mosaic, x, y, size=size)
+
+    # predict imports extract_stamps at call time, so it gets the counting one.
+    monkeypatch.setattr(cutouts, "extract_stamps", counting)
+    predict(mosaic, src, 10.0, *ensembles, batch=10)
+    # Batches of 10: released after 30, 60 and 90 sources, not after every batch.
+    assert released == [30, 60, 90]
+
+
 @pytest.mark.parametrize("distance, flagged", [(2.0, True), (25.0, True), (3.0, False),
                                                (20.0, False)])
 def test_distance_outside_the_trained_range_is_flagged(field, ensembles, distance, flagged,
