@@ -169,6 +169,9 @@ def physical_bank(n, seed=0, size=64, background_fraction=0.1, ranges=None,
     c = (size - 1) / 2.0
     doms = DomainColumns(n)
     dom_rng = np.random.default_rng([seed, 7])
+    # The noise has its own stream: how many draws it takes depends on the conditions,
+    # and the sources of later chunks must not (robustness banks pair them).
+    noise_rng = np.random.default_rng([seed, 9])
     # Chunks keep the working arrays small (memory and cache).
     for start in range(0, n, _CHUNK):
         idx = np.arange(start, min(start + _CHUNK, n))
@@ -186,7 +189,7 @@ def physical_bank(n, seed=0, size=64, background_fraction=0.1, ranges=None,
             expected[:cl.size] += light
             gamma[cl] = [s.truth["gamma"] for s in sources]
             flux[cl] = light.sum(axis=(2, 3))
-        stamps[idx] = noisy_stamps(expected, rng, dom)
+        stamps[idx] = noisy_stamps(expected, noise_rng, dom)
         if cl.size:
             vis[cl] = visibility(light[:, V], stamps[cl, V] - light[:, V],
                                  c + offsets[cl, 0], c + offsets[cl, 1])

@@ -101,6 +101,9 @@ def classifier_bank(n, seed=0, size=32, distance_range=(3, 20), class_weights=(0
     c = (size - 1) / 2.0
     doms = DomainColumns(n)
     dom_rng = np.random.default_rng([seed, 7])
+    # The noise has its own stream: how many draws it takes depends on the conditions,
+    # and the sources of later chunks must not (robustness banks pair them).
+    noise_rng = np.random.default_rng([seed, 9])
     # Chunks bound the working arrays (PSF FFT batches, noise).
     for start in range(0, n, _CHUNK):
         idx = np.arange(start, min(start + _CHUNK, n))
@@ -112,7 +115,7 @@ def classifier_bank(n, seed=0, size=32, distance_range=(3, 20), class_weights=(0
         expected = np.stack([tiles[which[i], :, corner[i, 1]:corner[i, 1] + size,
                                    corner[i, 0]:corner[i, 0] + size] for i in idx]).astype(float)
         expected += render_stamps(sources, size, offsets=offsets[idx], psf=dom.psf())
-        stamps[idx] = noisy_stamps(expected, rng, dom)
+        stamps[idx] = noisy_stamps(expected, noise_rng, dom)
         for i, s in zip(idx, sources):
             if s.masked_rows is not None:
                 apply_masked_rows(stamps[i], c + offsets[i, 0], c + offsets[i, 1], s.masked_rows)

@@ -54,3 +54,19 @@ def test_visibility_grows_with_mass():
 def test_parameters_outside_the_table(kw, word):
     with pytest.raises(ValueError, match=word):
         physical_bank(4, **kw)
+
+
+def test_a_changed_condition_renders_the_same_sources():
+    # Robustness banks compare one source set under two conditions: the noise
+    # of the first chunk must not shift the draws of the later chunks' sources.
+    import dataclasses
+
+    from glue_starclf.sim.bank import _CHUNK
+    from glue_starclf.sim.domain import NOMINAL
+    n = _CHUNK + 20
+    shallow = dataclasses.replace(NOMINAL, exposure_factor=(0.5,) * 5)
+    _, a = physical_bank(n, seed=3, background_fraction=0.0)
+    _, b = physical_bank(n, seed=3, background_fraction=0.0, domain=shallow)
+    for col in ("log_mass", "gamma", "mag_F275W", "mag_F555W", "mag_F814W"):
+        np.testing.assert_array_equal(np.asarray(a[col]), np.asarray(b[col]), err_msg=col)
+    assert np.all(np.asarray(b["exposure_factor"]) == 0.5)

@@ -57,3 +57,20 @@ def test_edge_sources_have_masked_rows():
     assert edge.any()
     blank = [(~np.isfinite(s) | (s == 0)).all(axis=-1).any() for s in stamps[edge]]
     assert all(blank)
+
+
+def test_a_changed_condition_renders_the_same_sources():
+    # As for the physical bank: the noise of one chunk must not shift the
+    # sources of the next, so that two conditions see the same sources.
+    import dataclasses
+
+    from glue_starclf.sim.classbank import _CHUNK
+    from glue_starclf.sim.domain import NOMINAL
+    n = _CHUNK + 12
+    deep = dataclasses.replace(NOMINAL, exposure_factor=(2.0,) * 5)
+    _, a = classifier_bank(n, seed=4)
+    _, b = classifier_bank(n, seed=4, domain=deep)
+    for col in ("class", "subtype", "log_mass", "mag_F555W"):
+        assert np.array_equal(np.asarray(a[col]), np.asarray(b[col])) or (
+            np.asarray(a[col]).dtype.kind == "f"
+            and np.array_equal(np.asarray(a[col]), np.asarray(b[col]), equal_nan=True)), col
