@@ -32,7 +32,6 @@ log10 visibility runs from about -1.2 to 3.7 with 1st / 99th percentiles
 stamps (visibility 0) land in the lowest bin.
 """
 
-
 import numpy as np
 import torch
 import torch.nn.functional as F
