@@ -50,9 +50,13 @@ def run(args):
         raise FileNotFoundError(f"{args.legus}: no such folder of LEGUS catalogs")
     if args.max_stamps < 100:
         raise ValueError(f"--max-stamps {args.max_stamps} must be >= 100")
+    banks = [(folder, *open_bank(folder)) for folder in args.bank]
+    for folder, _, truth, meta in banks:
+        if "class" not in truth.colnames:
+            raise ValueError(f"{folder}: a {meta.get('kind')} bank has no classes; "
+                             "shortcut-audit needs a classifier, legus or unmatched bank")
     results = {"banks": {}, "real": None}
-    for folder in args.bank:
-        stamps, truth, meta = open_bank(folder)
+    for folder, stamps, truth, meta in banks:
         results["banks"][str(folder)] = audit_bank(stamps, truth, meta, args.max_stamps,
                                                    args.seed)
     if args.legus is not None:

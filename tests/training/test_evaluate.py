@@ -250,3 +250,12 @@ def test_shortcut_audit_bad_legus_folder(trained_models, tmp_path, capsys):
     err = capsys.readouterr().err
     assert status == 2 and "nope" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "a").exists()
+
+
+def test_shortcut_audit_refuses_a_physical_bank(trained_models, tmp_path, capsys):
+    status = main(["shortcut-audit", "--bank", str(trained_models["classifier_bank"]),
+                   "--bank", str(trained_models["physical_bank"]), "--out", str(tmp_path / "a")])
+    err = capsys.readouterr().err
+    assert status == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert str(trained_models["physical_bank"]) in err and "no classes" in err
+    assert not (tmp_path / "a").exists()
