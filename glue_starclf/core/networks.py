@@ -45,7 +45,7 @@ __all__ = [
     "gaussian_targets_3d", "gaussian_targets_1d", "decode_grid", "decode_1d",
     "ESTIMATORS", "DEFAULT_ESTIMATOR", "temper",
     "normalise_classifier", "normalise_physical", "augment", "count_parameters",
-    "fuse_for_inference", "ConvReLU",
+    "fuse_for_inference", "ConvReLU", "MaxPool2x2",
     "ARCHITECTURES", "build_network",
 ]
 
@@ -641,10 +641,27 @@ def _nanmedian_last(a):
     """``np.nanmedian(a, axis=-1)`` of a float32 array (NaN where a row is all NaN).
 
     The same values as numpy's (the mean of the two middle values of an
-    even count), from one torch sort, which puts NaN last: about half of
-    numpy's time.
+    even count). Rows without NaN take one ``np.partition`` (linear time);
+    the others one torch sort, which puts NaN last. About a third of
+    numpy's time for the classifier's sky borders.
     """
-    t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    width = a.shape[-1]
+    if width == 0:
+        return np.full(a.shape[:-1], np.nan, np.float32)
+    flat = a.reshape(-1, width)
+    nan_rows = np.flatnonzero(np.isnan(flat).any(axis=-1))
+    lo, hi = (width - 1) // 2, width // 2
+    part = np.partition(flat, (lo, hi), axis=-1)
+    med = (part[:, lo] + part[:, hi]) / np.float32(2)
+    if nan_rows.size:
+        med[nan_rows] = _nanmedian_sorted(flat[nan_rows])
+    return med.reshape(a.shape[:-1])
+
+
+def _nanmedian_sorted(a):
+    """`_nanmedian_last` of 2-D rows that may hold NaN, from one torch sort."""
+    t = torch.from_numpy(a)
     s = torch.sort(t, dim=-1).values
     k = (~torch.isnan(t)).sum(dim=-1, keepdim=True)
     lo = torch.div(k - 1, 2, rounding_mode="floor").clamp_(min=0)
@@ -680,8 +697,10 @@ def normalise_classifier(stamps, mask=None):
     n, nb, ny, nx = x.shape
     border = np.ones((ny, nx), bool)
     border[2:-2, 2:-2] = False
+    # take() with flat indices: several times faster than a boolean index here.
+    edge = np.take(x.reshape(n, nb, ny * nx), np.flatnonzero(border), axis=-1)
     # All-NaN borders (masked bands) get sky 0.
-    sky = np.nan_to_num(_nanmedian_last(x[..., border]), nan=0.0, posinf=0.0, neginf=0.0)
+    sky = np.nan_to_num(_nanmedian_last(edge), nan=0.0, posinf=0.0, neginf=0.0)
     x -= sky[..., None, None]
     x /= BAND_SCALE_E_PER_S[None, :, None, None]
     torch.from_numpy(x).nan_to_num_(0.0, 0.0, 0.0)
@@ -808,14 +827,36 @@ class ConvReLU(nn.Module):
                                self.padding, self.dilation, self.groups))
 
 
+class MaxPool2x2(nn.Module):
+    """2 x 2 max pooling with stride 2 as two elementwise maxima of strided views.
+
+    The same values as ``nn.MaxPool2d(2)`` (an odd last row or column is
+    dropped, NaN propagates) without its index bookkeeping: about half its
+    time on the classifier's small channels-last maps. `fuse_for_inference`
+    puts it in place of ``nn.MaxPool2d(2)``.
+    """
+
+    def forward(self, x):
+        x = x[..., :x.shape[-2] // 2 * 2, :x.shape[-1] // 2 * 2]
+        rows = torch.maximum(x[..., 0::2, :], x[..., 1::2, :])
+        return torch.maximum(rows[..., 0::2], rows[..., 1::2])
+
+
+def _is_plain_2x2_pool(m):
+    return (isinstance(m, nn.MaxPool2d) and m.kernel_size in (2, (2, 2))
+            and m.stride in (2, (2, 2)) and m.padding in (0, (0, 0))
+            and m.dilation in (1, (1, 1)) and not m.ceil_mode and not m.return_indices)
+
+
 def fuse_for_inference(model):
     """Fold each BatchNorm into the convolution before it, and that ReLU into it, for inference.
 
     In eval mode a BatchNorm is a fixed per-channel affine map, so folding it
     into the convolution's weights and bias gives the same outputs (to float
     rounding) without the extra pass over the activations; a ReLU right after
-    goes into the same oneDNN call (`ConvReLU`). The model is put in eval mode
-    and modified in place; do not train it afterwards.
+    goes into the same oneDNN call (`ConvReLU`), and 2 x 2 max pools become
+    `MaxPool2x2` (the same values). The model is put in eval mode and
+    modified in place; do not train it afterwards.
 
     Parameters
     ----------
@@ -840,6 +881,9 @@ def fuse_for_inference(model):
             if nxt and isinstance(seq[nxt[0]], nn.ReLU):
                 seq[i] = ConvReLU(seq[i])
                 seq[nxt[0]] = nn.Identity()
+        for i in range(len(seq)):
+            if _is_plain_2x2_pool(seq[i]):
+                seq[i] = MaxPool2x2()
     return model.to(memory_format=torch.channels_last)
 
 

@@ -257,11 +257,12 @@ def test_decode_grid_temperature_narrows_only_the_named_interval():
     assert raw["log_age"][0] == pytest.approx(8.0, abs=0.05)
 
 
-@pytest.mark.parametrize("width", [1, 2, 7, 240])
-def test_nanmedian_last_equals_numpy(width):
+@pytest.mark.parametrize("width,nan_fraction", [(1, 0.3), (2, 0.3), (7, 0.3), (240, 0.3),
+                                                (240, 0.002), (241, 0.002)])
+def test_nanmedian_last_equals_numpy(width, nan_fraction):
     rng = np.random.default_rng(width)
     a = rng.normal(0, 1, (40, width)).astype(np.float32)
-    a[rng.random(a.shape) < 0.3] = np.nan
+    a[rng.random(a.shape) < nan_fraction] = np.nan   # 0.002: most rows take the partition
     a[0] = np.nan                                    # all NaN: NaN, as numpy
     a[1, :1] = np.inf
     with warnings.catch_warnings():
@@ -270,3 +271,35 @@ def test_nanmedian_last_equals_numpy(width):
     got = N._nanmedian_last(a)
     assert got.dtype == np.float32
     np.testing.assert_array_equal(got, ref)
+
+
+def test_nanmedian_last_keeps_leading_axes():
+    a = np.random.default_rng(3).normal(0, 1, (3, 5, 8)).astype(np.float32)
+    a[1, 2, :] = np.nan
+    got = N._nanmedian_last(a)
+    assert got.shape == (3, 5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        np.testing.assert_array_equal(got, np.nanmedian(a, axis=-1))
+
+
+@pytest.mark.parametrize("shape", [(4, 16, 16, 16), (3, 32, 8, 8), (2, 5, 7, 9)])
+def test_maxpool2x2_equals_maxpool2d(shape):
+    x = torch.randn(shape).contiguous(memory_format=torch.channels_last)
+    x[0, 0, 0, 0] = float("nan")
+    out = N.MaxPool2x2()(x)
+    ref = torch.nn.functional.max_pool2d(x, 2)
+    torch.testing.assert_close(out, ref, rtol=0, atol=0, equal_nan=True)
+    assert torch.isnan(out[0, 0, 0, 0])
+    assert out.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_fuse_for_inference_replaces_only_plain_2x2_pools():
+    net = N.fuse_for_inference(N.build_network("StarClassifier"))
+    assert sum(isinstance(m, N.MaxPool2x2) for m in net.modules()) == 6
+    assert not any(isinstance(m, torch.nn.MaxPool2d) for m in net.modules())
+    ref = N.fuse_for_inference(N.StarcNetReference(channels=16))
+    assert sum(isinstance(m, N.MaxPool2x2) for m in ref.modules()) == 3
+    seq = N.fuse_for_inference(torch.nn.Sequential(torch.nn.MaxPool2d(3, 2, 1),
+                                                   torch.nn.MaxPool2d(2, ceil_mode=True)))
+    assert all(isinstance(m, torch.nn.MaxPool2d) for m in seq)
