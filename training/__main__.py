@@ -27,6 +27,8 @@ COMMANDS = {
                       "the physical ensemble in 004's setting, next to 004's bounds"),
     "audit-field": ("training.audit_field",
                     "detect and classify a mock field; completeness and unmatched class 4"),
+    "calibrate-classes": ("training.calibrate_classes",
+                          "fit the classifier ensemble's temperature and class prior"),
     "ood-stats": ("training.ood_stats",
                   "the classifier's out-of-distribution statistics for a models folder"),
     "finetune": ("training.finetune",

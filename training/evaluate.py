@@ -56,7 +56,7 @@ from .train_classifier import (classification_metrics, expected_calibration_erro
 __all__ = ["add_arguments", "run", "HUMAN_AGREEMENT", "CLASSIFIER_TARGETS",
            "PHYSICAL_TARGETS", "precision_recall", "roc_curve", "training_fields",
            "errors_by_visibility", "interval_coverage", "classifier_report", "physical_report",
-           "robustness_report"]
+           "robustness_report", "ensemble_probs"]
 
 #: Per-class human agreement of Wei et al. 2020 (000 §2.1) and the 4-class /
 #: binary human-to-mode agreement of LEGUS (001 §2.1).
@@ -148,6 +148,16 @@ def _probs(members, x, mask, temperature=True, batch=2048):
                 p.append(torch.softmax(model(xb, torch.from_numpy(mask[i:i + batch])) / t, 1))
             out.append(torch.cat(p).numpy())
     return np.stack(out)
+
+
+def ensemble_probs(ens, x, mask):
+    """Averaged tempered member probabilities, through the ensemble's class prior if any.
+
+    The probabilities `glue_starclf.core.predict.predict` gives for these stamps.
+    """
+    probs = _probs(ens.members, x, mask).mean(axis=0)
+    prior = getattr(ens, "class_prior", None)
+    return prior.apply(probs) if prior is not None else probs
 
 
 def training_fields(cards):
@@ -259,7 +269,7 @@ def classifier_report(ens, banks, out, argv=None):
     t0 = time.perf_counter()
     x, y, mask, fields = labelled_stamps(banks)
     raw = _probs(ens.members, x, mask, temperature=False).mean(axis=0)
-    probs = _probs(ens.members, x, mask).mean(axis=0)
+    probs = ensemble_probs(ens, x, mask)
     m = classification_metrics(probs, y)
     cluster_true, cluster_pred = y <= 1, probs.argmax(axis=1) <= 1
     binary = np.zeros((2, 2), int)
@@ -281,8 +291,7 @@ def classifier_report(ens, banks, out, argv=None):
         mk[:, j] = 0
         xz = np.array(x)
         xz[:, j] = 0
-        ablation[band] = classification_metrics(_probs(ens.members, xz, mk).mean(axis=0),
-                                                y)["accuracy"]
+        ablation[band] = classification_metrics(ensemble_probs(ens, xz, mk), y)["accuracy"]
     used, missing = training_fields([card for _, card in ens.members])
     per_field = {}
     for f in np.unique(fields):
@@ -303,8 +312,13 @@ def classifier_report(ens, banks, out, argv=None):
              f"Banks: {', '.join(map(str, banks))} ({len(y)} sources)  ",
              f"Command: `{_command(argv)}`  ",
              f"Run time: {time.perf_counter() - t0:.0f} s", "",
-             "Probabilities are the members' temperature-scaled softmax, averaged. Binary: "
-             "classes 1+2 (clusters) vs 3+4 (001 §2.2).", "",
+             "Probabilities are the members' temperature-scaled softmax, averaged"
+             + (f", then through the ensemble's class prior (`{ens.class_prior.path.name}`: "
+                f"temperature {ens.class_prior.temperature:.3f}, log prior "
+                + " / ".join(f"{b:+.2f}" for b in ens.class_prior.log_prior)
+                + " for classes 1-4)" if getattr(ens, "class_prior", None) is not None
+                else " (class-balanced: no class prior)")
+             + ". Binary: classes 1+2 (clusters) vs 3+4 (001 §2.2).", "",
              "| metric | ensemble | human agreement | target | |", "| --- | --- | --- | --- | --- |",
              f"| 4-class accuracy | {m['accuracy']:.3f} | "
              f"{HUMAN_AGREEMENT['four_class_001']:.3f} (001, to mode) | ≥ {T['accuracy']} | "
@@ -316,7 +330,7 @@ def classifier_report(ens, banks, out, argv=None):
         lines.append(f"| recall class {k + 1} | {m['recall'][k]:.3f} | "
                      f"{HUMAN_AGREEMENT['per_class_000'][k]:.2f} (000) | ≥ {T['recall']} | "
                      f"{_target_mark(m['recall'][k] >= T['recall'])} |")
-    lines += [f"| ECE before / after temperature | {m['ece_before']:.3f} / "
+    lines += [f"| ECE before / after calibration | {m['ece_before']:.3f} / "
               f"{m['ece_after']:.3f} | | ≤ {T['ece_after']} (after) | "
               f"{_target_mark(targets['ece_after'])} |",
               f"| average precision, classes 1-4 | "
@@ -740,7 +754,7 @@ def robustness_report(ensembles, kinds, out, argv=None):
         rows = {}
         for folder in kinds["classifier"]:
             x, y, mask, _ = labelled_stamps([folder])
-            m = classification_metrics(_probs(ens.members, x, mask).mean(axis=0), y)
+            m = classification_metrics(ensemble_probs(ens, x, mask), y)
             rows[Path(folder).name] = {"perturbation": _perturbation(folder), "n": int(len(y)),
                                        "accuracy": m["accuracy"],
                                        "binary_accuracy": m["binary_accuracy"],

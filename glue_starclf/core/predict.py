@@ -48,6 +48,9 @@ class Ensemble:
     """Members of one model family, loaded from their cards (no pickle), for inference.
 
     BatchNorm layers are folded into the convolutions (`fuse_for_inference`).
+    A classifier ensemble also takes the folder's out-of-distribution
+    statistics (`glue_starclf.core.ood`) and class prior
+    (`glue_starclf.core.class_prior`) when they were made for its members.
     """
 
     def __init__(self, cards):
@@ -66,7 +69,9 @@ class Ensemble:
             raise ValueError(f"ensemble members take different stamp sizes: {sorted(sizes)}")
         self.stamp_size = sizes.pop()
         self.ood = None
+        self.class_prior = None
         if self.family == "classifier":
+            from .class_prior import load_class_prior
             from .ood import load_statistics
             folder = Path(self.members[0][1]["_path"]).parent
             stats = load_statistics(folder)
@@ -74,6 +79,12 @@ class Ensemble:
                 self.ood = stats
             elif stats is not None:
                 log.info("%s: made for other classifier members; no 'ood' flags", stats.path)
+            prior = load_class_prior(folder)
+            if prior is not None and prior.matches(self.hashes):
+                self.class_prior = prior
+            elif prior is not None:
+                log.info("%s: fitted for other classifier members; class-balanced "
+                         "probabilities", prior.path)
 
     @property
     def names(self):
@@ -116,7 +127,8 @@ def _autocast(bf16):
 
 
 def _classify(ens, stamps, mask, bf16=False):
-    """Mean class probabilities, the classes 1-4 and the members' vote fractions."""
+    """Mean class probabilities (through the class prior where the ensemble has one), the
+    classes 1-4 and the members' vote fractions."""
     import torch
 
     from .networks import normalise_classifier
@@ -139,6 +151,8 @@ def _classify(ens, stamps, mask, bf16=False):
             probs.append(torch.softmax(logits, dim=1).numpy())
     probs = np.stack(probs)                      # (members, n, 4)
     mean = probs.mean(axis=0)
+    if ens.class_prior is not None:
+        mean, probs = ens.class_prior.apply(mean), ens.class_prior.apply(probs)
     cls = mean.argmax(axis=1)
     votes = (probs.argmax(axis=2) == cls[None, :]).mean(axis=0)
     ood = scores(features, ens.ood.mean, ens.ood.precision) if features else None
