@@ -331,6 +331,10 @@ def predict(mosaic, sources, distance_mpc, classifier=None, physical=None, batch
         "precision": "bfloat16 autocast" if bf16 else "float32",
         "ood_threshold": None if classifier.ood is None else classifier.ood.threshold,
         "ood_statistics": None if classifier.ood is None else classifier.ood.path.name,
+        "class_prior": (None if classifier.class_prior is None else
+                        {"file": classifier.class_prior.path.name,
+                         "temperature": classifier.class_prior.temperature,
+                         "log_prior": classifier.class_prior.log_prior.tolist()}),
         "bands": {b: str(p) for b, p in mosaic.paths.items()},
         "calibration": {b: c.as_meta() for b, c in getattr(mosaic, "calibration", {}).items()},
         "pixel_scale_arcsec": (None if scale is None else round(scale, 5)),

@@ -15,7 +15,7 @@ import pytest
 
 from glue_starclf.core.class_prior import (CLASS_PRIOR_FILE, ClassPrior, fit_class_prior,
                                            load_class_prior, save_class_prior)
-from glue_starclf.core.predict import _classify, load_ensemble
+from glue_starclf.core.predict import _classify, load_ensemble, predict
 from training_runs import run_training
 
 
@@ -77,6 +77,14 @@ def test_save_load_round_trip_and_unreadable_file(tmp_path):
 
 
 @pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    from glue_starclf.sim.mosaic import random_field, write_mosaic
+    mock = random_field(seed=22, shape=(256, 256), n_sources=20)
+    paths = write_mosaic(mock, tmp_path_factory.mktemp("prior-field"), prefix="p")
+    return [p for b, p in paths.items() if b != "truth"], mock.truth[["id", "x", "y"]]
+
+
+@pytest.fixture(scope="module")
 def models_copy(trained_models, tmp_path_factory):
     folder = tmp_path_factory.mktemp("prior-models")
     for p in trained_models["models"].iterdir():
@@ -107,7 +115,9 @@ def test_calibrate_classes_writes_a_prior_that_predict_uses(trained_models, mode
 
 
 def test_predict_applies_the_prior_and_ignores_one_for_other_members(trained_models,
-                                                                     models_copy, tmp_path):
+                                                                     models_copy, tmp_path,
+                                                                     scene):
+    mosaic, sources = scene
     rng = np.random.default_rng(3)
     x = rng.normal(0, 0.05, (40, 5, 32, 32)).astype(np.float32)
     x[:, :, 14:18, 14:18] += rng.uniform(0.5, 5, (40, 5, 1, 1)).astype(np.float32)
@@ -123,6 +133,10 @@ def test_predict_applies_the_prior_and_ignores_one_for_other_members(trained_mod
     probs, cls, votes, _ = _classify(ens, x, m)
     assert np.all(cls == 4) and np.all(votes == 1.0)
     np.testing.assert_allclose(probs, ens.class_prior.apply(base), rtol=1e-5, atol=1e-7)
+    table = predict(mosaic, sources, 10.0, classifier=ens,
+                    physical=load_ensemble("physical", tmp_path))
+    assert table.meta["class_prior"]["log_prior"] == [0, 0, -30, 30]
+    assert set(np.asarray(table["class"])) == {4}
     save_class_prior(tmp_path / CLASS_PRIOR_FILE, ClassPrior(1.0, [0, 0, -30, 30], ["other"]))
     other = load_ensemble("classifier", tmp_path)
     assert other.class_prior is None
