@@ -11,7 +11,7 @@ accuracy and per-class recall against the human-agreement baselines
 (000 §2.1, 001 §2.1) and the project's targets; confusion matrices, 4-class
 and binary, counts and row-normalised; precision-recall curves per class
 and binary with average precision; reliability diagram and expected
-calibration error before and after temperature scaling; the band-ablation
+calibration error before and after calibration (temperatures, class prior); the band-ablation
 table (each band zeroed and masked, 000 §4.2); accuracy per field of a
 LEGUS-anchored bank, each field marked as used in training by a member or
 held out; the entropy distribution of correct and wrong predictions
@@ -225,10 +225,10 @@ def _classifier_plots(path, probs, raw, y, m, ablation):
     ax[0, 2].plot(rec, prec, "k--", label=f"binary (AP {ap:.2f})")
     ax[0, 2].set(xlabel="recall", ylabel="precision", title="precision-recall", ylim=(0, 1.02))
     ax[0, 2].legend(fontsize=7)
-    for p, name in ((raw, "before"), (probs, "after")):
+    for p, name in ((raw, "untempered"), (probs, "as predicted")):
         centres, accs, _ = _reliability(p, y)
         ece = expected_calibration_error(p, y)
-        ax[1, 0].plot(centres, accs, "o-", label=f"{name} scaling (ECE {ece:.3f})")
+        ax[1, 0].plot(centres, accs, "o-", label=f"{name} (ECE {ece:.3f})")
     ax[1, 0].plot([0, 1], [0, 1], "k:")
     ax[1, 0].set(xlabel="confidence", ylabel="accuracy", title="reliability", xlim=(0, 1),
                  ylim=(0, 1))
