@@ -141,3 +141,10 @@ def test_predict_applies_the_prior_and_ignores_one_for_other_members(trained_mod
     other = load_ensemble("classifier", tmp_path)
     assert other.class_prior is None
     np.testing.assert_allclose(_classify(other, x, m)[0], base, rtol=1e-6)
+
+
+def test_calibrate_classes_on_a_missing_bank_is_one_line(models_copy, tmp_path):
+    status, out, err = run_training("calibrate-classes", "--models", models_copy,
+                                    "--val-bank", tmp_path / "nope")
+    assert status == 2 and "nope" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
