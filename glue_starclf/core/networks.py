@@ -671,6 +671,26 @@ def _nanmedian_sorted(a):
     return med[..., 0].numpy()
 
 
+def _percentile_last(a, q):
+    """``np.percentile(a, q, axis=-1)`` (linear method) of a float32 array without NaN.
+
+    For a high ``q`` only the top few values matter: one ``torch.topk``
+    finds them (about a tenth of numpy's time for the classifier's 256
+    central pixels), and numpy's interpolation of the two around the rank
+    gives the same value.
+    """
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    width = a.shape[-1]
+    rank = q / 100 * (width - 1)
+    lo = int(np.floor(rank))
+    hi = min(lo + 1, width - 1)
+    top = torch.topk(torch.from_numpy(a), width - lo, dim=-1, sorted=True).values.numpy()
+    below, above = top[..., width - 1 - lo], top[..., width - 1 - hi]
+    t = rank - lo
+    # numpy's _lerp: from the nearer end, for the same rounding
+    return below + (above - below) * t if t < 0.5 else above - (above - below) * (1 - t)
+
+
 def normalise_classifier(stamps, mask=None):
     """Classifier input: shape and colour kept, brightness divided out.
 
@@ -707,7 +727,7 @@ def normalise_classifier(stamps, mask=None):
     x[~mask] = 0.0
     cy, cx = ny // 2, nx // 2
     centre = x[..., max(cy - 8, 0):cy + 8, max(cx - 8, 0):cx + 8].reshape(n, nb, -1)
-    scale = np.percentile(centre, 99, axis=-1)
+    scale = _percentile_last(centre, 99)
     scale = np.where(mask, scale, -np.inf).max(axis=1)
     scale = np.maximum(scale, CLASSIFIER_SCALE_FLOOR)
     x /= CLASSIFIER_SOFTENING * scale[:, None, None, None].astype(np.float32)

@@ -303,3 +303,14 @@ def test_fuse_for_inference_replaces_only_plain_2x2_pools():
     seq = N.fuse_for_inference(torch.nn.Sequential(torch.nn.MaxPool2d(3, 2, 1),
                                                    torch.nn.MaxPool2d(2, ceil_mode=True)))
     assert all(isinstance(m, torch.nn.MaxPool2d) for m in seq)
+
+
+@pytest.mark.parametrize("width", [1, 2, 10, 37, 256])
+@pytest.mark.parametrize("q", [0, 25, 50, 97.3, 99, 100])
+def test_percentile_last_equals_numpy(width, q):
+    rng = np.random.default_rng(width)
+    a = (rng.normal(0, 1, (3, 20, width)) * 10.0 ** rng.integers(-3, 4)).astype(np.float32)
+    a[0, :, : width // 2] = 0.0                      # ties
+    got = N._percentile_last(a, q)
+    assert got.dtype == np.float32 and got.shape == (3, 20)
+    np.testing.assert_array_equal(got, np.percentile(a, q, axis=-1))

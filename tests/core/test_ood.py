@@ -130,3 +130,15 @@ def test_bundled_statistics_flag_striped_stamps_not_clean_ones():
     print("bundled: flagged clean", _flagged(clean).mean(), "striped", _flagged(striped).mean())
     assert _flagged(clean).mean() <= 0.1
     assert _flagged(striped).mean() >= 0.8
+
+
+def test_scores_are_the_mean_squared_mahalanobis_distance_per_feature():
+    from glue_starclf.core.ood import scores
+    rng = np.random.default_rng(4)
+    feats = [rng.normal(0, 1, (30, 6)) for _ in range(2)]
+    mean = rng.normal(0, 0.1, (2, 6))
+    a = rng.normal(0, 1, (2, 6, 6))
+    precision = a @ a.transpose(0, 2, 1) + np.eye(6)
+    ref = np.mean([[(f[i] - m) @ p @ (f[i] - m) / 6 for i in range(30)]
+                   for f, m, p in zip(feats, mean, precision)], axis=0)
+    np.testing.assert_allclose(scores(feats, mean, precision), ref, rtol=1e-12)
