@@ -140,10 +140,14 @@ def scores(features, mean, precision):
     -------
     ndarray, (n,)
     """
+    import torch
     out = 0.0
     for f, mu, p in zip(features, mean, precision):
-        z = np.asarray(f, np.float64) - mu
-        out = out + ((z @ p) * z).sum(axis=1) / len(mu)     # BLAS; einsum's loop is slow
+        z = torch.from_numpy(np.asarray(f, np.float64) - mu)
+        # torch's matmul: einsum's loop is slow, and numpy's BLAS threads would
+        # spin against torch's on the same cores
+        out = out + ((z @ torch.from_numpy(np.asarray(p, np.float64))) * z).sum(dim=1).numpy() \
+            / len(mu)
     return out / len(mean)
 
 
