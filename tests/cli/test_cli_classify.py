@@ -465,3 +465,35 @@ def test_sigterm_leaves_no_temporary_and_no_output(field, trained_models, tmp_pa
         assert names == [] and "starclf: interrupted" in err
     else:  # finished before the signal arrived: both outputs, nothing else
         assert names == ["r.ecsv", "r.reg"]
+
+
+def test_class_balanced_drops_the_models_class_prior(capsys, field, trained_models, tmp_path):
+    import shutil
+
+    from glue_starclf.core.class_prior import CLASS_PRIOR_FILE, ClassPrior, save_class_prior
+    from glue_starclf.core.predict import load_ensemble
+    models = tmp_path / "models"
+    shutil.copytree(trained_models["models"], models)
+    hashes = load_ensemble("classifier", models).hashes
+    save_class_prior(models / CLASS_PRIOR_FILE, ClassPrior(1.0, [0, 0, -30, 30], hashes))
+    x, y = _truth_xy(field)
+    cat = tmp_path / "xy.ecsv"
+    Table({"x": x, "y": y}).write(cat)
+    tables = {}
+    for name, folder, extra in (("prior", models, ()),
+                                ("balanced", models, ("--class-balanced",)),
+                                ("no file", trained_models["models"], ())):
+        argv = classify_argv(field, trained_models, tmp_path / f"{name}.ecsv", "--catalog", cat,
+                             *extra)
+        argv[argv.index("--models") + 1] = str(folder)
+        status, out, err = run(capsys, *argv)
+        assert status == 0, err
+        tables[name] = Table.read(tmp_path / f"{name}.ecsv")
+    assert set(tables["prior"]["class"]) == {4}
+    assert np.all(tables["prior"]["p_class4"] > 0.999)
+    assert tables["prior"].meta["class_prior"]["log_prior"] == [0, 0, -30, 30]
+    assert tables["balanced"].meta["class_prior"] is None
+    for k in (1, 2, 3, 4):
+        np.testing.assert_array_equal(tables["balanced"][f"p_class{k}"],
+                                      tables["no file"][f"p_class{k}"])
+    assert not np.all(tables["balanced"]["p_class4"] > 0.999)
