@@ -98,6 +98,9 @@ class ClassifyJob:
         The region inside ``box``, shape ``(y1 - y0, x1 - x0)``.
     batch : int
         Sources per batch (the cancel latency).
+    class_balanced : bool
+        Class probabilities without the models' class prior
+        (`glue_starclf.core.class_prior`), as if the classes were equally common.
     """
 
     mosaic: object
@@ -107,6 +110,7 @@ class ClassifyJob:
     box: Optional[tuple] = None
     mask: Optional[np.ndarray] = None
     batch: int = GUI_BATCH
+    class_balanced: bool = False
 
 
 def default_distance(mosaic_data):
@@ -282,6 +286,8 @@ def run_job(job, callback=None):
     if callback is not None:
         callback(0, len(sources))
     classifier = load_ensemble("classifier", job.models)
+    if job.class_balanced:
+        classifier.class_prior = None
     physical = load_ensemble("physical", job.models)
     # Without ra/dec in the input, predict computes them from the mosaic WCS.
     table = predict(job.mosaic, sources["id", "x", "y"], job.distance_mpc,
@@ -324,8 +330,12 @@ def models_summary(provenance):
         if not members:
             continue
         names = members[0] if len(members) == 1 else f"{members[0]} … {members[-1]}"
-        parts.append(f"{name} {provenance.get(f'{name}_architecture', '?')} × {len(members)} "
-                     f"({names}, cards of {provenance.get(f'{name}_card_date', '?')})")
+        part = (f"{name} {provenance.get(f'{name}_architecture', '?')} × {len(members)} "
+                f"({names}, cards of {provenance.get(f'{name}_card_date', '?')})")
+        if name == "classifier" and "class_prior" in provenance:
+            part += (" with its LEGUS class prior" if provenance["class_prior"]
+                     else ", class-balanced")
+        parts.append(part)
     if not parts:
         return ""
     from pathlib import Path

@@ -202,7 +202,8 @@ def classify_selection(viewer):
         mosaic = mosaic_from_data(mosaic_data)
         if source is None:
             job = ClassifyJob(mosaic, dialog.values["distance_mpc"], dialog.values["models"],
-                              box=box, mask=mask)
+                              box=box, mask=mask,
+                              class_balanced=dialog.values["class_balanced"])
         else:
             cat, inside = source
             if not inside.any():
@@ -210,7 +211,8 @@ def classify_selection(viewer):
                        f"region. No dataset was made.", "warning")
                 return
             job = ClassifyJob(mosaic, dialog.values["distance_mpc"], dialog.values["models"],
-                              sources=catalog_sources(cat, inside))
+                              sources=catalog_sources(cat, inside),
+                              class_balanced=dialog.values["class_balanced"])
         notes = mosaic_notes(mosaic)
 
         def on_result(table):
@@ -270,7 +272,8 @@ def classify_catalog_dialog(session, data_collection):
             return
         mosaic = mosaic_from_data(mosaic_data)
         job = ClassifyJob(mosaic, dialog.values["distance_mpc"], dialog.values["models"],
-                          sources=catalog_sources(cat))
+                          sources=catalog_sources(cat),
+                          class_balanced=dialog.values["class_balanced"])
         notes = mosaic_notes(mosaic)
 
         def on_result(table):

@@ -112,7 +112,7 @@ class OpenMosaicDialog(QtWidgets.QDialog):
 
 
 class ClassifyDialog(QtWidgets.QDialog):
-    """Sources, mosaic (optional), distance and models of a classification.
+    """Sources, mosaic (optional), distance, models and class prior of a classification.
 
     Parameters
     ----------
@@ -147,6 +147,12 @@ class ClassifyDialog(QtWidgets.QDialog):
         form.addRow("Distance", self.distance)
         self.models = ModelChooser()
         form.addRow("Models", self.models)
+        self.class_balanced = QtWidgets.QCheckBox(
+            "class-balanced (without the models' LEGUS class prior)")
+        self.class_balanced.setToolTip(
+            "The class probabilities as if the four classes were equally common: higher "
+            "class-1 recall, lower accuracy on a LEGUS-like mix of sources")
+        form.addRow("Class probabilities", self.class_balanced)
         self.error = _error_label()
         buttons = QtWidgets.QDialogButtonBox(QtWidgets.QDialogButtonBox.Ok |
                                              QtWidgets.QDialogButtonBox.Cancel)
@@ -194,7 +200,7 @@ class ClassifyDialog(QtWidgets.QDialog):
             self.buttons.button(QtWidgets.QDialogButtonBox.Ok).setText("Classify anyway")
             return
         self.values = {"source": self.sources.currentData(), "distance_mpc": distance,
-                       "models": models,
+                       "models": models, "class_balanced": self.class_balanced.isChecked(),
                        "mosaic": self.mosaics.currentData() if self.mosaics is not None
                        else None}
         super().accept()

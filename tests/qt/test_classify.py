@@ -298,3 +298,45 @@ def test_markers_scale_with_the_zoom(app, qtbot, opened):
     assert MARKER_POINTS[0] <= far < near <= MARKER_POINTS[1]
     assert near == pytest.approx(min(8 * far, MARKER_POINTS[1]), rel=0.05)
     assert markers.state.size == 9  # the dataset's own size is kept
+
+
+def test_class_balanced_box_drops_the_models_class_prior(app, qtbot, opened, trained_models,
+                                                         tmp_path):
+    """By default the models' class prior is applied; the dialog's box classifies without it."""
+    import shutil
+
+    from glue_starclf.core.class_prior import CLASS_PRIOR_FILE, ClassPrior, save_class_prior
+    from glue_starclf.core.predict import load_ensemble
+    from glue_starclf.glue.data import RESULTS_META_KEY
+    from glue_starclf.glue.results import models_summary
+    folder = tmp_path / "models"
+    shutil.copytree(trained_models["models"], folder)
+    hashes = load_ensemble("classifier", folder).hashes
+    save_class_prior(folder / CLASS_PRIOR_FILE, ClassPrior(1.0, [0, 0, -30, 30], hashes))
+    mosaic, catalog, viewer, cat = opened
+    region_on(viewer, 40, 200, 60, 260)
+    classes = {}
+    for balanced in (False, True):
+        viewer.toolbar.actions["starclf:classify"].trigger()
+        dialog = viewer.last_dialog
+        dialog.models.set_folder(str(folder))
+        assert not dialog.class_balanced.isChecked()          # the prior is the default
+        if balanced:
+            qtbot.mouseClick(dialog.class_balanced, Qt.LeftButton,
+                             pos=dialog.class_balanced.rect().center())
+            assert dialog.class_balanced.isChecked()
+        dialog.buttons.button(dialog.buttons.Ok).click()
+        assert dialog.runner is not None and wait_for(qtbot, dialog.runner) == "done"
+        res = results_of(app)
+        meta = res.meta[RESULTS_META_KEY]
+        classes[balanced] = np.asarray(res["class"])
+        p4 = np.asarray(res["p_class4"])
+        assert np.all(p4 > 0.999) != balanced
+        summary = models_summary(meta)
+        if balanced:
+            assert meta["class_prior"] is None and "class-balanced" in summary
+        else:
+            assert meta["class_prior"]["log_prior"] == [0, 0, -30, 30]
+            assert "with its LEGUS class prior" in summary
+    assert np.all(classes[False] == 4)
+    assert len(classes[True]) == len(classes[False])
