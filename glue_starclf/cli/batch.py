@@ -453,7 +453,13 @@ def _card_hashes(family, folder):
 
 
 def _ensemble(family, folder, sha256):
-    """An ensemble, loaded once per process, folder and members; checked against ``sha256``."""
+    """An ensemble, loaded once per process, folder and members; checked against ``sha256``.
+
+    The classifier's class prior (a small JSON file) is read again at every
+    call, so that a long-lived worker follows the folder as the client does.
+    """
+    from ..core.checkpoints import bundled_models_dir
+    from ..core.class_prior import load_class_prior
     from ..core.predict import load_ensemble
     key = (family, folder, tuple(sha256))
     ens = _ENSEMBLES.get(key)
@@ -464,6 +470,9 @@ def _ensemble(family, folder, sha256):
                              f"this worker differ from the client's (sha256); workers need "
                              f"the same model files")
         _ENSEMBLES[key] = ens
+    elif family == "classifier":
+        prior = load_class_prior(folder or bundled_models_dir())
+        ens.class_prior = prior if prior is not None and prior.matches(ens.hashes) else None
     return ens
 
 
@@ -650,7 +659,7 @@ def _merge(manifest, fingerprints, fresh, overwrite):
             "manifest": str(manifest.path.resolve()),
             "fields": {f.name: {"out": f.out, "distance_mpc": f.distance_mpc}
                        for f in manifest.fields},
-            **{k: first[k] for k in ("classifier_models", "classifier_sha256",
+            **{k: first[k] for k in ("classifier_models", "classifier_sha256", "class_prior",
                                      "physical_models", "physical_sha256", "pixel_convention")
                if k in first},
             "batch_fingerprint": fingerprint})
@@ -716,9 +725,12 @@ def run_batch(manifest, client, models=None, overwrite=False, torch_threads=1, b
     if torch_threads < 1:
         raise ValueError(f"--torch-threads {torch_threads} must be >= 1")
     spec = _model_spec(models if models is not None else manifest.models)
-    size = max(_ensemble("classifier", spec[0], spec[1]).stamp_size,
-               _ensemble("physical", spec[0], spec[2]).stamp_size)
-    hashes = [list(spec[1]), list(spec[2])]
+    classifier = _ensemble("classifier", spec[0], spec[1])
+    size = max(classifier.stamp_size, _ensemble("physical", spec[0], spec[2]).stamp_size)
+    prior = classifier.class_prior
+    # The class prior changes the classes: outputs made with another one are not this run's.
+    hashes = [list(spec[1]), list(spec[2]),
+              None if prior is None else [prior.temperature, prior.log_prior.tolist()]]
     fingerprints = {f.name: _fingerprint(f, hashes, batch) for f in manifest.fields}
     block = show_progress if progress else wait
 

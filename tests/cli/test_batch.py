@@ -329,6 +329,20 @@ def test_missing_file_fails_its_field_only_then_rerun_resumes(tmp_path, fields, 
     assert merged.status == "done"
     assert batch.run_batch(manifest, client, models=other, batch=5)[1].status == "skipped"
 
+    # a class prior added beside the same members: the outputs are not this run's either
+    from glue_starclf.core.class_prior import CLASS_PRIOR_FILE, ClassPrior, save_class_prior
+    from glue_starclf.core.predict import load_ensemble
+    hashes = load_ensemble("classifier", other).hashes
+    save_class_prior(other / CLASS_PRIOR_FILE, ClassPrior(1.0, [0, 0, -30, 30], hashes))
+    outcomes, merged = batch.run_batch(manifest, client, models=other, batch=5)
+    assert [o.status for o in outcomes] == ["failed", "failed"] and merged is None
+    outcomes, merged = batch.run_batch(manifest, client, models=other, batch=5,
+                                       overwrite=True)
+    assert merged.status == "done"
+    result = Table.read(merged.out)
+    assert set(result["class"]) == {4}
+    assert result.meta["class_prior"]["log_prior"] == [0, 0, -30, 30]
+
 
 def test_foreign_output_is_never_replaced_without_overwrite(tmp_path, fields, client,
                                                             trained_models):
