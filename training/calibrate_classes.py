@@ -58,8 +58,8 @@ def run(args):
     if args.write and out.exists() and not args.overwrite:
         raise FileExistsError(f"{out} exists (use --overwrite to replace it)")
     t0 = time.perf_counter()
-    ensemble = load_ensemble("classifier", folder)
-    ensemble.class_prior = None                 # fit on the class-balanced probabilities
+    # fitted on the class-balanced probabilities
+    ensemble = load_ensemble("classifier", folder, class_prior=False)
     x, y, mask, _ = labelled_stamps(args.val_bank)
     probs = ensemble_probs(ensemble, x, mask)
     temperature, log_prior = fit_class_prior(probs, y)

@@ -518,9 +518,8 @@ def _classify(args):
     from ..io.mosaic import open_mosaic
     check_distance_arg(args.distance_mpc)
     with _outputs(args) as outputs:
-        classifier = load_ensemble("classifier", args.models)
-        if args.class_balanced:
-            classifier.class_prior = None
+        classifier = load_ensemble("classifier", args.models,
+                                   class_prior=not args.class_balanced)
         physical = load_ensemble("physical", args.models)
         mosaic = open_mosaic(args.image, force_band=args.force_band,
                              zeropoints=_zeropoints(args.zeropoint))

@@ -53,7 +53,7 @@ class Ensemble:
     (`glue_starclf.core.class_prior`) when they were made for its members.
     """
 
-    def __init__(self, cards):
+    def __init__(self, cards, class_prior=True):
         from .checkpoints import load_checkpoint
         from .networks import fuse_for_inference
         if not cards:
@@ -79,7 +79,7 @@ class Ensemble:
                 self.ood = stats
             elif stats is not None:
                 log.info("%s: made for other classifier members; no 'ood' flags", stats.path)
-            prior = load_class_prior(folder)
+            prior = load_class_prior(folder) if class_prior else None
             if prior is not None and prior.matches(self.hashes):
                 self.class_prior = prior
             elif prior is not None:
@@ -95,15 +95,19 @@ class Ensemble:
         return [card["sha256"] for _, card in self.members]
 
 
-def load_ensemble(family, folder=None):
-    """The bundled (or a folder's) ensemble of ``"classifier"`` or ``"physical"``."""
+def load_ensemble(family, folder=None, class_prior=True):
+    """The bundled (or a folder's) ensemble of ``"classifier"`` or ``"physical"``.
+
+    ``class_prior=False`` leaves out the classifier's class prior (class-balanced
+    probabilities; its file is then not read).
+    """
     from .checkpoints import bundled_models_dir, list_models
     folder = Path(folder) if folder is not None else bundled_models_dir()
     cards = [c["_path"] for c in list_models(folder) if c.get("family") == family]
     if not cards:
         raise FileNotFoundError(f"no {family} models in {folder} (train them with "
                                 "python -m training, see the README, or pass --models DIR)")
-    return Ensemble(cards)
+    return Ensemble(cards, class_prior)
 
 
 def _shared_inputs(members, x):

@@ -285,9 +285,7 @@ def run_job(job, callback=None):
                         "no candidate sources were detected in the region")
     if callback is not None:
         callback(0, len(sources))
-    classifier = load_ensemble("classifier", job.models)
-    if job.class_balanced:
-        classifier.class_prior = None
+    classifier = load_ensemble("classifier", job.models, class_prior=not job.class_balanced)
     physical = load_ensemble("physical", job.models)
     # Without ra/dec in the input, predict computes them from the mosaic WCS.
     table = predict(job.mosaic, sources["id", "x", "y"], job.distance_mpc,

@@ -497,3 +497,22 @@ def test_class_balanced_drops_the_models_class_prior(capsys, field, trained_mode
         np.testing.assert_array_equal(tables["balanced"][f"p_class{k}"],
                                       tables["no file"][f"p_class{k}"])
     assert not np.all(tables["balanced"]["p_class4"] > 0.999)
+
+
+def test_unreadable_class_prior_is_one_line_and_class_balanced_skips_it(capsys, field,
+                                                                        trained_models,
+                                                                        tmp_path):
+    import shutil
+
+    from glue_starclf.core.class_prior import CLASS_PRIOR_FILE
+    models = tmp_path / "models"
+    shutil.copytree(trained_models["models"], models)
+    (models / CLASS_PRIOR_FILE).write_text('{"temperature": "warm"')
+    argv = classify_argv(field, trained_models, tmp_path / "r.ecsv")
+    argv[argv.index("--models") + 1] = str(models)
+    status, out, err = run(capsys, *argv)
+    assert_one_line_error(status, err, CLASS_PRIOR_FILE, "not a readable class prior")
+    assert not (tmp_path / "r.ecsv").exists()
+    status, out, err = run(capsys, *argv, "--class-balanced")
+    assert status == 0, err
+    assert Table.read(tmp_path / "r.ecsv").meta["class_prior"] is None
