@@ -458,8 +458,6 @@ def _ensemble(family, folder, sha256):
     The classifier's class prior (a small JSON file) is read again at every
     call, so that a long-lived worker follows the folder as the client does.
     """
-    from ..core.checkpoints import bundled_models_dir
-    from ..core.class_prior import load_class_prior
     from ..core.predict import load_ensemble
     key = (family, folder, tuple(sha256))
     ens = _ENSEMBLES.get(key)
@@ -471,8 +469,7 @@ def _ensemble(family, folder, sha256):
                              f"the same model files")
         _ENSEMBLES[key] = ens
     elif family == "classifier":
-        prior = load_class_prior(folder or bundled_models_dir())
-        ens.class_prior = prior if prior is not None and prior.matches(ens.hashes) else None
+        ens.reload_class_prior()
     return ens
 
 

@@ -71,7 +71,6 @@ class Ensemble:
         self.ood = None
         self.class_prior = None
         if self.family == "classifier":
-            from .class_prior import load_class_prior
             from .ood import load_statistics
             folder = Path(self.members[0][1]["_path"]).parent
             stats = load_statistics(folder)
@@ -79,12 +78,19 @@ class Ensemble:
                 self.ood = stats
             elif stats is not None:
                 log.info("%s: made for other classifier members; no 'ood' flags", stats.path)
-            prior = load_class_prior(folder) if class_prior else None
-            if prior is not None and prior.matches(self.hashes):
-                self.class_prior = prior
-            elif prior is not None:
-                log.info("%s: fitted for other classifier members; class-balanced "
-                         "probabilities", prior.path)
+            if class_prior:
+                self.reload_class_prior()
+
+    def reload_class_prior(self):
+        """Read the folder's class prior again (classifier); None unless made for these members."""
+        from .class_prior import load_class_prior
+        prior = load_class_prior(Path(self.members[0][1]["_path"]).parent)
+        if prior is not None and not prior.matches(self.hashes):
+            log.info("%s: fitted for other classifier members; class-balanced "
+                     "probabilities", prior.path)
+            prior = None
+        self.class_prior = prior
+        return prior
 
     @property
     def names(self):
