@@ -1,6 +1,6 @@
 """``ood-stats``: the classifier's out-of-distribution statistics for a models folder.
 
-The story: the classifier members of ``--models`` -> their penultimate
+The story: the classifier members of ``--models`` -> their pooled
 features on the ``--fit-bank`` stamps (like the training data) -> per-member
 mean and shrunk covariance -> scores of the ``--val-bank`` stamps -> the
 threshold at ``--percentile`` of those -> ``classifier.ood.safetensors`` in

@@ -1,9 +1,13 @@
 """Out-of-distribution score of the classifier: how far a stamp's features lie
 from those of the training data.
 
-For each ensemble member the penultimate features (the hidden layer of
-`glue_starclf.core.networks.StarClassifier`'s head, after its activation) of a
-bank of stamps like the training ones give a mean and a covariance. A
+For each ensemble member the pooled features of its pathways (the input of
+`glue_starclf.core.networks.StarClassifier`'s head without the band mask, which
+is given, not learned) of a bank of stamps like the training ones give a mean
+and a covariance. (The head's hidden layer, used before, is trained to forget
+what does not tell the classes apart: for the members of the ninth session it
+put striped stamps of a mock field at the threshold, median 2.27 against 2.29;
+the pooled features put them at 5.24 against 4.12, clean ones at 0.43.) A
 source's score is its squared Mahalanobis distance from that mean, divided
 by the number of features and averaged over the members (about 1 for
 stamps like the training ones). Sources scoring above a threshold (the
@@ -21,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["OOD_FILE", "OODStats", "FeatureTap", "member_features", "fit_statistics",
-           "load_statistics", "save_statistics", "scores"]
+__all__ = ["OOD_FILE", "OODStats", "FeatureTap", "feature_dimension", "member_features",
+           "fit_statistics", "load_statistics", "save_statistics", "scores"]
 
 #: File name of the statistics in a models folder.
 OOD_FILE = "classifier.ood.safetensors"
@@ -32,10 +36,11 @@ SHRINKAGE = 0.05
 
 
 class FeatureTap:
-    """Records the penultimate features of a classifier member during its forward pass.
+    """Records the pooled features of a classifier member during its forward pass.
 
     Use as a context manager around the forward calls; `features` holds one
-    (n, D) float array per call.
+    (n, D) float array per call: the input of the member's head without its
+    last `~glue_starclf.core.networks.N_BANDS` columns (the band mask).
     """
 
     def __init__(self, model):
@@ -44,12 +49,12 @@ class FeatureTap:
         self._handle = None
 
     def __enter__(self):
-        layer = self.model.head[1]  # the hidden layer's activation
+        from .networks import N_BANDS
 
-        def hook(module, inputs, output):
-            self.features.append(output.detach().float().cpu().numpy().copy())
+        def hook(module, inputs):
+            self.features.append(inputs[0][:, :-N_BANDS].detach().float().cpu().numpy().copy())
 
-        self._handle = layer.register_forward_hook(hook)
+        self._handle = self.model.head[0].register_forward_pre_hook(hook)
         return self
 
     def __exit__(self, *exc):
@@ -84,8 +89,14 @@ class OODStats:
         return list(hashes) == self.sha256
 
 
+def feature_dimension(model):
+    """Number of features `FeatureTap` records for a classifier member."""
+    from .networks import N_BANDS
+    return model.head[0].in_features - N_BANDS
+
+
 def member_features(ensemble, stamps, mask, batch=1024):
-    """Penultimate features of every classifier member for raw stamps.
+    """Pooled features of every classifier member for raw stamps.
 
     Parameters
     ----------

@@ -71,13 +71,18 @@ class Ensemble:
         self.ood = None
         self.class_prior = None
         if self.family == "classifier":
-            from .ood import load_statistics
+            from .ood import feature_dimension, load_statistics
             folder = Path(self.members[0][1]["_path"]).parent
             stats = load_statistics(folder)
-            if stats is not None and stats.matches(self.hashes):
-                self.ood = stats
-            elif stats is not None:
+            dims = {feature_dimension(model) for model, _ in self.members}
+            if stats is not None and not stats.matches(self.hashes):
                 log.info("%s: made for other classifier members; no 'ood' flags", stats.path)
+            elif stats is not None and dims != {stats.mean.shape[1]}:
+                log.info("%s: statistics of %d features, the members give %s (made by an "
+                         "older version: run python -m training ood-stats); no 'ood' flags",
+                         stats.path, stats.mean.shape[1], sorted(dims))
+            else:
+                self.ood = stats
             if class_prior:
                 self.reload_class_prior()
 

@@ -100,6 +100,23 @@ def test_statistics_of_other_members_are_not_used(models_with_ood, trained_model
     assert t.meta["ood_threshold"] is None
 
 
+def test_statistics_of_another_feature_count_are_not_used(models_with_ood, field, tmp_path,
+                                                          caplog):
+    """A file made by an older version (another feature tap) for the same members."""
+    from glue_starclf.core.ood import OODStats, save_statistics
+    mock, paths = field
+    other = tmp_path / "models"
+    shutil.copytree(models_with_ood, other)
+    stats = load_statistics(other)
+    d = stats.mean.shape[1] + 3
+    save_statistics(other / OOD_FILE, OODStats(np.zeros((1, d)), np.eye(d)[None], 2.0,
+                                               stats.sha256, stats.meta))
+    with caplog.at_level(logging.INFO, logger="glue_starclf"):
+        t = _predict(list(paths.values()), mock, other)
+    assert f"statistics of {d} features" in caplog.text and "ood-stats" in caplog.text
+    assert np.isnan(t["ood_score"]).all() and not _flagged(t).any()
+
+
 def test_ood_stats_refuses_to_replace_or_write_into_bundled_models(models_with_ood,
                                                                    trained_models):
     from glue_starclf.core.checkpoints import bundled_models_dir
