@@ -5,7 +5,7 @@ For each ensemble member the pooled features of its pathways (the input of
 `glue_starclf.core.networks.StarClassifier`'s head without the band mask, which
 is given, not learned) of a bank of stamps like the training ones give a mean
 and a covariance. (The head's hidden layer, used before, is trained to forget
-what does not tell the classes apart: for the members of the ninth session it
+what does not tell the classes apart: for the trial members of the ninth session it
 put striped stamps of a mock field at the threshold, median 2.27 against 2.29;
 the pooled features put them at 5.24 against 4.12, clean ones at 0.43.) A
 source's score is its squared Mahalanobis distance from that mean, divided
