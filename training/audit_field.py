@@ -7,7 +7,8 @@ distance, and with the loose cuts that were the defaults before (CI >= 1.3,
 no magnitude or band cut) -> both classified by the ensembles -> per
 setting: candidates after each cut, class 1-3 completeness (all, and
 brighter than M_V = -6) and the fraction of detections matching no mock
-source that the classifier calls class 4 (`glue_starclf.learn.field_audit`).
+source that the classifier calls class 4, of all of them and apart for those
+farther than 10 px from every mock source (`glue_starclf.learn.field_audit`).
 
 Example::
 
@@ -40,13 +41,17 @@ def add_arguments(p):
     p.add_argument("--json", help="also write the measurements to this JSON file")
 
 
+def _fraction(value):
+    return "-" if value is None else f"{value:.3f}"
+
+
 def run(args):
     from astropy.table import Table
 
     from glue_starclf.core.detection import detect_sources, parse_region
     from glue_starclf.core.predict import load_ensemble, predict
     from glue_starclf.io.mosaic import open_mosaic
-    from glue_starclf.learn.field_audit import audit_detections
+    from glue_starclf.learn.field_audit import ISOLATION_RADIUS_PX, audit_detections
     folder = Path(args.field)
     images = sorted(folder.glob(f"{args.prefix}_*_drc.fits"))
     truth_path = folder / f"{args.prefix}_truth.ecsv"
@@ -75,11 +80,15 @@ def run(args):
             a["seconds"] = round(time.perf_counter() - t0, 1)
             result["settings"][name] = a
             c, cb = a["completeness"], a["completeness_bright"]
-            frac = a["unmatched_called_class4"]
+            frac, iso, near = (_fraction(a[k]) for k in (
+                "unmatched_called_class4", "unmatched_isolated_called_class4",
+                "unmatched_near_called_class4"))
             print(f"{name}: {a['n_detections']} candidates (found {a['cuts']['n_found']}, "
                   f"after CI {a['cuts']['n_after_ci']}, magnitude {a['cuts']['n_after_mag']}, "
                   f"bands {a['cuts']['n_after_bands']}); {a['n_unmatched']} match no mock source,"
-                  f" {'-' if frac is None else f'{frac:.3f}'} of them called class 4; "
+                  f" {frac} of them called class 4 ({a['n_unmatched_isolated']} farther than "
+                  f"{ISOLATION_RADIUS_PX:g} px from every mock source: {iso}; "
+                  f"{a['n_unmatched_near']} nearer: {near}); "
                   f"completeness class 1/2/3 {c[1]:.2f}/{c[2]:.2f}/{c[3]:.2f} "
                   f"(M_V <= -6: {cb['1-3']:.2f})")
     if args.json:

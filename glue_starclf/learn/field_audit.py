@@ -13,10 +13,16 @@ unmatched detections of fresh mock fields as class-4 training stamps.
 import numpy as np
 from astropy.table import Table
 
-__all__ = ["match_detections", "audit_detections", "unmatched_class4_stamps"]
+__all__ = ["MATCH_RADIUS_PX", "ISOLATION_RADIUS_PX", "match_detections", "audit_detections",
+           "unmatched_class4_stamps"]
 
 #: Detections this close [px] to a truth source match it.
 MATCH_RADIUS_PX = 2.0
+
+#: Unmatched detections farther than this [px] from every truth source are
+#: "isolated" (field stars, noise); nearer ones are mostly off-centre peaks of
+#: extended mock sources (associations, background galaxies).
+ISOLATION_RADIUS_PX = 10.0
 
 
 def match_detections(det_xy, truth_xy, radius=MATCH_RADIUS_PX):
@@ -81,8 +87,12 @@ def audit_detections(detections, truth, predicted_class=None, region=None,
         matched by a detection; ``matched_class``: truth class -> number of
         detections matching it; with ``predicted_class``:
         ``unmatched_called_class4`` (fraction of unmatched detections called
-        class 4, None if there are none) and ``unmatched_called``
-        (class -> count).
+        class 4, None if there are none), ``unmatched_called``
+        (class -> count), and the same fraction for the unmatched detections
+        farther than `ISOLATION_RADIUS_PX` from every truth source
+        (``unmatched_isolated_called_class4``, ``n_unmatched_isolated``) and
+        for the nearer ones (``unmatched_near_called_class4``,
+        ``n_unmatched_near``).
     """
     x, y = np.asarray(truth["x"], float), np.asarray(truth["y"], float)
     inside = np.ones(len(truth), bool)
@@ -117,6 +127,17 @@ def audit_detections(detections, truth, predicted_class=None, region=None,
         un = pred[match < 0]
         out["unmatched_called"] = {int(c): int((un == c).sum()) for c in (1, 2, 3, 4)}
         out["unmatched_called_class4"] = float((un == 4).mean()) if un.size else None
+        # nearest of all truth sources, also those just outside the region
+        if len(x) and un.size:
+            from scipy.spatial import cKDTree
+            gap = cKDTree(np.column_stack([x, y])).query(dxy[match < 0])[0]
+        else:
+            gap = np.full(un.size, np.inf)
+        for name, sel in (("isolated", gap > ISOLATION_RADIUS_PX),
+                          ("near", gap <= ISOLATION_RADIUS_PX)):
+            out[f"n_unmatched_{name}"] = int(sel.sum())
+            out[f"unmatched_{name}_called_class4"] = (float((un[sel] == 4).mean())
+                                                      if sel.any() else None)
     return out
 
 

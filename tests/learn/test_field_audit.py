@@ -30,6 +30,9 @@ def test_audit_counts_completeness_and_unmatched_class4():
     assert a["matched_class"] == {1: 1, 2: 1, 3: 1, 4: 1}
     assert a["unmatched_called"] == {1: 1, 2: 1, 3: 0, 4: 3}
     assert a["unmatched_called_class4"] == pytest.approx(0.6)
+    assert (a["n_unmatched_near"], a["n_unmatched_isolated"]) == (0, 5)
+    assert a["unmatched_isolated_called_class4"] == pytest.approx(0.6)
+    assert a["unmatched_near_called_class4"] is None
     truth["mag_F555W"] = [22.0, 25.0, 23.0, 26.0, 20.0, 22.0]
     bright = audit_detections(det, truth, region=(0, 0, 300, 300), mag_limit=24.0)
     assert bright["completeness_bright"] == {1: 1.0, 2: None, 3: 1.0, "1-3": 1.0}
@@ -37,6 +40,19 @@ def test_audit_counts_completeness_and_unmatched_class4():
     assert whole["completeness"][1] == 0.5 and "unmatched_called_class4" not in whole
     with pytest.raises(ValueError, match="predicted_class"):
         audit_detections(det, truth, pred[:3])
+
+
+def test_unmatched_detections_near_a_mock_source_are_counted_apart():
+    """An off-centre peak 5 px from a source (also one outside the region) is "near"."""
+    truth = Table({"x": [50.0, 304.0], "y": [50.0, 50.0], "class": [3, 1]})
+    det = Table({"x": [50.0, 55.0, 296.0, 150.0], "y": [50.0, 50.0, 50.0, 150.0]})
+    a = audit_detections(det, truth, [3, 3, 4, 4], region=(0, 0, 300, 300))
+    assert a["n_unmatched"] == 3 and a["unmatched_called_class4"] == pytest.approx(2 / 3)
+    assert (a["n_unmatched_near"], a["n_unmatched_isolated"]) == (2, 1)
+    assert a["unmatched_near_called_class4"] == pytest.approx(0.5)
+    assert a["unmatched_isolated_called_class4"] == 1.0
+    empty = audit_detections(det[:1], truth, [3])
+    assert empty["n_unmatched"] == 0 and empty["unmatched_near_called_class4"] is None
 
 
 def test_unmatched_class4_stamps_on_a_small_field():

@@ -18,6 +18,8 @@ def test_audit_field_on_a_small_mock_field(trained_models, tmp_path, capsys):
     assert legus["cuts"]["n_after_bands"] == legus["n_detections"]
     assert 0 < loose["completeness"]["1-3"] <= 1
     assert sum(loose["unmatched_called"].values()) == loose["n_unmatched"]
+    assert loose["n_unmatched_isolated"] + loose["n_unmatched_near"] == loose["n_unmatched"]
+    assert "farther than 10 px from every mock source" in out
 
 
 def test_audit_field_without_a_field(tmp_path, capsys):
