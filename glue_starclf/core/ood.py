@@ -4,10 +4,9 @@ from those of the training data.
 For each ensemble member the pooled features of its pathways (the input of
 `glue_starclf.core.networks.StarClassifier`'s head without the band mask, which
 is given, not learned) of a bank of stamps like the training ones give a mean
-and a covariance. (The head's hidden layer, used before, is trained to forget
-what does not tell the classes apart: for the trial members of the ninth session it
-put striped stamps of a mock field at the threshold, median 2.27 against 2.29;
-the pooled features put them at 5.24 against 4.12, clean ones at 0.43.) A
+and a covariance. (The head's hidden layer keeps only what separates the
+classes; with some retrained members it stopped telling striped stamps
+apart: models/README.md, "Out-of-distribution statistics".) A
 source's score is its squared Mahalanobis distance from that mean, divided
 by the number of features and averaged over the members (about 1 for
 stamps like the training ones). Sources scoring above a threshold (the
@@ -49,10 +48,10 @@ class FeatureTap:
         self._handle = None
 
     def __enter__(self):
-        from .networks import N_BANDS
+        d = feature_dimension(self.model)
 
         def hook(module, inputs):
-            self.features.append(inputs[0][:, :-N_BANDS].detach().float().cpu().numpy().copy())
+            self.features.append(inputs[0][:, :d].detach().float().cpu().numpy().copy())
 
         self._handle = self.model.head[0].register_forward_pre_hook(hook)
         return self
