@@ -233,8 +233,9 @@ def _legus_bank(folder, catalogs, seed, region_size, domain, randomise, stdpsf_d
                 "p_cb", "visibility", "mag_F555W", "legus_id", "legus_class", "catalog_ci"]
         t = t[keep]
         cols = DomainColumns(len(t))
-        cols.set(np.arange(len(t)), dom)
+        cols.set(np.arange(len(t)), dom, mock.psf)
         cols.fill(t)
+        t["stellar_ci"] = _measured_stellar_ci(mock, cat.meta["field"])
         t["field"] = cat.meta["field"]
         t["distance_mpc"] = mock.distance_mpc
         parts.append(t)
@@ -275,7 +276,7 @@ def _unmatched_bank(folder, n, seed, domain, randomise, stdpsf_dir):
             if empty >= _UNMATCHED_MAX_EMPTY:
                 raise ValueError(f"{empty} random fields in a row gave no unmatched detection")
             if len(t):
-                _add_unmatched(all_stamps, parts, s, t, dom, field)
+                _add_unmatched(all_stamps, parts, s, t, dom, field, mock.psf, mock)
                 got += len(t)
                 bar.update(len(t))
     return _save_unmatched(folder, all_stamps, parts)
@@ -290,17 +291,30 @@ def _unmatched_anchored_bank(folder, catalogs, seed, region_size, domain, random
                                            stdpsf_dir, "unmatched detections"):
         s, t = unmatched_class4_stamps(mock)
         if len(t):
-            _add_unmatched(all_stamps, parts, s, t, dom, cat.meta["field"])
+            _add_unmatched(all_stamps, parts, s, t, dom, cat.meta["field"], mock.psf, mock)
     if not parts:
         raise ValueError("no unmatched detection on any of the LEGUS fields")
     return _save_unmatched(folder, all_stamps, parts)
 
 
-def _add_unmatched(all_stamps, parts, stamps, table, dom, field):
+def _measured_stellar_ci(mock, field):
+    """The stellar CI of a mock field measured on its image, as at inference (NaN if
+    the field has too few isolated detections; a warning names it)."""
+    from glue_starclf.core.stellar_ci import measure_stellar_ci
+    from glue_starclf.io.mosaic import Mosaic
+    try:
+        return measure_stellar_ci(Mosaic.from_arrays(mock.images))[0]
+    except ValueError as exc:
+        print(f"{field}: no stellar CI ({exc})", file=sys.stderr)
+        return np.nan
+
+
+def _add_unmatched(all_stamps, parts, stamps, table, dom, field, psf=None, mock=None):
     from glue_starclf.sim.domain import DomainColumns
     cols = DomainColumns(len(table))
-    cols.set(np.arange(len(table)), dom)
+    cols.set(np.arange(len(table)), dom, psf)
     cols.fill(table)
+    table["stellar_ci"] = _measured_stellar_ci(mock, field) if mock is not None else np.nan
     table["field"] = field
     all_stamps.append(stamps)
     parts.append(table)

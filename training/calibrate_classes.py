@@ -51,7 +51,7 @@ def run(args):
     from glue_starclf.core.predict import load_ensemble
     from glue_starclf.io.writers import atomic_write
 
-    from .evaluate import ensemble_probs
+    from .evaluate import classifier_stellar_ci, ensemble_probs
     from .train_classifier import labelled_stamps
     folder = Path(args.models) if args.models else bundled_models_dir()
     out = folder / CLASS_PRIOR_FILE
@@ -61,14 +61,14 @@ def run(args):
     # fitted on the class-balanced probabilities
     ensemble = load_ensemble("classifier", folder, class_prior=False)
     x, y, mask, _ = labelled_stamps(args.val_bank)
-    probs = ensemble_probs(ensemble, x, mask)
+    probs = ensemble_probs(ensemble, x, mask, classifier_stellar_ci(ensemble, args.val_bank))
     temperature, log_prior = fit_class_prior(probs, y)
     prior = ClassPrior(temperature, log_prior, ensemble.hashes)
     report = {"validation": {"before": _scores(probs, y),
                              "after": _scores(prior.apply(probs), y)}}
     for bank in args.test_bank:
         xt, yt, mt, _ = labelled_stamps([bank])
-        pt = ensemble_probs(ensemble, xt, mt)
+        pt = ensemble_probs(ensemble, xt, mt, classifier_stellar_ci(ensemble, [bank]))
         report[str(bank)] = {"before": _scores(pt, yt), "after": _scores(prior.apply(pt), yt)}
     print(f"temperature {temperature:.3f}, log prior "
           + " / ".join(f"{b:+.3f}" for b in log_prior)

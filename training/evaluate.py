@@ -135,8 +135,10 @@ def _target_mark(ok):
 
 # -- classifier ----------------------------------------------------------------------
 
-def _probs(members, x, mask, temperature=True, batch=2048):
+def _probs(members, x, mask, temperature=True, batch=2048, stellar_ci=None):
     from glue_starclf.core.networks import normalise_classifier
+    ci = None if stellar_ci is None else np.broadcast_to(
+        np.asarray(stellar_ci, np.float32), (len(x),))
     out = []
     with torch.inference_mode():
         for model, card in members:
@@ -145,17 +147,26 @@ def _probs(members, x, mask, temperature=True, batch=2048):
             for i in range(0, len(x), batch):
                 xb = torch.from_numpy(normalise_classifier(np.asarray(x[i:i + batch]),
                                                            mask[i:i + batch]))
-                p.append(torch.softmax(model(xb, torch.from_numpy(mask[i:i + batch])) / t, 1))
+                logits = model(xb, torch.from_numpy(mask[i:i + batch]),
+                               None if ci is None else ci[i:i + batch])
+                p.append(torch.softmax(logits / t, 1))
             out.append(torch.cat(p).numpy())
     return np.stack(out)
 
 
-def ensemble_probs(ens, x, mask):
+def classifier_stellar_ci(ens, banks):
+    """The banks' measured stellar CI per stamp where the ensemble takes it, else None."""
+    from .train_classifier import bank_stellar_ci
+    return bank_stellar_ci(banks) if getattr(ens, "needs_stellar_ci", False) else None
+
+
+def ensemble_probs(ens, x, mask, stellar_ci=None):
     """Averaged tempered member probabilities, through the ensemble's class prior if any.
 
-    The probabilities `glue_starclf.core.predict.predict` gives for these stamps.
+    The probabilities `glue_starclf.core.predict.predict` gives for these stamps
+    (``stellar_ci``: their fields' stellar CI, for members that take it).
     """
-    probs = _probs(ens.members, x, mask).mean(axis=0)
+    probs = _probs(ens.members, x, mask, stellar_ci=stellar_ci).mean(axis=0)
     prior = getattr(ens, "class_prior", None)
     return prior.apply(probs) if prior is not None else probs
 
@@ -268,8 +279,9 @@ def classifier_report(ens, banks, out, argv=None):
     """
     t0 = time.perf_counter()
     x, y, mask, fields = labelled_stamps(banks)
-    raw = _probs(ens.members, x, mask, temperature=False).mean(axis=0)
-    probs = ensemble_probs(ens, x, mask)
+    ci = classifier_stellar_ci(ens, banks)
+    raw = _probs(ens.members, x, mask, temperature=False, stellar_ci=ci).mean(axis=0)
+    probs = ensemble_probs(ens, x, mask, ci)
     m = classification_metrics(probs, y)
     cluster_true, cluster_pred = y <= 1, probs.argmax(axis=1) <= 1
     binary = np.zeros((2, 2), int)
@@ -291,7 +303,7 @@ def classifier_report(ens, banks, out, argv=None):
         mk[:, j] = 0
         xz = np.array(x)
         xz[:, j] = 0
-        ablation[band] = classification_metrics(ensemble_probs(ens, xz, mk), y)["accuracy"]
+        ablation[band] = classification_metrics(ensemble_probs(ens, xz, mk, ci), y)["accuracy"]
     used, missing = training_fields([card for _, card in ens.members])
     per_field = {}
     for f in np.unique(fields):
@@ -754,7 +766,8 @@ def robustness_report(ensembles, kinds, out, argv=None):
         rows = {}
         for folder in kinds["classifier"]:
             x, y, mask, _ = labelled_stamps([folder])
-            m = classification_metrics(ensemble_probs(ens, x, mask), y)
+            ci = classifier_stellar_ci(ens, [folder])
+            m = classification_metrics(ensemble_probs(ens, x, mask, ci), y)
             rows[Path(folder).name] = {"perturbation": _perturbation(folder), "n": int(len(y)),
                                        "accuracy": m["accuracy"],
                                        "binary_accuracy": m["binary_accuracy"],

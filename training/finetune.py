@@ -44,7 +44,8 @@ vote fractions (003's metric).
 import sys
 from pathlib import Path
 
-from glue_starclf.learn.finetune import (check_bands, cut_labelled, finetune, labelled_sources,
+from glue_starclf.learn.finetune import (check_bands, cut_labelled, finetune,
+                                         labelled_field_stellar_ci, labelled_sources,
                                          output_paths, report_paths, write_finetuned)
 from glue_starclf.learn.loop import check_model_out, positive_int, probability
 
@@ -113,7 +114,8 @@ def run(args):
         bar.n = done
         bar.refresh()
     try:
-        result = finetune(args.model, stamps, targets[inside], mask,
+        ci = labelled_field_stellar_ci(card, mosaic, x, y)
+        result = finetune(args.model, stamps, targets[inside], mask, stellar_ci=ci,
                           freeze=args.freeze, folds=args.folds, curve_folds=args.curve_folds,
                           epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                           lr_scratch=args.lr_scratch, band_dropout=args.band_dropout,

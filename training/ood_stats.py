@@ -47,6 +47,8 @@ def run(args):
                                   save_statistics, scores)
     from glue_starclf.core.predict import load_ensemble
     from glue_starclf.io.writers import atomic_write
+
+    from .evaluate import classifier_stellar_ci
     if not 0 < args.percentile < 100:
         raise ValueError(f"--percentile {args.percentile:g} must lie between 0 and 100")
     folder = Path(args.models) if args.models else bundled_models_dir()
@@ -59,12 +61,15 @@ def run(args):
     t0 = time.perf_counter()
     ensemble = load_ensemble("classifier", folder)
     x, mask = _stamps(args.fit_bank, ensemble.stamp_size)
-    fits_ = [fit_statistics(f) for f in member_features(ensemble, x, mask)]
+    ci = classifier_stellar_ci(ensemble, args.fit_bank)
+    fits_ = [fit_statistics(f) for f in member_features(ensemble, x, mask, stellar_ci=ci)]
     mean = np.stack([m for m, _ in fits_])
     precision = np.stack([p for _, p in fits_])
-    fit_scores = scores(member_features(ensemble, x, mask), mean, precision)
+    fit_scores = scores(member_features(ensemble, x, mask, stellar_ci=ci), mean, precision)
     xv, mv = _stamps(args.val_bank, ensemble.stamp_size)
-    val = scores(member_features(ensemble, xv, mv), mean, precision)
+    val = scores(member_features(ensemble, xv, mv,
+                                 stellar_ci=classifier_stellar_ci(ensemble, args.val_bank)),
+                 mean, precision)
     threshold = float(np.percentile(val, args.percentile))
     meta = {"percentile": args.percentile, "fit_banks": [str(b) for b in args.fit_bank],
             "val_banks": [str(b) for b in args.val_bank], "n_fit": int(len(x)),

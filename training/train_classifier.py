@@ -47,10 +47,34 @@ def add_arguments(p):
                         "(default that of StarClassifier)")
     p.add_argument("--hidden", type=positive_int, default=None,
                    help="units of the hidden fully-connected layer (default StarClassifier's)")
+    p.add_argument("--stellar-ci", action="store_true",
+                   help="condition the network on the field's stellar CI (the banks' "
+                        "stellar_ci column)")
+    p.add_argument("--stellar-ci-jitter", type=float, default=0.03, metavar="MAG",
+                   help="Gaussian sigma added to the stellar CI in training, as the error of "
+                        "measuring it on an image (default 0.03)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing model at --out (also needed to write into the "
                         "bundled models folder)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
+
+
+def bank_stellar_ci(banks):
+    """The stellar CI of each stamp's field as measured on its image (the banks'
+    ``stellar_ci``, `glue_starclf.core.stellar_ci.measure_stellar_ci`)."""
+    from glue_starclf.learn.banks import open_bank
+    out = []
+    for folder in banks:
+        _, t, _ = open_bank(folder)
+        if "stellar_ci" not in t.colnames:
+            raise ValueError(f"{folder}: no stellar_ci column (a bank of an older version: "
+                             "rebuild it with make-bank)")
+        ci = np.asarray(t["stellar_ci"], np.float32)
+        if not np.isfinite(ci).all():
+            raise ValueError(f"{folder}: {int((~np.isfinite(ci)).sum())} stamps of fields "
+                             "without a measured stellar CI")
+        out.append(ci)
+    return np.concatenate(out)
 
 
 def labelled_stamps(banks=(), images=(), catalog=None):
@@ -110,14 +134,14 @@ def split(fields, val_fields, val_fraction, rng):
 
 
 class _Stamps(torch.utils.data.Dataset):
-    def __init__(self, x, y, mask):
-        self.x, self.y, self.mask = x, y, mask
+    def __init__(self, x, y, mask, ci):
+        self.x, self.y, self.mask, self.ci = x, y, mask, ci
 
     def __len__(self):
         return len(self.y)
 
     def __getitem__(self, i):
-        return self.x[i], self.y[i], self.mask[i]
+        return self.x[i], self.y[i], self.mask[i], self.ci[i]
 
 
 def run(args):
@@ -134,9 +158,14 @@ def run(args):
         raise ValueError(f"the training data lack classes "
                          f"{', '.join(str(c + 1) for c in np.flatnonzero(counts == 0))}")
     weights = (1.0 / counts)[y[~val]]
-    train = _Stamps(x[~val], y[~val], mask[~val])
+    if args.stellar_ci and args.image:
+        raise ValueError("--stellar-ci takes banks only")
+    if not args.stellar_ci_jitter >= 0:
+        raise ValueError(f"--stellar-ci-jitter {args.stellar_ci_jitter}: must be >= 0")
+    ci = bank_stellar_ci(args.bank) if args.stellar_ci else np.full(len(y), np.nan, np.float32)
+    train = _Stamps(x[~val], y[~val], mask[~val], ci[~val])
     # model
-    kwargs = {}
+    kwargs = {"stellar_ci": True} if args.stellar_ci else {}
     if args.width is not None:
         kwargs["width"] = args.width
     if args.hidden is not None:
@@ -146,10 +175,14 @@ def run(args):
     aug_rng = np.random.default_rng(args.seed)
 
     def step(net, batch):
-        xb, yb, mb = batch
+        xb, yb, mb, cb = batch
         mb = band_dropout(mb, args.band_dropout, gen)
         inp = augment(classifier_inputs(xb.numpy(), mb.numpy()), aug_rng)
-        return torch.nn.functional.cross_entropy(net(inp, mb), yb.long())
+        if args.stellar_ci:
+            cb = cb + torch.from_numpy(aug_rng.normal(0.0, args.stellar_ci_jitter, len(cb))
+                                       .astype(np.float32))
+        return torch.nn.functional.cross_entropy(
+            net(inp, mb, cb if args.stellar_ci else None), yb.long())
     # loop
     out = Path(args.out)
     result = fit(model, train, step, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
@@ -159,11 +192,13 @@ def run(args):
                  rngs={"band_dropout": gen, "augment": aug_rng},
                  signature={"architecture": "StarClassifier", "kwargs": kwargs, "seed": args.seed,
                             "batch_size": args.batch_size, "band_dropout": args.band_dropout,
-                            "lr": args.lr, "banks": [str(b) for b in args.bank]})
+                            "lr": args.lr, "banks": [str(b) for b in args.bank],
+                            "stellar_ci_jitter": args.stellar_ci_jitter if args.stellar_ci
+                            else None})
     if not is_main():
         return 0
     # eval
-    logits = predict_logits(model, x[val], mask[val])
+    logits = predict_logits(model, x[val], mask[val], ci[val] if args.stellar_ci else None)
     temp = fit_temperature(logits, y[val])
     probs = torch.softmax(torch.as_tensor(logits) / temp, dim=1).numpy()
     raw = torch.softmax(torch.as_tensor(logits), dim=1).numpy()

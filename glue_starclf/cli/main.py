@@ -428,6 +428,9 @@ def _add_classify(sub):
                    help="class probabilities as if the four classes were equally common "
                         "(without the models' LEGUS class prior, classifier.classes.json): "
                         "higher class-1 recall, lower accuracy on a LEGUS-like mix")
+    p.add_argument("--stellar-ci", type=float, metavar="MAG",
+                   help="the field's stellar CI (V band, 1 px vs 3 px, of a star) for "
+                        "classifier models that take it; default measured on the image")
     p.set_defaults(func=_classify)
 
 
@@ -530,7 +533,8 @@ def _classify(args):
                 "no sources to classify: writing an empty table")
         t0 = time.perf_counter()
         result = predict(mosaic, sources, args.distance_mpc, classifier=classifier,
-                         physical=physical, progress=sys.stderr.isatty(), bf16=args.bf16)
+                         physical=physical, progress=sys.stderr.isatty(), bf16=args.bf16,
+                         stellar_ci=args.stellar_ci)
         _write_outputs(outputs, result, args)
     counts = ", ".join(f"{int((result['class'] == c).sum())} class {c}" for c in (1, 2, 3, 4))
     print(f"classified {len(result)} sources in {time.perf_counter() - t0:.1f} s ({counts}); "

@@ -157,11 +157,13 @@ class StarClassifier(nn.Module):
     1-4 in that order.
     """
 
-    def __init__(self, width=(16, 32, 32, 64, 64), hidden=64, dropout=0.2, view_side=16):
+    def __init__(self, width=(16, 32, 32, 64, 64), hidden=64, dropout=0.2, view_side=16,
+                 stellar_ci=False):
         super().__init__()
         if len(width) != 5:
             raise ValueError(f"width {width!r} must list 5 channel counts")
         self.view_side = int(view_side)
+        self.stellar_ci = bool(stellar_ci)
 
         def pathway():
             layers = []
@@ -175,7 +177,8 @@ class StarClassifier(nn.Module):
 
         self.pathways = nn.ModuleList(pathway() for _ in _ZOOMS)
         self.head = nn.Sequential(
-            nn.Linear(len(_ZOOMS) * width[-1] + N_BANDS, hidden), nn.LeakyReLU(0.1, inplace=True),
+            nn.Linear(len(_ZOOMS) * width[-1] + N_BANDS + int(self.stellar_ci), hidden),
+            nn.LeakyReLU(0.1, inplace=True),
             nn.Dropout(dropout), nn.Linear(hidden, N_CLASSES))
         self.to(memory_format=torch.channels_last)
 
@@ -184,13 +187,32 @@ class StarClassifier(nn.Module):
         return [v.contiguous(memory_format=torch.channels_last)
                 for v in _zoom_views(x, side=self.view_side)]
 
-    def forward_prepared(self, views, mask):
+    def forward_prepared(self, views, mask, stellar_ci=None):
         """Logits from `prepare`'s views."""
         f = [p(v).mean(dim=(2, 3)) for p, v in zip(self.pathways, views)]
-        return self.head(torch.cat(f + [mask.to(views[0].dtype)], dim=1))
+        f.append(mask.to(views[0].dtype))
+        if self.stellar_ci:
+            if stellar_ci is None:
+                raise ValueError("this classifier needs the field's stellar CI")
+            f.append(stellar_ci_feature(stellar_ci, len(mask)).to(views[0].dtype))
+        return self.head(torch.cat(f, dim=1))
 
-    def forward(self, x, mask):
-        return self.forward_prepared(self.prepare(x), mask)
+    def forward(self, x, mask, stellar_ci=None):
+        return self.forward_prepared(self.prepare(x), mask, stellar_ci)
+
+
+#: The stellar CI the classifier's extra input is centred on, and its scale [mag].
+STELLAR_CI_CENTRE, STELLAR_CI_SCALE = 1.25, 0.1
+
+
+def stellar_ci_feature(stellar_ci, n):
+    """(n, 1) input of a classifier conditioned on the field's stellar CI (F555W, 1 vs 3 px)."""
+    ci = torch.tensor(np.asarray(stellar_ci, np.float32).reshape(-1))
+    if ci.numel() == 1:
+        ci = ci.expand(n)
+    if ci.numel() != n or not torch.isfinite(ci).all():
+        raise ValueError(f"stellar CI: need one finite value or {n}, got {ci.numel()}")
+    return ((ci - STELLAR_CI_CENTRE) / STELLAR_CI_SCALE)[:, None]
 
 
 class StarcNetReference(nn.Module):

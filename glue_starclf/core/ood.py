@@ -91,10 +91,10 @@ class OODStats:
 def feature_dimension(model):
     """Number of features `FeatureTap` records for a classifier member."""
     from .networks import N_BANDS
-    return model.head[0].in_features - N_BANDS
+    return model.head[0].in_features - N_BANDS - int(getattr(model, "stellar_ci", False))
 
 
-def member_features(ensemble, stamps, mask, batch=1024):
+def member_features(ensemble, stamps, mask, batch=1024, stellar_ci=None):
     """Pooled features of every classifier member for raw stamps.
 
     Parameters
@@ -105,6 +105,9 @@ def member_features(ensemble, stamps, mask, batch=1024):
         Raw stamps (reference e-/s), cropped to the members' stamp size.
     mask : ndarray, (n, 5)
         Band availability.
+    batch : int
+    stellar_ci : float or ndarray (n,), optional
+        The fields' stellar CI, for members that take it.
 
     Returns
     -------
@@ -114,6 +117,8 @@ def member_features(ensemble, stamps, mask, batch=1024):
     import torch
 
     from .networks import normalise_classifier
+    ci = None if stellar_ci is None else np.broadcast_to(
+        np.asarray(stellar_ci, np.float32), (len(stamps),))
     out = [[] for _ in ensemble.members]
     with torch.inference_mode():
         for i in range(0, len(stamps), batch):
@@ -121,7 +126,7 @@ def member_features(ensemble, stamps, mask, batch=1024):
             x = torch.from_numpy(normalise_classifier(np.asarray(stamps[i:i + batch]), m))
             for k, (model, _) in enumerate(ensemble.members):
                 with FeatureTap(model) as tap:
-                    model(x, torch.from_numpy(m))
+                    model(x, torch.from_numpy(m), None if ci is None else ci[i:i + batch])
                 out[k].append(tap.features[0])
     return [np.concatenate(f) if f else np.zeros((0, 0)) for f in out]
 

@@ -17,8 +17,8 @@ from astropy.table import Table
 
 from ..version import __version__
 
-__all__ = ["Ensemble", "load_ensemble", "predict", "bf16_supported", "RESULT_COLUMNS",
-           "DISTANCE_RANGE_MPC", "distance_warning"]
+__all__ = ["Ensemble", "load_ensemble", "predict", "field_stellar_ci", "bf16_supported",
+           "RESULT_COLUMNS", "DISTANCE_RANGE_MPC", "distance_warning"]
 
 log = logging.getLogger("glue_starclf")
 
@@ -102,6 +102,11 @@ class Ensemble:
         return [Path(card["_path"]).stem for _, card in self.members]
 
     @property
+    def needs_stellar_ci(self):
+        """True if a member takes the field's stellar CI (`glue_starclf.core.stellar_ci`)."""
+        return any(getattr(model, "stellar_ci", False) for model, _ in self.members)
+
+    @property
     def hashes(self):
         return [card["sha256"] for _, card in self.members]
 
@@ -141,12 +146,15 @@ def _autocast(bf16):
     return torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(bf16))
 
 
-def _classify(ens, stamps, mask, bf16=False):
+def _classify(ens, stamps, mask, bf16=False, stellar_ci=None):
     """Mean class probabilities (through the class prior where the ensemble has one), the
-    classes 1-4 and the members' vote fractions."""
+    classes 1-4 and the members' vote fractions; ``stellar_ci`` (one value, or one per
+    stamp) for members that take it."""
     import torch
 
     from .networks import normalise_classifier
+    if ens.needs_stellar_ci and stellar_ci is None:
+        raise ValueError("these classifier members need the field's stellar CI")
     x = torch.from_numpy(normalise_classifier(stamps, mask))
     m = torch.from_numpy(mask)
     import contextlib
@@ -158,8 +166,8 @@ def _classify(ens, stamps, mask, bf16=False):
         for model, card in ens.members:
             tap = FeatureTap(model) if ens.ood is not None else contextlib.nullcontext()
             with tap:
-                logits = (model.forward_prepared(shared, m) if shared is not None
-                          else model(x, m))
+                logits = (model.forward_prepared(shared, m, stellar_ci) if shared is not None
+                          else model(x, m, stellar_ci))
             if ens.ood is not None:
                 features.append(np.concatenate(tap.features))
             logits = logits.float() / float(card.get("temperature", 1.0))
@@ -216,8 +224,56 @@ def _centre_crop(stamps, size):
     return stamps[..., o:o + size, o:o + size]
 
 
+def field_stellar_ci(classifier, mosaic, x, y, stellar_ci=None):
+    """The stellar CI ``predict`` gives the classifier, and where it came from.
+
+    Parameters
+    ----------
+    classifier : Ensemble
+    mosaic : glue_starclf.io.mosaic.Mosaic
+    x, y : array_like
+        The sources; the measurement box is centred on their median position.
+    stellar_ci : float, optional
+        Given by the user: used as it is (after a range check).
+
+    Returns
+    -------
+    value : float or None
+        None when no member takes it.
+    source : str or None
+        ``"given"`` or ``"measured in region (x0, y0, x1, y1) from N detections"``.
+    """
+    from .stellar_ci import STELLAR_CI_RANGE, measure_stellar_ci
+    lo, hi = STELLAR_CI_RANGE
+    if stellar_ci is not None:
+        try:
+            v = float(stellar_ci)
+        except (TypeError, ValueError):
+            v = np.nan
+        if not lo <= v <= hi:
+            raise ValueError(f"stellar CI {stellar_ci!r} mag outside {lo:g}-{hi:g} "
+                             "(the V-band CI, 1 px vs 3 px, of a star)")
+    if not classifier.needs_stellar_ci:
+        if stellar_ci is not None:
+            log.info("stellar CI given, but the classifier members do not take it")
+        return None, None
+    if stellar_ci is not None:
+        return v, "given"
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    centre = (float(np.median(x[ok])), float(np.median(y[ok]))) if ok.any() else None
+    value, info = measure_stellar_ci(mosaic, centre)
+    if not lo <= value <= hi:
+        raise ValueError(f"the stellar CI measured in region {tuple(info['region'])} is "
+                         f"{value:.3f} mag, outside {lo:g}-{hi:g}: give it instead")
+    where = (f"measured in region {tuple(info['region'])} from the {info['n_used']} brightest "
+             "isolated detections")
+    log.info("stellar CI %.3f mag, %s", value, where)
+    return value, where
+
+
 def predict(mosaic, sources, distance_mpc, classifier=None, physical=None, batch=BATCH,
-            progress=False, callback=None, bf16=False):
+            progress=False, callback=None, bf16=False, stellar_ci=None):
     """Classify sources of a mosaic and estimate their physical parameters.
 
     Parameters
@@ -241,6 +297,10 @@ def predict(mosaic, sources, distance_mpc, classifier=None, physical=None, batch
     bf16 : bool
         Run the networks under bfloat16 autocast (only where `bf16_supported`
         says the CPU has native bfloat16; ignored elsewhere).
+    stellar_ci : float, optional
+        The field's stellar CI (V band, 1 px vs 3 px) for classifier members
+        that take it; default measured on the mosaic around the sources
+        (`field_stellar_ci`). Ignored by members that do not.
 
     Returns
     -------
@@ -273,6 +333,8 @@ def predict(mosaic, sources, distance_mpc, classifier=None, physical=None, batch
     far = distance_warning(d)
     if far:
         log.warning(far)
+    stellar_ci, stellar_ci_source = (field_stellar_ci(classifier, mosaic, x, y, stellar_ci)
+                                     if n else (stellar_ci, None))
     from .cutouts import native_stamp_size, needs_resampling
     scale = getattr(mosaic, "pixel_scale", None)
     if needs_resampling(scale) and n:
@@ -300,7 +362,8 @@ def predict(mosaic, sources, distance_mpc, classifier=None, physical=None, batch
         stamps = cut.stamps[ok]
         mask = np.tile(mosaic.band_mask.astype(np.float32), (len(stamps), 1))
         probs, cls, votes, ood = _classify(classifier,
-                                           _centre_crop(stamps, classifier.stamp_size), mask, bf16)
+                                           _centre_crop(stamps, classifier.stamp_size), mask, bf16,
+                                           stellar_ci)
         if ood is not None:
             out["ood_score"][idx] = ood
             high = idx[ood > classifier.ood.threshold]
@@ -344,6 +407,8 @@ def predict(mosaic, sources, distance_mpc, classifier=None, physical=None, batch
         "classifier_models": classifier.names, "classifier_sha256": classifier.hashes,
         "physical_models": physical.names, "physical_sha256": physical.hashes,
         "precision": "bfloat16 autocast" if bf16 else "float32",
+        "stellar_ci": None if stellar_ci_source is None else round(stellar_ci, 4),
+        "stellar_ci_source": stellar_ci_source,
         "ood_threshold": None if classifier.ood is None else classifier.ood.threshold,
         "ood_statistics": None if classifier.ood is None else classifier.ood.path.name,
         "class_prior": (None if classifier.class_prior is None else

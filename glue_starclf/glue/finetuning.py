@@ -191,11 +191,12 @@ def run_finetune(job, callback=None):
         source on the mosaic.
     """
     from ..core.checkpoints import load_card
-    from ..learn.finetune import cut_labelled, finetune
+    from ..learn.finetune import cut_labelled, finetune, labelled_field_stellar_ci
     card = load_card(job.model)
     stamps, mask, inside = cut_labelled(job.mosaic, job.x, job.y, card)
+    ci = labelled_field_stellar_ci(card, job.mosaic, job.x, job.y)
     result = finetune(job.model, stamps, np.asarray(job.targets)[inside], mask,
-                         callback=callback, **job.settings)
+                      callback=callback, stellar_ci=ci, **job.settings)
     result.card["training"].update(
         command="glue-starclf: Fine-tune on my labels", labels=f"{job.name}/labels.ecsv",
         images={b: str(p) for b, p in job.mosaic.paths.items()},

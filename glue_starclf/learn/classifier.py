@@ -69,11 +69,15 @@ def fit_temperature(logits, y):
 
 
 @torch.inference_mode()
-def predict_logits(model, x, mask, batch=1024):
-    """Logits of a trained classifier for raw stamps."""
+def predict_logits(model, x, mask, stellar_ci=None, batch=1024):
+    """Logits of a trained classifier for raw stamps (``stellar_ci``: one per stamp, or
+    one for all, for a classifier conditioned on it)."""
     model.eval()
+    ci = None if stellar_ci is None else np.broadcast_to(
+        np.asarray(stellar_ci, np.float32), (len(x),))
     out = []
     for i in range(0, len(x), batch):
         out.append(model(classifier_inputs(x[i:i + batch], mask[i:i + batch]),
-                         torch.from_numpy(np.asarray(mask[i:i + batch]))))
+                         torch.from_numpy(np.asarray(mask[i:i + batch])),
+                         None if ci is None else ci[i:i + batch]))
     return torch.cat(out).float().numpy()

@@ -51,7 +51,7 @@ from .classifier import (band_dropout, classification_metrics, classifier_inputs
                          expected_calibration_error, fit_temperature, predict_logits)
 from .loop import fit, seed_everything
 
-__all__ = ["finetune", "write_finetuned", "read_labels",
+__all__ = ["finetune", "write_finetuned", "read_labels", "labelled_field_stellar_ci",
            "labelled_sources", "check_bands", "cut_labelled", "layer_groups", "Finetuned",
            "report_paths", "output_paths"]
 
@@ -269,6 +269,18 @@ def cut_labelled(mosaic, x, y, card):
 
 # -- frozen layers ---------------------------------------------------------------------
 
+def labelled_field_stellar_ci(card, mosaic, x, y):
+    """The stellar CI of the labels' field for a member that takes it (measured on the
+    mosaic around the labelled sources, `glue_starclf.core.stellar_ci`), else None."""
+    if not card.get("kwargs", {}).get("stellar_ci"):
+        return None
+    from ..core.stellar_ci import measure_stellar_ci
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    centre = (float(np.median(x[ok])), float(np.median(y[ok]))) if ok.any() else None
+    return measure_stellar_ci(mosaic, centre)[0]
+
+
 def layer_groups(model):
     """The network's layers in order, as lists of modules.
 
@@ -352,8 +364,8 @@ class _Trainer:
     """Trains networks on label subsets, ticking the progress callback."""
 
     def __init__(self, x, targets, mask, *, epochs, batch_size, band_dropout, seed, folder,
-                 callback, total):
-        self.x, self.targets, self.mask = x, targets, mask
+                 callback, total, stellar_ci=None):
+        self.x, self.targets, self.mask, self.stellar_ci = x, targets, mask, stellar_ci
         self.epochs, self.batch_size, self.band_dropout = epochs, batch_size, band_dropout
         self.seed, self.folder, self.callback = seed, Path(folder), callback
         self.done, self.total, self.runs = 0, total, 0
@@ -381,7 +393,8 @@ class _Trainer:
                 module.eval()
             xb, tb, mb = batch
             mb = band_dropout(mb, self.band_dropout, gen)
-            logits = net(augment(classifier_inputs(xb.numpy(), mb.numpy()), aug_rng), mb)
+            logits = net(augment(classifier_inputs(xb.numpy(), mb.numpy()), aug_rng), mb,
+                         self.stellar_ci)
             return -(tb.float() * torch.log_softmax(logits, dim=1)).sum(dim=1).mean()
 
         fit(model, _Labelled(x, t.astype(np.float32), m, epoch_rows), step, epochs=self.epochs,
@@ -446,7 +459,7 @@ class Finetuned(NamedTuple):
 
 def finetune(model_path, stamps, labels, mask=None, *, freeze=0, folds=5, curve_folds=3,
              curve_fractions=CURVE_FRACTIONS, epochs=8, batch_size=32, lr=5e-4,
-             lr_scratch=2e-3, band_dropout=0.2, seed=0, callback=None):
+             lr_scratch=2e-3, band_dropout=0.2, seed=0, callback=None, stellar_ci=None):
     """Fine-tune a classifier member on labelled stamps, with cross-validation.
 
     Parameters
@@ -475,6 +488,9 @@ def finetune(model_path, stamps, labels, mask=None, *, freeze=0, folds=5, curve_
         ``callback(done, total)`` before every optimizer step (``total``
         known from the start); an exception it raises (e.g. to cancel)
         stops the work and propagates, and nothing is returned.
+    stellar_ci : float, optional
+        The field's stellar CI (`glue_starclf.core.stellar_ci`), needed by
+        members that take it; ignored by the others.
 
     Returns
     -------
@@ -494,6 +510,10 @@ def finetune(model_path, stamps, labels, mask=None, *, freeze=0, folds=5, curve_
     if card.get("family") != "classifier":
         raise ValueError(f"{model_path}: a {card.get('family')} model; finetune takes a "
                          f"classifier member")
+    if getattr(parent, "stellar_ci", False) and stellar_ci is None:
+        raise ValueError(f"{model_path}: the member takes the field's stellar CI; give it")
+    if not getattr(parent, "stellar_ci", False):
+        stellar_ci = None
     size = int(card["stamp_size"])
     x = np.asarray(stamps, np.float32)
     if x.ndim != 4 or x.shape[1:] != (len(BANDS), size, size):
@@ -538,12 +558,12 @@ def finetune(model_path, stamps, labels, mask=None, *, freeze=0, folds=5, curve_
         return model, _freeze(model, freeze)[1]
 
     oof = np.zeros((len(x), N_CLASSES), np.float32)
-    before = predict_logits(parent, x, mask)
+    before = predict_logits(parent, x, mask, stellar_ci)
     curve = {}
     with tempfile.TemporaryDirectory(prefix="starclf-finetune-") as tmp:
         trainer = _Trainer(x, targets, mask, epochs=epochs, batch_size=batch_size,
                            band_dropout=band_dropout, seed=seed, folder=tmp, callback=callback,
-                           total=total)
+                           total=total, stellar_ci=stellar_ci)
         order = {f: _stratified_order(hard, np.flatnonzero(fold != f), rng) for f in range(k)}
         for kind, f, frac, m in plan[:-1]:
             test = fold == f
@@ -551,14 +571,14 @@ def finetune(model_path, stamps, labels, mask=None, *, freeze=0, folds=5, curve_
             if kind == "finetune":
                 model, frozen = tuned()
                 logits = predict_logits(trainer.train(model, rows, lr, frozen), x[test],
-                                        mask[test])
+                                        mask[test], stellar_ci)
                 if frac == 1.0:
                     oof[test] = logits
             else:
                 torch.manual_seed(seed * 1000 + trainer.runs + 1)
                 model = build_network(card["architecture"], **card["kwargs"])
                 logits = predict_logits(trainer.train(model, rows, lr_scratch), x[test],
-                                        mask[test])
+                                        mask[test], stellar_ci)
             if f < curve_folds:
                 curve.setdefault((frac, kind), []).append(
                     (m, _scores(logits, 1.0, targets[test])["accuracy"]))
@@ -603,7 +623,7 @@ def finetune(model_path, stamps, labels, mask=None, *, freeze=0, folds=5, curve_
         finetune={"freeze": int(freeze), "frozen_layers": names, "epochs": epochs,
                   "batch_size": batch_size, "lr": lr, "lr_scratch": lr_scratch,
                   "band_dropout": band_dropout, "folds": k, "n_labels": int(len(x)),
-                  "soft_labels": report["soft"]},
+                  "soft_labels": report["soft"], "stellar_ci": stellar_ci},
         training={"date": time.strftime("%Y-%m-%d %H:%M:%S"), "wall_time_s": round(seconds, 1)},
         metrics={"cv_before": cv["before"], "cv_after": cv["after"], "learning_curve": rows})
     return Finetuned(model.eval(), new_card, report)

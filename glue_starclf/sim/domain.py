@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..io.bands import BANDS
-from .effpsf import DEFAULT_LOCUS, EffectivePSF, psf_for_locus
+from .effpsf import DEFAULT_LOCUS, EffectivePSF, psf_for_locus, stellar_ci
 from .render import add_noise
 
 __all__ = ["RANGES", "PSF_FAMILIES", "BACKGROUNDS", "Domain", "NOMINAL", "draw_domain",
@@ -196,21 +196,29 @@ def noisy_stamps(expected, rng, domain):
 
 
 class DomainColumns:
-    """Per-stamp domain columns of a bank's truth table."""
+    """Per-stamp domain columns of a bank's truth table.
 
-    NAMES = ("psf_family", "psf_broadening_px", "exposure_factor", "sky_factor",
-             "zeropoint_rms", "registration_max_px", "correlated_noise", "eff_truncation",
-             "background")
+    ``psf_stellar_ci`` is the F555W CI of a star on the PSF the stamps were
+    rendered with: the field's stellar locus as an observer would measure it.
+    """
+
+    NAMES = ("psf_family", "psf_broadening_px", "psf_stellar_ci", "exposure_factor",
+             "sky_factor", "zeropoint_rms", "registration_max_px", "correlated_noise",
+             "eff_truncation", "background")
 
     def __init__(self, n):
         self.cols = {k: np.empty(n, dtype=object) if k in ("psf_family", "background")
                      else np.full(n, np.nan) for k in self.NAMES}
 
-    def set(self, idx, domain):
-        psf = domain.psf()
+    def set(self, idx, domain, psf=None):
+        """Record ``domain`` for the stamps ``idx``; ``psf`` is the PSF they were
+        rendered with where it is not ``domain.psf()`` (anchored fields take the
+        catalog's stellar locus)."""
+        psf = domain.psf() if psf is None else psf
         c = self.cols
         c["psf_family"][idx] = domain.psf_family
         c["psf_broadening_px"][idx] = psf.broadening_px
+        c["psf_stellar_ci"][idx] = stellar_ci(psf)
         c["exposure_factor"][idx] = float(np.exp(np.mean(np.log(domain.exposure_factor))))
         c["sky_factor"][idx] = domain.sky_factor
         c["zeropoint_rms"][idx] = float(np.sqrt(np.mean(np.square(domain.zeropoint_mag))))

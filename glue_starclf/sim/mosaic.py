@@ -54,13 +54,15 @@ AGE_GRID = np.round(np.arange(6.6, 10.1001, 0.05), 2)
 
 @dataclass
 class MockField:
-    """A rendered mosaic: images (5, ny, nx) in e-/s, WCS, truth and provenance."""
+    """A rendered mosaic: images (5, ny, nx) in e-/s, WCS, truth, provenance and
+    the `glue_starclf.sim.effpsf.EffectivePSF` it was rendered with."""
 
     images: np.ndarray
     wcs: WCS
     truth: Table
     distance_mpc: float
     meta: dict = field(default_factory=dict)
+    psf: object = None
 
 
 def check_distance(distance_mpc):
@@ -332,7 +334,7 @@ def random_field(seed=0, shape=(2048, 2048), distance_mpc=10.0, n_sources=300,
     truth = _truth_table(sources, xy, images, wcs, ci_true, psf)
     meta = {"mode": "random", "seed": seed, "galaxy": galaxy.__dict__, "psf": psf.describe(),
             "domain": domain.describe()}
-    return MockField(images, wcs, truth, distance_mpc, meta)
+    return MockField(images, wcs, truth, distance_mpc, meta, psf)
 
 
 # -- LEGUS-anchored fields -----------------------------------------------------
@@ -464,7 +466,7 @@ def legus_anchored_field(catalog, seed=0, distance_mpc=None, region=None, max_so
             "catalog": str(catalog.meta.get("path", "")), "region": [x0, y0, x1, y1],
             "stellar_locus": round(locus, 3), "psf": psf.describe(),
             "domain": domain.describe()}
-    return MockField(images, wcs, truth, distance_mpc, meta)
+    return MockField(images, wcs, truth, distance_mpc, meta, psf)
 
 
 def anchored_subtypes(rng, catalog_ci, isolated=None):

@@ -31,6 +31,31 @@ def test_classifier_mask_changes_output():
     assert not torch.allclose(a, b)
 
 
+def test_classifier_conditioned_on_the_stellar_ci():
+    from glue_starclf.core.ood import feature_dimension
+    net = N.StarClassifier(stellar_ci=True).eval()
+    x, m = torch.randn(3, 5, 32, 32), torch.ones(3, 5)
+    assert net.head[0].in_features == N.StarClassifier().head[0].in_features + 1
+    assert feature_dimension(net) == feature_dimension(N.StarClassifier()) == 192
+    with torch.inference_mode():
+        a, b = net(x, m, 1.25), net(x, m, 1.45)
+        per_stamp = net(x, m, np.array([1.25, 1.25, 1.25]))
+        fused = N.fuse_for_inference(net)(x, m, 1.25)
+    assert not torch.allclose(a, b)
+    torch.testing.assert_close(a, per_stamp)
+    torch.testing.assert_close(fused, a, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="needs the field's stellar CI"):
+        net(x, m)
+    with pytest.raises(ValueError, match="one finite value or 3"):
+        net(x, m, [1.2, 1.3])
+    with pytest.raises(ValueError, match="one finite value or 3"):
+        net(x, m, float("nan"))
+    # Members without the input ignore it.
+    plain = N.StarClassifier().eval()
+    with torch.inference_mode():
+        torch.testing.assert_close(plain(x, m, 1.4), plain(x, m))
+
+
 def test_starcnet_reference_size():
     # 001: about 15 M parameters, almost all in the first fully-connected layer.
     n = N.count_parameters(N.StarcNetReference())

@@ -296,3 +296,72 @@ def test_all_nan_or_zero_band_is_treated_as_missing(field, ensembles, tmp_path, 
     assert list(t["flags"]) == list(three["flags"])
     assert all("missing:F275W" in f and "missing:F336W" in f for f in t["flags"])
     np.testing.assert_allclose(np.asarray(t["p_class1"]), np.asarray(three["p_class1"]))
+
+
+@pytest.fixture(scope="module")
+def stellar_field(tmp_path_factory):
+    """A 1024 x 1024 mock field: enough isolated stars to measure its stellar CI."""
+    from glue_starclf.sim.mosaic import random_field, write_mosaic
+    mock = random_field(seed=3, shape=(1024, 1024), n_sources=150)
+    paths = write_mosaic(mock, tmp_path_factory.mktemp("stellar"), prefix="s")
+    return mock, [f"{b}={p}" for b, p in paths.items() if b != "truth"]
+
+
+@pytest.fixture(scope="module")
+def conditioned(trained_models, tmp_path_factory):
+    """A classifier member that takes the stellar CI (untrained weights: the plumbing)."""
+    import torch
+
+    from glue_starclf.core.checkpoints import load_card, save_checkpoint
+    from glue_starclf.core.networks import StarClassifier
+    card = load_card(trained_models["classifier"])
+    keep = {k: v for k, v in card.items() if k not in ("_path", "sha256", "weights")}
+    keep["kwargs"] = {**card["kwargs"], "stellar_ci": True}
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("conditioned") / "classifier-ci.safetensors"
+    return Ensemble([save_checkpoint(StarClassifier(**keep["kwargs"]), path, keep)])
+
+
+def test_conditioned_classifier_gets_the_measured_stellar_ci(stellar_field, conditioned,
+                                                               ensembles):
+    from glue_starclf.core.stellar_ci import measure_stellar_ci
+    from glue_starclf.io.mosaic import open_mosaic
+    mock, images = stellar_field
+    sources = mock.truth[["id", "x", "y"]][:40]
+    assert conditioned.needs_stellar_ci and not ensembles[0].needs_stellar_ci
+    measured = predict(images, sources, 10.0, classifier=conditioned, physical=ensembles[1])
+    centre = (np.median(sources["x"]), np.median(sources["y"]))
+    expect, _ = measure_stellar_ci(open_mosaic(images), centre)
+    assert measured.meta["stellar_ci"] == pytest.approx(expect, abs=1e-4)
+    assert measured.meta["stellar_ci_source"].startswith("measured in region")
+    given = predict(images, sources, 10.0, classifier=conditioned, physical=ensembles[1],
+                    stellar_ci=1.5)
+    assert given.meta["stellar_ci"] == 1.5 and given.meta["stellar_ci_source"] == "given"
+    # The input reaches the network.
+    assert not np.allclose(_probs(measured), _probs(given))
+    plain = predict(images, sources, 10.0, classifier=ensembles[0], physical=ensembles[1],
+                    stellar_ci=1.5)
+    assert plain.meta["stellar_ci"] is None and plain.meta["stellar_ci_source"] is None
+
+
+@pytest.mark.parametrize("value", [0.2, 3.0, float("nan")])
+def test_stellar_ci_outside_its_range_is_one_line(stellar_field, ensembles, value):
+    mock, images = stellar_field
+    with pytest.raises(ValueError, match="stellar CI .* outside 1-1.8") as err:
+        predict(images, mock.truth[["x", "y"]][:5], 10.0, classifier=ensembles[0],
+                physical=ensembles[1], stellar_ci=value)
+    assert "\n" not in str(err.value)
+
+
+def test_conditioned_classifier_on_a_field_too_small_to_measure(conditioned, ensembles,
+                                                                tmp_path):
+    from glue_starclf.sim.mosaic import random_field, write_mosaic
+    mock = random_field(seed=1, shape=(128, 128), n_sources=3)
+    paths = write_mosaic(mock, tmp_path, prefix="t")
+    images = [f"{b}={p}" for b, p in paths.items() if b != "truth"]
+    with pytest.raises(ValueError, match="too few .* give it instead"):
+        predict(images, mock.truth[["x", "y"]], 10.0, classifier=conditioned,
+                physical=ensembles[1])
+    out = predict(images, mock.truth[["x", "y"]], 10.0, classifier=conditioned,
+                  physical=ensembles[1], stellar_ci=1.3)
+    assert np.isfinite(_probs(out)).all()

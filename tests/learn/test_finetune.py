@@ -192,6 +192,31 @@ def test_finetune_on_soft_labels(trained_models, tmp_path):
         write_finetuned(result, tmp_path / "soft.safetensors")
 
 
+def test_member_conditioned_on_the_stellar_ci_needs_it(trained_models, tmp_path):
+    import torch
+
+    from glue_starclf.core.checkpoints import load_card, save_checkpoint
+    from glue_starclf.core.networks import StarClassifier
+    card = load_card(trained_models["classifier"])
+    keep = {k: v for k, v in card.items() if k not in ("_path", "sha256", "weights")}
+    keep["kwargs"] = {"stellar_ci": True}
+    torch.manual_seed(0)
+    parent = save_checkpoint(StarClassifier(stellar_ci=True), tmp_path / "ci.safetensors", keep)
+    x, y, mask, _ = labelled_stamps([trained_models["classifier_bank"]])
+    with pytest.raises(ValueError, match="takes the field's stellar CI; give it"):
+        finetune(parent, x[:40], y[:40] + 1, mask[:40], folds=2, curve_folds=0, epochs=1)
+    result = finetune(parent, x[:40], y[:40] + 1, mask[:40], folds=2, curve_folds=0, epochs=1,
+                      stellar_ci=1.3)
+    assert result.card["kwargs"] == {"stellar_ci": True}
+    assert result.card["finetune"]["stellar_ci"] == 1.3
+    model, _ = load_checkpoint(write_finetuned(result, tmp_path / "tuned.safetensors"))
+    assert model.stellar_ci
+    # A member without the input ignores a given value.
+    plain = finetune(trained_models["classifier"], x[:40], y[:40] + 1, mask[:40], folds=2,
+                     curve_folds=0, epochs=1, stellar_ci=1.3)
+    assert plain.card["finetune"]["stellar_ci"] is None
+
+
 def test_ids_looked_up_in_a_catalog_unknown_ones_skipped(trained_models, field, tmp_path):
     truth = field["truth"]
     t = Table({"id": list(truth["id"][:30]) + [9001, 9002, 9003],

@@ -96,6 +96,26 @@ def test_unmatched_bank_on_legus_anchored_fields(tmp_path):
     assert (truth["x"] >= 0).all() and (truth["x"] < 800).all()
 
 
+def test_anchored_bank_records_the_psf_it_rendered_with(tmp_path):
+    # An anchored field takes its catalog's stellar locus (1.304 for NGC 1566), not the
+    # domain's default 1.25; the extra broadening goes on top in quadrature.
+    from glue_starclf.sim.effpsf import psf_for_locus, stellar_ci
+    for name, perturb in (("nominal", []), ("broader", ["--perturb", "extra_broadening_px=0.5"])):
+        status, out, err = run_training("make-bank", "--kind", "legus", "--catalogs", NGC1566,
+                                        "--region-size", 400, "--seed", 2, *perturb,
+                                        "--out", tmp_path / name)
+        assert status == 0, err
+    nominal = Table.read(tmp_path / "nominal" / "truth.ecsv")
+    broader = Table.read(tmp_path / "broader" / "truth.ecsv")
+    base = psf_for_locus(1.304)
+    assert np.allclose(nominal["psf_broadening_px"], base.broadening_px)
+    assert np.allclose(nominal["psf_stellar_ci"], 1.304, atol=0.002)
+    assert np.allclose(broader["psf_broadening_px"], np.hypot(base.broadening_px, 0.5), atol=1e-4)
+    assert np.allclose(broader["psf_stellar_ci"],
+                       stellar_ci(type(base)("tinytim", float(broader["psf_broadening_px"][0]))))
+    assert (broader["psf_stellar_ci"] > nominal["psf_stellar_ci"] + 0.1).all()
+
+
 def test_catalogs_for_an_engine_bank_is_one_line(tmp_path):
     status, out, err = run_training("make-bank", "--kind", "physical", "--n", 10, "--catalogs",
                                     NGC1566, "--out", tmp_path / "p")

@@ -467,3 +467,34 @@ def test_physical_init_errors(trained_models, tmp_path, case):
              "missing": ("nosuch.json",)}[case]
     _assert_one_line_error(status, err, *words)
     assert not out.exists()
+
+
+NGC1566 = (__import__("pathlib").Path(__file__).resolve().parents[2].parent / "shared" / "data"
+           / "legus" / "hlsp_legus_hst_wfc3_ngc1566_multiband_v1_padagb-mwext-avgapcor.tab")
+
+
+def test_classifier_conditioned_on_the_measured_stellar_ci(trained_models, tmp_path):
+    # An anchored bank measures its field's stellar CI on the rendered image.
+    bank = tmp_path / "legus"
+    status, _, err = run_training("make-bank", "--kind", "legus", "--catalogs", NGC1566,
+                                  "--region-size", 1200, "--seed", 2, "--out", bank)
+    assert status == 0, err
+    truth = open_bank(bank)[1]
+    assert np.isfinite(truth["stellar_ci"]).all()
+    assert np.allclose(truth["stellar_ci"], truth["psf_stellar_ci"], atol=0.05)
+    out = tmp_path / "ci.safetensors"
+    argv = classifier_argv(bank, out, 0, 1, "--stellar-ci", "--stellar-ci-jitter", "0.02")
+    status, _, err = run_training(*argv)
+    assert status == 0, err
+    model, card = load_checkpoint(out)
+    assert card["kwargs"] == {"stellar_ci": True} and model.stellar_ci
+    # A bank without the measurement (an engine bank: no field to measure it on).
+    status, _, err = run_training(*classifier_argv(trained_models["classifier_bank"],
+                                                   tmp_path / "no.safetensors", 0, 1,
+                                                   "--stellar-ci"))
+    _assert_one_line_error(status, err, "classifier", "no stellar_ci column")
+    status, _, err = run_training(*classifier_argv(bank, tmp_path / "neg.safetensors", 0, 1,
+                                                   "--stellar-ci", "--stellar-ci-jitter", "-1"))
+    _assert_one_line_error(status, err, "--stellar-ci-jitter -1")
+    assert not (tmp_path / "no.safetensors").exists()
+    assert not (tmp_path / "neg.safetensors").exists()

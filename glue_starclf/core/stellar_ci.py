@@ -1,0 +1,92 @@
+"""The field's stellar CI: the concentration index of its point sources, measured on the image.
+
+LEGUS places its CI cut just above the CI of the field's stars (the stellar
+locus, 001 §2), which depends on the PSF of the observation. Classifier
+members trained with the ``stellar_ci`` input (`StarClassifier`) take it as
+a property of the field, so that a compact cluster under a broad PSF is not
+mistaken for a star, nor a star under a sharp one for a cluster. It is
+measured here the way an observer would: the low end (5th percentile) of the
+V-band CI of the brightest isolated detections, where stars pile up. On the
+four mock audit fields this gives the PSF's own stellar CI to +0.004 to
++0.033 mag (`models/README.md`).
+"""
+
+import numpy as np
+
+from ..io.bands import canonical_band
+
+__all__ = ["measure_stellar_ci", "STELLAR_CI_RANGE", "STELLAR_CI_BOX_PX", "STELLAR_CI_N_BRIGHTEST",
+           "STELLAR_CI_ISOLATION_PX", "STELLAR_CI_PERCENTILE", "STELLAR_CI_MIN_SOURCES"]
+
+#: Stellar CIs [mag] accepted: the PSFs of the training data span 1.15-1.47.
+STELLAR_CI_RANGE = (1.0, 1.8)
+#: Side [px] of the box the stellar CI is measured in (centred on the sources).
+STELLAR_CI_BOX_PX = 2048
+#: The brightest isolated detections used, and how isolated [px to the nearest detection].
+STELLAR_CI_N_BRIGHTEST = 200
+STELLAR_CI_ISOLATION_PX = 10.0
+#: Percentile of their CI taken as the stellar CI.
+STELLAR_CI_PERCENTILE = 5.0
+#: Fewer usable detections than this: no measurement.
+STELLAR_CI_MIN_SOURCES = 30
+
+
+def measure_stellar_ci(mosaic, centre=None, box=STELLAR_CI_BOX_PX, band="F555W"):
+    """Measure the stellar CI (mag(1 px) - mag(3 px) in V of a star) of a mosaic.
+
+    Parameters
+    ----------
+    mosaic : glue_starclf.io.mosaic.Mosaic
+    centre : (float, float), optional
+        0-based pixel (x, y) the box is centred on; default the mosaic's centre.
+    box : int
+        Side [px] of the box searched (clipped to the mosaic).
+    band : str
+        The band the CI is measured in (LEGUS: V = F555W).
+
+    Returns
+    -------
+    stellar_ci : float
+    info : dict
+        ``region`` searched, ``n_found`` detections, ``n_used`` (the
+        brightest isolated ones).
+
+    Raises
+    ------
+    ValueError
+        If the band is missing or too few isolated detections allow a measurement.
+    """
+    from scipy.spatial import cKDTree
+
+    from .detection import detect_sources
+    band = canonical_band(band)
+    if band not in mosaic.bands:
+        raise ValueError(f"the stellar CI is measured in {band}, which the mosaic lacks "
+                         f"(bands given: {', '.join(mosaic.bands)}); give it instead")
+    ny, nx = mosaic.shape
+    cx, cy = (nx / 2.0, ny / 2.0) if centre is None else (float(centre[0]), float(centre[1]))
+    side = int(box)
+    if side < 64:
+        raise ValueError(f"box {box!r} px: need at least 64")
+    x0 = int(np.clip(round(cx - side / 2), 0, max(nx - side, 0)))
+    y0 = int(np.clip(round(cy - side / 2), 0, max(ny - side, 0)))
+    region = (x0, y0, min(x0 + side, nx), min(y0 + side, ny))
+    det = detect_sources(mosaic, region, band=band, ci_min=None, abs_mag_limit=None,
+                         min_bands=None, max_mag_error=None, aperture_correction=0.0)
+    info = {"region": list(region), "n_found": len(det), "n_used": 0}
+    ci = np.asarray(det["ci"], float)
+    mag = np.asarray(det["mag_v"], float)
+    if len(det) > 1:
+        xy = np.column_stack([np.asarray(det["x"], float), np.asarray(det["y"], float)])
+        isolated = cKDTree(xy).query(xy, k=2)[0][:, 1] > STELLAR_CI_ISOLATION_PX
+    else:
+        isolated = np.zeros(len(det), bool)
+    ok = isolated & np.isfinite(ci) & np.isfinite(mag)
+    if ok.sum() < STELLAR_CI_MIN_SOURCES:
+        raise ValueError(f"region {region}: {int(ok.sum())} isolated detections in {band}, too "
+                         f"few (< {STELLAR_CI_MIN_SOURCES}) to measure the stellar CI; give "
+                         "it instead")
+    idx = np.flatnonzero(ok)
+    brightest = idx[np.argsort(mag[idx], kind="stable")[:STELLAR_CI_N_BRIGHTEST]]
+    info["n_used"] = int(len(brightest))
+    return float(np.percentile(ci[brightest], STELLAR_CI_PERCENTILE)), info

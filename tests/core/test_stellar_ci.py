@@ -1,0 +1,50 @@
+"""The field's stellar CI measured on mock fields of known PSF."""
+
+import numpy as np
+import pytest
+
+from glue_starclf.core.stellar_ci import measure_stellar_ci
+from glue_starclf.io.mosaic import Mosaic
+from glue_starclf.sim.domain import NOMINAL, perturbed
+from glue_starclf.sim.effpsf import stellar_ci
+from glue_starclf.sim.mosaic import random_field
+
+
+@pytest.fixture(scope="module")
+def fields():
+    """The same sources under the nominal PSF and one broadened by 0.5 px."""
+    return {name: random_field(seed=3, shape=(1024, 1024), n_sources=150, domain=dom)
+            for name, dom in (("nominal", NOMINAL),
+                              ("broader", perturbed(extra_broadening_px=0.5)))}
+
+
+def test_measured_stellar_ci_follows_the_psf(fields):
+    measured = {}
+    for name, mock in fields.items():
+        value, info = measure_stellar_ci(Mosaic.from_arrays(mock.images))
+        assert abs(value - stellar_ci(mock.psf)) < 0.05, name
+        assert info["n_used"] == 200 and info["region"] == [0, 0, 1024, 1024]
+        measured[name] = value
+    # The broader PSF raises the stars' CI by 0.135 mag; the measurement sees it.
+    true_step = stellar_ci(fields["broader"].psf) - stellar_ci(fields["nominal"].psf)
+    assert true_step > 0.1
+    assert abs((measured["broader"] - measured["nominal"]) - true_step) < 0.03
+
+
+def test_box_is_centred_on_the_sources_and_clipped(fields):
+    m = Mosaic.from_arrays(fields["nominal"].images)
+    _, info = measure_stellar_ci(m, centre=(1000.0, 30.0), box=512)
+    assert info["region"] == [512, 0, 1024, 512]
+
+
+def test_too_few_detections_is_one_line():
+    mock = random_field(seed=1, shape=(128, 128), n_sources=3)
+    with pytest.raises(ValueError, match="too few .* to measure the stellar CI") as err:
+        measure_stellar_ci(Mosaic.from_arrays(mock.images))
+    assert "\n" not in str(err.value)
+    with pytest.raises(ValueError, match="box 10 px"):
+        measure_stellar_ci(Mosaic.from_arrays(mock.images), box=10)
+    images = np.array(mock.images)
+    images[3] = np.nan  # no V data at all
+    with pytest.raises(ValueError, match="too few"):
+        measure_stellar_ci(Mosaic.from_arrays(images))
