@@ -7,8 +7,8 @@ a property of the field, so that a compact cluster under a broad PSF is not
 mistaken for a star, nor a star under a sharp one for a cluster. It is
 measured here the way an observer would: the low end (5th percentile) of the
 V-band CI of the brightest isolated detections, where stars pile up. On the
-four mock audit fields this gives the PSF's own stellar CI to +0.004 to
-+0.033 mag (`models/README.md`).
+four mock audit fields this is within -0.021 to +0.030 mag of the PSF's own
+stellar CI (`models/README.md`).
 """
 
 import numpy as np
