@@ -479,14 +479,19 @@ def _model_spec(models):
     return (folder, _card_hashes("classifier", folder), _card_hashes("physical", folder))
 
 
-def _read_sources(field):
-    """Phase 1: the sources of a field, as ``starclf classify`` finds them."""
+def _read_sources(field, models):
+    """Phase 1: the sources of a field, as ``starclf classify`` finds them, and the
+    field's stellar CI where the classifier takes it (measured once per field)."""
     from ..core.detection import sources_to_classify
+    from ..core.predict import field_stellar_ci
     from ..io.mosaic import open_mosaic
     with open_mosaic(list(field.images)) as mosaic:
         sources = sources_to_classify(mosaic, field.catalog, field.region,
                                       distance_mpc=field.distance_mpc)
-        return {"shape": mosaic.shape, "band_mask": mosaic.band_mask,
+        stellar_ci = (field_stellar_ci(_ensemble("classifier", models[0], models[1]), mosaic,
+                                       sources["x"], sources["y"])
+                      if len(sources) else (None, None))
+        return {"shape": mosaic.shape, "band_mask": mosaic.band_mask, "stellar_ci": stellar_ci,
                 "bands": {b: str(p) for b, p in mosaic.paths.items()},
                 "pixel_scale": mosaic.pixel_scale,
                 "calibration": {b: c.as_meta() for b, c in mosaic.calibration.items()},
@@ -514,8 +519,10 @@ def _cut_piece(images, box, cx, cy, size):
     return extract_stamps(tile, cx, cy, size=size)
 
 
-def _classify_batch(cutouts, slots, sources, band_mask, distance_mpc, models, torch_threads):
-    """Results of one network batch, through `predict` on a stamp sheet."""
+def _classify_batch(cutouts, slots, sources, band_mask, distance_mpc, models, torch_threads,
+                    stellar_ci=(None, None)):
+    """Results of one network batch, through `predict` on a stamp sheet (``stellar_ci``:
+    the field's value and where it came from, `_read_sources`)."""
     import numpy as np
     import torch
     from astropy.table import Table
@@ -540,7 +547,10 @@ def _classify_batch(cutouts, slots, sources, band_mask, distance_mpc, models, to
                       "dec": sources["dec"]})
     torch.set_num_threads(torch_threads)
     result = predict(Mosaic(images, (size, n * size), None, {}, {}, {}), on_sheet, distance_mpc,
-                     classifier=classifier, physical=physical, batch=max(n, 1))
+                     classifier=classifier, physical=physical, batch=max(n, 1),
+                     stellar_ci=stellar_ci[0])
+    if stellar_ci[1] is not None:
+        result.meta["stellar_ci_source"] = stellar_ci[1]
     result["x"][:] = np.asarray(sources["x"], float)
     result["y"][:] = np.asarray(sources["y"], float)
     result["flags"] = np.array([f or "" for f in flags], dtype=str) if n else np.array([], str)
@@ -611,7 +621,8 @@ def _submit_field(client, field, info, models, size, tile, batch, torch_threads,
                    for p in mine]
         tables.append(client.submit(_classify_batch, cutouts, [p.index - start for p in mine],
                                     sources[start:start + batch], info["band_mask"],
-                                    field.distance_mpc, models, torch_threads, pure=False))
+                                    field.distance_mpc, models, torch_threads,
+                                    info["stellar_ci"], pure=False))
     scale = info["pixel_scale"]
     meta = {"bands": info["bands"], "calibration": info["calibration"],
             "pixel_scale_arcsec": None if scale is None else round(scale, 5),
@@ -744,7 +755,7 @@ def run_batch(manifest, client, models=None, overwrite=False, torch_threads=1, b
         else:
             todo.append(f)
 
-    found = {f.name: client.submit(_read_sources, f, pure=False) for f in todo}
+    found = {f.name: client.submit(_read_sources, f, spec, pure=False) for f in todo}
     if found:
         block(list(found.values()))
     written = {}

@@ -193,6 +193,40 @@ def test_tile_borders_and_batches_equal_predict(tmp_path, fields, client, traine
     assert len(pieces) > len(sources) // 7 + 1
 
 
+def test_classifier_taking_the_stellar_ci_gets_the_fields_measured_value(
+        fields, client, trained_models, tmp_path, one_thread):
+    """Measured once per field on the whole mosaic, as `predict` measures it."""
+    import torch
+
+    from glue_starclf.core.checkpoints import load_card, save_checkpoint
+    from glue_starclf.core.networks import StarClassifier
+    from glue_starclf.core.predict import load_ensemble, predict
+    from glue_starclf.io.catalogs import read_catalog
+    from glue_starclf.io.mosaic import open_mosaic
+    from glue_starclf.io.writers import write_table
+    models = tmp_path / "models"
+    models.mkdir()
+    for p in Path(trained_models["models"]).glob("physical-*"):
+        (models / p.name).write_bytes(p.read_bytes())
+    card = load_card(trained_models["classifier"])
+    keep = {k: v for k, v in card.items() if k not in ("_path", "sha256", "weights")}
+    keep["kwargs"] = {"stellar_ci": True}
+    torch.manual_seed(0)
+    save_checkpoint(StarClassifier(stellar_ci=True), models / "classifier-ci.safetensors", keep)
+    images, truth = fields["ngc-b"]
+    manifest = write_manifest(tmp_path / "m.yaml", [entry(fields, "ngc-b", "b.ecsv")], tile=128)
+    outcomes, _ = batch.run_batch(manifest, client, models=models, batch=16)
+    assert [o.status for o in outcomes] == ["done"]
+    mosaic = open_mosaic(images)
+    ref = predict(mosaic, read_catalog(truth, wcs=mosaic.wcs, shape=mosaic.shape), DISTANCE,
+                  classifier=load_ensemble("classifier", models),
+                  physical=load_ensemble("physical", models), batch=16)
+    write_table(ref, tmp_path / "ref.ecsv")
+    got = Table.read(tmp_path / "b.ecsv")
+    assert got.meta["stellar_ci_source"].startswith("measured in region")
+    assert_identical(got, Table.read(tmp_path / "ref.ecsv"))
+
+
 def test_plan_pieces_cover_each_source_once_within_tile_and_halo():
     from glue_starclf.core.cutouts import stamp_centre
     rng = np.random.default_rng(0)
