@@ -248,7 +248,7 @@ def detect_sources(mosaic, region=None, band="F555W", fwhm=2.2, threshold_sigma=
                    max_mag_error=LEGUS_MAX_MAG_ERROR, white_light=False, box_size=64,
                    sharpness_range=(0.0, 1.0), roundness_range=(-1.0, 1.0),
                    min_separation=None, max_sources=None, zeropoint=None,
-                   aperture_correction="field"):
+                   aperture_correction="field", quiet=False):
     """Find cluster candidates in a box of the mosaic and apply LEGUS-like cuts.
 
     Parameters
@@ -307,6 +307,9 @@ def detect_sources(mosaic, region=None, band="F555W", fwhm=2.2, threshold_sigma=
         warning when fewer than 5 isolated candidates allow it); a number is
         used as given (0 keeps the aperture magnitude). The value used is in
         the table's ``meta["aperture_correction"]``.
+    quiet : bool
+        Log the summary at DEBUG, not INFO (detection as a step of another
+        measurement).
 
     Returns
     -------
@@ -326,6 +329,7 @@ def detect_sources(mosaic, region=None, band="F555W", fwhm=2.2, threshold_sigma=
         out of range.
     """
     from photutils.detection import DAOStarFinder
+    log_level = logging.DEBUG if quiet else logging.INFO
     band = canonical_band(band)
     if band not in mosaic.bands:
         raise ValueError(f"band {band} is not in the mosaic (bands given: "
@@ -400,7 +404,7 @@ def detect_sources(mosaic, region=None, band="F555W", fwhm=2.2, threshold_sigma=
     found = finder(residual, mask=det_bad)
     del residual
     if found is None or len(found) == 0:
-        log.info("region %s: no sources above %g sigma", box, threshold_sigma)
+        log.log(log_level, "region %s: no sources above %g sigma", box, threshold_sigma)
         return empty
     xs = np.asarray(found["x_centroid"] if "x_centroid" in found.colnames
                     else found["xcentroid"], float)
@@ -440,9 +444,10 @@ def detect_sources(mosaic, region=None, band="F555W", fwhm=2.2, threshold_sigma=
         meta["n_after_bands"] = int(keep.sum())
     meta["zeropoint"] = zp
     meta["zeropoint_source"] = source
-    log.info("detected %d sources in %s, %d pass the cuts (CI >= %s, mag <= %s, >= %s bands "
-             "with error <= %s mag; zeropoint %.3f from %s)", len(xs), box, int(keep.sum()),
-             ci_min, mag_limit, meta["min_bands"], meta["max_mag_error"], zp, source)
+    log.log(log_level, "detected %d sources in %s, %d pass the cuts (CI >= %s, mag <= %s, "
+            ">= %s bands with error <= %s mag; zeropoint %.3f from %s)", len(xs), box,
+            int(keep.sum()), ci_min, mag_limit, meta["min_bands"], meta["max_mag_error"], zp,
+            source)
 
     x = xs[keep] + x0
     y = ys[keep] + y0

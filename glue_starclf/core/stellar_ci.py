@@ -72,7 +72,8 @@ def measure_stellar_ci(mosaic, centre=None, box=STELLAR_CI_BOX_PX, band="F555W")
     y0 = int(np.clip(round(cy - side / 2), 0, max(ny - side, 0)))
     region = (x0, y0, min(x0 + side, nx), min(y0 + side, ny))
     det = detect_sources(mosaic, region, band=band, ci_min=None, abs_mag_limit=None,
-                         min_bands=None, max_mag_error=None, aperture_correction=0.0)
+                         min_bands=None, max_mag_error=None, aperture_correction=0.0,
+                         quiet=True)
     info = {"region": list(region), "n_found": len(det), "n_used": 0}
     ci = np.asarray(det["ci"], float)
     mag = np.asarray(det["mag_v"], float)

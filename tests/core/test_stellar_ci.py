@@ -48,3 +48,10 @@ def test_too_few_detections_is_one_line():
     images[3] = np.nan  # no V data at all
     with pytest.raises(ValueError, match="too few"):
         measure_stellar_ci(Mosaic.from_arrays(images))
+
+
+def test_measurement_does_not_report_its_detections_as_candidates(fields, caplog):
+    import logging
+    with caplog.at_level(logging.INFO, logger="glue_starclf"):
+        measure_stellar_ci(Mosaic.from_arrays(fields["nominal"].images))
+    assert not [r for r in caplog.records if r.levelno >= logging.INFO and "detected" in r.message]
