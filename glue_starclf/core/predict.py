@@ -241,7 +241,8 @@ def field_stellar_ci(classifier, mosaic, x, y, stellar_ci=None):
     value : float or None
         None when no member takes it.
     source : str or None
-        ``"given"`` or ``"measured in region (x0, y0, x1, y1) from N detections"``.
+        ``"given"``, or ``"measured in region (x0, y0, x1, y1) from the N brightest
+        isolated detections"``.
     """
     from .stellar_ci import STELLAR_CI_RANGE, measure_stellar_ci
     lo, hi = STELLAR_CI_RANGE
