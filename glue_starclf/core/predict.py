@@ -244,7 +244,7 @@ def field_stellar_ci(classifier, mosaic, x, y, stellar_ci=None):
         ``"given"``, or ``"measured in region (x0, y0, x1, y1) from the N brightest
         isolated detections"``.
     """
-    from .stellar_ci import STELLAR_CI_RANGE, measure_stellar_ci
+    from .stellar_ci import STELLAR_CI_RANGE, measure_stellar_ci, sources_centre
     lo, hi = STELLAR_CI_RANGE
     if stellar_ci is not None:
         try:
@@ -260,10 +260,7 @@ def field_stellar_ci(classifier, mosaic, x, y, stellar_ci=None):
         return None, None
     if stellar_ci is not None:
         return v, "given"
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    ok = np.isfinite(x) & np.isfinite(y)
-    centre = (float(np.median(x[ok])), float(np.median(y[ok]))) if ok.any() else None
-    value, info = measure_stellar_ci(mosaic, centre)
+    value, info = measure_stellar_ci(mosaic, sources_centre(x, y))
     if not lo <= value <= hi:
         raise ValueError(f"the stellar CI measured in region {tuple(info['region'])} is "
                          f"{value:.3f} mag, outside {lo:g}-{hi:g}: give it instead")

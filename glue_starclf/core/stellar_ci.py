@@ -15,7 +15,7 @@ import numpy as np
 
 from ..io.bands import canonical_band
 
-__all__ = ["measure_stellar_ci", "STELLAR_CI_RANGE", "STELLAR_CI_BOX_PX", "STELLAR_CI_N_BRIGHTEST",
+__all__ = ["measure_stellar_ci", "sources_centre", "STELLAR_CI_RANGE", "STELLAR_CI_BOX_PX", "STELLAR_CI_N_BRIGHTEST",
            "STELLAR_CI_ISOLATION_PX", "STELLAR_CI_PERCENTILE", "STELLAR_CI_MIN_SOURCES"]
 
 #: Stellar CIs [mag] accepted: the PSFs of the training data span 1.15-1.47.
@@ -29,6 +29,13 @@ STELLAR_CI_ISOLATION_PX = 10.0
 STELLAR_CI_PERCENTILE = 5.0
 #: Fewer usable detections than this: no measurement.
 STELLAR_CI_MIN_SOURCES = 30
+
+
+def sources_centre(x, y):
+    """The median (x, y) of the finite source positions, or None: the box's centre."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    return (float(np.median(x[ok])), float(np.median(y[ok]))) if ok.any() else None
 
 
 def measure_stellar_ci(mosaic, centre=None, box=STELLAR_CI_BOX_PX, band="F555W"):

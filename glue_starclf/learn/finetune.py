@@ -274,11 +274,8 @@ def labelled_field_stellar_ci(card, mosaic, x, y):
     mosaic around the labelled sources, `glue_starclf.core.stellar_ci`), else None."""
     if not card.get("kwargs", {}).get("stellar_ci"):
         return None
-    from ..core.stellar_ci import measure_stellar_ci
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    ok = np.isfinite(x) & np.isfinite(y)
-    centre = (float(np.median(x[ok])), float(np.median(y[ok]))) if ok.any() else None
-    return measure_stellar_ci(mosaic, centre)[0]
+    from ..core.stellar_ci import measure_stellar_ci, sources_centre
+    return measure_stellar_ci(mosaic, sources_centre(x, y))[0]
 
 
 def layer_groups(model):
