@@ -396,20 +396,22 @@ def classifier_report(ens, banks, out, argv=None):
 
 # -- physical ------------------------------------------------------------------------
 
-def _physical_probs(members, x, dist, mask=None):
+def _physical_probs(members, x, dist, mask=None, tilt=None):
+    """The members' averaged outputs, through the ensemble's posterior tilt as `predict`."""
+    from glue_starclf.core.posterior_tilt import tilt_posteriors
     from .train_physical import predict
     acc = {}
     for model, _ in members:
         for k, v in predict(model, x, dist, mask).items():
             acc[k] = acc.get(k, 0.0) + v / len(members)
-    return acc
+    return tilt_posteriors(acc, dist, tilt)
 
 
 def _estimates(probs, truth, temperature=None):
     """``name -> (true, predicted, p16, p84)`` of every parameter for the cluster stamps.
 
     ``temperature``: the cards' interval calibration, applied as `predict` does."""
-    from glue_starclf.core.networks import LOG_RH_BINS, decode_1d, decode_grid
+    from glue_starclf.core.networks import LOG_RH_BINS, decode_1d, decode_grid, estimator_for
     temperature = temperature or {}
     cl = np.asarray(truth["p_cb"]) > 0.5
     est = decode_grid(probs["grid"][cl], temperature=temperature)
@@ -417,7 +419,8 @@ def _estimates(probs, truth, temperature=None):
     out = {name: (np.asarray(t[name], float), est[name], est[f"{name}_p16"], est[f"{name}_p84"])
            for name in ("log_age", "log_mass", "av")}
     out["log_r_h"] = (np.log10(np.asarray(t["r_h"], float)),) + decode_1d(
-        probs["r_h"][cl], LOG_RH_BINS, temperature=temperature.get("log_r_h", 1.0))
+        probs["r_h"][cl], LOG_RH_BINS, estimator=estimator_for("log_r_h"),
+        temperature=temperature.get("log_r_h", 1.0))
     return out
 
 
@@ -615,6 +618,7 @@ def physical_report(ens, banks, out, argv=None):
     """
     from astropy.table import vstack
 
+    from glue_starclf.core.networks import estimator_for
     from glue_starclf.learn.banks import open_bank
     from .train_physical import THREE_BANDS, physical_metrics
     t0 = time.perf_counter()
@@ -633,8 +637,9 @@ def physical_report(ens, banks, out, argv=None):
     if not cl.any() or cl.all():
         raise ValueError(f"{', '.join(map(str, banks))}: need both cluster and background "
                          f"stamps for the report")
-    probs = _physical_probs(ens.members, x, dist)
-    three = _physical_probs(ens.members, x, dist, np.tile(THREE_BANDS, (len(x), 1)))
+    probs = _physical_probs(ens.members, x, dist, tilt=ens.posterior_tilt)
+    three = _physical_probs(ens.members, x, dist, np.tile(THREE_BANDS, (len(x), 1)),
+                            tilt=ens.posterior_tilt)
     metrics = {"five_bands": physical_metrics(probs, truth),
                "three_bands": physical_metrics(three, truth)}
     five = metrics["five_bands"]
@@ -657,10 +662,15 @@ def physical_report(ens, banks, out, argv=None):
              f"{five['n_background']} background stamps)  ",
              f"Command: `{_command(argv)}`  ",
              f"Run time: {time.perf_counter() - t0:.0f} s", "",
-             "Members' softmax outputs averaged, then decoded (point estimate = mean of each "
-             "marginal, chosen by measurement over 004's peak estimate; 16th-84th percentile "
-             "intervals with the cards' interval calibration). Errors are over the cluster stamps; "
-             "the targets are half of 004's 95% bounds.", "",
+             "Members' softmax outputs averaged, "
+             + ("reweighted by the cards' posterior tilt (distance-dependent recalibration), "
+                if ens.posterior_tilt else "")
+             + "then decoded (point estimate per parameter: "
+             + ", ".join(f"{label.split(' [')[0]} {estimator_for(name)}"
+                         for name, label in _PARAMS)
+             + " of its marginal, chosen by measurement; 16th-84th percentile intervals with the "
+               "cards' interval calibration). Errors are over the cluster stamps; the targets are "
+               "half of 004's 95% bounds.", "",
              "| quantity | 5 bands | F336W/F438W/F814W | target | |",
              "| --- | --- | --- | --- | --- |"]
     for name, label in _PARAMS:
@@ -789,7 +799,8 @@ def robustness_report(ensembles, kinds, out, argv=None):
         for folder in kinds["physical"]:
             s, t, _ = open_bank(folder)
             probs = _physical_probs(ens.members, np.asarray(s),
-                                    np.asarray(t["distance_mpc"], np.float32))
+                                    np.asarray(t["distance_mpc"], np.float32),
+                                    tilt=ens.posterior_tilt)
             m = physical_metrics(probs, t)
             rows[Path(folder).name] = {"perturbation": _perturbation(folder),
                                        "n_clusters": m["n_clusters"], "cb_auc": m["cb_auc"],

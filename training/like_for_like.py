@@ -45,7 +45,8 @@ def run(args):
     print("| estimator | " + " | ".join(_LABELS.values()) + " |")
     print("| --- |" + " --- |" * len(_LABELS))
     for est in ESTIMATORS:
-        mark = " (shipped)" if est == DEFAULT_ESTIMATOR else ""
+        shipped = [_LABELS[p] for p in _LABELS if DEFAULT_ESTIMATOR.get(p, "mean") == est]
+        mark = f" (shipped for {', '.join(shipped)})" if shipped else ""
         print(f"| {est}{mark} | " + " | ".join(
             f"{res['estimators'][est][p]['p95_abs']:.3f} / {res['estimators'][est][p]['median']:+.3f}"
             for p in _LABELS) + " |")

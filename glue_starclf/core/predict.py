@@ -70,6 +70,9 @@ class Ensemble:
         self.stamp_size = sizes.pop()
         self.ood = None
         self.class_prior = None
+        self.posterior_tilt = None
+        if self.family == "physical":
+            self.posterior_tilt = _card_tilt(self.members)
         if self.family == "classifier":
             from .ood import feature_dimension, load_statistics
             folder = Path(self.members[0][1]["_path"]).parent
@@ -109,6 +112,23 @@ class Ensemble:
     @property
     def hashes(self):
         return [card["sha256"] for _, card in self.members]
+
+
+def _card_tilt(members):
+    """The physical cards' ``posterior_tilt`` (`glue_starclf.core.posterior_tilt`), checked.
+
+    Every card must carry the same one (``calibrate-intervals --write`` writes
+    it into all); None where none does.
+    """
+    from .posterior_tilt import check_tilt
+    tilts = [card.get("posterior_tilt") for _, card in members]
+    if all(t is None for t in tilts):
+        return None
+    if any(t != tilts[0] for t in tilts):
+        raise ValueError(f"{Path(members[0][1]['_path']).parent}: the physical cards carry "
+                         "different posterior_tilt values (run python -m training "
+                         "calibrate-intervals --write on these members)")
+    return check_tilt(tilts[0], members[0][1]["_path"])
 
 
 def load_ensemble(family, folder=None, class_prior=True):
@@ -183,7 +203,8 @@ def _classify(ens, stamps, mask, bf16=False, stellar_ci=None):
 
 
 def _physical(ens, stamps, mask, distance_mpc, bf16=False):
-    """Softmax outputs of every head, averaged over the members."""
+    """Softmax outputs of every head, averaged over the members, through the ensemble's
+    posterior tilt where its cards have one."""
     import torch
 
     from .networks import normalise_physical
@@ -199,7 +220,8 @@ def _physical(ens, stamps, mask, distance_mpc, bf16=False):
             for k, v in out.items():
                 acc[k] = acc.get(k, 0.0) + torch.softmax(v.float(), dim=1).numpy() / len(
                     ens.members)
-    return acc
+    from .posterior_tilt import tilt_posteriors
+    return tilt_posteriors(acc, distance_mpc, ens.posterior_tilt)
 
 
 def distance_warning(distance_mpc):
@@ -310,7 +332,8 @@ def predict(mosaic, sources, distance_mpc, classifier=None, physical=None, batch
 
     from .cutouts import extract_stamps
     from ..io.mosaic import Mosaic, open_mosaic
-    from .networks import LOG_RH_BINS, VISIBILITY_BINS, decode_1d, decode_grid
+    from .networks import (DEFAULT_ESTIMATOR, LOG_RH_BINS, VISIBILITY_BINS, decode_1d,
+                           decode_grid, estimator_for)
     if not isinstance(mosaic, Mosaic):
         mosaic = open_mosaic(mosaic)
     d = float(distance_mpc)
@@ -378,7 +401,8 @@ def predict(mosaic, sources, distance_mpc, classifier=None, physical=None, batch
             out[name][idx] = est[name]
             out[f"{name}_lo"][idx], out[f"{name}_hi"][idx] = est[f"{name}_p16"], est[f"{name}_p84"]
         out["r_h"][idx], out["r_h_lo"][idx], out["r_h_hi"][idx] = decode_1d(
-            post["r_h"], LOG_RH_BINS, exp10=True, temperature=temps.get("log_r_h", 1.0))
+            post["r_h"], LOG_RH_BINS, exp10=True, estimator=estimator_for("log_r_h"),
+            temperature=temps.get("log_r_h", 1.0))
         out["p_cb"][idx] = post["cb"][:, 1]
         out["visibility"][idx] = decode_1d(post["visibility"], VISIBILITY_BINS, exp10=True)[0]
         if callback is not None:
@@ -405,6 +429,10 @@ def predict(mosaic, sources, distance_mpc, classifier=None, physical=None, batch
         "classifier_models": classifier.names, "classifier_sha256": classifier.hashes,
         "physical_models": physical.names, "physical_sha256": physical.hashes,
         "precision": "bfloat16 autocast" if bf16 else "float32",
+        "point_estimator": dict(DEFAULT_ESTIMATOR),
+        "posterior_tilt": (None if physical.posterior_tilt is None else
+                           {k: v.tolist() for k, v in physical.posterior_tilt.items()}),
+        "interval_temperature": dict(temps) or None,
         "stellar_ci": None if stellar_ci_source is None else round(stellar_ci, 4),
         "stellar_ci_source": stellar_ci_source,
         "ood_threshold": None if classifier.ood is None else classifier.ood.threshold,

@@ -7,6 +7,9 @@ estimator of `glue_starclf.core.networks.ESTIMATORS` and the coverage of the
 temperature per parameter's marginal (`glue_starclf.core.networks.temper`)
 on a validation bank so that the intervals hold the true value 68% of the
 time; the model cards store them as ``interval_temperature``.
+`fit_posterior_tilt` fits the distance-dependent recalibration of the
+posteriors (`glue_starclf.core.posterior_tilt`) on validation banks; the
+cards store it as ``posterior_tilt``.
 """
 
 import numpy as np
@@ -14,16 +17,18 @@ import numpy as np
 from ..core.networks import (AV_BINS, ESTIMATORS, GRID_SHAPE, LOG_AGE_BINS, LOG_MASS_BINS,
                              LOG_RH_BINS, _marginal_estimate, _peak_mean, _percentiles,
                              normalise_physical, temper)
+from ..core.posterior_tilt import TILT_PARAMETERS, standard_bins, tilt_basis, tilt_posteriors
 
 __all__ = ["PARAMETERS", "bank_posteriors", "cluster_marginals", "estimator_errors",
-           "interval_coverage", "fit_temperature", "fit_interval_temperatures"]
+           "interval_coverage", "fit_temperature", "fit_interval_temperatures",
+           "fit_posterior_tilt", "tilt_nll"]
 
 #: The parameters with intervals, in report order, and their bin centres.
 PARAMETERS = {"log_age": LOG_AGE_BINS, "log_mass": LOG_MASS_BINS, "av": AV_BINS,
               "log_r_h": LOG_RH_BINS}
 
 
-def bank_posteriors(members, stamps, distance_mpc, mask=None, batch=256):
+def bank_posteriors(members, stamps, distance_mpc, mask=None, batch=256, tilt=None):
     """Softmax outputs of every head averaged over the members, for raw bank stamps.
 
     Parameters
@@ -37,6 +42,9 @@ def bank_posteriors(members, stamps, distance_mpc, mask=None, batch=256):
     mask : ndarray of bool, shape (n, 5), optional
         Band availability; default all present.
     batch : int
+    tilt : dict, optional
+        A posterior tilt (`glue_starclf.core.posterior_tilt.check_tilt`),
+        applied as `glue_starclf.core.predict.predict` does; default none.
 
     Returns
     -------
@@ -62,7 +70,7 @@ def bank_posteriors(members, stamps, distance_mpc, mask=None, batch=256):
                     if k not in acc:
                         acc[k] = np.zeros((n, p.shape[1]))
                     acc[k][i:i + len(p)] += p
-    return acc
+    return tilt_posteriors(acc, dist, tilt)
 
 
 def cluster_marginals(posteriors, truth):
@@ -179,3 +187,109 @@ def fit_interval_temperatures(marginals, target=0.68):
     """`fit_temperature` for every parameter of `cluster_marginals`' output."""
     return {name: fit_temperature(marginal, PARAMETERS[name], true, target)
             for name, (marginal, true, _) in marginals.items()}
+
+
+def _cells(posteriors, truth):
+    """Cluster rows: the grid (n, 20, 10, 14), the r_h posterior, the true bins, the distances."""
+    cl = np.asarray(truth["p_cb"]) > 0.5
+    t = truth[cl]
+    true = {"log_age": np.asarray(t["log_age"], float), "av": np.asarray(t["av"], float),
+            "log_mass": np.asarray(t["log_mass"], float),
+            "log_r_h": np.log10(np.asarray(t["r_h"], float))}
+    idx = {k: np.abs(v[:, None] - PARAMETERS[k][None, :]).argmin(axis=1) for k, v in true.items()}
+    return (np.asarray(posteriors["grid"], float)[cl].reshape((-1,) + GRID_SHAPE),
+            np.asarray(posteriors["r_h"], float)[cl], idx,
+            np.asarray(t["distance_mpc"], float))
+
+
+def _nll_and_gradient(p, idx, basis, coef, names):
+    """Mean negative log-likelihood of the true cells under the tilted posteriors ``p``
+    (axes 1.. in ``names`` order) and its gradient in the coefficients (len(names), 3)."""
+    n = len(p)
+    rows = np.arange(n)
+    logw = [(basis @ coef[k])[:, None] * standard_bins(name)[None, :]
+            for k, name in enumerate(names)]
+    q = p.copy()
+    for k, lw in enumerate(logw):
+        shape = [n] + [1] * len(names)
+        shape[k + 1] = lw.shape[1]
+        q *= np.exp(lw - lw.max(axis=1, keepdims=True)).reshape(shape)
+    z = q.reshape(n, -1).sum(axis=1)
+    q /= z.reshape((n,) + (1,) * len(names))
+    cell = q[(rows,) + tuple(idx[name] for name in names)]
+    nll = -np.mean(np.log(np.clip(cell, 1e-300, None)))
+    grad = np.empty_like(coef)
+    for k, name in enumerate(names):
+        axes = tuple(a for a in range(1, len(names) + 1) if a != k + 1)
+        marginal = q.sum(axis=axes) if axes else q
+        zk = standard_bins(name)
+        resid = zk[idx[name]] - marginal @ zk           # z of the true bin minus its mean
+        grad[k] = -(resid[:, None] * basis).mean(axis=0)
+    return nll, grad
+
+
+def tilt_nll(posteriors, truth, tilt=None):
+    """Mean negative log-likelihood of the clusters' true cells of a bank.
+
+    Parameters
+    ----------
+    posteriors : dict of ndarray
+        `bank_posteriors`' output (untilted).
+    truth : astropy.table.Table
+        The bank's truth.
+    tilt : dict, optional
+        Applied first (`glue_starclf.core.posterior_tilt.check_tilt`).
+
+    Returns
+    -------
+    dict
+        ``grid``: of the true (log age, A_V, log mass) cell; ``log_r_h``: of
+        the true r_h bin.
+    """
+    tilt = tilt or {}
+    grid, rh, idx, dist = _cells(posteriors, truth)
+    basis = tilt_basis(dist)
+    zero = np.zeros(3)
+    cg = np.array([tilt.get(k, zero) for k in TILT_PARAMETERS[:3]])
+    cr = np.array([tilt.get("log_r_h", zero)])
+    return {"grid": float(_nll_and_gradient(grid, idx, basis, cg, TILT_PARAMETERS[:3])[0]),
+            "log_r_h": float(_nll_and_gradient(rh, idx, basis, cr, ("log_r_h",))[0])}
+
+
+def fit_posterior_tilt(banks):
+    """The posterior tilt that maximises the likelihood of the true values on ``banks``.
+
+    The grid's three terms (log age, A_V, log mass) are fitted together on
+    the true (age, A_V, mass) cell, the r_h term on the true r_h bin; each
+    by L-BFGS on the mean negative log-likelihood over the cluster stamps of
+    all banks (background stamps have no parameters).
+
+    Parameters
+    ----------
+    banks : list of (dict, astropy.table.Table)
+        `bank_posteriors`' (untilted) output and the truth of each bank.
+
+    Returns
+    -------
+    dict
+        `glue_starclf.core.posterior_tilt.TILT_PARAMETERS` -> list of 3 floats.
+    """
+    from scipy.optimize import minimize
+    if not banks:
+        raise ValueError("fit_posterior_tilt needs at least one bank")
+    parts = [_cells(post, truth) for post, truth in banks]
+    if not sum(len(p[0]) for p in parts):
+        raise ValueError("no cluster stamps (p_cb > 0.5) in the banks")
+    grid = np.concatenate([p[0] for p in parts])
+    rh = np.concatenate([p[1] for p in parts])
+    idx = {k: np.concatenate([p[2][k] for p in parts]) for k in parts[0][2]}
+    basis = tilt_basis(np.concatenate([p[3] for p in parts]))
+    out = {}
+    for p, names in ((grid, TILT_PARAMETERS[:3]), (rh, ("log_r_h",))):
+        def f(c):
+            nll, grad = _nll_and_gradient(p, idx, basis, c.reshape(len(names), 3), names)
+            return nll, grad.ravel()
+        res = minimize(f, np.zeros(3 * len(names)), jac=True, method="L-BFGS-B")
+        for k, name in enumerate(names):
+            out[name] = [round(float(v), 5) for v in res.x[3 * k:3 * k + 3]]
+    return out

@@ -49,11 +49,17 @@ def setting004_errors(members, stamps, truth, mask):
     dict
         ``estimators``: `glue_starclf.learn.intervals.estimator_errors`;
         ``coverage``: name -> coverage of the 16th-84th percentiles with the
-        cards' ``interval_temperature`` (1 where absent) and without.
+        cards' ``interval_temperature`` (1 where absent) and without. The
+        posteriors go through the cards' ``posterior_tilt`` where they have
+        one, as in `glue_starclf.core.predict.predict`.
     """
     from .intervals import (PARAMETERS, bank_posteriors, cluster_marginals, estimator_errors,
                             interval_coverage)
-    post = bank_posteriors(members, stamps, truth["distance_mpc"], mask)
+    from ..core.posterior_tilt import check_tilt
+    card = members[0][1]
+    tilt = card.get("posterior_tilt")
+    tilt = None if tilt is None else check_tilt(tilt, card.get("_path", "posterior_tilt"))
+    post = bank_posteriors(members, stamps, truth["distance_mpc"], mask, tilt=tilt)
     marg = cluster_marginals(post, truth)
     temps = members[0][1].get("interval_temperature", {})
     coverage = {name: {"raw": interval_coverage(m, PARAMETERS[name], t),

@@ -91,3 +91,50 @@ def test_fit_temperature_where_sharpening_raises_the_coverage():
     t = I.fit_temperature(marg, BINS, true)
     assert 1.0 < t < 20.0
     assert I.interval_coverage(marg, BINS, true, t) == pytest.approx(0.68, abs=0.03)
+
+
+def test_fit_posterior_tilt_recovers_a_known_tilt():
+    """Truths drawn from tilted posteriors: the fit finds the tilt that drew them, and
+    the likelihood of the truths rises with it."""
+    from glue_starclf.core import posterior_tilt as T
+    rng = np.random.default_rng(3)
+    n = 3000
+    size = int(np.prod(N.GRID_SHAPE))
+    grid = rng.dirichlet(np.full(size, 0.3), n)
+    rh = rng.dirichlet(np.full(N.LOG_RH_BINS.size, 1.0), n)
+    d = rng.uniform(3, 20, n)
+    true_tilt = {"log_age": [0.2, -0.6, 0.0], "av": [0.0, 0.0, 0.0],
+                 "log_mass": [0.1, 0.8, 0.4], "log_r_h": [0.5, 0.0, -0.5]}
+    q = T.tilt_posteriors({"grid": grid, "r_h": rh}, d, T.check_tilt(true_tilt))
+    cells = np.array([rng.choice(size, p=row) for row in q["grid"]])
+    ia, iv, im = np.unravel_index(cells, N.GRID_SHAPE)
+    ir = np.array([rng.choice(N.LOG_RH_BINS.size, p=row) for row in q["r_h"]])
+    truth = Table({"p_cb": np.ones(n), "distance_mpc": d, "log_age": N.LOG_AGE_BINS[ia],
+                   "av": N.AV_BINS[iv], "log_mass": N.LOG_MASS_BINS[im],
+                   "r_h": 10 ** N.LOG_RH_BINS[ir]})
+    # background rows are left out of the fit
+    bg = Table({"p_cb": np.zeros(5), "distance_mpc": np.full(5, 10.0),
+                **{k: np.full(5, np.nan) for k in ("log_age", "av", "log_mass", "r_h")}})
+    post = {"grid": np.concatenate([grid, _uniform(5, size)]),
+            "r_h": np.concatenate([rh, _uniform(5, N.LOG_RH_BINS.size)])}
+    from astropy.table import vstack
+    fitted = I.fit_posterior_tilt([(post, vstack([truth, bg]))])
+    for name, c in true_tilt.items():
+        np.testing.assert_allclose(fitted[name], c, atol=0.15, err_msg=name)
+    before = I.tilt_nll(post, vstack([truth, bg]))
+    after = I.tilt_nll(post, vstack([truth, bg]), T.check_tilt(fitted))
+    assert after["grid"] < before["grid"] and after["log_r_h"] < before["log_r_h"]
+
+
+def _uniform(n, k):
+    return np.full((n, k), 1.0 / k)
+
+
+def test_fit_posterior_tilt_needs_clusters():
+    with pytest.raises(ValueError, match="at least one bank"):
+        I.fit_posterior_tilt([])
+    truth = Table({"p_cb": np.zeros(3), "distance_mpc": np.full(3, 5.0), "log_age": np.zeros(3),
+                   "av": np.zeros(3), "log_mass": np.zeros(3), "r_h": np.ones(3)})
+    post = {"grid": _uniform(3, int(np.prod(N.GRID_SHAPE))), "r_h": _uniform(3, 14)}
+    with pytest.raises(ValueError, match="no cluster stamps"):
+        I.fit_posterior_tilt([(post, truth)])

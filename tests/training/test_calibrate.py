@@ -45,10 +45,18 @@ def test_calibrate_intervals_writes_the_cards(trained_models, tmp_path, capsys, 
                    "--test-bank", bank, "--write", "--json", str(tmp_path / "cal.json")])
     out, err = capsys.readouterr()
     assert status == 0, err
-    for text in ("| test | peak |", "| test | median |", "| test | mean |", "temperatures:",
-                 "before -> after"):
+    for text in (f"| test {bank} | peak |", f"| test {bank} | median |",
+                 f"| test {bank} | mean |", "temperatures:", "before -> after",
+                 "posterior tilt", "median error of log mass"):
         assert text in out
     card = json.loads(card_path.read_text())
+    tilt = card["posterior_tilt"]
+    assert set(tilt) == {"log_age", "av", "log_mass", "log_r_h"}
+    assert all(len(c) == 3 for c in tilt.values())
+    # Fitted by maximum likelihood on this bank: no worse than no tilt there.
+    nll = card["interval_calibration"]["nll"]["validation"][0]
+    assert nll["after"]["grid"] <= nll["before"]["grid"] + 1e-9
+    assert nll["after"]["log_r_h"] <= nll["before"]["log_r_h"] + 1e-9
     temps = card["interval_temperature"]
     assert set(temps) == {"log_age", "log_mass", "av", "log_r_h"}
     assert all(t > 0 for t in temps.values())
@@ -56,7 +64,7 @@ def test_calibrate_intervals_writes_the_cards(trained_models, tmp_path, capsys, 
     cal = card["interval_calibration"]
     assert cal["command"].startswith("python -m training calibrate-intervals")
     # Fitted and checked on the same bank here: the coverage after is the target.
-    for name, c in cal["coverage"]["validation"].items():
+    for name, c in cal["coverage"]["validation"][0].items():
         assert c["before"] > 0.8 and abs(c["after"] - 0.68) < 0.03, name
         assert temps[name] < 0.6, name
     assert json.loads((tmp_path / "cal.json").read_text())["interval_temperature"] == temps

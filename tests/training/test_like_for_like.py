@@ -8,7 +8,9 @@ def test_like_for_like_table(trained_models, tmp_path, capsys):
                    "--seed", "1", "--json", str(tmp_path / "l.json")])
     out, err = capsys.readouterr()
     assert status == 0, err
-    assert "| mean (shipped) |" in out and "| 004 (its own mocks) | 0.9 | 0.4 | 1.4 | 0.2 |" in out
+    assert "| mean (shipped for log age, A_V, log r_h) |" in out
+    assert "| median (shipped for log mass) |" in out
+    assert "| 004 (its own mocks) | 0.9 | 0.4 | 1.4 | 0.2 |" in out
     res = json.loads((tmp_path / "l.json").read_text())
     assert res["n_clusters"] == 27                     # 10% background stamps
     assert set(res["coverage"]) == {"log_age", "log_mass", "av", "log_r_h"}
