@@ -55,24 +55,19 @@ def _posteriors(ens, folder):
     return bank_posteriors(ens.members, stamps, truth["distance_mpc"]), truth
 
 
-#: The distance thirds of 3-20 Mpc the bias target is stated for.
-_THIRDS = ((3.0, 8.667), (8.667, 14.333), (14.333, 20.0))
-
-
 def _median_errors_by_third(marginals, truth):
-    """Median error of log mass and log r_h (the shipped estimators), overall and per third."""
+    """Median error of log mass and log r_h (the shipped estimators), overall and per
+    distance third (`training.evaluate.median_bias`)."""
     from glue_starclf.core.networks import _marginal_estimate, estimator_for
     from glue_starclf.learn.intervals import PARAMETERS
+    from .evaluate import median_bias
     cl = np.asarray(truth["p_cb"]) > 0.5
-    d = np.asarray(truth["distance_mpc"], float)[cl]
-    out = {}
-    for name in ("log_mass", "log_r_h"):
-        m, true, _ = marginals[name]
-        err = _marginal_estimate(m, PARAMETERS[name], estimator_for(name)) - true
-        out[name] = [float(np.median(err))] + [
-            float(np.median(err[(d >= lo) & (d < hi if hi < 20 else d <= hi)]))
-            for lo, hi in _THIRDS]
-    return out
+    names = ("log_mass", "log_r_h")
+    values = {name: (marginals[name][1], _marginal_estimate(
+        marginals[name][0], PARAMETERS[name], estimator_for(name))) for name in names}
+    bias = median_bias(values, np.asarray(truth["distance_mpc"], float)[cl])
+    return {name: [bias["overall"][name]] + [b[name] for b in bias["by_distance"]]
+            for name in names}
 
 
 def _pool(marginals):
