@@ -4,7 +4,10 @@ The story: a test bank in 004's setting (4.5 Mpc; log M 3.5-5.5; r_h
 0.04-0.4"; A_V 0-3; all ages; F336W, F438W, F814W given, the others
 missing; `glue_starclf.learn.setting004`) -> the ensemble's averaged
 posteriors -> 95th percentile of |error| and median error per estimator and
-the interval coverage -> a table next to 004's 0.9 / 0.4 / 1.4 / 0.2.
+the interval coverage -> a table next to 004's 0.9 / 0.4 / 1.4 / 0.2 ->
+where the errors sit: the shipped estimators' errors per quarter of each
+true value and of the visibility, and how often a log-mass error past 004's
+bound comes with a log-age error of the same sign.
 
 Example::
 
@@ -18,6 +21,7 @@ from pathlib import Path
 __all__ = ["add_arguments", "run"]
 
 _LABELS = {"log_age": "log age", "log_mass": "log mass", "av": "A_V", "log_r_h": "log r_h"}
+_QUANTITIES = dict(_LABELS, visibility="visibility")
 
 
 def add_arguments(p):
@@ -54,6 +58,19 @@ def run(args):
     print("coverage of the 16th-84th percentiles (uncalibrated -> with the cards' temperatures): "
           + ", ".join(f"{_LABELS[p]} {res['coverage'][p]['raw']:.3f} -> "
                       f"{res['coverage'][p]['calibrated']:.3f}" for p in _LABELS))
+    print("where the errors sit, shipped estimators: 95th percentile of |error| / median error "
+          "per quarter of the true value")
+    print("| true value, quarter | n | " + " | ".join(_LABELS.values()) + " |")
+    print("| --- | --- |" + " --- |" * len(_LABELS))
+    for q, rows in res["by_true"].items():
+        for row in rows:
+            print(f"| {_QUANTITIES[q]} {row['lo']:.2f} – {row['hi']:.2f} | {row['n']} | " + " | ".join(
+                f"{row[p]['p95_abs']:.3f} / {row[p]['median']:+.3f}" if row[p] else "–"
+                for p in _LABELS) + " |")
+    deg = res["mass_age_same_sign"]
+    if deg["n"]:
+        print(f"log-mass errors beyond {deg['threshold']}: {deg['n']} clusters, "
+              f"{deg['fraction']:.2f} of them with a log-age error of the same sign")
     res.update(command="python -m training " + " ".join(args.argv), seed=args.seed, n=args.n,
                p95_004=P95_004, seconds=round(time.perf_counter() - t0, 1))
     if args.json:

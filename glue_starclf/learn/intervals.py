@@ -16,11 +16,11 @@ import numpy as np
 
 from ..core.networks import (AV_BINS, ESTIMATORS, GRID_SHAPE, LOG_AGE_BINS, LOG_MASS_BINS,
                              LOG_RH_BINS, _marginal_estimate, _peak_mean, _percentiles,
-                             normalise_physical, temper)
+                             estimator_for, normalise_physical, temper)
 from ..core.posterior_tilt import TILT_PARAMETERS, standard_bins, tilt_basis, tilt_posteriors
 
 __all__ = ["PARAMETERS", "bank_posteriors", "cluster_marginals", "estimator_errors",
-           "interval_coverage", "fit_temperature", "fit_interval_temperatures",
+           "shipped_errors", "errors_by_quantile", "interval_coverage", "fit_temperature", "fit_interval_temperatures",
            "fit_posterior_tilt", "tilt_nll"]
 
 #: The parameters with intervals, in report order, and their bin centres.
@@ -125,6 +125,68 @@ def estimator_errors(marginals):
             out[est][name] = {"p95_abs": float(np.percentile(np.abs(err), 95)),
                               "median": float(np.median(err))}
     return out
+
+
+def shipped_errors(marginals, estimator=None):
+    """Signed errors (estimate - truth) of each parameter with its point estimator.
+
+    Parameters
+    ----------
+    marginals : dict
+        `cluster_marginals`' output.
+    estimator : str or dict, optional
+        As `glue_starclf.core.networks.estimator_for`; default the shipped
+        `glue_starclf.core.networks.DEFAULT_ESTIMATOR`.
+
+    Returns
+    -------
+    dict
+        ``name -> ndarray`` of the cluster stamps' errors.
+    """
+    out = {}
+    for name, (marginal, true, peak) in marginals.items():
+        est = estimator_for(name, estimator)
+        pred = peak if est == "peak" else _marginal_estimate(marginal, PARAMETERS[name], est)
+        out[name] = pred - true
+    return out
+
+
+def errors_by_quantile(errors, values, n_bins=4):
+    """95th percentile of |error| and median error per quantile bin of a true quantity.
+
+    Parameters
+    ----------
+    errors : dict
+        ``name -> ndarray`` of signed errors (`shipped_errors`).
+    values : array_like
+        The quantity to bin by (a true value, the visibility), one per error.
+    n_bins : int
+        Bins at the quantiles of ``values``; the last includes its upper edge.
+
+    Returns
+    -------
+    list of dict
+        One per bin: ``lo``, ``hi``, ``n`` and ``name -> {"p95_abs", "median"}``.
+    """
+    values = np.asarray(values, float)
+    if int(n_bins) < 1:
+        raise ValueError(f"n_bins {n_bins!r} must be at least 1")
+    for name, e in errors.items():
+        if np.shape(e) != values.shape:
+            raise ValueError(f"{name}: {np.size(e)} errors for {values.size} values")
+    if not values.size:
+        return []
+    edges = np.quantile(values, np.linspace(0, 1, int(n_bins) + 1))
+    rows = []
+    for j, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
+        k = (values >= lo) & ((values <= hi) if j == len(edges) - 2 else (values < hi))
+        row = {"lo": float(lo), "hi": float(hi), "n": int(k.sum())}
+        for name, e in errors.items():
+            e = np.asarray(e, float)[k]
+            row[name] = ({"p95_abs": float(np.percentile(np.abs(e), 95)),
+                          "median": float(np.median(e))} if k.any() else None)
+        rows.append(row)
+    return rows
 
 
 def interval_coverage(marginal, bins, true, temperature=1.0):

@@ -49,12 +49,18 @@ def setting004_errors(members, stamps, truth, mask):
     dict
         ``estimators``: `glue_starclf.learn.intervals.estimator_errors`;
         ``coverage``: name -> coverage of the 16th-84th percentiles with the
-        cards' ``interval_temperature`` (1 where absent) and without. The
+        cards' ``interval_temperature`` (1 where absent) and without;
+        ``by_true``: for each of log age, log mass, A_V, log r_h and the
+        visibility, the shipped estimators' errors per quarter of its true
+        value (`glue_starclf.learn.intervals.errors_by_quantile`);
+        ``mass_age_same_sign``: of the clusters whose log-mass error exceeds
+        004's log-mass bound, how many there are and the fraction whose
+        log-age error has the same sign (the age-mass degeneracy). The
         posteriors go through the cards' ``posterior_tilt`` where they have
         one, as in `glue_starclf.core.predict.predict`.
     """
-    from .intervals import (PARAMETERS, bank_posteriors, cluster_marginals, estimator_errors,
-                            interval_coverage)
+    from .intervals import (PARAMETERS, bank_posteriors, cluster_marginals, errors_by_quantile,
+                            estimator_errors, interval_coverage, shipped_errors)
     from ..core.posterior_tilt import check_tilt
     card = members[0][1]
     tilt = card.get("posterior_tilt")
@@ -66,5 +72,14 @@ def setting004_errors(members, stamps, truth, mask):
                        "calibrated": interval_coverage(m, PARAMETERS[name], t,
                                                        temps.get(name, 1.0))}
                 for name, (m, t, _) in marg.items()}
+    err = shipped_errors(marg)
+    cl = np.asarray(truth["p_cb"]) > 0.5
+    quantities = {name: true for name, (_, true, _) in marg.items()}
+    quantities["visibility"] = np.asarray(truth["visibility"], float)[cl]
+    big = np.abs(err["log_mass"]) > P95_004["log_mass"]
+    same = np.sign(err["log_mass"][big]) == np.sign(err["log_age"][big])
     return {"estimators": estimator_errors(marg), "coverage": coverage,
+            "by_true": {q: errors_by_quantile(err, v) for q, v in quantities.items()},
+            "mass_age_same_sign": {"threshold": P95_004["log_mass"], "n": int(big.sum()),
+                                   "fraction": float(same.mean()) if big.any() else None},
             "n_clusters": int(len(marg["log_age"][1]))}

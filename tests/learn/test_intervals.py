@@ -138,3 +138,36 @@ def test_fit_posterior_tilt_needs_clusters():
     post = {"grid": _uniform(3, int(np.prod(N.GRID_SHAPE))), "r_h": _uniform(3, 14)}
     with pytest.raises(ValueError, match="no cluster stamps"):
         I.fit_posterior_tilt([(post, truth)])
+
+
+def test_shipped_errors_follow_the_estimator_per_parameter():
+    rng = np.random.default_rng(5)
+    post, truth = _grid_bank(rng, 200)
+    m = I.cluster_marginals(post, truth)
+    err = I.shipped_errors(m)
+    assert set(err) == set(I.PARAMETERS)
+    table = I.estimator_errors(m)
+    for name, e in err.items():
+        est = N.estimator_for(name)
+        assert np.percentile(np.abs(e), 95) == pytest.approx(table[est][name]["p95_abs"])
+    peak = I.shipped_errors(m, estimator="peak")
+    assert np.allclose(peak["log_age"], m["log_age"][2] - m["log_age"][1])
+
+
+def test_errors_by_quantile_puts_each_error_in_its_bin():
+    values = np.arange(100.0)
+    # The error grows with the value: the last quarter holds the large ones.
+    errors = {"a": np.where(values >= 75, 1.0, 0.1) * np.where(values % 2, 1, -1),
+              "b": np.full(100, 0.2)}
+    rows = I.errors_by_quantile(errors, values)
+    assert [r["n"] for r in rows] == [25, 25, 25, 25]
+    assert rows[0]["lo"] == 0 and rows[-1]["hi"] == 99
+    assert rows[-1]["a"]["p95_abs"] == pytest.approx(1.0)
+    assert rows[0]["a"]["p95_abs"] == pytest.approx(0.1)
+    assert rows[1]["b"] == {"p95_abs": pytest.approx(0.2), "median": pytest.approx(0.2)}
+    assert len(I.errors_by_quantile(errors, values, n_bins=2)) == 2
+    assert I.errors_by_quantile({"a": np.zeros(0)}, np.zeros(0)) == []
+    with pytest.raises(ValueError, match="a: 100 errors for 99 values"):
+        I.errors_by_quantile({"a": errors["a"]}, values[:99])
+    with pytest.raises(ValueError, match="n_bins 0"):
+        I.errors_by_quantile(errors, values, n_bins=0)
