@@ -43,7 +43,7 @@ def run(args):
     ens = load_ensemble("physical", args.models)
     stamps, truth = physical_bank(args.n, seed=args.seed, **setting004_ranges())
     mask = setting004_mask(len(stamps))
-    res = setting004_errors(ens.members, stamps, truth, mask)
+    res = setting004_errors(ens.members, stamps, truth, mask, tilt=ens.posterior_tilt)
     print(f"004's setting: {res['n_clusters']} clusters (seed {args.seed}); 95th percentile "
           "of |error| / median error")
     print("| estimator | " + " | ".join(_LABELS.values()) + " |")

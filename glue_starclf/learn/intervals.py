@@ -116,12 +116,7 @@ def estimator_errors(marginals):
     out = {}
     for est in ESTIMATORS:
         out[est] = {}
-        for name, (marginal, true, peak) in marginals.items():
-            if est == "peak":
-                pred = peak
-            else:
-                pred = _marginal_estimate(marginal, PARAMETERS[name], est)
-            err = pred - true
+        for name, err in shipped_errors(marginals, est).items():
             out[est][name] = {"p95_abs": float(np.percentile(np.abs(err), 95)),
                               "median": float(np.median(err))}
     return out

@@ -41,8 +41,12 @@ def setting004_mask(n):
     return np.tile(np.isin(BANDS, SETTING_004["bands"]), (int(n), 1))
 
 
-def setting004_errors(members, stamps, truth, mask):
+def setting004_errors(members, stamps, truth, mask, tilt=None):
     """p95 |error| and median error of each estimator, and interval coverage, in the setting.
+
+    ``tilt``: the ensemble's posterior tilt
+    (`glue_starclf.core.predict.Ensemble.posterior_tilt`), applied as
+    `glue_starclf.core.predict.predict` does; None for none.
 
     Returns
     -------
@@ -55,16 +59,10 @@ def setting004_errors(members, stamps, truth, mask):
         value (`glue_starclf.learn.intervals.errors_by_quantile`);
         ``mass_age_same_sign``: of the clusters whose log-mass error exceeds
         004's log-mass bound, how many there are and the fraction whose
-        log-age error has the same sign (the age-mass degeneracy). The
-        posteriors go through the cards' ``posterior_tilt`` where they have
-        one, as in `glue_starclf.core.predict.predict`.
+        log-age error has the same sign (the age-mass degeneracy).
     """
     from .intervals import (PARAMETERS, bank_posteriors, cluster_marginals, errors_by_quantile,
                             estimator_errors, interval_coverage, shipped_errors)
-    from ..core.posterior_tilt import check_tilt
-    card = members[0][1]
-    tilt = card.get("posterior_tilt")
-    tilt = None if tilt is None else check_tilt(tilt, card.get("_path", "posterior_tilt"))
     post = bank_posteriors(members, stamps, truth["distance_mpc"], mask, tilt=tilt)
     marg = cluster_marginals(post, truth)
     temps = members[0][1].get("interval_temperature", {})
