@@ -127,10 +127,10 @@ def _auc(score, label):
 
 def physical_metrics(probs, truth):
     """95th percentiles of |error| on clusters and the cluster/background AUC."""
-    from glue_starclf.core.networks import LOG_RH_BINS, decode_1d, decode_grid
+    from glue_starclf.core.networks import LOG_RH_BINS, decode_1d, decode_grid, estimator_for
     cl = np.asarray(truth["p_cb"]) > 0.5
     est = decode_grid(probs["grid"][cl])
-    rh = decode_1d(probs["r_h"][cl], LOG_RH_BINS)
+    rh = decode_1d(probs["r_h"][cl], LOG_RH_BINS, estimator=estimator_for("log_r_h"))
     t = truth[cl]
     err = {"log_age": est["log_age"] - np.asarray(t["log_age"]),
            "log_mass": est["log_mass"] - np.asarray(t["log_mass"]),
