@@ -18,7 +18,11 @@ Kinds:
   detection finds on random mock fields (3-20 Mpc), or with ``--catalogs``
   on LEGUS-anchored fields, and that match no mock source: field stars,
   blends and pieces of extended sources, which humans call class 4
-  (`glue_starclf.learn.field_audit.unmatched_class4_stamps`).
+  (`glue_starclf.learn.field_audit.unmatched_class4_stamps`). With
+  ``--field-star-colours`` the fields' bright stars take the colours of the
+  class-4 rows of real LEGUS catalogs: with isochrone colours the detections
+  are redder in the UV than real class-4 sources, and colour alone tells
+  them from clusters.
 
 Domain randomisation (`glue_starclf.sim.domain`): ``--randomise`` draws the
 instrument conditions per chunk (classifier, physical) or per field (legus),
@@ -61,6 +65,9 @@ def add_arguments(p):
                         "registration, zeropoints, background and EFF truncation")
     p.add_argument("--stdpsf-dir", help="folder of the PSFSTD_WFC3UV_<band>.fits library "
                                         "(empirical PSFs; not shipped)")
+    p.add_argument("--field-star-colours", nargs="+", default=(), metavar="CATALOG",
+                   help="kind unmatched: LEGUS .tab files whose class-4 rows give the bright "
+                        "field stars their colours (default: isochrone colours)")
     p.add_argument("--perturb", action="append", default=[], metavar="NAME=VALUE",
                    help="fix one condition (robustness banks), e.g. exposure_factor=0.5, "
                         "psf_family=stdpsf, detector_xy=300,3800; repeatable")
@@ -69,7 +76,8 @@ def add_arguments(p):
 def run(args):
     path = make_bank(args.kind, args.out, n=args.n, seed=args.seed, catalogs=args.catalogs,
                      region_size=args.region_size, randomise=args.randomise,
-                     stdpsf_dir=args.stdpsf_dir, perturb=args.perturb)
+                     stdpsf_dir=args.stdpsf_dir, perturb=args.perturb,
+                     field_star_colours=args.field_star_colours)
     print(f"bank ready: {path}")
 
 
@@ -94,9 +102,11 @@ def parse_perturbations(items):
     return out
 
 
-def _meta(kind, n, seed, catalogs, region_size, randomise=False, perturb=None, stdpsf_dir=None):
+def _meta(kind, n, seed, catalogs, region_size, randomise=False, perturb=None, stdpsf_dir=None,
+          field_star_colours=()):
     m = {"kind": kind, "seed": seed, "randomise": bool(randomise),
-         "perturb": dict(perturb or {}), "stdpsf": bool(stdpsf_dir)}
+         "perturb": dict(perturb or {}), "stdpsf": bool(stdpsf_dir),
+         "field_star_colours": [os.path.basename(c) for c in field_star_colours]}
     if catalogs and kind in ("legus", "unmatched"):
         m.update(catalogs=[os.path.basename(c) for c in catalogs], region_size=region_size)
     else:
@@ -105,10 +115,12 @@ def _meta(kind, n, seed, catalogs, region_size, randomise=False, perturb=None, s
 
 
 def make_bank(kind, out, n=20000, seed=0, catalogs=(), region_size=3000, randomise=False,
-              stdpsf_dir=None, perturb=()):
+              stdpsf_dir=None, perturb=(), field_star_colours=()):
     """Build (or reuse) a bank folder; returns its path.
 
     ``perturb``: ``NAME=VALUE`` strings or a dict (`glue_starclf.sim.domain.perturbed`).
+    ``field_star_colours``: LEGUS catalog paths whose class-4 rows colour the
+    bright field stars of unmatched banks.
     """
     from glue_starclf.sim.domain import perturbed
     from glue_starclf.version import __version__
@@ -118,6 +130,8 @@ def make_bank(kind, out, n=20000, seed=0, catalogs=(), region_size=3000, randomi
         raise ValueError("a legus bank needs --catalogs")
     if catalogs and kind not in ("legus", "unmatched"):
         raise ValueError(f"--catalogs is for legus and unmatched banks, not {kind}")
+    if field_star_colours and kind != "unmatched":
+        raise ValueError(f"--field-star-colours is for unmatched banks, not {kind}")
     if kind != "legus" and n < 1:
         raise ValueError(f"--n {n} must be >= 1")
     perturb = dict(perturb) if isinstance(perturb, dict) else parse_perturbations(perturb)
@@ -132,10 +146,13 @@ def make_bank(kind, out, n=20000, seed=0, catalogs=(), region_size=3000, randomi
     if domain.psf_family == "stdpsf":
         domain = replace(domain, stdpsf_dir=str(stdpsf_dir))
     out = Path(out)
-    meta = _meta(kind, n, seed, catalogs, region_size, randomise, perturb, stdpsf_dir)
+    meta = _meta(kind, n, seed, catalogs, region_size, randomise, perturb, stdpsf_dir,
+                 field_star_colours)
+    colours = _star_colours(field_star_colours)
     if (out / "meta.json").exists():
         old = json.loads((out / "meta.json").read_text())
-        defaults = {"randomise": False, "perturb": {}, "stdpsf": False}
+        defaults = {"randomise": False, "perturb": {}, "stdpsf": False,
+                    "field_star_colours": []}
         if {k: old.get(k, defaults.get(k)) for k in meta} == meta:
             return out
         raise FileExistsError(f"{out} holds a different bank ({old.get('kind')}, "
@@ -149,9 +166,9 @@ def make_bank(kind, out, n=20000, seed=0, catalogs=(), region_size=3000, randomi
             truth = _legus_bank(tmp, catalogs, seed, region_size, domain, randomise, stdpsf_dir)
         elif kind == "unmatched" and catalogs:
             truth = _unmatched_anchored_bank(tmp, catalogs, seed, region_size, domain,
-                                             randomise, stdpsf_dir)
+                                             randomise, stdpsf_dir, colours)
         elif kind == "unmatched":
-            truth = _unmatched_bank(tmp, n, seed, domain, randomise, stdpsf_dir)
+            truth = _unmatched_bank(tmp, n, seed, domain, randomise, stdpsf_dir, colours)
         else:
             truth = _engine_bank(tmp, kind, n, seed, domain, randomise, stdpsf_dir)
     except BaseException:
@@ -192,7 +209,8 @@ def _engine_bank(folder, kind, n, seed, domain, randomise, stdpsf_dir):
     return truth
 
 
-def _anchored_fields(catalogs, seed, region_size, domain, randomise, stdpsf_dir, desc):
+def _anchored_fields(catalogs, seed, region_size, domain, randomise, stdpsf_dir, desc,
+                     colours=None):
     """(catalog, mock field, domain) of each LEGUS catalog that can be rendered."""
     from tqdm import tqdm
 
@@ -209,7 +227,8 @@ def _anchored_fields(catalogs, seed, region_size, domain, randomise, stdpsf_dir,
                   int(max(cx - h, 0)) + region_size, int(max(cy - h, 0)) + region_size)
         dom = draw_domain(dom_rng, stdpsf_dir) if randomise else domain
         try:
-            mock = legus_anchored_field(cat, seed=seed * 1009 + k, region=region, domain=dom)
+            mock = legus_anchored_field(cat, seed=seed * 1009 + k, region=region, domain=dom,
+                                        field_star_colours=colours)
         except ValueError as exc:
             print(f"skipping {path}: {exc}", file=sys.stderr)
             continue
@@ -253,7 +272,16 @@ _UNMATCHED_SOURCES = 270    # mock sources per field (600 per 3000 x 3000 px)
 _UNMATCHED_MAX_EMPTY = 20   # fields in a row without a detection before giving up
 
 
-def _unmatched_bank(folder, n, seed, domain, randomise, stdpsf_dir):
+def _star_colours(catalogs):
+    """The class-4 colours of LEGUS catalogs (`catalog_star_colours`), or None."""
+    if not catalogs:
+        return None
+    from glue_starclf.io.catalogs import read_legus_tab
+    from glue_starclf.sim.background import catalog_star_colours
+    return catalog_star_colours([read_legus_tab(c) for c in catalogs])
+
+
+def _unmatched_bank(folder, n, seed, domain, randomise, stdpsf_dir, colours=None):
     """Class-4 stamps of detections matching no mock source, random field after field."""
     from tqdm import tqdm
 
@@ -267,7 +295,8 @@ def _unmatched_bank(folder, n, seed, domain, randomise, stdpsf_dir):
             dom = draw_domain(rng, stdpsf_dir) if randomise else domain
             distance = float(rng.uniform(3.0, 20.0))
             mock = random_field(seed=seed * 1009 + k, shape=(_UNMATCHED_FIELD,) * 2,
-                                distance_mpc=distance, n_sources=_UNMATCHED_SOURCES, domain=dom)
+                                distance_mpc=distance, n_sources=_UNMATCHED_SOURCES, domain=dom,
+                                field_star_colours=colours)
             s, t = unmatched_class4_stamps(mock)
             s, t = s[:n - got], t[:n - got]
             field = f"random-{seed}-{k}"
@@ -283,12 +312,12 @@ def _unmatched_bank(folder, n, seed, domain, randomise, stdpsf_dir):
 
 
 def _unmatched_anchored_bank(folder, catalogs, seed, region_size, domain, randomise,
-                             stdpsf_dir):
+                             stdpsf_dir, colours=None):
     """Class-4 stamps of all detections of LEGUS-anchored fields that match no mock source."""
     from glue_starclf.learn.field_audit import unmatched_class4_stamps
     all_stamps, parts = [], []
     for cat, mock, dom in _anchored_fields(catalogs, seed, region_size, domain, randomise,
-                                           stdpsf_dir, "unmatched detections"):
+                                           stdpsf_dir, "unmatched detections", colours):
         s, t = unmatched_class4_stamps(mock)
         if len(t):
             _add_unmatched(all_stamps, parts, s, t, dom, cat.meta["field"], mock.psf, mock)

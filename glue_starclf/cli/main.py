@@ -139,6 +139,19 @@ def _add_domain(p):
                         "the truth table's metadata")
     p.add_argument("--stdpsf-dir", help="folder of the empirical PSFSTD_WFC3UV_<band>.fits "
                                         "library, among the drawn PSF families (with --randomise)")
+    p.add_argument("--field-star-colours", nargs="+", metavar="CATALOG",
+                   help="LEGUS .tab catalogs whose class-4 rows give the colours of the "
+                        "background's bright field stars (M_V <= -5; default: isochrone "
+                        "colours)")
+
+
+def _field_star_colours(args):
+    """Colours of the class-4 rows of ``--field-star-colours``, else None."""
+    if not args.field_star_colours:
+        return None
+    from ..io.catalogs import read_legus_tab
+    from ..sim.background import catalog_star_colours
+    return catalog_star_colours([read_legus_tab(p) for p in args.field_star_colours])
 
 
 def _domain(args):
@@ -210,6 +223,7 @@ def _simulate(args):
         check_distance_arg(args.distance_mpc, SIMULATE_DISTANCE_MPC)
     _check_new(args.preview, args.overwrite, parent_must_exist=True)
     domain = _domain(args)
+    colours = _field_star_colours(args)
     t0 = time.perf_counter()
     if args.mode == "field":
         from ..sim.mosaic import random_field
@@ -219,7 +233,8 @@ def _simulate(args):
         prefix = args.prefix
         _check_outputs(args.out, prefix, bands, args.overwrite)
         mock = random_field(seed=args.seed, shape=shape, distance_mpc=args.distance_mpc,
-                            n_sources=args.n_sources, domain=domain)
+                            n_sources=args.n_sources, domain=domain,
+                            field_star_colours=colours)
     else:
         from ..io.catalogs import read_legus_tab
         from ..sim.mosaic import legus_anchored_field
@@ -232,7 +247,8 @@ def _simulate(args):
         prefix = args.prefix or catalog.meta["field"]
         _check_outputs(args.out, prefix, bands, args.overwrite)
         mock = legus_anchored_field(catalog, seed=args.seed, distance_mpc=args.distance_mpc,
-                                    region=region, max_sources=args.max_sources, domain=domain)
+                                    region=region, max_sources=args.max_sources, domain=domain,
+                                    field_star_colours=colours)
     from ..sim.mosaic import write_mosaic
     paths = write_mosaic(mock, args.out, prefix=prefix, bands=bands, overwrite=args.overwrite)
     dt = time.perf_counter() - t0

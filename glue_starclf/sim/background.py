@@ -18,7 +18,8 @@ from .isochrones import load_isochrones
 from .populations import distance_modulus, flux_scale, population
 from .sources import Light
 
-__all__ = ["GalaxyModel", "random_galaxy", "render_background"]
+__all__ = ["GalaxyModel", "random_galaxy", "render_background", "catalog_star_colours",
+           "RECOLOUR_BRIGHTER"]
 
 #: Ages [log yr] of the old disk and of the young arm populations.
 OLD_AGES = (9.5, 10.0)
@@ -29,6 +30,11 @@ RESOLVED_MAG = 27.0
 
 #: Mean density of one-by-one field stars per population, per pixel.
 MAX_STARS_PER_PIXEL = 0.001
+
+#: Absolute V magnitude (after dust) of the field stars that take catalog
+#: colours in `render_background`: a magnitude below the LEGUS cut (M_V <= -6),
+#: so blends of two such stars that pass it are recoloured too.
+RECOLOUR_BRIGHTER = -5.0
 
 
 @dataclass
@@ -111,7 +117,7 @@ def _upsample(coarse, shape, step):
     return out[:shape[0], :shape[1]]
 
 
-def render_background(rng, model, shape, distance_mpc, step=16):
+def render_background(rng, model, shape, distance_mpc, step=16, star_colours=None):
     """Light of a galaxy background before the PSF.
 
     Parameters
@@ -123,6 +129,13 @@ def render_background(rng, model, shape, distance_mpc, step=16):
     distance_mpc : float
     step : int
         Resolution [px] of the density maps; stars are placed within cells.
+    star_colours : ndarray, shape (m, 5), optional
+        Magnitudes relative to F555W in `BANDS` order (`catalog_star_colours`).
+        Field stars brighter than `RECOLOUR_BRIGHTER` (absolute V, after dust)
+        keep their F555W flux and take the colours of a random row, so the
+        stars that LEGUS cuts detect have the colours of a real population;
+        fainter ones keep their isochrone colours. None (default): all keep
+        them.
 
     Returns
     -------
@@ -176,11 +189,61 @@ def render_background(rng, model, shape, distance_mpc, step=16):
     av_at_star = dust_full[np.clip(np.round(stars.y).astype(int), 0, ny - 1),
                            np.clip(np.round(stars.x).astype(int), 0, nx - 1)]
     stars.flux = stars.flux * 10.0 ** (-0.4 * av_at_star[:, None] * k_band[None, :])
+    if star_colours is not None:
+        _recolour(rng, stars, star_colours, distance_mpc)
     smooth_full = np.empty((len(BANDS), ny, nx), np.float32)
     for b in range(len(BANDS)):
         smooth_full[b] = _upsample(smooth[b], shape, step)
         smooth_full[b] *= 10.0 ** (-0.4 * dust_full * k_band[b])
     return smooth_full, stars, dust_full
+
+
+def _recolour(rng, stars, star_colours, distance_mpc):
+    """Give the bright ``stars`` (in place) the colours of random ``star_colours`` rows."""
+    colours = np.asarray(star_colours, float)
+    v = BANDS.index("F555W")
+    if colours.ndim != 2 or colours.shape[1] != len(BANDS) or not len(colours) \
+            or not np.all(np.isfinite(colours)):
+        raise ValueError(f"star colours: expected a finite ({len(BANDS)},) row per star, "
+                         f"got shape {colours.shape}")
+    zp = np.array([VEGA_ZEROPOINT[b] for b in BANDS])
+    with np.errstate(divide="ignore"):
+        mag_v = -2.5 * np.log10(stars.flux[:, v]) + zp[v]
+    bright = np.flatnonzero(mag_v - distance_modulus(distance_mpc) <= RECOLOUR_BRIGHTER)
+    rows = colours[rng.integers(len(colours), size=bright.size)]
+    stars.flux[bright] = 10.0 ** (-0.4 * (mag_v[bright, None] + rows - rows[:, v:v + 1] - zp))
+
+
+def catalog_star_colours(catalogs, classes=(4,)):
+    """Colours of the catalog rows of ``classes`` measured in every band.
+
+    Parameters
+    ----------
+    catalogs : sequence of astropy.table.Table
+        As returned by `glue_starclf.io.catalogs.read_legus_tab` (``class``,
+        ``mag_<band>`` with NaN where a band was not measured).
+    classes : sequence of int
+        LEGUS classes whose rows are used (default: class 4, which in LEGUS
+        are mostly single stars, asterisms and background galaxies).
+
+    Returns
+    -------
+    ndarray, shape (m, 5)
+        Magnitude minus F555W magnitude per band (`BANDS` order; the F555W
+        column is 0), for `render_background`'s ``star_colours``.
+    """
+    v = BANDS.index("F555W")
+    parts = []
+    for cat in catalogs:
+        mag = np.column_stack([np.asarray(cat[f"mag_{b}"], float) for b in BANDS])
+        keep = np.isin(np.asarray(cat["class"]), classes) & np.all(np.isfinite(mag), axis=1)
+        parts.append(mag[keep] - mag[keep, v:v + 1])
+    colours = np.concatenate(parts) if parts else np.empty((0, len(BANDS)))
+    if not len(colours):
+        names = ", ".join(str(c.meta.get("path", "catalog")) for c in catalogs) or "no catalog"
+        raise ValueError(f"{names}: no row of class {', '.join(map(str, classes))} "
+                         "measured in every band")
+    return colours
 
 
 def _resolved_population(log_age, av, faintest, mass_per_pixel):

@@ -136,10 +136,12 @@ def _log_uniform(rng, lo, hi):
 
 # -- painting ------------------------------------------------------------------
 
-def _paint(rng, shape, sources, xy, galaxy, distance_mpc, psf=None, domain=NOMINAL):
+def _paint(rng, shape, sources, xy, galaxy, distance_mpc, psf=None, domain=NOMINAL,
+           star_colours=None):
     """Render sources at positions ``xy`` (n, 2) on a galaxy background."""
     ny, nx = shape
-    smooth, stars, _ = render_background(rng, galaxy, shape, distance_mpc)
+    smooth, stars, _ = render_background(rng, galaxy, shape, distance_mpc,
+                                         star_colours=star_colours)
     canvas = smooth
     lights = [stars]
     for s, (x, y) in zip(sources, xy):
@@ -287,7 +289,7 @@ def _place(rng, n, shape, galaxy, margin=20, min_sep=12.0, tries=50):
 
 def random_field(seed=0, shape=(2048, 2048), distance_mpc=10.0, n_sources=300,
                  class_weights=(0.25, 0.25, 0.25, 0.25), ra=150.0, dec=2.0, psf=None,
-                 domain=None):
+                 domain=None, field_star_colours=None):
     """Render a random mock field; needs no outside data.
 
     Parameters
@@ -309,6 +311,10 @@ def random_field(seed=0, shape=(2048, 2048), distance_mpc=10.0, n_sources=300,
         `glue_starclf.sim.render.default_psf`).
     domain : glue_starclf.sim.domain.Domain, optional
         Instrument and calibration conditions (default `NOMINAL`).
+    field_star_colours : ndarray, shape (m, 5), optional
+        Colours for the bright field stars of the background
+        (`glue_starclf.sim.background.catalog_star_colours`; default: their
+        isochrone colours).
 
     Returns
     -------
@@ -329,18 +335,27 @@ def random_field(seed=0, shape=(2048, 2048), distance_mpc=10.0, n_sources=300,
     sources = [draw_source(rng, int(c), distance_mpc, truncation=domain.eff_truncation)
                for c in classes]
     ci_true = noise_free_ci(sources, psf=psf)
-    images = _paint(rng, (ny, nx), sources, xy, galaxy, distance_mpc, psf, domain)
+    images = _paint(rng, (ny, nx), sources, xy, galaxy, distance_mpc, psf, domain,
+                    field_star_colours)
     wcs = _tan_wcs((ny, nx), ra, dec)
     truth = _truth_table(sources, xy, images, wcs, ci_true, psf)
     meta = {"mode": "random", "seed": seed, "galaxy": galaxy.__dict__, "psf": psf.describe(),
-            "domain": domain.describe()}
+            "domain": domain.describe(),
+            "field_star_colours": _colours_meta(field_star_colours)}
     return MockField(images, wcs, truth, distance_mpc, meta, psf)
+
+
+def _colours_meta(colours):
+    """How the bright field stars were coloured, for a field's metadata."""
+    if colours is None:
+        return "isochrone"
+    return f"catalog rows ({len(colours)})"
 
 
 # -- LEGUS-anchored fields -----------------------------------------------------
 
 def legus_anchored_field(catalog, seed=0, distance_mpc=None, region=None, max_sources=None,
-                         psf=None, domain=None):
+                         psf=None, domain=None, field_star_colours=None):
     """Render one mock source per row of a LEGUS catalog.
 
     Every source reproduces its row: positions, and the noise-free total
@@ -373,6 +388,9 @@ def legus_anchored_field(catalog, seed=0, distance_mpc=None, region=None, max_so
     domain : glue_starclf.sim.domain.Domain, optional
         Instrument and calibration conditions (default `NOMINAL`); its
         locus is replaced by the field's.
+    field_star_colours : ndarray, shape (m, 5), optional
+        Colours for the bright field stars of the background, as in
+        `random_field`.
 
     Returns
     -------
@@ -456,7 +474,8 @@ def legus_anchored_field(catalog, seed=0, distance_mpc=None, region=None, max_so
     ci = noise_free_ci(sources, psf=psf)
 
     galaxy = random_galaxy(rng, shape, domain.background)
-    images = _paint(rng, shape, sources, xy, galaxy, distance_mpc, psf, domain)
+    images = _paint(rng, shape, sources, xy, galaxy, distance_mpc, psf, domain,
+                    field_star_colours)
     wcs = _anchored_wcs(rows, x0, y0, shape)
     truth = _truth_table(sources, xy, images, wcs, ci, psf)
     truth["legus_id"] = np.asarray(rows["id"], int)
@@ -465,7 +484,7 @@ def legus_anchored_field(catalog, seed=0, distance_mpc=None, region=None, max_so
     meta = {"mode": "legus", "seed": seed, "field": field_name,
             "catalog": str(catalog.meta.get("path", "")), "region": [x0, y0, x1, y1],
             "stellar_locus": round(locus, 3), "psf": psf.describe(),
-            "domain": domain.describe()}
+            "domain": domain.describe(), "field_star_colours": _colours_meta(field_star_colours)}
     return MockField(images, wcs, truth, distance_mpc, meta, psf)
 
 

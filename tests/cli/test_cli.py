@@ -566,3 +566,27 @@ def test_legus_region_without_sources(tmp_path, capsys):
                          "--region", "2000,2000,2400,2400", "--max-sources", "0")
     assert_one_line_error(status, err, "--max-sources", "0")
     assert_nothing_written(tmp_path, out)
+
+
+def test_field_star_colours_from_legus_class4_rows(tmp_path, capsys, write_legus_tab):
+    # A field whose bright field stars take a catalog's class-4 colours says so in its truth
+    # table; a catalog without such a row, or a missing one, is one line and writes nothing.
+    path = _legus_catalog("ngc1566")
+    out = tmp_path / "out"
+    status, stdout, err = run(capsys, "simulate", "field", "--out", out, *SMALL, "--seed", 3,
+                              "--field-star-colours", path)
+    assert status == 0, err
+    truth = Table.read(out / "mock_truth.ecsv", format="ascii.ecsv")
+    assert truth.meta["field_star_colours"].startswith("catalog rows (")
+    status, stdout, err = run(capsys, "simulate", "field", "--out", tmp_path / "iso", *SMALL)
+    assert status == 0, err
+    truth = Table.read(tmp_path / "iso" / "mock_truth.ecsv", format="ascii.ecsv")
+    assert truth.meta["field_star_colours"] == "isochrone"
+
+    clusters = tmp_path / "clusters.tab"
+    write_legus_tab(clusters, [10.0, 20.0], [10.0, 20.0], [150.0, 150.0], [2.0, 2.0], [1, 2])
+    for cat, needle in ((clusters, "no row of class 4"), (tmp_path / "missing.tab", "missing")):
+        status, stdout, err = run(capsys, "simulate", "field", "--out", tmp_path / "bad", *SMALL,
+                                  "--field-star-colours", cat)
+        assert_one_line_error(status, err, cat.name, needle)
+        assert_nothing_written(tmp_path, tmp_path / "bad")

@@ -16,3 +16,61 @@ def test_background_renders_at_any_distance(distance_mpc):
     assert (smooth.sum(axis=(1, 2)) > 0).all()
     if distance_mpc > 1000:
         assert len(stars.x) == 0
+
+
+def _catalog(classes, mags, path="fake.tab"):
+    from astropy.table import Table
+    from glue_starclf.io.bands import BANDS
+    mags = np.asarray(mags, float)
+    t = Table({f"mag_{b}": mags[:, i] for i, b in enumerate(BANDS)})
+    t["class"] = classes
+    t.meta["path"] = path
+    return t
+
+
+def test_catalog_star_colours_keeps_rows_of_the_class_measured_in_every_band():
+    from glue_starclf.sim.background import catalog_star_colours
+    cat = _catalog([4, 4, 1, 4], [[21.0, 21.5, 22.0, 22.0, 21.0],
+                                  [np.nan, 21.5, 22.0, 22.0, 21.0],   # F275W not measured
+                                  [20.0, 20.0, 20.0, 20.0, 20.0],     # a cluster
+                                  [23.0, 22.0, 22.5, 21.0, 20.5]])
+    colours = catalog_star_colours([cat])
+    assert np.allclose(colours, [[-1.0, -0.5, 0.0, 0.0, -1.0], [2.0, 1.0, 1.5, 0.0, -0.5]])
+    assert np.allclose(catalog_star_colours([cat], classes=(1,)), 0.0)
+
+
+def test_catalog_star_colours_without_a_usable_row_names_the_catalog():
+    from glue_starclf.sim.background import catalog_star_colours
+    cat = _catalog([1, 4], [[20.0] * 5, [np.nan, 21.0, 21.0, 21.0, 21.0]], path="ngc0.tab")
+    with pytest.raises(ValueError, match=r"^ngc0.tab: no row of class 4 measured in every band"):
+        catalog_star_colours([cat])
+
+
+def test_bright_field_stars_take_the_catalog_colours_fainter_ones_keep_theirs():
+    from glue_starclf.io.bands import BANDS, VEGA_ZEROPOINT
+    from glue_starclf.sim.background import RECOLOUR_BRIGHTER
+    from glue_starclf.sim.populations import distance_modulus
+    colour = np.array([[-1.2, -0.7, 0.3, 0.0, 0.9]])
+    model = random_galaxy(np.random.default_rng(5), (256, 256))
+    _, plain, _ = render_background(np.random.default_rng(3), model, (256, 256), 3.5)
+    smooth, stars, _ = render_background(np.random.default_rng(3), model, (256, 256), 3.5,
+                                         star_colours=colour)
+    zp = np.array([VEGA_ZEROPOINT[b] for b in BANDS])
+    v = BANDS.index("F555W")
+    mag = -2.5 * np.log10(stars.flux) + zp
+    bright = mag[:, v] - distance_modulus(3.5) <= RECOLOUR_BRIGHTER
+    assert 0 < bright.sum() < len(bright)
+    # Same stars, same F555W light; only the bright ones' colours change.
+    assert np.array_equal(stars.x, plain.x) and np.allclose(stars.flux[:, v], plain.flux[:, v])
+    assert np.allclose(mag[bright] - mag[bright, v:v + 1], colour, atol=1e-9)
+    assert np.array_equal(stars.flux[~bright], plain.flux[~bright])
+    assert not np.allclose(plain.flux[bright], stars.flux[bright])
+
+
+@pytest.mark.parametrize("colours", [np.zeros((0, 5)), np.zeros((3, 4)),
+                                     np.array([[np.nan, 0, 0, 0, 0]])])
+def test_bad_star_colours_are_refused(colours):
+    model = random_galaxy(np.random.default_rng(5), (128, 128))
+    with pytest.raises(ValueError, match="star colours"):
+        render_background(np.random.default_rng(3), model, (128, 128), 3.5,
+                          star_colours=colours)

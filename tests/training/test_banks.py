@@ -122,3 +122,24 @@ def test_catalogs_for_an_engine_bank_is_one_line(tmp_path):
     assert status != 0
     assert "--catalogs is for legus and unmatched banks" in err
     assert len(err.strip().splitlines()) == 1 and not any(tmp_path.iterdir())
+
+
+def test_unmatched_bank_with_catalog_field_star_colours(tmp_path):
+    status, out, err = run_training("make-bank", "--kind", "unmatched", "--n", 20, "--seed", 2,
+                                    "--field-star-colours", NGC1566, "--out", tmp_path / "u")
+    assert status == 0, err
+    meta = json.loads((tmp_path / "u" / "meta.json").read_text())
+    truth = Table.read(tmp_path / "u" / "truth.ecsv")
+    assert meta["field_star_colours"] == [NGC1566.name] and len(truth) == 20
+    # The same request reuses the bank; another colour source is another bank.
+    status, out, err = run_training("make-bank", "--kind", "unmatched", "--n", 20, "--seed", 2,
+                                    "--out", tmp_path / "u")
+    assert status != 0 and "holds a different bank" in err
+
+
+def test_field_star_colours_for_another_kind_is_one_line(tmp_path):
+    status, out, err = run_training("make-bank", "--kind", "legus", "--catalogs", NGC1566,
+                                    "--field-star-colours", NGC1566, "--out", tmp_path / "l")
+    assert status != 0
+    assert "--field-star-colours is for unmatched banks" in err
+    assert len(err.strip().splitlines()) == 1 and not any(tmp_path.iterdir())
