@@ -16,6 +16,13 @@ shortcut that real images do not offer. This command measures both:
 
 The report gives the 4-class and binary (1+2 vs 3+4) accuracies; the mock
 number minus the real one is the shortcut margin.
+
+With ``--class4-versus BANK`` it also measures how well the same features
+tell each bank's class-4 stamps from the class 1-3 stamps of ``BANK`` (a
+LEGUS-anchored bank; equal numbers a side, 5-fold), all together and one
+feature at a time, and with ``--legus`` the same for the real catalogs'
+class 4 against classes 1-3: class-4 stamps (e.g. unmatched detections)
+easier to tell from clusters than the real ones are teach a shortcut too.
 """
 
 import json
@@ -25,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["add_arguments", "run", "stamp_features", "catalog_features", "feature_accuracy",
-           "real_accuracy", "audit_bank", "FEATURES"]
+           "real_accuracy", "audit_bank", "class4_versus", "FEATURES"]
 
 FEATURES = ("m_F275W", "m_F336W", "m_F438W", "m_F555W", "m_F814W",
             "F275W-F336W", "F336W-F438W", "F438W-F555W", "F555W-F814W", "CI_V")
@@ -41,6 +48,9 @@ def add_arguments(p):
     p.add_argument("--max-stamps", type=int, default=20000,
                    help="stamps used per bank (random subset; default 20000)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--class4-versus", metavar="BANK",
+                   help="also tell each bank's class-4 stamps from this LEGUS-anchored "
+                        "bank's class 1-3 stamps (and, with --legus, real class 4 from 1-3)")
 
 
 def run(args):
@@ -57,10 +67,20 @@ def run(args):
                              "shortcut-audit needs a classifier, legus or unmatched bank")
     results = {"banks": {}, "real": None}
     for folder, stamps, truth, meta in banks:
+        classes = set(np.asarray(truth["class"], int).tolist()) & {1, 2, 3, 4}
+        if len(classes) < 2:
+            # One class (e.g. unmatched detections): only --class4-versus measures it.
+            if args.class4_versus is None:
+                raise ValueError(f"{folder}: holds only class {sorted(classes)}; compare it "
+                                 "with --class4-versus BANK")
+            continue
         results["banks"][str(folder)] = audit_bank(stamps, truth, meta, args.max_stamps,
                                                    args.seed)
     if args.legus is not None:
         results["real"] = real_accuracy(args.legus, args.seed)
+    if args.class4_versus is not None:
+        results["class4_versus"] = class4_versus(banks, args.class4_versus, args.max_stamps,
+                                                 args.legus, args.seed)
     out.mkdir(parents=True, exist_ok=True)
     (out / "shortcut_audit.json").write_text(json.dumps(results, indent=2) + "\n")
     (out / "shortcut_audit.md").write_text(format_audit(results) + "\n")
@@ -154,6 +174,71 @@ def audit_bank(stamps, truth, meta, max_stamps=20000, seed=0):
     return res
 
 
+def class4_versus(banks, anchored, max_stamps=20000, legus=None, seed=0):
+    """How well catalog features tell class-4 stamps from anchored class 1-3 stamps.
+
+    Parameters
+    ----------
+    banks : list of (folder, stamps, truth, meta)
+        Banks whose class-4 stamps are tested.
+    anchored : str or Path
+        Bank whose class 1-3 stamps are the other side.
+    max_stamps : int
+        Most stamps a side.
+    legus : str or Path, optional
+        Folder of LEGUS catalogs: also real class 4 against classes 1-3.
+    seed : int
+
+    Returns
+    -------
+    dict
+        Per bank folder (and ``"real"``): ``n_a_side``, ``accuracy`` (5-fold,
+        0.5 is no separation), ``single_feature`` (feature -> accuracy) and
+        ``median_colours`` of the class-4 side.
+    """
+    from glue_starclf.learn.banks import open_bank
+    rng = np.random.default_rng(seed)
+    ref_stamps, ref_truth, meta = open_bank(anchored)
+    if "class" not in ref_truth.colnames:
+        raise ValueError(f"{anchored}: a {meta.get('kind')} bank has no classes; "
+                         "--class4-versus needs a legus or classifier bank")
+    pool = np.flatnonzero(np.isin(np.asarray(ref_truth["class"], int), (1, 2, 3)))
+    out = {}
+    for folder, stamps, truth, _ in banks:
+        four = np.flatnonzero(np.asarray(truth["class"], int) == 4)
+        n = min(len(four), len(pool), max_stamps)
+        if n < 50:
+            raise ValueError(f"{folder} and {anchored}: {len(four)} class-4 and {len(pool)} "
+                             "class 1-3 stamps; --class4-versus needs 50 of each")
+        a = stamp_features(np.asarray(stamps[np.sort(rng.choice(four, n, replace=False))]))
+        b = stamp_features(np.asarray(ref_stamps[np.sort(rng.choice(pool, n, replace=False))]))
+        out[str(folder)] = _two_way(a, b, seed)
+    if legus is not None:
+        from glue_starclf.io.catalogs import read_legus_tab
+        feats, ys = [], []
+        for path in sorted(Path(legus).glob("*.tab")):
+            cat = read_legus_tab(path)
+            feats.append(catalog_features(cat))
+            ys.append(np.asarray(cat["class"], int))
+        feats, y = np.concatenate(feats), np.concatenate(ys)
+        four, rest = np.flatnonzero(y == 4), np.flatnonzero(np.isin(y, (1, 2, 3)))
+        n = min(len(four), len(rest), max_stamps)
+        out["real"] = _two_way(feats[rng.choice(four, n, replace=False)],
+                               feats[rng.choice(rest, n, replace=False)], seed)
+    return out
+
+
+def _two_way(a, b, seed):
+    """Class-4 features ``a`` against class 1-3 features ``b``."""
+    f = np.concatenate([a, b])
+    y = np.r_[np.full(len(a), 4), np.full(len(b), 1)]
+    return {"n_a_side": int(len(a)), "accuracy": feature_accuracy(f, y, seed=seed)["accuracy"],
+            "single_feature": {name: feature_accuracy(f[:, [k]], y, seed=seed)["accuracy"]
+                               for k, name in enumerate(FEATURES)},
+            "median_colours": dict(zip(FEATURES[5:9],
+                                       np.round(np.nanmedian(a[:, 5:9], axis=0), 3).tolist()))}
+
+
 def _galaxy(field):
     return re.sub(r"-(e|w|n|s)$", "", field)
 
@@ -185,15 +270,15 @@ def format_audit(results):
              "",
              "Gradient-boosted classifier on 3-px aperture magnitudes, colours and CI "
              "measured on the stamps (mock), or on the LEGUS catalogs' photometry and CI "
-             "with the human classes (real).",
-             "",
-             "| data | split | n | 4-class | binary | recall 1 / 2 / 3 / 4 |",
-             "| --- | --- | --- | --- | --- | --- |"]
+             "with the human classes (real)."]
+    if results["banks"]:
+        lines += ["", "| data | split | n | 4-class | binary | recall 1 / 2 / 3 / 4 |",
+                  "| --- | --- | --- | --- | --- | --- |"]
     real = results.get("real")
     for name, r in results["banks"].items():
         lines.append(_row(f"mock `{Path(name).name}`" + (" (randomised)" if r.get("randomise")
                                                           else ""), r))
-    if real:
+    if real and results["banks"]:
         lines.append(_row("real LEGUS, human classes", real))
         acc = [v["accuracy"] for v in real["per_galaxy"].values() if v["n"] >= 100]
         binacc = [v["binary_accuracy"] for v in real["per_galaxy"].values() if v["n"] >= 100]
@@ -203,6 +288,19 @@ def format_audit(results):
                       f"`{Path(n).name}` {r['accuracy'] - real['accuracy']:+.2f} / "
                       f"{r['binary_accuracy'] - real['binary_accuracy']:+.2f}"
                       for n, r in results["banks"].items())]
+    versus = results.get("class4_versus")
+    if versus:
+        lines += ["", "### Class 4 against anchored classes 1-3", "",
+                  "Held-out accuracy telling class-4 stamps (or real class-4 rows) from "
+                  "class 1-3 ones, equal numbers a side (0.5: not at all).", "",
+                  "| class 4 of | n a side | accuracy | best single feature | median "
+                  + " / ".join(FEATURES[5:9]) + " |", "| --- | --- | --- | --- | --- |"]
+        for name, r in versus.items():
+            best = max(r["single_feature"], key=r["single_feature"].get)
+            label = "real LEGUS catalogs" if name == "real" else f"`{Path(name).name}`"
+            lines.append(f"| {label} | {r['n_a_side']} | {r['accuracy']:.3f} | {best} "
+                         f"{r['single_feature'][best]:.3f} | "
+                         + " / ".join(f"{v:+.2f}" for v in r["median_colours"].values()) + " |")
     return "\n".join(lines)
 
 

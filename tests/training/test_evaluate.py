@@ -259,3 +259,53 @@ def test_shortcut_audit_refuses_a_physical_bank(trained_models, tmp_path, capsys
     assert status == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert str(trained_models["physical_bank"]) in err and "no classes" in err
     assert not (tmp_path / "a").exists()
+
+
+def test_shortcut_audit_class4_versus_anchored_classes(trained_models, tmp_path, capsys):
+    from pathlib import Path
+    legus = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "legus"
+    if not legus.is_dir():
+        pytest.skip("../shared/data/legus not found")
+    sub = tmp_path / "legus"
+    sub.mkdir()
+    src = next(legus.glob("*_ngc5253_*.tab"))
+    (sub / src.name).write_text(src.read_text())
+    bank = str(trained_models["classifier_bank"])
+    status = main(["shortcut-audit", "--bank", bank, "--class4-versus", bank, "--legus", str(sub),
+                   "--out", str(tmp_path / "a"), "--max-stamps", "200"])
+    assert status == 0, capsys.readouterr().err
+    versus = json.loads((tmp_path / "a" / "shortcut_audit.json").read_text())["class4_versus"]
+    assert set(versus) == {bank, "real"}
+    for r in versus.values():
+        assert 50 <= r["n_a_side"] <= 200 and 0.3 <= r["accuracy"] <= 1
+        assert set(r["single_feature"]) == {"m_F275W", "m_F336W", "m_F438W", "m_F555W",
+                                            "m_F814W", "F275W-F336W", "F336W-F438W",
+                                            "F438W-F555W", "F555W-F814W", "CI_V"}
+        assert set(r["median_colours"]) == {"F275W-F336W", "F336W-F438W", "F438W-F555W",
+                                            "F555W-F814W"}
+    md = (tmp_path / "a" / "shortcut_audit.md").read_text()
+    assert "Class 4 against anchored classes 1-3" in md and "real LEGUS catalogs" in md
+
+
+def test_shortcut_audit_class4_versus_a_bank_without_classes(trained_models, tmp_path, capsys):
+    status = main(["shortcut-audit", "--bank", str(trained_models["classifier_bank"]),
+                   "--class4-versus", str(trained_models["physical_bank"]),
+                   "--out", str(tmp_path / "a")])
+    err = capsys.readouterr().err
+    assert status == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert str(trained_models["physical_bank"]) in err and "no classes" in err
+    assert not (tmp_path / "a").exists()
+
+
+def test_shortcut_audit_of_a_one_class_bank_needs_class4_versus(tmp_path, capsys):
+    from astropy.table import Table
+    bank = tmp_path / "u"
+    bank.mkdir()
+    np.save(bank / "stamps.npy", np.ones((60, 5, 32, 32), np.float32))
+    Table({"class": np.full(60, 4)}).write(bank / "truth.ecsv")
+    (bank / "meta.json").write_text(json.dumps({"kind": "unmatched"}))
+    status = main(["shortcut-audit", "--bank", str(bank), "--out", str(tmp_path / "a")])
+    err = capsys.readouterr().err
+    assert status == 2 and len(err.strip().splitlines()) == 1
+    assert str(bank) in err and "--class4-versus" in err
+    assert not (tmp_path / "a").exists()
