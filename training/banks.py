@@ -276,9 +276,8 @@ def _star_colours(catalogs):
     """The class-4 colours of LEGUS catalogs (`catalog_star_colours`), or None."""
     if not catalogs:
         return None
-    from glue_starclf.io.catalogs import read_legus_tab
     from glue_starclf.sim.background import catalog_star_colours
-    return catalog_star_colours([read_legus_tab(c) for c in catalogs])
+    return catalog_star_colours(catalogs)
 
 
 def _unmatched_bank(folder, n, seed, domain, randomise, stdpsf_dir, colours=None):

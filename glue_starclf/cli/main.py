@@ -149,9 +149,8 @@ def _field_star_colours(args):
     """Colours of the class-4 rows of ``--field-star-colours``, else None."""
     if not args.field_star_colours:
         return None
-    from ..io.catalogs import read_legus_tab
     from ..sim.background import catalog_star_colours
-    return catalog_star_colours([read_legus_tab(p) for p in args.field_star_colours])
+    return catalog_star_colours(args.field_star_colours)
 
 
 def _domain(args):

@@ -219,9 +219,10 @@ def catalog_star_colours(catalogs, classes=(4,)):
 
     Parameters
     ----------
-    catalogs : sequence of astropy.table.Table
-        As returned by `glue_starclf.io.catalogs.read_legus_tab` (``class``,
-        ``mag_<band>`` with NaN where a band was not measured).
+    catalogs : sequence of astropy.table.Table or path
+        Tables as returned by `glue_starclf.io.catalogs.read_legus_tab`
+        (``class``, ``mag_<band>`` with NaN where a band was not measured),
+        or paths of LEGUS .tab files, which are read with it.
     classes : sequence of int
         LEGUS classes whose rows are used (default: class 4, which in LEGUS
         are mostly single stars, asterisms and background galaxies).
@@ -232,6 +233,8 @@ def catalog_star_colours(catalogs, classes=(4,)):
         Magnitude minus F555W magnitude per band (`BANDS` order; the F555W
         column is 0), for `render_background`'s ``star_colours``.
     """
+    from ..io.catalogs import read_legus_tab
+    catalogs = [c if hasattr(c, "colnames") else read_legus_tab(c) for c in catalogs]
     v = BANDS.index("F555W")
     parts = []
     for cat in catalogs:

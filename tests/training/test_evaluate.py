@@ -222,17 +222,22 @@ def test_robustness_report_per_perturbation(trained_models, tmp_path, capsys):
     assert "| shallow | exposure_factor=0.5 | 60 |" in report
 
 
-def test_shortcut_audit_on_a_bank_and_real_catalogs(trained_models, tmp_path, capsys):
+def _legus_subset(folder, names):
+    """A folder with copies of the shared LEGUS catalogs of ``names`` (skip if absent)."""
     from pathlib import Path
     legus = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "legus"
     if not legus.is_dir():
         pytest.skip("../shared/data/legus not found")
-    # Three small catalogs keep it quick.
-    sub = tmp_path / "legus"
-    sub.mkdir()
-    for name in ("ngc4656", "ngc5253", "ngc3738"):
+    folder.mkdir()
+    for name in names:
         src = next(legus.glob(f"*_{name}_*.tab"))
-        (sub / src.name).write_text(src.read_text())
+        (folder / src.name).write_text(src.read_text())
+    return folder
+
+
+def test_shortcut_audit_on_a_bank_and_real_catalogs(trained_models, tmp_path, capsys):
+    # Three small catalogs keep it quick.
+    sub = _legus_subset(tmp_path / "legus", ("ngc4656", "ngc5253", "ngc3738"))
     status = main(["shortcut-audit", "--bank", str(trained_models["classifier_bank"]),
                    "--legus", str(sub), "--out", str(tmp_path / "a"), "--max-stamps", "400"])
     assert status == 0, capsys.readouterr().err
@@ -262,14 +267,7 @@ def test_shortcut_audit_refuses_a_physical_bank(trained_models, tmp_path, capsys
 
 
 def test_shortcut_audit_class4_versus_anchored_classes(trained_models, tmp_path, capsys):
-    from pathlib import Path
-    legus = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "legus"
-    if not legus.is_dir():
-        pytest.skip("../shared/data/legus not found")
-    sub = tmp_path / "legus"
-    sub.mkdir()
-    src = next(legus.glob("*_ngc5253_*.tab"))
-    (sub / src.name).write_text(src.read_text())
+    sub = _legus_subset(tmp_path / "legus", ("ngc5253",))
     bank = str(trained_models["classifier_bank"])
     status = main(["shortcut-audit", "--bank", bank, "--class4-versus", bank, "--legus", str(sub),
                    "--out", str(tmp_path / "a"), "--max-stamps", "200"])
