@@ -22,7 +22,11 @@ Kinds:
   ``--field-star-colours`` the fields' bright stars take the colours of the
   class-4 rows of real LEGUS catalogs: with isochrone colours the detections
   are redder in the UV than real class-4 sources, and colour alone tells
-  them from clusters.
+  them from clusters. With ``--match-class4`` the random fields lie at the
+  distances of real LEGUS galaxies and the detections kept follow the
+  absolute V magnitudes of those catalogs' class-4 rows, galaxy by galaxy:
+  LEGUS-default detections alone are brighter and fewer near the cut than
+  real class-4 sources, and brightness alone tells them from clusters.
 
 Domain randomisation (`glue_starclf.sim.domain`): ``--randomise`` draws the
 instrument conditions per chunk (classifier, physical) or per field (legus),
@@ -42,7 +46,7 @@ from pathlib import Path
 import numpy as np
 from astropy.table import vstack
 
-__all__ = ["add_arguments", "run", "make_bank"]
+__all__ = ["add_arguments", "run", "make_bank", "class4_magnitudes", "match_magnitudes"]
 
 KINDS = ("classifier", "physical", "legus", "unmatched")
 _CHUNK = 2000
@@ -68,6 +72,10 @@ def add_arguments(p):
     p.add_argument("--field-star-colours", nargs="+", default=(), metavar="CATALOG",
                    help="kind unmatched: LEGUS .tab files whose class-4 rows give the bright "
                         "field stars their colours (default: isochrone colours)")
+    p.add_argument("--match-class4", nargs="+", default=(), metavar="CATALOG",
+                   help="kind unmatched: LEGUS .tab files; random fields at these galaxies' "
+                        "distances keep the detections that follow their class-4 rows' "
+                        "absolute V magnitudes (default: 3-20 Mpc, LEGUS cut M_V <= -6)")
     p.add_argument("--perturb", action="append", default=[], metavar="NAME=VALUE",
                    help="fix one condition (robustness banks), e.g. exposure_factor=0.5, "
                         "psf_family=stdpsf, detector_xy=300,3800; repeatable")
@@ -77,7 +85,8 @@ def run(args):
     path = make_bank(args.kind, args.out, n=args.n, seed=args.seed, catalogs=args.catalogs,
                      region_size=args.region_size, randomise=args.randomise,
                      stdpsf_dir=args.stdpsf_dir, perturb=args.perturb,
-                     field_star_colours=args.field_star_colours)
+                     field_star_colours=args.field_star_colours,
+                     match_class4=args.match_class4)
     print(f"bank ready: {path}")
 
 
@@ -103,10 +112,11 @@ def parse_perturbations(items):
 
 
 def _meta(kind, n, seed, catalogs, region_size, randomise=False, perturb=None, stdpsf_dir=None,
-          field_star_colours=()):
+          field_star_colours=(), match_class4=()):
     m = {"kind": kind, "seed": seed, "randomise": bool(randomise),
          "perturb": dict(perturb or {}), "stdpsf": bool(stdpsf_dir),
-         "field_star_colours": [os.path.basename(c) for c in field_star_colours]}
+         "field_star_colours": [os.path.basename(c) for c in field_star_colours],
+         "match_class4": [os.path.basename(c) for c in match_class4]}
     if catalogs and kind in ("legus", "unmatched"):
         m.update(catalogs=[os.path.basename(c) for c in catalogs], region_size=region_size)
     else:
@@ -115,12 +125,14 @@ def _meta(kind, n, seed, catalogs, region_size, randomise=False, perturb=None, s
 
 
 def make_bank(kind, out, n=20000, seed=0, catalogs=(), region_size=3000, randomise=False,
-              stdpsf_dir=None, perturb=(), field_star_colours=()):
+              stdpsf_dir=None, perturb=(), field_star_colours=(), match_class4=()):
     """Build (or reuse) a bank folder; returns its path.
 
     ``perturb``: ``NAME=VALUE`` strings or a dict (`glue_starclf.sim.domain.perturbed`).
     ``field_star_colours``: LEGUS catalog paths whose class-4 rows colour the
-    bright field stars of unmatched banks.
+    bright field stars of unmatched banks. ``match_class4``: LEGUS catalog
+    paths whose distances and class-4 absolute V magnitudes the random fields
+    and kept detections of an unmatched bank follow.
     """
     from glue_starclf.sim.domain import perturbed
     from glue_starclf.version import __version__
@@ -132,6 +144,10 @@ def make_bank(kind, out, n=20000, seed=0, catalogs=(), region_size=3000, randomi
         raise ValueError(f"--catalogs is for legus and unmatched banks, not {kind}")
     if field_star_colours and kind != "unmatched":
         raise ValueError(f"--field-star-colours is for unmatched banks, not {kind}")
+    if match_class4 and kind != "unmatched":
+        raise ValueError(f"--match-class4 is for unmatched banks, not {kind}")
+    if match_class4 and catalogs:
+        raise ValueError("--match-class4 is for random fields: leave out --catalogs")
     if kind != "legus" and n < 1:
         raise ValueError(f"--n {n} must be >= 1")
     perturb = dict(perturb) if isinstance(perturb, dict) else parse_perturbations(perturb)
@@ -147,12 +163,13 @@ def make_bank(kind, out, n=20000, seed=0, catalogs=(), region_size=3000, randomi
         domain = replace(domain, stdpsf_dir=str(stdpsf_dir))
     out = Path(out)
     meta = _meta(kind, n, seed, catalogs, region_size, randomise, perturb, stdpsf_dir,
-                 field_star_colours)
+                 field_star_colours, match_class4)
     colours = _star_colours(field_star_colours)
+    targets = class4_magnitudes(match_class4) if match_class4 else None
     if (out / "meta.json").exists():
         old = json.loads((out / "meta.json").read_text())
         defaults = {"randomise": False, "perturb": {}, "stdpsf": False,
-                    "field_star_colours": []}
+                    "field_star_colours": [], "match_class4": []}
         if {k: old.get(k, defaults.get(k)) for k in meta} == meta:
             return out
         raise FileExistsError(f"{out} holds a different bank ({old.get('kind')}, "
@@ -167,6 +184,9 @@ def make_bank(kind, out, n=20000, seed=0, catalogs=(), region_size=3000, randomi
         elif kind == "unmatched" and catalogs:
             truth = _unmatched_anchored_bank(tmp, catalogs, seed, region_size, domain,
                                              randomise, stdpsf_dir, colours)
+        elif kind == "unmatched" and targets is not None:
+            truth = _matched_unmatched_bank(tmp, n, seed, domain, randomise, stdpsf_dir,
+                                            colours, targets)
         elif kind == "unmatched":
             truth = _unmatched_bank(tmp, n, seed, domain, randomise, stdpsf_dir, colours)
         else:
@@ -307,6 +327,127 @@ def _unmatched_bank(folder, n, seed, domain, randomise, stdpsf_dir, colours=None
                 _add_unmatched(all_stamps, parts, s, t, dom, field, mock.psf, mock)
                 got += len(t)
                 bar.update(len(t))
+    return _save_unmatched(folder, all_stamps, parts)
+
+
+def class4_magnitudes(catalogs):
+    """Distance and class-4 absolute V magnitudes of each LEGUS catalog.
+
+    Parameters
+    ----------
+    catalogs : sequence of path
+        LEGUS .tab files. Catalogs of galaxies without a distance in StarcNet
+        Table 6 are skipped (a line on stderr names them).
+
+    Returns
+    -------
+    list of (str, float, ndarray)
+        Field name, distance [Mpc] and M_V of the class-4 rows with an F555W
+        magnitude, for each catalog that has both.
+    """
+    from glue_starclf.io.catalogs import legus_distance_mpc, read_legus_tab
+    out = []
+    for path in catalogs:
+        cat = read_legus_tab(path)
+        try:
+            d = legus_distance_mpc(path)
+        except ValueError as exc:
+            print(f"skipping {path}: {exc}", file=sys.stderr)
+            continue
+        v = np.asarray(cat["mag_F555W"], float)[np.asarray(cat["class"]) == 4]
+        v = v[np.isfinite(v)]
+        if len(v):
+            out.append((cat.meta.get("field", Path(path).stem), d, v - _distance_modulus(d)))
+    if not out:
+        raise ValueError(f"{', '.join(map(str, catalogs))}: no class-4 row with an F555W "
+                         "magnitude in a catalog with a distance")
+    return out
+
+
+def _distance_modulus(distance_mpc):
+    return 5.0 * np.log10(distance_mpc * 1e5)
+
+
+_MATCH_TOLERANCE = 0.1     # mag: a detection fills a target magnitude this close
+_MATCH_FIELDS_PER_GALAXY = 4   # random fields rendered at most per galaxy (the rarest
+                               # magnitudes would take many more; their targets stay open)
+
+
+def match_magnitudes(targets, filled, values, tolerance=_MATCH_TOLERANCE):
+    """Give each value the nearest unfilled target within ``tolerance``.
+
+    Parameters
+    ----------
+    targets : ndarray, sorted
+    filled : ndarray of bool, same length; updated in place
+    values : ndarray
+        Taken in the order given.
+    tolerance : float
+
+    Returns
+    -------
+    ndarray of int
+        Indices of the values that filled a target.
+    """
+    kept = []
+    for i, v in enumerate(values):
+        open_ = np.flatnonzero(~filled)
+        if not len(open_):
+            break
+        j = np.searchsorted(targets[open_], v)
+        near = [c for c in (j - 1, j) if 0 <= c < len(open_)]
+        best = min(near, key=lambda c: abs(targets[open_[c]] - v))
+        if abs(targets[open_[best]] - v) <= tolerance:
+            filled[open_[best]] = True
+            kept.append(i)
+    return np.asarray(kept, int)
+
+
+def _matched_unmatched_bank(folder, n, seed, domain, randomise, stdpsf_dir, colours, galaxies):
+    """Unmatched detections on random fields at LEGUS galaxies' distances, kept so that
+    their M_V follow each galaxy's class-4 rows (``n`` target magnitudes drawn from the
+    pooled class-4 rows; a field at galaxy g's distance fills g's targets only)."""
+    from tqdm import tqdm
+
+    from glue_starclf.learn.field_audit import unmatched_class4_stamps
+    from glue_starclf.sim.domain import draw_domain
+    from glue_starclf.sim.mosaic import random_field
+    rng = np.random.default_rng([seed, 13])
+    pool = np.concatenate([np.full(len(m), g) for g, (_, _, m) in enumerate(galaxies)])
+    rows = np.concatenate([m for _, _, m in galaxies])
+    pick = rng.integers(0, len(rows), n)
+    targets = [np.sort(rows[pick][pool[pick] == g]) for g in range(len(galaxies))]
+    filled = [np.zeros(len(t), bool) for t in targets]
+    fields = np.zeros(len(galaxies), int)
+    all_stamps, parts, got, k = [], [], 0, 0
+    with tqdm(total=n, desc="matched unmatched detections", unit="stamp") as bar:
+        while True:
+            left = np.array([(~f).sum() for f in filled], float)
+            left[fields >= _MATCH_FIELDS_PER_GALAXY] = 0
+            if not left.sum():
+                break
+            g = int(rng.choice(len(galaxies), p=left / left.sum()))
+            name, distance, _ = galaxies[g]
+            dom = draw_domain(rng, stdpsf_dir) if randomise else domain
+            mock = random_field(seed=seed * 1009 + k, shape=(_UNMATCHED_FIELD,) * 2,
+                                distance_mpc=distance, n_sources=_UNMATCHED_SOURCES, domain=dom,
+                                field_star_colours=colours)
+            k += 1
+            s, t = unmatched_class4_stamps(mock, abs_mag_limit=None)
+            order = rng.permutation(len(t))
+            m_v = np.asarray(t["mag_v"], float)[order] - _distance_modulus(distance)
+            keep = np.sort(order[match_magnitudes(targets[g], filled[g], m_v)])
+            # A field that fills none of its galaxy's targets retires the galaxy.
+            fields[g] = fields[g] + 1 if len(keep) else _MATCH_FIELDS_PER_GALAXY
+            if len(keep):
+                _add_unmatched(all_stamps, parts, s[keep], t[keep], dom,
+                               f"random-{seed}-{k - 1}-{name}", mock.psf, mock)
+                got += len(keep)
+                bar.update(len(keep))
+    if not parts:
+        raise ValueError("no random field gave a detection within "
+                         f"{_MATCH_TOLERANCE} mag of the catalogs' class-4 magnitudes")
+    print(f"{got} of {n} target magnitudes filled on {k} fields", file=sys.stderr)
     return _save_unmatched(folder, all_stamps, parts)
 
 
