@@ -22,11 +22,12 @@ Kinds:
   ``--field-star-colours`` the fields' bright stars take the colours of the
   class-4 rows of real LEGUS catalogs: with isochrone colours the detections
   are redder in the UV than real class-4 sources, and colour alone tells
-  them from clusters. With ``--match-class4`` the random fields lie at the
-  distances of real LEGUS galaxies and the detections kept follow the
-  absolute V magnitudes of those catalogs' class-4 rows, galaxy by galaxy:
-  LEGUS-default detections alone are brighter and fewer near the cut than
-  real class-4 sources, and brightness alone tells them from clusters.
+  them from clusters. With ``--match-magnitudes`` the random fields lie at
+  the distances of real LEGUS galaxies and the detections kept follow the
+  absolute V magnitudes of those catalogs' rows, galaxy by galaxy, as the
+  legus banks render them (every row, the uninspected ones with a drawn
+  class): LEGUS-default detections alone are brighter than the anchored
+  sources, and brightness alone tells them from clusters.
 
 Domain randomisation (`glue_starclf.sim.domain`): ``--randomise`` draws the
 instrument conditions per chunk (classifier, physical) or per field (legus),
@@ -46,7 +47,7 @@ from pathlib import Path
 import numpy as np
 from astropy.table import vstack
 
-__all__ = ["add_arguments", "run", "make_bank", "class4_magnitudes", "match_magnitudes"]
+__all__ = ["add_arguments", "run", "make_bank", "catalog_magnitudes", "match_magnitudes"]
 
 KINDS = ("classifier", "physical", "legus", "unmatched")
 _CHUNK = 2000
@@ -72,10 +73,10 @@ def add_arguments(p):
     p.add_argument("--field-star-colours", nargs="+", default=(), metavar="CATALOG",
                    help="kind unmatched: LEGUS .tab files whose class-4 rows give the bright "
                         "field stars their colours (default: isochrone colours)")
-    p.add_argument("--match-class4", nargs="+", default=(), metavar="CATALOG",
+    p.add_argument("--match-magnitudes", nargs="+", default=(), metavar="CATALOG",
                    help="kind unmatched: LEGUS .tab files; random fields at these galaxies' "
-                        "distances keep the detections that follow their class-4 rows' "
-                        "absolute V magnitudes (default: 3-20 Mpc, LEGUS cut M_V <= -6)")
+                        "distances keep the detections that follow their rows' absolute V "
+                        "magnitudes (default: 3-20 Mpc, LEGUS cut M_V <= -6)")
     p.add_argument("--perturb", action="append", default=[], metavar="NAME=VALUE",
                    help="fix one condition (robustness banks), e.g. exposure_factor=0.5, "
                         "psf_family=stdpsf, detector_xy=300,3800; repeatable")
@@ -86,7 +87,7 @@ def run(args):
                      region_size=args.region_size, randomise=args.randomise,
                      stdpsf_dir=args.stdpsf_dir, perturb=args.perturb,
                      field_star_colours=args.field_star_colours,
-                     match_class4=args.match_class4)
+                     match_magnitudes=args.match_magnitudes)
     print(f"bank ready: {path}")
 
 
@@ -112,11 +113,11 @@ def parse_perturbations(items):
 
 
 def _meta(kind, n, seed, catalogs, region_size, randomise=False, perturb=None, stdpsf_dir=None,
-          field_star_colours=(), match_class4=()):
+          field_star_colours=(), match_magnitudes=()):
     m = {"kind": kind, "seed": seed, "randomise": bool(randomise),
          "perturb": dict(perturb or {}), "stdpsf": bool(stdpsf_dir),
          "field_star_colours": [os.path.basename(c) for c in field_star_colours],
-         "match_class4": [os.path.basename(c) for c in match_class4]}
+         "match_magnitudes": [os.path.basename(c) for c in match_magnitudes]}
     if catalogs and kind in ("legus", "unmatched"):
         m.update(catalogs=[os.path.basename(c) for c in catalogs], region_size=region_size)
     else:
@@ -125,13 +126,13 @@ def _meta(kind, n, seed, catalogs, region_size, randomise=False, perturb=None, s
 
 
 def make_bank(kind, out, n=20000, seed=0, catalogs=(), region_size=3000, randomise=False,
-              stdpsf_dir=None, perturb=(), field_star_colours=(), match_class4=()):
+              stdpsf_dir=None, perturb=(), field_star_colours=(), match_magnitudes=()):
     """Build (or reuse) a bank folder; returns its path.
 
     ``perturb``: ``NAME=VALUE`` strings or a dict (`glue_starclf.sim.domain.perturbed`).
     ``field_star_colours``: LEGUS catalog paths whose class-4 rows colour the
-    bright field stars of unmatched banks. ``match_class4``: LEGUS catalog
-    paths whose distances and class-4 absolute V magnitudes the random fields
+    bright field stars of unmatched banks. ``match_magnitudes``: LEGUS catalog
+    paths whose distances and rows' absolute V magnitudes the random fields
     and kept detections of an unmatched bank follow.
     """
     from glue_starclf.sim.domain import perturbed
@@ -144,10 +145,10 @@ def make_bank(kind, out, n=20000, seed=0, catalogs=(), region_size=3000, randomi
         raise ValueError(f"--catalogs is for legus and unmatched banks, not {kind}")
     if field_star_colours and kind != "unmatched":
         raise ValueError(f"--field-star-colours is for unmatched banks, not {kind}")
-    if match_class4 and kind != "unmatched":
-        raise ValueError(f"--match-class4 is for unmatched banks, not {kind}")
-    if match_class4 and catalogs:
-        raise ValueError("--match-class4 is for random fields: leave out --catalogs")
+    if match_magnitudes and kind != "unmatched":
+        raise ValueError(f"--match-magnitudes is for unmatched banks, not {kind}")
+    if match_magnitudes and catalogs:
+        raise ValueError("--match-magnitudes is for random fields: leave out --catalogs")
     if kind != "legus" and n < 1:
         raise ValueError(f"--n {n} must be >= 1")
     perturb = dict(perturb) if isinstance(perturb, dict) else parse_perturbations(perturb)
@@ -163,13 +164,13 @@ def make_bank(kind, out, n=20000, seed=0, catalogs=(), region_size=3000, randomi
         domain = replace(domain, stdpsf_dir=str(stdpsf_dir))
     out = Path(out)
     meta = _meta(kind, n, seed, catalogs, region_size, randomise, perturb, stdpsf_dir,
-                 field_star_colours, match_class4)
+                 field_star_colours, match_magnitudes)
     colours = _star_colours(field_star_colours)
-    targets = class4_magnitudes(match_class4) if match_class4 else None
+    targets = catalog_magnitudes(match_magnitudes) if match_magnitudes else None
     if (out / "meta.json").exists():
         old = json.loads((out / "meta.json").read_text())
         defaults = {"randomise": False, "perturb": {}, "stdpsf": False,
-                    "field_star_colours": [], "match_class4": []}
+                    "field_star_colours": [], "match_magnitudes": []}
         if {k: old.get(k, defaults.get(k)) for k in meta} == meta:
             return out
         raise FileExistsError(f"{out} holds a different bank ({old.get('kind')}, "
@@ -330,8 +331,13 @@ def _unmatched_bank(folder, n, seed, domain, randomise, stdpsf_dir, colours=None
     return _save_unmatched(folder, all_stamps, parts)
 
 
-def class4_magnitudes(catalogs):
-    """Distance and class-4 absolute V magnitudes of each LEGUS catalog.
+def catalog_magnitudes(catalogs):
+    """Distance and rows' absolute V magnitudes of each LEGUS catalog.
+
+    Every row with an F555W magnitude counts, whatever its class: the legus
+    banks render them all (rows nobody inspected, class 0, with a class drawn
+    from the field's mix), so their class 1-3 and class-4 stamps share these
+    magnitudes, which are fainter than the inspected class-4 rows' alone.
 
     Parameters
     ----------
@@ -342,7 +348,7 @@ def class4_magnitudes(catalogs):
     Returns
     -------
     list of (str, float, ndarray)
-        Field name, distance [Mpc] and M_V of the class-4 rows with an F555W
+        Field name, distance [Mpc] and M_V of the rows with an F555W
         magnitude, for each catalog that has both.
     """
     from glue_starclf.io.catalogs import legus_distance_mpc, read_legus_tab
@@ -354,12 +360,12 @@ def class4_magnitudes(catalogs):
         except ValueError as exc:
             print(f"skipping {path}: {exc}", file=sys.stderr)
             continue
-        v = np.asarray(cat["mag_F555W"], float)[np.asarray(cat["class"]) == 4]
+        v = np.asarray(cat["mag_F555W"], float)
         v = v[np.isfinite(v)]
         if len(v):
             out.append((cat.meta.get("field", Path(path).stem), d, v - _distance_modulus(d)))
     if not out:
-        raise ValueError(f"{', '.join(map(str, catalogs))}: no class-4 row with an F555W "
+        raise ValueError(f"{', '.join(map(str, catalogs))}: no row with an F555W "
                          "magnitude in a catalog with a distance")
     return out
 
@@ -371,6 +377,7 @@ def _distance_modulus(distance_mpc):
 _MATCH_TOLERANCE = 0.1     # mag: a detection fills a target magnitude this close
 _MATCH_FIELDS_PER_GALAXY = 4   # random fields rendered at most per galaxy (the rarest
                                # magnitudes would take many more; their targets stay open)
+_MATCH_MIN_FILL = 0.02     # a field filling fewer of its galaxy's targets retires the galaxy
 
 
 def match_magnitudes(targets, filled, values, tolerance=_MATCH_TOLERANCE):
@@ -405,8 +412,8 @@ def match_magnitudes(targets, filled, values, tolerance=_MATCH_TOLERANCE):
 
 def _matched_unmatched_bank(folder, n, seed, domain, randomise, stdpsf_dir, colours, galaxies):
     """Unmatched detections on random fields at LEGUS galaxies' distances, kept so that
-    their M_V follow each galaxy's class-4 rows (``n`` target magnitudes drawn from the
-    pooled class-4 rows; a field at galaxy g's distance fills g's targets only)."""
+    their M_V follow each galaxy's rows (``n`` target magnitudes drawn from the pooled
+    rows; a field at galaxy g's distance fills g's targets only)."""
     from tqdm import tqdm
 
     from glue_starclf.learn.field_audit import unmatched_class4_stamps
@@ -437,8 +444,9 @@ def _matched_unmatched_bank(folder, n, seed, domain, randomise, stdpsf_dir, colo
             order = rng.permutation(len(t))
             m_v = np.asarray(t["mag_v"], float)[order] - _distance_modulus(distance)
             keep = np.sort(order[match_magnitudes(targets[g], filled[g], m_v)])
-            # A field that fills none of its galaxy's targets retires the galaxy.
-            fields[g] = fields[g] + 1 if len(keep) else _MATCH_FIELDS_PER_GALAXY
+            # A field that fills (almost) none of its galaxy's targets retires the galaxy.
+            enough = len(keep) >= max(1.0, _MATCH_MIN_FILL * len(targets[g]))
+            fields[g] = fields[g] + 1 if enough else _MATCH_FIELDS_PER_GALAXY
             if len(keep):
                 _add_unmatched(all_stamps, parts, s[keep], t[keep], dom,
                                f"random-{seed}-{k - 1}-{name}", mock.psf, mock)
@@ -446,7 +454,7 @@ def _matched_unmatched_bank(folder, n, seed, domain, randomise, stdpsf_dir, colo
                 bar.update(len(keep))
     if not parts:
         raise ValueError("no random field gave a detection within "
-                         f"{_MATCH_TOLERANCE} mag of the catalogs' class-4 magnitudes")
+                         f"{_MATCH_TOLERANCE} mag of the catalogs' magnitudes")
     print(f"{got} of {n} target magnitudes filled on {k} fields", file=sys.stderr)
     return _save_unmatched(folder, all_stamps, parts)
 

@@ -160,47 +160,47 @@ NO_DISTANCE = NGC1566.with_name("hlsp_legus_hst_acs-wfc3_ngc3274_multiband_v2_"
                                 "padagb-mwext-avgapcor.tab")
 
 
-def test_class4_magnitudes_are_absolute_at_the_galaxy_distance(capsys):
+def test_catalog_magnitudes_are_absolute_at_the_galaxy_distance(capsys):
     from glue_starclf.io.catalogs import read_legus_tab
-    from training.banks import class4_magnitudes
-    (name, d, m_v), = class4_magnitudes([NGC1566, NO_DISTANCE])
+    from training.banks import catalog_magnitudes
+    (name, d, m_v), = catalog_magnitudes([NGC1566, NO_DISTANCE])
     assert "ngc3274" in capsys.readouterr().err   # no distance: skipped, said so
-    cat = read_legus_tab(NGC1566)
-    v = np.asarray(cat["mag_F555W"], float)[np.asarray(cat["class"]) == 4]
+    # Every row with a V magnitude, inspected or not (the legus banks render them all).
+    v = np.asarray(read_legus_tab(NGC1566)["mag_F555W"], float)
     v = v[np.isfinite(v)]
     assert name == "ngc1566" and d == legus_distance_mpc("ngc1566")
     assert np.allclose(np.sort(m_v), np.sort(v - 5 * np.log10(d * 1e5)))
-    with pytest.raises(ValueError, match="no class-4 row with an F555W magnitude"):
-        class4_magnitudes([NO_DISTANCE])
+    with pytest.raises(ValueError, match="no row with an F555W magnitude"):
+        catalog_magnitudes([NO_DISTANCE])
 
 
-def test_unmatched_bank_matched_to_class4_magnitudes(tmp_path):
-    from training.banks import class4_magnitudes
+def test_unmatched_bank_matched_to_catalog_magnitudes(tmp_path):
+    from training.banks import catalog_magnitudes
     status, out, err = run_training("make-bank", "--kind", "unmatched", "--n", 15, "--seed", 2,
-                                    "--match-class4", NGC1566, "--out", tmp_path / "u")
+                                    "--match-magnitudes", NGC1566, "--out", tmp_path / "u")
     assert status == 0, err
     meta = json.loads((tmp_path / "u" / "meta.json").read_text())
     truth = Table.read(tmp_path / "u" / "truth.ecsv")
-    assert meta["match_class4"] == [NGC1566.name] and 0 < len(truth) <= 15
+    assert meta["match_magnitudes"] == [NGC1566.name] and 0 < len(truth) <= 15
     assert meta["n_stamps"] == len(truth) == len(np.load(tmp_path / "u" / "stamps.npy"))
     # Random fields at the galaxy's distance; each kept detection lies within 0.1 mag
-    # of a distinct real class-4 magnitude (no LEGUS M_V cut: fainter ones may fill).
+    # of a real row's magnitude (no LEGUS M_V cut: fainter ones may fill).
     d = legus_distance_mpc("ngc1566")
     assert np.allclose(truth["distance_mpc"], d)
     assert all(f.startswith("random-2-") and f.endswith("-ngc1566") for f in truth["field"])
-    (_, _, real), = class4_magnitudes([NGC1566])
+    (_, _, real), = catalog_magnitudes([NGC1566])
     m_v = np.asarray(truth["mag_v"]) - 5 * np.log10(d * 1e5)
     assert (np.abs(m_v[:, None] - real[None, :]).min(axis=1) <= 0.1).all()
     assert (truth["ci"] >= 1.4).all()
 
 
 @pytest.mark.parametrize("args, word", [
-    (["--kind", "legus", "--catalogs", NGC1566], "--match-class4 is for unmatched banks"),
+    (["--kind", "legus", "--catalogs", NGC1566], "--match-magnitudes is for unmatched banks"),
     (["--kind", "unmatched", "--catalogs", NGC1566], "leave out --catalogs"),
-    (["--kind", "unmatched"], "no class-4 row with an F555W magnitude")])
-def test_bad_match_class4_is_one_error_line_and_writes_nothing(tmp_path, args, word):
-    target = NO_DISTANCE if word.startswith("no class-4") else NGC1566
-    status, out, err = run_training("make-bank", *args, "--match-class4", target,
+    (["--kind", "unmatched"], "no row with an F555W magnitude")])
+def test_bad_match_magnitudes_is_one_error_line_and_writes_nothing(tmp_path, args, word):
+    target = NO_DISTANCE if word.startswith("no row") else NGC1566
+    status, out, err = run_training("make-bank", *args, "--match-magnitudes", target,
                                     "--out", tmp_path / "u")
     assert status != 0
     lines = err.strip().splitlines()
