@@ -378,6 +378,8 @@ _MATCH_TOLERANCE = 0.1     # mag: a detection fills a target magnitude this clos
 _MATCH_FIELDS_PER_GALAXY = 4   # random fields rendered at most per galaxy (the rarest
                                # magnitudes would take many more; their targets stay open)
 _MATCH_MIN_FILL = 0.02     # a field filling fewer of its galaxy's targets retires the galaxy
+_MATCH_RECOLOUR_MARGIN = 0.75  # mag: field stars this much fainter than the faintest
+                               # target still take catalog colours (their blends are targets)
 
 
 def match_magnitudes(targets, filled, values, tolerance=_MATCH_TOLERANCE):
@@ -426,6 +428,8 @@ def _matched_unmatched_bank(folder, n, seed, domain, randomise, stdpsf_dir, colo
     targets = [np.sort(rows[pick][pool[pick] == g]) for g in range(len(galaxies))]
     filled = [np.zeros(len(t), bool) for t in targets]
     fields = np.zeros(len(galaxies), int)
+    # Stars as faint as the faintest target (and blends of two) take catalog colours too.
+    brighter = float(rows.max()) + _MATCH_RECOLOUR_MARGIN
     all_stamps, parts, got, k = [], [], 0, 0
     with tqdm(total=n, desc="matched unmatched detections", unit="stamp") as bar:
         while True:
@@ -438,7 +442,7 @@ def _matched_unmatched_bank(folder, n, seed, domain, randomise, stdpsf_dir, colo
             dom = draw_domain(rng, stdpsf_dir) if randomise else domain
             mock = random_field(seed=seed * 1009 + k, shape=(_UNMATCHED_FIELD,) * 2,
                                 distance_mpc=distance, n_sources=_UNMATCHED_SOURCES, domain=dom,
-                                field_star_colours=colours)
+                                field_star_colours=colours, recolour_brighter=brighter)
             k += 1
             s, t = unmatched_class4_stamps(mock, abs_mag_limit=None)
             order = rng.permutation(len(t))

@@ -117,7 +117,8 @@ def _upsample(coarse, shape, step):
     return out[:shape[0], :shape[1]]
 
 
-def render_background(rng, model, shape, distance_mpc, step=16, star_colours=None):
+def render_background(rng, model, shape, distance_mpc, step=16, star_colours=None,
+                      recolour_brighter=RECOLOUR_BRIGHTER):
     """Light of a galaxy background before the PSF.
 
     Parameters
@@ -131,11 +132,14 @@ def render_background(rng, model, shape, distance_mpc, step=16, star_colours=Non
         Resolution [px] of the density maps; stars are placed within cells.
     star_colours : ndarray, shape (m, 5), optional
         Magnitudes relative to F555W in `BANDS` order (`catalog_star_colours`).
-        Field stars brighter than `RECOLOUR_BRIGHTER` (absolute V, after dust)
-        keep their F555W flux and take the colours of a random row, so the
-        stars that LEGUS cuts detect have the colours of a real population;
-        fainter ones keep their isochrone colours. None (default): all keep
-        them.
+        Field stars brighter than ``recolour_brighter`` (absolute V, after
+        dust) keep their F555W flux and take the colours of a random row, so
+        the stars that LEGUS cuts detect have the colours of a real
+        population; fainter ones keep their isochrone colours. None
+        (default): all keep them.
+    recolour_brighter : float
+        Default `RECOLOUR_BRIGHTER`; fainter for detections kept below the
+        LEGUS cut.
 
     Returns
     -------
@@ -190,7 +194,7 @@ def render_background(rng, model, shape, distance_mpc, step=16, star_colours=Non
                            np.clip(np.round(stars.x).astype(int), 0, nx - 1)]
     stars.flux = stars.flux * 10.0 ** (-0.4 * av_at_star[:, None] * k_band[None, :])
     if star_colours is not None:
-        _recolour(rng, stars, star_colours, distance_mpc)
+        _recolour(rng, stars, star_colours, distance_mpc, recolour_brighter)
     smooth_full = np.empty((len(BANDS), ny, nx), np.float32)
     for b in range(len(BANDS)):
         smooth_full[b] = _upsample(smooth[b], shape, step)
@@ -198,7 +202,7 @@ def render_background(rng, model, shape, distance_mpc, step=16, star_colours=Non
     return smooth_full, stars, dust_full
 
 
-def _recolour(rng, stars, star_colours, distance_mpc):
+def _recolour(rng, stars, star_colours, distance_mpc, brighter=RECOLOUR_BRIGHTER):
     """Give the bright ``stars`` (in place) the colours of random ``star_colours`` rows."""
     colours = np.asarray(star_colours, float)
     v = BANDS.index("F555W")
@@ -209,7 +213,7 @@ def _recolour(rng, stars, star_colours, distance_mpc):
     zp = np.array([VEGA_ZEROPOINT[b] for b in BANDS])
     with np.errstate(divide="ignore"):
         mag_v = -2.5 * np.log10(stars.flux[:, v]) + zp[v]
-    bright = np.flatnonzero(mag_v - distance_modulus(distance_mpc) <= RECOLOUR_BRIGHTER)
+    bright = np.flatnonzero(mag_v - distance_modulus(distance_mpc) <= brighter)
     rows = colours[rng.integers(len(colours), size=bright.size)]
     stars.flux[bright] = 10.0 ** (-0.4 * (mag_v[bright, None] + rows - rows[:, v:v + 1] - zp))
 

@@ -21,7 +21,7 @@ from astropy.wcs.utils import fit_wcs_from_points
 
 from ..io.bands import BANDS, EXPOSURE_TIME_S, PIXEL_SCALE_ARCSEC, VEGA_ZEROPOINT
 from ..version import __version__
-from .background import random_galaxy, render_background
+from .background import RECOLOUR_BRIGHTER, random_galaxy, render_background
 from .compose import (apply_masked_rows, noise_free_ci, render_stamps, saturate,
                       tune_knobs_to_ci, visibility)
 from .domain import NOMINAL
@@ -137,11 +137,12 @@ def _log_uniform(rng, lo, hi):
 # -- painting ------------------------------------------------------------------
 
 def _paint(rng, shape, sources, xy, galaxy, distance_mpc, psf=None, domain=NOMINAL,
-           star_colours=None):
+           star_colours=None, recolour_brighter=RECOLOUR_BRIGHTER):
     """Render sources at positions ``xy`` (n, 2) on a galaxy background."""
     ny, nx = shape
     smooth, stars, _ = render_background(rng, galaxy, shape, distance_mpc,
-                                         star_colours=star_colours)
+                                         star_colours=star_colours,
+                                         recolour_brighter=recolour_brighter)
     canvas = smooth
     lights = [stars]
     for s, (x, y) in zip(sources, xy):
@@ -289,7 +290,7 @@ def _place(rng, n, shape, galaxy, margin=20, min_sep=12.0, tries=50):
 
 def random_field(seed=0, shape=(2048, 2048), distance_mpc=10.0, n_sources=300,
                  class_weights=(0.25, 0.25, 0.25, 0.25), ra=150.0, dec=2.0, psf=None,
-                 domain=None, field_star_colours=None):
+                 domain=None, field_star_colours=None, recolour_brighter=RECOLOUR_BRIGHTER):
     """Render a random mock field; needs no outside data.
 
     Parameters
@@ -315,6 +316,9 @@ def random_field(seed=0, shape=(2048, 2048), distance_mpc=10.0, n_sources=300,
         Colours for the bright field stars of the background
         (`glue_starclf.sim.background.catalog_star_colours`; default: their
         isochrone colours).
+    recolour_brighter : float
+        Absolute V (after dust) above which field stars take those colours
+        (`glue_starclf.sim.background.render_background`).
 
     Returns
     -------
@@ -336,19 +340,21 @@ def random_field(seed=0, shape=(2048, 2048), distance_mpc=10.0, n_sources=300,
                for c in classes]
     ci_true = noise_free_ci(sources, psf=psf)
     images = _paint(rng, (ny, nx), sources, xy, galaxy, distance_mpc, psf, domain,
-                    field_star_colours)
+                    field_star_colours, recolour_brighter)
     wcs = _tan_wcs((ny, nx), ra, dec)
     truth = _truth_table(sources, xy, images, wcs, ci_true, psf)
     meta = {"mode": "random", "seed": seed, "galaxy": galaxy.__dict__, "psf": psf.describe(),
             "domain": domain.describe(),
-            "field_star_colours": _colours_meta(field_star_colours)}
+            "field_star_colours": _colours_meta(field_star_colours, recolour_brighter)}
     return MockField(images, wcs, truth, distance_mpc, meta, psf)
 
 
-def _colours_meta(colours):
+def _colours_meta(colours, brighter=RECOLOUR_BRIGHTER):
     """How the bright field stars were coloured, for a field's metadata."""
     if colours is None:
         return "isochrone"
+    if brighter != RECOLOUR_BRIGHTER:
+        return f"catalog rows ({len(colours)}), M_V <= {brighter:g}"
     return f"catalog rows ({len(colours)})"
 
 

@@ -67,6 +67,24 @@ def test_bright_field_stars_take_the_catalog_colours_fainter_ones_keep_theirs():
     assert not np.allclose(plain.flux[bright], stars.flux[bright])
 
 
+def test_a_fainter_recolour_limit_recolours_the_fainter_stars_too():
+    from glue_starclf.io.bands import BANDS, VEGA_ZEROPOINT
+    from glue_starclf.sim.background import RECOLOUR_BRIGHTER
+    from glue_starclf.sim.populations import distance_modulus
+    colour = np.array([[-1.2, -0.7, 0.3, 0.0, 0.9]])
+    model = random_galaxy(np.random.default_rng(5), (256, 256))
+    _, stars, _ = render_background(np.random.default_rng(3), model, (256, 256), 3.5,
+                                    star_colours=colour, recolour_brighter=-3.0)
+    zp = np.array([VEGA_ZEROPOINT[b] for b in BANDS])
+    v = BANDS.index("F555W")
+    mag = -2.5 * np.log10(stars.flux) + zp
+    abs_v = mag[:, v] - distance_modulus(3.5)
+    between = (abs_v > RECOLOUR_BRIGHTER) & (abs_v <= -3.0)
+    assert between.sum() > 0 and (abs_v > -3.0).sum() > 0
+    assert np.allclose(mag[abs_v <= -3.0] - mag[abs_v <= -3.0, v:v + 1], colour, atol=1e-9)
+    assert not np.allclose(mag[abs_v > -3.0] - mag[abs_v > -3.0, v:v + 1], colour, atol=1e-3)
+
+
 @pytest.mark.parametrize("colours", [np.zeros((0, 5)), np.zeros((3, 4)),
                                      np.array([[np.nan, 0, 0, 0, 0]])])
 def test_bad_star_colours_are_refused(colours):
