@@ -124,12 +124,16 @@ def test_catalogs_for_an_engine_bank_is_one_line(tmp_path):
     assert len(err.strip().splitlines()) == 1 and not any(tmp_path.iterdir())
 
 
-def test_unmatched_bank_with_catalog_field_star_colours(tmp_path):
-    status, out, err = run_training("make-bank", "--kind", "unmatched", "--n", 20, "--seed", 2,
-                                    "--field-star-colours", NGC1566, "--out", tmp_path / "u")
+def _unmatched_bank(folder, n, *options):
+    """Build a random-field unmatched bank (seed 2); its meta and truth."""
+    status, out, err = run_training("make-bank", "--kind", "unmatched", "--n", n, "--seed", 2,
+                                    *options, "--out", folder)
     assert status == 0, err
-    meta = json.loads((tmp_path / "u" / "meta.json").read_text())
-    truth = Table.read(tmp_path / "u" / "truth.ecsv")
+    return json.loads((folder / "meta.json").read_text()), Table.read(folder / "truth.ecsv")
+
+
+def test_unmatched_bank_with_catalog_field_star_colours(tmp_path):
+    meta, truth = _unmatched_bank(tmp_path / "u", 20, "--field-star-colours", NGC1566)
     assert meta["field_star_colours"] == [NGC1566.name] and len(truth) == 20
     # The same request reuses the bank; another colour source is another bank.
     status, out, err = run_training("make-bank", "--kind", "unmatched", "--n", 20, "--seed", 2,
@@ -176,11 +180,7 @@ def test_catalog_magnitudes_are_absolute_at_the_galaxy_distance(capsys):
 
 def test_unmatched_bank_matched_to_catalog_magnitudes(tmp_path):
     from training.banks import catalog_magnitudes
-    status, out, err = run_training("make-bank", "--kind", "unmatched", "--n", 15, "--seed", 2,
-                                    "--match-magnitudes", NGC1566, "--out", tmp_path / "u")
-    assert status == 0, err
-    meta = json.loads((tmp_path / "u" / "meta.json").read_text())
-    truth = Table.read(tmp_path / "u" / "truth.ecsv")
+    meta, truth = _unmatched_bank(tmp_path / "u", 15, "--match-magnitudes", NGC1566)
     assert meta["match_magnitudes"] == [NGC1566.name] and 0 < len(truth) <= 15
     assert meta["n_stamps"] == len(truth) == len(np.load(tmp_path / "u" / "stamps.npy"))
     # Random fields at the galaxy's distance; each kept detection lies within 0.1 mag
