@@ -352,26 +352,23 @@ def catalog_magnitudes(catalogs):
         magnitude, for each catalog that has both.
     """
     from glue_starclf.io.catalogs import legus_distance_mpc, read_legus_tab
+    from glue_starclf.sim.populations import distance_modulus
     out = []
     for path in catalogs:
-        cat = read_legus_tab(path)
         try:
             d = legus_distance_mpc(path)
         except ValueError as exc:
             print(f"skipping {path}: {exc}", file=sys.stderr)
             continue
+        cat = read_legus_tab(path)
         v = np.asarray(cat["mag_F555W"], float)
         v = v[np.isfinite(v)]
         if len(v):
-            out.append((cat.meta.get("field", Path(path).stem), d, v - _distance_modulus(d)))
+            out.append((cat.meta.get("field", Path(path).stem), d, v - distance_modulus(d)))
     if not out:
         raise ValueError(f"{', '.join(map(str, catalogs))}: no row with an F555W "
                          "magnitude in a catalog with a distance")
     return out
-
-
-def _distance_modulus(distance_mpc):
-    return 5.0 * np.log10(distance_mpc * 1e5)
 
 
 _MATCH_TOLERANCE = 0.1     # mag: a detection fills a target magnitude this close
@@ -421,6 +418,7 @@ def _matched_unmatched_bank(folder, n, seed, domain, randomise, stdpsf_dir, colo
     from glue_starclf.learn.field_audit import unmatched_class4_stamps
     from glue_starclf.sim.domain import draw_domain
     from glue_starclf.sim.mosaic import random_field
+    from glue_starclf.sim.populations import distance_modulus
     rng = np.random.default_rng([seed, 13])
     pool = np.concatenate([np.full(len(m), g) for g, (_, _, m) in enumerate(galaxies)])
     rows = np.concatenate([m for _, _, m in galaxies])
@@ -446,7 +444,7 @@ def _matched_unmatched_bank(folder, n, seed, domain, randomise, stdpsf_dir, colo
             k += 1
             s, t = unmatched_class4_stamps(mock, abs_mag_limit=None)
             order = rng.permutation(len(t))
-            m_v = np.asarray(t["mag_v"], float)[order] - _distance_modulus(distance)
+            m_v = np.asarray(t["mag_v"], float)[order] - distance_modulus(distance)
             keep = np.sort(order[match_magnitudes(targets[g], filled[g], m_v)])
             # A field that fills (almost) none of its galaxy's targets retires the galaxy.
             enough = len(keep) >= max(1.0, _MATCH_MIN_FILL * len(targets[g]))
