@@ -25,8 +25,8 @@ Kinds:
   them from clusters. With ``--match-magnitudes`` the random fields lie at
   the distances of real LEGUS galaxies and the detections kept follow the
   absolute V magnitudes of those catalogs' rows, galaxy by galaxy, as the
-  legus banks render them (every row, the uninspected ones with a drawn
-  class): LEGUS-default detections alone are brighter than the anchored
+  legus banks render them (every row, the uninspected ones with a class
+  drawn given their CI): LEGUS-default detections alone are brighter than the anchored
   sources, and brightness alone tells them from clusters.
 
 Domain randomisation (`glue_starclf.sim.domain`): ``--randomise`` draws the
@@ -336,7 +336,7 @@ def catalog_magnitudes(catalogs):
 
     Every row with an F555W magnitude counts, whatever its class: the legus
     banks render them all (rows nobody inspected, class 0, with a class drawn
-    from the field's mix), so their class 1-3 and class-4 stamps share these
+    given their CI), so their class 1-3 and class-4 stamps share these
     magnitudes, which are fainter than the inspected class-4 rows' alone.
 
     Parameters

@@ -33,8 +33,9 @@ from .sedfit import fit_ssp
 from .sources import (ANCHORED_CLASS4_SHARES, CLASS4_SUBTYPES, V, Light, anchor_fluxes,
                       render_class1, render_class2, render_class3, render_class4)
 
-__all__ = ["MockField", "random_field", "legus_anchored_field", "anchored_subtypes", "draw_source",
-           "write_mosaic", "check_distance", "LEGUS_ABS_MAG_CUT"]
+__all__ = ["MockField", "random_field", "legus_anchored_field", "anchored_subtypes",
+           "uninspected_classes", "draw_source", "write_mosaic", "check_distance",
+           "LEGUS_ABS_MAG_CUT", "UNINSPECTED_CI_KERNEL"]
 
 _ZP = np.array([VEGA_ZEROPOINT[b] for b in BANDS])
 
@@ -44,6 +45,10 @@ LEGUS_ABS_MAG_CUT = -6.0
 #: Side [px] of the stamps used for saturated stars and visibility.
 _BIG_STAMP = 129
 _VIS_STAMP = 61
+
+#: Gaussian width [mag] of the CI kernel that gives an uninspected row the
+#: classes of the inspected rows of its CI (`uninspected_classes`).
+UNINSPECTED_CI_KERNEL = 0.05
 
 #: Realisations drawn per anchored cluster to find one that reaches the CI.
 ANCHOR_DRAWS = {1: 2, 2: 2, 3: 10, 4: 2}
@@ -373,8 +378,9 @@ def legus_anchored_field(catalog, seed=0, distance_mpc=None, region=None, max_so
     that its noise-free CI equals the catalog's. Class-4 rows get the
     sub-types of `glue_starclf.sim.sources.ANCHORED_CLASS4_SHARES` in
     exact shares (stars carry faint blends that give them the catalog CI).
-    Rows not inspected (class 0) get a class drawn from the field's class
-    frequencies. The effective PSF's stellar CI is the field's stellar locus
+    Rows not inspected (class 0) get a class drawn as the field's humans
+    classed rows of their CI (`uninspected_classes`), so that each class keeps
+    the CI distribution of its inspected rows. The effective PSF's stellar CI is the field's stellar locus
     (`glue_starclf.sim.effpsf.stellar_locus` of the catalog CIs).
 
     Parameters
@@ -446,10 +452,10 @@ def legus_anchored_field(catalog, seed=0, distance_mpc=None, region=None, max_so
                                    np.asarray(rows["y"], float) - y0]))
 
     cls = np.asarray(rows["class"], int)
-    known = cls[(cls >= 1) & (cls <= 4)]
-    freq = np.bincount(known, minlength=5)[1:] + 1.0
-    drawn = cls < 1
-    cls = np.where(drawn, rng.choice(4, size=len(cls), p=freq / freq.sum()) + 1, cls)
+    ci_all, cls_all = np.asarray(catalog["ci"], float), np.asarray(catalog["class"], int)
+    inspected = (cls_all >= 1) & (cls_all <= 4)
+    cls = np.where(cls < 1, uninspected_classes(rng, np.asarray(rows["ci"], float),
+                                                ci_all[inspected], cls_all[inspected]), cls)
     subtypes = np.full(len(cls), "", dtype=object)
     ci_cat = np.asarray(rows["ci"], float)
     # Blanked rows of an edge source span +-MASK_HALF_WIDTH px and up to 28 rows.
@@ -527,6 +533,48 @@ def anchored_subtypes(rng, catalog_ci, isolated=None):
             else:
                 out[i] = "hot_pixel"
     return out
+
+
+def uninspected_classes(rng, ci, inspected_ci, inspected_class, kernel=UNINSPECTED_CI_KERNEL):
+    """Classes for catalog rows nobody inspected, drawn given their CI.
+
+    LEGUS inspected only rows brighter than M_V = -6; the rest (class 0) lie
+    nearer the stellar locus, where humans called most rows class 4. A row
+    takes class k with probability proportional to the Gaussian-kernel
+    weight of the inspected rows of class k at its CI, plus one pseudo-row
+    spread over the field's class frequencies (each count + 1), which alone
+    decides rows of no finite CI or with no inspected row near them.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+    ci : array_like, shape (n,)
+        CI of the rows to classify.
+    inspected_ci, inspected_class : array_like, shape (m,)
+        CI and class (1-4) of the field's inspected rows.
+    kernel : float
+        Gaussian width of the CI kernel [mag].
+
+    Returns
+    -------
+    ndarray of int, shape (n,)
+        Classes 1-4 (``len(ci)`` uniform numbers are drawn whatever the input).
+    """
+    ci = np.asarray(ci, float)
+    ref_ci = np.asarray(inspected_ci, float)
+    ref_cls = np.asarray(inspected_class, int)
+    ok = np.isfinite(ref_ci) & (ref_cls >= 1) & (ref_cls <= 4)
+    ref_ci, ref_cls = ref_ci[ok], ref_cls[ok]
+    freq = np.bincount(ref_cls, minlength=5)[1:] + 1.0
+    weight = np.tile(freq / freq.sum(), (ci.size, 1))
+    onehot = np.eye(4)[ref_cls - 1]
+    for i in range(0, ci.size, 4096):
+        d = (ci[i:i + 4096, None] - ref_ci[None]) / kernel
+        k = np.exp(-0.5 * np.nan_to_num(d, nan=np.inf) ** 2)
+        weight[i:i + 4096] += k @ onehot
+    cdf = np.cumsum(weight / weight.sum(axis=1, keepdims=True), axis=1)
+    u = rng.uniform(size=ci.size)
+    return np.minimum((u[:, None] > cdf).sum(axis=1), 3) + 1
 
 
 def _nearest_neighbour(xy):

@@ -221,3 +221,30 @@ def test_random_non_clusters_have_cluster_like_photometry():
     for a, b in ((3, 4), (1, 2), (2, 3)):
         assert ks_2samp(four[:, a] - four[:, b], clusters[:, a] - clusters[:, b]).statistic < 0.2
     assert ks_2samp(four[:, 3], clusters[:, 3]).statistic < 0.2
+
+
+def test_uninspected_rows_take_the_classes_of_inspected_rows_of_their_ci():
+    """Near the stellar locus humans called rows class 4; extended rows 1-3."""
+    from glue_starclf.sim.mosaic import uninspected_classes
+    rng = np.random.default_rng(1)
+    ref_ci = np.concatenate([rng.normal(1.30, 0.02, 300), rng.normal(1.80, 0.05, 300)])
+    ref_cls = np.concatenate([np.full(300, 4), rng.integers(1, 4, 300)])
+    compact = uninspected_classes(rng, np.full(2000, 1.30), ref_ci, ref_cls)
+    extended = uninspected_classes(rng, np.full(2000, 1.80), ref_ci, ref_cls)
+    assert np.mean(compact == 4) > 0.97
+    assert np.mean(extended == 4) < 0.03
+    assert all(0.25 < np.mean(extended == k) < 0.42 for k in (1, 2, 3))
+    # No finite CI, or no inspected row near it: the field's class frequencies.
+    for ci in (np.full(4000, np.nan), np.full(4000, 3.0)):
+        freq = np.bincount(uninspected_classes(rng, ci, ref_ci, ref_cls), minlength=5)[1:] / 4000
+        np.testing.assert_allclose(freq, [101 / 604, 101 / 604, 101 / 604, 301 / 604], atol=0.03)
+
+
+def test_uninspected_classes_take_one_draw_per_row():
+    """The stream after the draw does not depend on the rows' CI or the references."""
+    from glue_starclf.sim.mosaic import uninspected_classes
+    a, b = np.random.default_rng(5), np.random.default_rng(5)
+    uninspected_classes(a, np.linspace(1, 2, 50), [1.2, 1.5], [4, 1])
+    uninspected_classes(b, np.full(50, np.nan), [], [])
+    assert a.uniform() == b.uniform()
+    assert set(uninspected_classes(a, [1.0, 1.5, np.nan], [], [])) <= {1, 2, 3, 4}
