@@ -56,7 +56,7 @@ from .train_classifier import (classification_metrics, expected_calibration_erro
 __all__ = ["add_arguments", "run", "HUMAN_AGREEMENT", "CLASSIFIER_TARGETS",
            "PHYSICAL_TARGETS", "precision_recall", "roc_curve", "training_fields",
            "errors_by_visibility", "interval_coverage", "classifier_report", "physical_report",
-           "robustness_report", "ensemble_probs"]
+           "robustness_report", "ensemble_probs", "label_sources"]
 
 #: Per-class human agreement of Wei et al. 2020 (000 §2.1) and the 4-class /
 #: binary human-to-mode agreement of LEGUS (001 §2.1).
@@ -272,6 +272,21 @@ def _reliability(p, y, n_bins=10):
     return centres, accs, counts
 
 
+def label_sources(banks):
+    """Per stamp, where its class comes from: 1 a LEGUS human (an inspected
+    catalog row), 0 drawn for a row nobody inspected (class 0), -1 not a
+    catalog row (banks without ``legus_class``)."""
+    from glue_starclf.learn.banks import open_bank
+    out = []
+    for folder in banks:
+        t = open_bank(folder)[1]
+        if "legus_class" in t.colnames:
+            out.append((np.asarray(t["legus_class"], int) > 0).astype(int))
+        else:
+            out.append(np.full(len(t), -1))
+    return np.concatenate(out)
+
+
 def classifier_report(ens, banks, out, argv=None):
     """Write the classifier report of ``ens`` on ``banks`` into ``out``; returns the metrics.
 
@@ -310,6 +325,9 @@ def classifier_report(ens, banks, out, argv=None):
         sel = fields == f
         per_field[str(f)] = {**classification_metrics(probs[sel], y[sel]),
                              "in_training": str(f) in used}
+    source = label_sources(banks)
+    by_label = {name: classification_metrics(probs[source == k], y[source == k])
+                for k, name in ((1, "human"), (0, "drawn")) if (source == k).any()}
     held = ~np.isin(fields.astype(str), list(used))
     held_out = classification_metrics(probs[held], y[held]) if held.any() else None
     targets = {"accuracy": m["accuracy"] >= CLASSIFIER_TARGETS["accuracy"],
@@ -369,6 +387,17 @@ def classifier_report(ens, banks, out, argv=None):
     lines += ["", "## Band ablation (band zeroed and masked, 000 §4.2)", "",
               "| band zeroed | accuracy | change |", "| --- | --- | --- |"]
     lines += [f"| {b} | {a:.3f} | {a - m['accuracy']:+.3f} |" for b, a in ablation.items()]
+    if by_label:
+        lines += ["", "## Human and drawn classes", "",
+                  "Anchored rows keep the class LEGUS humans gave them; rows nobody "
+                  "inspected (class 0) take a class drawn given their CI "
+                  "(`glue_starclf.sim.mosaic.uninspected_classes`).", "",
+                  "| rows | n | accuracy | binary | recall classes 1-4 |",
+                  "| --- | --- | --- | --- | --- |"]
+        lines += [f"| {name} class | {r['n']} | {r['accuracy']:.3f} | "
+                  f"{r['binary_accuracy']:.3f} | "
+                  f"{' / '.join(f'{v:.2f}' for v in r['recall'])} |"
+                  for name, r in by_label.items()]
     lines += ["", "## Per field (leave-one-field-out)", "",
               "Accuracy of this ensemble on each field; *held out* = no member trained on "
               "the field (its training banks, less `--val-fields`, read from the cards). "
@@ -385,6 +414,7 @@ def classifier_report(ens, banks, out, argv=None):
         "used in training)"), "", "![report](classifier_report.png)", ""]
     (out / "classifier_report.md").write_text("\n".join(lines))
     metrics = {"metrics": m, "band_ablation": ablation, "per_field": per_field,
+               "by_label_source": by_label,
                "held_out_fields": held_out, "training_banks_missing": missing,
                "targets": CLASSIFIER_TARGETS, "targets_met": targets,
                "models": ens.names, "banks": [str(b) for b in banks]}

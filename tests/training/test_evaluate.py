@@ -307,3 +307,28 @@ def test_shortcut_audit_of_a_one_class_bank_needs_class4_versus(tmp_path, capsys
     assert status == 2 and len(err.strip().splitlines()) == 1
     assert str(bank) in err and "--class4-versus" in err
     assert not (tmp_path / "a").exists()
+
+
+def test_classifier_report_splits_human_and_drawn_classes(trained_models, tmp_path, capsys):
+    """Anchored rows with a LEGUS human class are reported apart from drawn ones."""
+    import shutil
+    from astropy.table import Table
+    bank = tmp_path / "anchored"
+    shutil.copytree(trained_models["classifier_bank"], bank)
+    t = Table.read(bank / "truth.ecsv")
+    t["legus_class"] = np.where(np.arange(len(t)) % 3 == 0, 0, t["class"])
+    t.write(bank / "truth.ecsv", overwrite=True)
+    out = tmp_path / "report"
+    assert main(["evaluate", "--models", str(trained_models["models"]), "--bank", str(bank),
+                 "--out", str(out)]) == 0, capsys.readouterr().err
+    assert "Human and drawn classes" in (out / "classifier_report.md").read_text()
+    data = json.loads((out / "classifier_metrics.json").read_text())
+    human, drawn = data["by_label_source"]["human"], data["by_label_source"]["drawn"]
+    assert (human["n"], drawn["n"]) == (len(t) - len(t[::3]), len(t[::3]))
+    pooled = (human["n"] * human["accuracy"] + drawn["n"] * drawn["accuracy"]) / len(t)
+    assert pooled == pytest.approx(data["metrics"]["accuracy"])
+    # a bank of random sources has no catalog rows: no split
+    assert main(["evaluate", "--models", str(trained_models["models"]), "--bank",
+                 str(trained_models["classifier_bank"]), "--out", str(tmp_path / "r2")]) == 0
+    assert json.loads((tmp_path / "r2" / "classifier_metrics.json").read_text())[
+        "by_label_source"] == {}
