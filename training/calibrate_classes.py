@@ -2,7 +2,8 @@
 
 The story: the classifier members of ``--models`` -> their averaged
 probabilities on the labelled ``--val-bank`` stamps (renders of training
-catalogs: the class mix of LEGUS) -> the temperature and class log-prior of
+catalogs; with ``--human-classes`` only the rows LEGUS humans classified,
+whose class mix the prior is for) -> the temperature and class log-prior of
 least negative log-likelihood (`glue_starclf.core.class_prior`) -> scores
 before and after on the validation and any ``--test-bank`` -> with
 ``--write``, ``classifier.classes.json`` in the models folder, which
@@ -23,6 +24,9 @@ def add_arguments(p):
                    help="labelled bank the prior is fitted on (repeatable)")
     p.add_argument("--test-bank", action="append", default=[],
                    help="labelled bank scored before and after (repeatable)")
+    p.add_argument("--human-classes", action="store_true",
+                   help="fit on the validation rows with a LEGUS human class only (not the "
+                        "rows nobody inspected, whose classes are drawn)")
     p.add_argument("--write", action="store_true",
                    help="write classifier.classes.json into the models folder")
     p.add_argument("--overwrite", action="store_true",
@@ -51,7 +55,7 @@ def run(args):
     from glue_starclf.core.predict import load_ensemble
     from glue_starclf.io.writers import atomic_write
 
-    from .evaluate import classifier_stellar_ci, ensemble_probs
+    from .evaluate import classifier_stellar_ci, ensemble_probs, label_sources
     from .train_classifier import labelled_stamps
     folder = Path(args.models) if args.models else bundled_models_dir()
     out = folder / CLASS_PRIOR_FILE
@@ -61,7 +65,15 @@ def run(args):
     # fitted on the class-balanced probabilities
     ensemble = load_ensemble("classifier", folder, class_prior=False)
     x, y, mask, _ = labelled_stamps(args.val_bank)
-    probs = ensemble_probs(ensemble, x, mask, classifier_stellar_ci(ensemble, args.val_bank))
+    ci = classifier_stellar_ci(ensemble, args.val_bank)
+    if args.human_classes:
+        keep = label_sources(args.val_bank) == 1
+        if not keep.any():
+            raise ValueError(f"{', '.join(map(str, args.val_bank))}: no rows with a LEGUS "
+                             "human class (--human-classes needs legus banks)")
+        x, y, mask = np.asarray(x)[keep], y[keep], mask[keep]
+        ci = None if ci is None else ci[keep]
+    probs = ensemble_probs(ensemble, x, mask, ci)
     temperature, log_prior = fit_class_prior(probs, y)
     prior = ClassPrior(temperature, log_prior, ensemble.hashes)
     report = {"validation": {"before": _scores(probs, y),
@@ -79,6 +91,7 @@ def run(args):
         print(_line("with the prior", r["after"]))
     if args.write:
         prior.meta = {"val_banks": [str(b) for b in args.val_bank],
+                      "human_classes_only": bool(args.human_classes),
                       "class_counts": np.bincount(y, minlength=len(log_prior)).tolist(),
                       "members": ensemble.names, "scores": report,
                       "command": "python -m training " + " ".join(getattr(args, "argv", [])),

@@ -114,6 +114,32 @@ def test_calibrate_classes_writes_a_prior_that_predict_uses(trained_models, mode
     assert status == 2 and "exists" in err and "Traceback" not in err
 
 
+def test_calibrate_classes_on_the_human_classes_only(trained_models, models_copy, tmp_path):
+    """--human-classes fits on the rows with a LEGUS human class; a bank without any is refused."""
+    from astropy.table import Table
+    bank = tmp_path / "anchored"
+    shutil.copytree(trained_models["classifier_bank"], bank)
+    t = Table.read(bank / "truth.ecsv")
+    t["legus_class"] = np.where(np.arange(len(t)) % 4 == 0, t["class"], 0)
+    t.write(bank / "truth.ecsv", overwrite=True)
+    models = tmp_path / "models"
+    models.mkdir()
+    for p in models_copy.iterdir():
+        if p.name != CLASS_PRIOR_FILE:
+            shutil.copy(p, models / p.name)
+    status, out, err = run_training("calibrate-classes", "--models", models,
+                                    "--val-bank", bank, "--human-classes", "--write")
+    assert status == 0, err
+    assert f"from {len(t[::4])} stamps" in out
+    doc = json.loads((models / CLASS_PRIOR_FILE).read_text())
+    assert doc["meta"]["human_classes_only"] is True
+    assert doc["meta"]["class_counts"] == np.bincount(t["class"][::4] - 1, minlength=4).tolist()
+    status, out, err = run_training("calibrate-classes", "--models", models_copy, "--val-bank",
+                                    trained_models["classifier_bank"], "--human-classes")
+    assert status == 2 and "no rows with a LEGUS human class" in err
+    assert len(err.strip().splitlines()) == 1
+
+
 def test_predict_applies_the_prior_and_ignores_one_for_other_members(trained_models,
                                                                      models_copy, tmp_path,
                                                                      scene):
