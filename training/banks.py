@@ -26,8 +26,8 @@ Kinds:
   the distances of real LEGUS galaxies and the detections kept follow the
   absolute V magnitudes of those catalogs' rows, galaxy by galaxy, as the
   legus banks render them (every row, the uninspected ones with a class
-  drawn given their CI): LEGUS-default detections alone are brighter than the anchored
-  sources, and brightness alone tells them from clusters.
+  drawn given their CI): LEGUS-default detections alone are brighter than
+  the anchored sources, and brightness alone tells them from clusters.
 
 Domain randomisation (`glue_starclf.sim.domain`): ``--randomise`` draws the
 instrument conditions per chunk (classifier, physical) or per field (legus),

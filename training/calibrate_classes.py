@@ -71,7 +71,7 @@ def run(args):
         if not keep.any():
             raise ValueError(f"{', '.join(map(str, args.val_bank))}: no rows with a LEGUS "
                              "human class (--human-classes needs legus banks)")
-        x, y, mask = np.asarray(x)[keep], y[keep], mask[keep]
+        x, y, mask = x[keep], y[keep], mask[keep]
         ci = None if ci is None else ci[keep]
     probs = ensemble_probs(ensemble, x, mask, ci)
     temperature, log_prior = fit_class_prior(probs, y)

@@ -379,8 +379,8 @@ def legus_anchored_field(catalog, seed=0, distance_mpc=None, region=None, max_so
     sub-types of `glue_starclf.sim.sources.ANCHORED_CLASS4_SHARES` in
     exact shares (stars carry faint blends that give them the catalog CI).
     Rows not inspected (class 0) get a class drawn as the field's humans
-    classed rows of their CI (`uninspected_classes`), so that each class keeps
-    the CI distribution of its inspected rows. The effective PSF's stellar CI is the field's stellar locus
+    classed rows of their CI (`uninspected_classes`). The effective PSF's
+    stellar CI is the field's stellar locus
     (`glue_starclf.sim.effpsf.stellar_locus` of the catalog CIs).
 
     Parameters
@@ -452,12 +452,12 @@ def legus_anchored_field(catalog, seed=0, distance_mpc=None, region=None, max_so
                                    np.asarray(rows["y"], float) - y0]))
 
     cls = np.asarray(rows["class"], int)
+    ci_cat = np.asarray(rows["ci"], float)
     ci_all, cls_all = np.asarray(catalog["ci"], float), np.asarray(catalog["class"], int)
     inspected = (cls_all >= 1) & (cls_all <= 4)
-    cls = np.where(cls < 1, uninspected_classes(rng, np.asarray(rows["ci"], float),
-                                                ci_all[inspected], cls_all[inspected]), cls)
+    cls = np.where(cls < 1, uninspected_classes(rng, ci_cat, ci_all[inspected],
+                                                cls_all[inspected]), cls)
     subtypes = np.full(len(cls), "", dtype=object)
-    ci_cat = np.asarray(rows["ci"], float)
     # Blanked rows of an edge source span +-MASK_HALF_WIDTH px and up to 28 rows.
     near = _nearest_neighbour(xy)
     subtypes[cls == 4] = anchored_subtypes(rng, ci_cat[cls == 4], near[cls == 4] > 40)
