@@ -32,6 +32,8 @@ log10 visibility runs from about -1.2 to 3.7 with 1st / 99th percentiles
 stamps (visibility 0) land in the lowest bin.
 """
 
+import functools
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -91,6 +93,9 @@ def _zoom_views(x, zooms=_ZOOMS, mode="bilinear", side=None):
 
     ``side`` defaults to the stamp's own side. Crops larger than ``side`` are
     resampled with antialiasing (bilinear mode), i.e. binned, not decimated.
+    Bilinear resampling is separable, so it runs as two small matrix products
+    (`_resampling_matrix`: the same weights as ``F.interpolate``, about a
+    quarter of its time on CPU).
     """
     n = x.shape[-1]
     side = n if side is None else int(side)
@@ -101,10 +106,24 @@ def _zoom_views(x, zooms=_ZOOMS, mode="bilinear", side=None):
         c = x[..., o:o + crop, o:o + crop]
         if crop == side:
             views.append(c)
-            continue
-        kw = ({"align_corners": False, "antialias": crop > side} if mode == "bilinear" else {})
-        views.append(F.interpolate(c, size=(side, side), mode=mode, **kw))
+        elif mode == "bilinear":
+            r = _resampling_matrix(crop, side).to(dtype=x.dtype, device=x.device)
+            views.append(torch.matmul(torch.matmul(r, c), r.T))
+        else:
+            views.append(F.interpolate(c, size=(side, side), mode=mode))
     return views
+
+
+@functools.lru_cache(maxsize=None)
+def _resampling_matrix(crop, side):
+    """(side, crop) weights of ``F.interpolate(..., mode="bilinear", align_corners=False,
+    antialias=crop > side)`` along one axis, taken from ``F.interpolate`` itself: row i
+    of input image k is 1 where k = i, so output column 0 holds the weights of input
+    row k."""
+    rows = torch.eye(crop)[:, None, :, None].expand(crop, 1, crop, 2).contiguous()
+    out = F.interpolate(rows, size=(side, 2), mode="bilinear", align_corners=False,
+                        antialias=crop > side)
+    return out[:, 0, :, 0].T.contiguous()
 
 
 def _conv_bn(c_in, c_out, kernel=3, stride=1):

@@ -190,6 +190,17 @@ def test_zoom_views_crop_and_resample():
     assert all(torch.allclose(v, torch.tensor(2.0)) for v in flat)
 
 
+@pytest.mark.parametrize("crop,side", [(32, 16), (20, 16), (10, 16), (64, 32), (16, 16)])
+def test_zoom_views_resample_as_interpolate(crop, side):
+    # The separable matrix products give F.interpolate's values (antialiased when shrinking).
+    x = torch.randn(4, 5, crop, crop) * 3 + 1
+    ref = torch.nn.functional.interpolate(x, size=(side, side), mode="bilinear",
+                                          align_corners=False, antialias=crop > side)
+    (view,) = N._zoom_views(x, zooms=(1.0,), side=side)
+    assert view.shape == ref.shape
+    assert torch.allclose(view, ref, atol=1e-5)
+
+
 @pytest.mark.parametrize("name", ["StarClassifier", "PhysicalNet"])
 def test_fuse_for_inference_keeps_outputs(name):
     net = N.build_network(name)
