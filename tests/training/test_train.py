@@ -2,9 +2,11 @@
 determinism, the NaN guard and bad input (one-line errors, exit status 2)."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
+from astropy.table import Table
 
 from glue_starclf.core.checkpoints import load_checkpoint, sha256_file
 from glue_starclf.learn.banks import open_bank
@@ -488,11 +490,21 @@ def test_classifier_conditioned_on_the_measured_stellar_ci(trained_models, tmp_p
     assert status == 0, err
     model, card = load_checkpoint(out)
     assert card["kwargs"] == {"stellar_ci": True} and model.stellar_ci
-    # A bank without the measurement (an engine bank: no field to measure it on).
-    status, _, err = run_training(*classifier_argv(trained_models["classifier_bank"],
-                                                   tmp_path / "no.safetensors", 0, 1,
+    # An engine bank has no field to measure on: its stamps take their PSF's value.
+    engine = trained_models["classifier_bank"]
+    status, _, err = run_training(*classifier_argv(engine, tmp_path / "psf.safetensors", 0, 1,
                                                    "--stellar-ci"))
-    _assert_one_line_error(status, err, "classifier", "no stellar_ci column")
+    assert status == 0, err
+    assert "take their PSF's (psf_stellar_ci)" in err
+    # A bank with neither value is refused.
+    old = tmp_path / "old"
+    shutil.copytree(engine, old)
+    truth = Table.read(old / "truth.ecsv")
+    truth.remove_columns([c for c in ("stellar_ci", "psf_stellar_ci") if c in truth.colnames])
+    truth.write(old / "truth.ecsv", overwrite=True)
+    status, _, err = run_training(*classifier_argv(old, tmp_path / "no.safetensors", 0, 1,
+                                                   "--stellar-ci"))
+    _assert_one_line_error(status, err, "classifier", "neither a measured stellar_ci")
     status, _, err = run_training(*classifier_argv(bank, tmp_path / "neg.safetensors", 0, 1,
                                                    "--stellar-ci", "--stellar-ci-jitter", "-1"))
     _assert_one_line_error(status, err, "--stellar-ci-jitter -1")
