@@ -17,8 +17,8 @@ from astropy.table import Table
 
 from ..version import __version__
 
-__all__ = ["Ensemble", "load_ensemble", "predict", "field_stellar_ci", "bf16_supported",
-           "RESULT_COLUMNS", "DISTANCE_RANGE_MPC", "distance_warning"]
+__all__ = ["Ensemble", "load_ensemble", "takes_stellar_ci", "predict", "field_stellar_ci",
+           "bf16_supported", "RESULT_COLUMNS", "DISTANCE_RANGE_MPC", "distance_warning"]
 
 log = logging.getLogger("glue_starclf")
 
@@ -131,19 +131,50 @@ def _card_tilt(members):
     return check_tilt(tilts[0], members[0][1]["_path"])
 
 
+def _family_cards(family, folder=None):
+    """The model cards of a family in a folder (default: the bundled one), weights unread."""
+    from .checkpoints import bundled_models_dir, list_models
+    folder = Path(folder) if folder is not None else bundled_models_dir()
+    cards = [c for c in list_models(folder) if c.get("family") == family]
+    if not cards:
+        raise FileNotFoundError(f"no {family} models in {folder} (train them with "
+                                "python -m training, see the README, or pass --models DIR)")
+    return cards
+
+
 def load_ensemble(family, folder=None, class_prior=True):
     """The bundled (or a folder's) ensemble of ``"classifier"`` or ``"physical"``.
 
     ``class_prior=False`` leaves out the classifier's class prior (class-balanced
     probabilities; its file is then not read).
     """
-    from .checkpoints import bundled_models_dir, list_models
-    folder = Path(folder) if folder is not None else bundled_models_dir()
-    cards = [c["_path"] for c in list_models(folder) if c.get("family") == family]
-    if not cards:
-        raise FileNotFoundError(f"no {family} models in {folder} (train them with "
-                                "python -m training, see the README, or pass --models DIR)")
-    return Ensemble(cards, class_prior)
+    return Ensemble([c["_path"] for c in _family_cards(family, folder)], class_prior)
+
+
+def takes_stellar_ci(folder=None):
+    """True if a classifier member of a models folder takes the field's stellar CI.
+
+    Read from the model cards (``"stellar_ci": true`` in their ``kwargs``), without
+    loading any weights, so a GUI can ask it whenever the models chosen change.
+
+    Parameters
+    ----------
+    folder : str or pathlib.Path, optional
+        The models folder; default the bundled models.
+
+    Returns
+    -------
+    bool
+
+    Raises
+    ------
+    FileNotFoundError
+        If the folder holds no classifier models.
+    ValueError
+        If one of its model cards is unreadable or invalid.
+    """
+    return any(bool(c["kwargs"].get("stellar_ci", False))
+               for c in _family_cards("classifier", folder))
 
 
 def _shared_inputs(members, x):

@@ -101,6 +101,10 @@ class ClassifyJob:
     class_balanced : bool
         Class probabilities without the models' class prior
         (`glue_starclf.core.class_prior`), as if the classes were equally common.
+    stellar_ci : float or None
+        The field's stellar CI [mag] (V band, 1 px vs 3 px, of a star) for
+        classifier members that take it; None to measure it on the mosaic
+        (`glue_starclf.core.predict.field_stellar_ci`).
     """
 
     mosaic: object
@@ -111,6 +115,7 @@ class ClassifyJob:
     mask: Optional[np.ndarray] = None
     batch: int = GUI_BATCH
     class_balanced: bool = False
+    stellar_ci: Optional[float] = None
 
 
 def default_distance(mosaic_data):
@@ -290,7 +295,7 @@ def run_job(job, callback=None):
     # Without ra/dec in the input, predict computes them from the mosaic WCS.
     table = predict(job.mosaic, sources["id", "x", "y"], job.distance_mpc,
                     classifier=classifier, physical=physical, batch=job.batch,
-                    callback=callback)
+                    callback=callback, stellar_ci=job.stellar_ci)
     mags = aperture_magnitudes(job.mosaic, table["x"], table["y"])
     for name in MAG_COLUMNS:
         table[name] = mags[name]

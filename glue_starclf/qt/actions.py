@@ -203,7 +203,8 @@ def classify_selection(viewer):
         if source is None:
             job = ClassifyJob(mosaic, dialog.values["distance_mpc"], dialog.values["models"],
                               box=box, mask=mask,
-                              class_balanced=dialog.values["class_balanced"])
+                              class_balanced=dialog.values["class_balanced"],
+                              stellar_ci=dialog.values["stellar_ci"])
         else:
             cat, inside = source
             if not inside.any():
@@ -212,7 +213,8 @@ def classify_selection(viewer):
                 return
             job = ClassifyJob(mosaic, dialog.values["distance_mpc"], dialog.values["models"],
                               sources=catalog_sources(cat, inside),
-                              class_balanced=dialog.values["class_balanced"])
+                              class_balanced=dialog.values["class_balanced"],
+                              stellar_ci=dialog.values["stellar_ci"])
         notes = mosaic_notes(mosaic)
 
         def on_result(table):
@@ -273,7 +275,8 @@ def classify_catalog_dialog(session, data_collection):
         mosaic = mosaic_from_data(mosaic_data)
         job = ClassifyJob(mosaic, dialog.values["distance_mpc"], dialog.values["models"],
                           sources=catalog_sources(cat),
-                          class_balanced=dialog.values["class_balanced"])
+                          class_balanced=dialog.values["class_balanced"],
+                          stellar_ci=dialog.values["stellar_ci"])
         notes = mosaic_notes(mosaic)
 
         def on_result(table):

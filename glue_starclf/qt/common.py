@@ -108,6 +108,9 @@ _GUI_TEXTS = (
      r"\2 file"),
     (re.compile(r"(: cannot read it as a catalog table) \(.*"),
      r"\1: choose an ECSV, CSV or FITS table, or a LEGUS .tab, in the Catalog row"),
+    (re.compile(r"(.*stellar CI.*?)[;:] give it instead$"),
+     r"\1: enter it (the V-band CI, 1 px vs 3 px, of a star in this mosaic) in the "
+     r"“Stellar CI” field of the Classify dialog"),
 )
 
 
@@ -266,7 +269,11 @@ class ModelChooser(QtWidgets.QWidget):
     ----------
     versions : list of (str, pathlib.Path)
         The user's fine-tuned versions offered (items 2 and on).
+    changed : Signal
+        Emitted when the choice (item or folder text) changes.
     """
+
+    changed = QtCore.Signal()
 
     def __init__(self, parent=None):
         from ..glue.finetuning import list_user_models
@@ -285,6 +292,8 @@ class ModelChooser(QtWidgets.QWidget):
         lay.addWidget(self.folder, 1)
         lay.addWidget(self.browse)
         self.combo.currentIndexChanged.connect(self._sync)
+        self.combo.currentIndexChanged.connect(self.changed)
+        self.folder.textChanged.connect(self.changed)
         self.browse.clicked.connect(self._browse)
         if _last_folder["path"]:
             self.combo.setCurrentIndex(1)
@@ -310,6 +319,14 @@ class ModelChooser(QtWidgets.QWidget):
         self.folder.setText(str(path or ""))
         self.combo.setCurrentIndex(1 if path else 0)
 
+    def chosen(self):
+        """The models folder chosen, unchecked: None for the bundled models, "" when not given."""
+        if self.combo.currentIndex() == 0:
+            return None
+        if self.combo.currentIndex() >= 2:
+            return self.combo.currentData()
+        return self.folder.text().strip()
+
     def value(self):
         """The models folder, or None for the bundled models.
 
@@ -318,11 +335,9 @@ class ModelChooser(QtWidgets.QWidget):
         ValueError
             If a folder is chosen but not given.
         """
-        if self.combo.currentIndex() == 0:
-            return None
-        if self.combo.currentIndex() >= 2:
-            return self.combo.currentData()
-        path = self.folder.text().strip()
+        path = self.chosen()
+        if self.combo.currentIndex() != 1:
+            return path
         if not path:
             raise ValueError("choose a models folder, or the bundled models")
         check_models_folder(path)

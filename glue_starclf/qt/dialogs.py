@@ -7,11 +7,13 @@ and validate their fields on OK, showing what is wrong inside the dialog.
 from qtpy import QtWidgets
 from qtpy.QtCore import Qt
 
+from ..core.predict import takes_stellar_ci
+from ..core.stellar_ci import STELLAR_CI_RANGE
 from ..glue.data import detect_band
 from ..io.bands import BANDS
 from .common import DistanceEdit, ModelChooser, distance_range
 
-__all__ = ["OpenMosaicDialog", "ClassifyDialog"]
+__all__ = ["OpenMosaicDialog", "ClassifyDialog", "STELLAR_CI_TIP", "STELLAR_CI_OFF_TIP"]
 
 
 def _error_label():
@@ -111,8 +113,22 @@ class OpenMosaicDialog(QtWidgets.QDialog):
         super().accept()
 
 
+#: Tooltips of the "Stellar CI" row, when the chosen models take it and when not.
+STELLAR_CI_TIP = (
+    "The field's stellar CI: the V-band (F555W) concentration index, magnitude in a 1 px "
+    "minus a 3 px aperture, of a star in this mosaic ({lo:g}–{hi:g} mag). The chosen "
+    "classifier takes it; left empty, it is measured on the image around the sources. "
+    "Give it when the mosaic lacks F555W or the region is too small or empty to measure "
+    "it.").format(lo=STELLAR_CI_RANGE[0], hi=STELLAR_CI_RANGE[1])
+STELLAR_CI_OFF_TIP = ("The chosen models do not take the stellar CI (their classifier was not "
+                      "trained with --stellar-ci)")
+
+
 class ClassifyDialog(QtWidgets.QDialog):
-    """Sources, mosaic (optional), distance, models and class prior of a classification.
+    """Sources, mosaic (optional), distance, models, class prior and stellar CI of a classification.
+
+    The "Stellar CI" row is enabled only while the chosen models' classifier
+    takes it (`glue_starclf.core.predict.takes_stellar_ci`).
 
     Parameters
     ----------
@@ -127,6 +143,12 @@ class ClassifyDialog(QtWidgets.QDialog):
     intro : str
         A line above the fields.
     parent : QWidget, optional
+
+    Attributes
+    ----------
+    values : dict or None
+        After OK: ``source``, ``distance_mpc``, ``models``, ``class_balanced``,
+        ``stellar_ci`` (None: measured, or not taken) and ``mosaic``.
     """
 
     def __init__(self, title, sources, distance, mosaics=None, intro="", parent=None):
@@ -153,6 +175,18 @@ class ClassifyDialog(QtWidgets.QDialog):
             "The class probabilities as if the four classes were equally common: higher "
             "class-1 recall, lower accuracy on a LEGUS-like mix of sources")
         form.addRow("Class probabilities", self.class_balanced)
+        self.stellar_ci = QtWidgets.QLineEdit()
+        self.stellar_ci.setPlaceholderText("measured on the image")
+        self.stellar_ci_row = QtWidgets.QWidget()
+        row = QtWidgets.QHBoxLayout(self.stellar_ci_row)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.stellar_ci)
+        row.addWidget(QtWidgets.QLabel("mag"))
+        row.addStretch(1)
+        form.addRow("Stellar CI", self.stellar_ci_row)
+        self.stellar_ci_label = form.labelForField(self.stellar_ci_row)
+        self.models.changed.connect(self._models_changed)
+        self._models_changed()
         self.error = _error_label()
         buttons = QtWidgets.QDialogButtonBox(QtWidgets.QDialogButtonBox.Ok |
                                              QtWidgets.QDialogButtonBox.Cancel)
@@ -174,6 +208,39 @@ class ClassifyDialog(QtWidgets.QDialog):
         self._confirmed_distance = None
         self.distance.edit.textChanged.connect(self._distance_edited)
 
+    def _models_changed(self):
+        folder = self.models.chosen()
+        try:
+            takes = folder != "" and takes_stellar_ci(folder)
+        except (OSError, ValueError):  # no models there (yet): OK says why
+            takes = False
+        self.stellar_ci_row.setEnabled(takes)
+        self.stellar_ci_label.setEnabled(takes)
+        for widget in (self.stellar_ci_row, self.stellar_ci_label, self.stellar_ci):
+            widget.setToolTip(STELLAR_CI_TIP if takes else STELLAR_CI_OFF_TIP)
+
+    def _stellar_ci_value(self):
+        """The stellar CI given (None: empty, or the models do not take it).
+
+        Raises
+        ------
+        ValueError
+            If it is not a number in `STELLAR_CI_RANGE`.
+        """
+        text = self.stellar_ci.text().strip()
+        if not text or not self.stellar_ci_row.isEnabled():
+            return None
+        lo, hi = STELLAR_CI_RANGE
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"stellar CI {text!r} is not a number of mag (a star's V-band "
+                             f"CI, {lo:g}–{hi:g}; leave it empty to measure it)") from None
+        if not lo <= value <= hi:
+            raise ValueError(f"stellar CI {text} mag lies outside {lo:g}–{hi:g} mag (a "
+                             f"star's V-band CI, 1 px vs 3 px)")
+        return value
+
     def _distance_edited(self, *args):
         self._confirmed_distance = None
         self.buttons.button(QtWidgets.QDialogButtonBox.Ok).setText("Classify")
@@ -187,6 +254,7 @@ class ClassifyDialog(QtWidgets.QDialog):
         try:
             distance = self.distance.value()
             models = self.models.value()
+            stellar_ci = self._stellar_ci_value()
         except ValueError as exc:
             self.error.setText(str(exc))
             return
@@ -201,6 +269,7 @@ class ClassifyDialog(QtWidgets.QDialog):
             return
         self.values = {"source": self.sources.currentData(), "distance_mpc": distance,
                        "models": models, "class_balanced": self.class_balanced.isChecked(),
+                       "stellar_ci": stellar_ci,
                        "mosaic": self.mosaics.currentData() if self.mosaics is not None
                        else None}
         super().accept()

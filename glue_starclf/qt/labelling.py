@@ -459,7 +459,8 @@ def recompute_results(session, data, folder, parent=None):
     """Classify every source of a dataset again with the models of ``folder``.
 
     The rows are updated in place (`merge_results`, or `attach_results`
-    for a catalog), so labels, subsets and links stay.
+    for a catalog), so labels, subsets and links stay. The distance, and the
+    stellar CI where the user gave one, are those of the last classification.
 
     Returns
     -------
@@ -467,13 +468,16 @@ def recompute_results(session, data, folder, parent=None):
     """
     dc = session.data_collection
     mosaic_data = mosaic_of(dc, data)
-    distance = (data.meta.get(RESULTS_META_KEY) or {}).get("distance_mpc")
+    meta = data.meta.get(RESULTS_META_KEY) or {}
+    distance = meta.get("distance_mpc")
     if mosaic_data is None or distance is None:
         notify(parent, f"“{data.label}” cannot be recomputed: its mosaic or distance is "
                f"unknown. Classify it again with the tools, choosing the new models.", "warning")
         return None
+    # A stellar CI the user gave is given again: it may not be measurable on this field.
+    given = meta.get("stellar_ci") if meta.get("stellar_ci_source") == "given" else None
     job = ClassifyJob(mosaic_from_data(mosaic_data), float(distance), str(folder),
-                      sources=catalog_sources(data))
+                      sources=catalog_sources(data), stellar_ci=given)
     before = np.asarray(data["class"], float).copy() if kind_of(data) == RESULTS else None
 
     def on_result(table):

@@ -365,3 +365,31 @@ def test_conditioned_classifier_on_a_field_too_small_to_measure(conditioned, ens
     out = predict(images, mock.truth[["x", "y"]], 10.0, classifier=conditioned,
                   physical=ensembles[1], stellar_ci=1.3)
     assert np.isfinite(_probs(out)).all()
+
+
+def test_takes_stellar_ci_reads_the_cards_only(conditioned, trained_models, tmp_path,
+                                               monkeypatch):
+    import shutil
+    from pathlib import Path
+
+    from glue_starclf.core import checkpoints
+    from glue_starclf.core.predict import takes_stellar_ci
+    assert not takes_stellar_ci(trained_models["models"])
+    # the card of a member that takes it, beside weights that cannot be loaded
+    card = Path(conditioned.members[0][1]["_path"])
+    folder = tmp_path / "cards"
+    folder.mkdir()
+    shutil.copy(card, folder / card.name)
+    (folder / card.name).with_suffix(".safetensors").write_bytes(b"not weights")
+    with pytest.raises(ValueError, match="sha256"):
+        load_ensemble("classifier", folder)
+    assert takes_stellar_ci(folder) and takes_stellar_ci(str(folder))
+    # one member that takes it is enough (as Ensemble.needs_stellar_ci)
+    for name in ("classifier-s0.json", "classifier-s0.safetensors"):
+        shutil.copy(trained_models["models"] / name, folder / name)
+    assert takes_stellar_ci(folder)
+    # no folder: the bundled models
+    monkeypatch.setattr(checkpoints, "bundled_models_dir", lambda: folder)
+    assert takes_stellar_ci()
+    with pytest.raises(FileNotFoundError, match="no classifier models"):
+        takes_stellar_ci(tmp_path / "empty")
