@@ -294,10 +294,12 @@ def field_stellar_ci(classifier, mosaic, x, y, stellar_ci=None):
     value : float or None
         None when no member takes it.
     source : str or None
-        ``"given"``, or ``"measured in region (x0, y0, x1, y1) from the N brightest
-        isolated detections"``.
+        ``"given"``, ``"measured in region (x0, y0, x1, y1) from the N brightest
+        isolated detections"``, or ``"default (not measured: <reason>)"`` where
+        the mosaic does not allow a measurement (`stellar_ci_or_default`; a
+        warning is logged).
     """
-    from .stellar_ci import STELLAR_CI_RANGE, measure_stellar_ci, sources_centre
+    from .stellar_ci import STELLAR_CI_RANGE, sources_centre, stellar_ci_or_default
     lo, hi = STELLAR_CI_RANGE
     if stellar_ci is not None:
         try:
@@ -313,13 +315,13 @@ def field_stellar_ci(classifier, mosaic, x, y, stellar_ci=None):
         return None, None
     if stellar_ci is not None:
         return v, "given"
-    value, info = measure_stellar_ci(mosaic, sources_centre(x, y))
-    if not lo <= value <= hi:
-        raise ValueError(f"the stellar CI measured in region {tuple(info['region'])} is "
-                         f"{value:.3f} mag, outside {lo:g}-{hi:g}: give it instead")
-    where = (f"measured in region {tuple(info['region'])} from the {info['n_used']} brightest "
-             "isolated detections")
-    log.info("stellar CI %.3f mag, %s", value, where)
+    value, where, measured = stellar_ci_or_default(mosaic, sources_centre(x, y))
+    if measured:
+        log.info("stellar CI %.3f mag, %s", value, where)
+    else:
+        log.warning("stellar CI %.2f mag, the %s; every result is flagged 'stellar_ci' "
+                    "(give the field's value with --stellar-ci, or in the Classify dialog)",
+                    value, where)
     return value, where
 
 
@@ -387,6 +389,7 @@ def predict(mosaic, sources, distance_mpc, classifier=None, physical=None, batch
         log.warning(far)
     stellar_ci, stellar_ci_source = (field_stellar_ci(classifier, mosaic, x, y, stellar_ci)
                                      if n else (stellar_ci, None))
+    default_ci = bool(stellar_ci_source) and stellar_ci_source.startswith("default")
     from .cutouts import native_stamp_size, needs_resampling
     scale = getattr(mosaic, "pixel_scale", None)
     if needs_resampling(scale) and n:
@@ -405,6 +408,8 @@ def predict(mosaic, sources, distance_mpc, classifier=None, physical=None, batch
             mosaic.release_pages()
             since_release = 0
         flags[sl] = _add_flag(cut.flags, "distance") if far else cut.flags
+        if default_ci:
+            flags[sl] = _add_flag(flags[sl], "stellar_ci")
         ok = ~np.all(np.isnan(cut.stamps), axis=(1, 2, 3))
         if not ok.any():
             if callback is not None:

@@ -15,11 +15,15 @@ import numpy as np
 
 from ..io.bands import canonical_band
 
-__all__ = ["measure_stellar_ci", "sources_centre", "STELLAR_CI_RANGE", "STELLAR_CI_BOX_PX", "STELLAR_CI_N_BRIGHTEST",
+__all__ = ["measure_stellar_ci", "stellar_ci_or_default", "sources_centre", "STELLAR_CI_RANGE",
+           "STELLAR_CI_DEFAULT", "STELLAR_CI_BOX_PX", "STELLAR_CI_N_BRIGHTEST",
            "STELLAR_CI_ISOLATION_PX", "STELLAR_CI_PERCENTILE", "STELLAR_CI_MIN_SOURCES"]
 
 #: Stellar CIs [mag] accepted: the PSFs of the training data span 1.15-1.47.
 STELLAR_CI_RANGE = (1.0, 1.8)
+#: Taken where it cannot be measured: the median stellar locus of the 35 LEGUS
+#: catalogs (1.15-1.35; `glue_starclf.sim.effpsf.stellar_locus`).
+STELLAR_CI_DEFAULT = 1.25
 #: Side [px] of the box the stellar CI is measured in (centred on the sources).
 STELLAR_CI_BOX_PX = 2048
 #: The brightest isolated detections used, and how isolated [px to the nearest detection].
@@ -69,7 +73,7 @@ def measure_stellar_ci(mosaic, centre=None, box=STELLAR_CI_BOX_PX, band="F555W")
     band = canonical_band(band)
     if band not in mosaic.bands:
         raise ValueError(f"the stellar CI is measured in {band}, which the mosaic lacks "
-                         f"(bands given: {', '.join(mosaic.bands)}); give it instead")
+                         f"(bands given: {', '.join(mosaic.bands)})")
     ny, nx = mosaic.shape
     cx, cy = (nx / 2.0, ny / 2.0) if centre is None else (float(centre[0]), float(centre[1]))
     side = int(box)
@@ -92,9 +96,44 @@ def measure_stellar_ci(mosaic, centre=None, box=STELLAR_CI_BOX_PX, band="F555W")
     ok = isolated & np.isfinite(ci) & np.isfinite(mag)
     if ok.sum() < STELLAR_CI_MIN_SOURCES:
         raise ValueError(f"region {region}: {int(ok.sum())} isolated detections in {band}, too "
-                         f"few (< {STELLAR_CI_MIN_SOURCES}) to measure the stellar CI; give "
-                         "it instead")
+                         f"few (< {STELLAR_CI_MIN_SOURCES}) to measure the stellar CI")
     idx = np.flatnonzero(ok)
     brightest = idx[np.argsort(mag[idx], kind="stable")[:STELLAR_CI_N_BRIGHTEST]]
     info["n_used"] = int(len(brightest))
     return float(np.percentile(ci[brightest], STELLAR_CI_PERCENTILE)), info
+
+
+def stellar_ci_or_default(mosaic, centre=None):
+    """`measure_stellar_ci`, or `STELLAR_CI_DEFAULT` where the mosaic does not allow it.
+
+    A mosaic without the V band, or with too few isolated stars near the
+    sources (a small region, a sparse dwarf), is no user error: the typical
+    LEGUS value is taken and the reason returned, for the caller to warn and
+    flag.
+
+    Parameters
+    ----------
+    mosaic : glue_starclf.io.mosaic.Mosaic
+    centre : (float, float), optional
+        As in `measure_stellar_ci`.
+
+    Returns
+    -------
+    value : float
+    source : str
+        ``"measured in region (x0, y0, x1, y1) from the N brightest isolated
+        detections"`` or ``"default (not measured: <reason>)"``.
+    measured : bool
+    """
+    lo, hi = STELLAR_CI_RANGE
+    try:
+        value, info = measure_stellar_ci(mosaic, centre)
+    except ValueError as exc:
+        reason = str(exc)
+    else:
+        if lo <= value <= hi:
+            return value, (f"measured in region {tuple(info['region'])} from the "
+                           f"{info['n_used']} brightest isolated detections"), True
+        reason = (f"the value measured in region {tuple(info['region'])}, {value:.3f} mag, "
+                  f"is outside {lo:g}-{hi:g}")
+    return STELLAR_CI_DEFAULT, f"default (not measured: {reason})", False

@@ -314,7 +314,8 @@ def run_job(job, callback=None):
 
 
 def models_summary(provenance):
-    """Which models made a classification, in one line (family, members, card date).
+    """Which models made a classification, in one line (family, members, card date), and
+    the stellar CI given to members that take it.
 
     Parameters
     ----------
@@ -347,7 +348,13 @@ def models_summary(provenance):
     folder = provenance.get("models_folder") or "bundled"
     bundled = folder == "bundled" or Path(folder).resolve() == bundled_models_dir().resolve()
     where = "bundled models" if bundled else f"models of {folder}"
-    return f"{where}: " + "; ".join(parts)
+    text = f"{where}: " + "; ".join(parts)
+    source = provenance.get("stellar_ci_source")
+    if source:
+        text += f"; stellar CI {provenance['stellar_ci']:.3f} mag, {source}"
+        if source.startswith("default"):
+            text += " (every result flagged stellar_ci; enter the field's value in the dialog)"
+    return text
 
 
 def _aperture_mask(size, radius):

@@ -36,6 +36,7 @@ worker thread, with a ``callback`` that can cancel) and `write_finetuned`
 writes the result.
 """
 
+import logging
 import math
 import tempfile
 import time
@@ -54,6 +55,8 @@ from .loop import fit, seed_everything
 __all__ = ["finetune", "write_finetuned", "read_labels", "labelled_field_stellar_ci",
            "labelled_sources", "check_bands", "cut_labelled", "layer_groups", "Finetuned",
            "report_paths", "output_paths"]
+
+log = logging.getLogger("glue_starclf")
 
 N_CLASSES = 4
 #: Columns of vote fractions, classes 1-4.
@@ -271,11 +274,15 @@ def cut_labelled(mosaic, x, y, card):
 
 def labelled_field_stellar_ci(card, mosaic, x, y):
     """The stellar CI of the labels' field for a member that takes it (measured on the
-    mosaic around the labelled sources, `glue_starclf.core.stellar_ci`), else None."""
+    mosaic around the labelled sources, or the default where it cannot be:
+    `glue_starclf.core.stellar_ci.stellar_ci_or_default`), else None."""
     if not card.get("kwargs", {}).get("stellar_ci"):
         return None
-    from ..core.stellar_ci import measure_stellar_ci, sources_centre
-    return measure_stellar_ci(mosaic, sources_centre(x, y))[0]
+    from ..core.stellar_ci import sources_centre, stellar_ci_or_default
+    value, where, measured = stellar_ci_or_default(mosaic, sources_centre(x, y))
+    if not measured:
+        log.warning("fine-tuning with the stellar CI %.2f mag, the %s", value, where)
+    return value
 
 
 def layer_groups(model):

@@ -108,9 +108,6 @@ _GUI_TEXTS = (
      r"\2 file"),
     (re.compile(r"(: cannot read it as a catalog table) \(.*"),
      r"\1: choose an ECSV, CSV or FITS table, or a LEGUS .tab, in the Catalog row"),
-    (re.compile(r"(.*stellar CI.*?)[;:] give it instead$"),
-     r"\1: enter it (the V-band CI, 1 px vs 3 px, of a star in this mosaic) in the "
-     r"“Stellar CI” field of the Classify dialog"),
 )
 
 

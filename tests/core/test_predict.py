@@ -354,17 +354,28 @@ def test_stellar_ci_outside_its_range_is_one_line(stellar_field, ensembles, valu
 
 
 def test_conditioned_classifier_on_a_field_too_small_to_measure(conditioned, ensembles,
-                                                                tmp_path):
+                                                                tmp_path, caplog):
+    import logging
+
+    from glue_starclf.core.stellar_ci import STELLAR_CI_DEFAULT
     from glue_starclf.sim.mosaic import random_field, write_mosaic
     mock = random_field(seed=1, shape=(128, 128), n_sources=3)
     paths = write_mosaic(mock, tmp_path, prefix="t")
     images = [f"{b}={p}" for b, p in paths.items() if b != "truth"]
-    with pytest.raises(ValueError, match="too few .* give it instead"):
-        predict(images, mock.truth[["x", "y"]], 10.0, classifier=conditioned,
-                physical=ensembles[1])
-    out = predict(images, mock.truth[["x", "y"]], 10.0, classifier=conditioned,
-                  physical=ensembles[1], stellar_ci=1.3)
-    assert np.isfinite(_probs(out)).all()
+    with caplog.at_level(logging.WARNING, logger="glue_starclf"):
+        out = predict(images, mock.truth[["x", "y"]], 10.0, classifier=conditioned,
+                      physical=ensembles[1])
+    # The typical value, flagged on every row and warned about once, in one line.
+    assert out.meta["stellar_ci"] == STELLAR_CI_DEFAULT
+    assert out.meta["stellar_ci_source"].startswith("default (not measured: region")
+    assert all("stellar_ci" in f.split(",") for f in out["flags"])
+    warned = [r.getMessage() for r in caplog.records if "stellar CI" in r.getMessage()]
+    assert len(warned) == 1 and "\n" not in warned[0] and "too few" in warned[0]
+    given = predict(images, mock.truth[["x", "y"]], 10.0, classifier=conditioned,
+                    physical=ensembles[1], stellar_ci=1.3)
+    assert np.isfinite(_probs(given)).all()
+    assert not any("stellar_ci" in f.split(",") for f in given["flags"])
+    assert not np.allclose(_probs(out), _probs(given))
 
 
 def test_takes_stellar_ci_reads_the_cards_only(conditioned, trained_models, tmp_path,

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from glue_starclf.core.stellar_ci import measure_stellar_ci
+from glue_starclf.core.stellar_ci import (STELLAR_CI_DEFAULT, measure_stellar_ci,
+                                          stellar_ci_or_default)
 from glue_starclf.io.mosaic import Mosaic
 from glue_starclf.sim.domain import NOMINAL, perturbed
 from glue_starclf.sim.effpsf import stellar_ci
@@ -55,3 +56,15 @@ def test_measurement_does_not_report_its_detections_as_candidates(fields, caplog
     with caplog.at_level(logging.INFO, logger="glue_starclf"):
         measure_stellar_ci(Mosaic.from_arrays(fields["nominal"].images))
     assert not [r for r in caplog.records if r.levelno >= logging.INFO and "detected" in r.message]
+
+
+def test_stellar_ci_or_default(fields):
+    m = Mosaic.from_arrays(fields["nominal"].images)
+    value, source, measured = stellar_ci_or_default(m)
+    assert measured and value == measure_stellar_ci(m)[0]
+    assert source.startswith("measured in region (")
+    sparse = random_field(seed=1, shape=(128, 128), n_sources=3)
+    value, source, measured = stellar_ci_or_default(Mosaic.from_arrays(sparse.images))
+    assert not measured and value == STELLAR_CI_DEFAULT
+    assert source.startswith("default (not measured: region (0, 0, 128, 128): ")
+    assert "too few" in source

@@ -217,6 +217,24 @@ def test_member_conditioned_on_the_stellar_ci_needs_it(trained_models, tmp_path)
     assert plain.card["finetune"]["stellar_ci"] is None
 
 
+def test_labelled_field_stellar_ci_measured_or_default(caplog):
+    import logging
+
+    from glue_starclf.core.stellar_ci import STELLAR_CI_DEFAULT, measure_stellar_ci
+    from glue_starclf.io.mosaic import Mosaic
+    from glue_starclf.learn.finetune import labelled_field_stellar_ci
+    from glue_starclf.sim.mosaic import random_field
+    takes, plain = {"kwargs": {"stellar_ci": True}}, {"kwargs": {}}
+    rich = Mosaic.from_arrays(random_field(seed=3, shape=(1024, 1024), n_sources=150).images)
+    assert labelled_field_stellar_ci(plain, rich, [500.0], [500.0]) is None
+    assert labelled_field_stellar_ci(takes, rich, [512.0], [512.0]) == pytest.approx(
+        measure_stellar_ci(rich, (512.0, 512.0))[0])
+    sparse = Mosaic.from_arrays(random_field(seed=1, shape=(128, 128), n_sources=3).images)
+    with caplog.at_level(logging.WARNING, logger="glue_starclf"):
+        assert labelled_field_stellar_ci(takes, sparse, [60.0], [60.0]) == STELLAR_CI_DEFAULT
+    assert any("not measured" in r.getMessage() for r in caplog.records)
+
+
 def test_ids_looked_up_in_a_catalog_unknown_ones_skipped(trained_models, field, tmp_path):
     truth = field["truth"]
     t = Table({"id": list(truth["id"][:30]) + [9001, 9002, 9003],

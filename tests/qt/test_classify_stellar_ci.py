@@ -119,29 +119,37 @@ def test_models_without_it_disable_the_row(app, qtbot, mock_files, tmp_path, ci_
     assert meta["stellar_ci"] is None and meta["stellar_ci_source"] is None
 
 
-def test_unmeasurable_stellar_ci_points_to_the_field(app, qtbot, mock_files, tmp_path,
-                                                     ci_models):
-    """Without F555W it cannot be measured: the error says where to give it, and then it runs."""
+def test_unmeasurable_stellar_ci_runs_with_the_default_and_says_so(app, qtbot, mock_files,
+                                                                   tmp_path, ci_models):
+    """Without F555W it cannot be measured: the typical value is used, every row flagged, the
+    closing message says so and where to give it; a value typed in the field then counts."""
+    from glue_starclf.core.stellar_ci import STELLAR_CI_DEFAULT
     bands = ["F275W", "F336W", "F438W", "F814W"]
     dialog, catalog = open_catalog_dialog(app, mock_files, tmp_path, bands)
     dialog.models.set_folder(ci_models)
     press_classify(dialog)
-    assert wait_for(qtbot, dialog.runner) == "failed"
+    assert wait_for(qtbot, dialog.runner) == "done", dialog.runner.message
+    meta = catalog.meta[RESULTS_META_KEY]
+    assert meta["stellar_ci"] == STELLAR_CI_DEFAULT
+    assert meta["stellar_ci_source"].startswith("default (not measured:")
+    assert "F555W" in meta["stellar_ci_source"]
+    flags = catalog["flags"]
+    assert len(flags) and all("stellar_ci" in str(f).split(",") for f in flags)
     level, text = MESSAGES[-1]
-    assert level == "error" and "F555W" in text
-    assert "“Stellar CI” field of the Classify dialog" in text
-    assert "give it instead" not in text
+    assert "stellar CI 1.250 mag, default (not measured:" in text
+    assert "flagged stellar_ci" in text
     dialog = classify_menu(app)
     dialog.models.set_folder(ci_models)
     type_stellar_ci(dialog, "1.3")
     press_classify(dialog)
     assert wait_for(qtbot, dialog.runner) == "done", dialog.runner.message
     assert catalog.meta[RESULTS_META_KEY]["stellar_ci_source"] == "given"
+    assert not any("stellar_ci" in str(f).split(",") for f in catalog["flags"])
 
 
 def test_recompute_gives_the_stellar_ci_again(app, qtbot, mock_files, tmp_path, ci_models):
     from glue_starclf.qt.labelling import recompute_results
-    bands = ["F275W", "F336W", "F438W", "F814W"]  # not measurable: only the given value runs
+    bands = ["F275W", "F336W", "F438W", "F814W"]  # not measurable: the default, unless given
     dialog, catalog = open_catalog_dialog(app, mock_files, tmp_path, bands)
     dialog.models.set_folder(ci_models)
     type_stellar_ci(dialog, "1.25")
@@ -171,16 +179,3 @@ def test_region_tool_gives_the_stellar_ci(app, qtbot, mock_files, tmp_path, ci_m
         meta = results_for(app.data_collection, mosaic).meta[RESULTS_META_KEY]
         assert meta["stellar_ci"] == float(text) and meta["stellar_ci_source"] == "given"
         assert meta["detected"] == (source == 1)
-
-
-@pytest.mark.parametrize("message", [
-    "region (0, 0, 128, 128): 3 isolated detections in F555W, too few (< 30) to measure the "
-    "stellar CI; give it instead",
-    "the stellar CI measured in region (0, 0, 320, 320) is 1.920 mag, outside 1-1.8: give it "
-    "instead"])
-def test_gui_message_of_an_unmeasured_stellar_ci(message):
-    from glue_starclf.qt.common import gui_message
-    text = gui_message(ValueError(message))
-    assert text.startswith(message[:message.index("stellar CI") + len("stellar CI")])
-    assert text.endswith("in the “Stellar CI” field of the Classify dialog")
-    assert "give it instead" not in text
