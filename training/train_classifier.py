@@ -23,7 +23,7 @@ from glue_starclf.learn.loop import (channel_counts, check_model_out, fit, fract
                                      seed_everything)
 from glue_starclf.learn.speed import machine
 
-__all__ = ["add_arguments", "run", "labelled_stamps", "split"]
+__all__ = ["add_arguments", "run", "labelled_stamps", "split", "stellar_ci_balance"]
 
 CLASS_NAMES = ["class 1", "class 2", "class 3", "class 4"]
 
@@ -53,6 +53,9 @@ def add_arguments(p):
     p.add_argument("--stellar-ci-jitter", type=float, default=0.03, metavar="MAG",
                    help="Gaussian sigma added to the stellar CI in training, as the error of "
                         "measuring it on an image (default 0.03)")
+    p.add_argument("--stellar-ci-balance", action="store_true",
+                   help="weight the stamps so that every class has the same stellar-CI "
+                        "distribution (the value then says nothing about the class by itself)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing model at --out (also needed to write into the "
                         "bundled models folder)")
@@ -88,6 +91,45 @@ def bank_stellar_ci(banks):
                   "take their PSF's (psf_stellar_ci)", file=sys.stderr)
         out.append(ci)
     return np.concatenate(out)
+
+
+#: Bins [mag] of `stellar_ci_balance`.
+STELLAR_CI_BINS = np.arange(1.0, 1.8001, 0.02)
+
+
+def stellar_ci_balance(ci, labels, clip=(0.2, 5.0)):
+    """Per-stamp factors that give every class the stellar-CI distribution of all stamps.
+
+    Banks differ in how their fields' PSFs are spread: unmatched detections
+    (all class 4) come mostly from fields with broad PSFs, where more stars
+    pass a fixed CI cut. Without this, a high stellar CI alone would say
+    "class 4". The factor of a stamp of class k in bin b is
+    n_all(b) / n_all / (n_k(b) / n_k), clipped to ``clip``, then scaled so
+    that each class keeps its total weight.
+
+    Parameters
+    ----------
+    ci : (n,) array
+        The stamps' stellar CI [mag].
+    labels : (n,) int array
+        Classes 0-3.
+    clip : (float, float)
+
+    Returns
+    -------
+    (n,) float array
+    """
+    ci, labels = np.asarray(ci, float), np.asarray(labels)
+    b = np.clip(np.digitize(ci, STELLAR_CI_BINS), 0, len(STELLAR_CI_BINS))
+    n_bins = len(STELLAR_CI_BINS) + 1
+    share_all = np.bincount(b, minlength=n_bins) / len(b)
+    w = np.ones(len(b))
+    for k in np.unique(labels):
+        sel = labels == k
+        share_k = np.bincount(b[sel], minlength=n_bins) / sel.sum()
+        f = np.clip(share_all[b[sel]] / share_k[b[sel]], *clip)
+        w[sel] = f * sel.sum() / f.sum()
+    return w
 
 
 def labelled_stamps(banks=(), images=(), catalog=None):
@@ -176,6 +218,10 @@ def run(args):
     if not args.stellar_ci_jitter >= 0:
         raise ValueError(f"--stellar-ci-jitter {args.stellar_ci_jitter}: must be >= 0")
     ci = bank_stellar_ci(args.bank) if args.stellar_ci else np.full(len(y), np.nan, np.float32)
+    if args.stellar_ci_balance:
+        if not args.stellar_ci:
+            raise ValueError("--stellar-ci-balance needs --stellar-ci")
+        weights = weights * stellar_ci_balance(ci[~val], y[~val])
     train = _Stamps(x[~val], y[~val], mask[~val], ci[~val])
     # model
     kwargs = {"stellar_ci": True} if args.stellar_ci else {}
@@ -207,7 +253,8 @@ def run(args):
                             "batch_size": args.batch_size, "band_dropout": args.band_dropout,
                             "lr": args.lr, "banks": [str(b) for b in args.bank],
                             "stellar_ci_jitter": args.stellar_ci_jitter if args.stellar_ci
-                            else None})
+                            else None,
+                            "stellar_ci_balance": bool(args.stellar_ci_balance)})
     if not is_main():
         return 0
     # eval

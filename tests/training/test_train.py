@@ -508,5 +508,29 @@ def test_classifier_conditioned_on_the_measured_stellar_ci(trained_models, tmp_p
     status, _, err = run_training(*classifier_argv(bank, tmp_path / "neg.safetensors", 0, 1,
                                                    "--stellar-ci", "--stellar-ci-jitter", "-1"))
     _assert_one_line_error(status, err, "--stellar-ci-jitter -1")
+    status, _, err = run_training(*classifier_argv(bank, tmp_path / "bal.safetensors", 0, 1,
+                                                   "--stellar-ci-balance"))
+    _assert_one_line_error(status, err, "--stellar-ci-balance needs --stellar-ci")
     assert not (tmp_path / "no.safetensors").exists()
     assert not (tmp_path / "neg.safetensors").exists()
+    assert not (tmp_path / "bal.safetensors").exists()
+
+
+def test_stellar_ci_balance_gives_every_class_the_same_stellar_ci_distribution():
+    from training.train_classifier import stellar_ci_balance
+    rng = np.random.default_rng(0)
+    # Class 4 (label 3) comes mostly from broad-PSF fields, the others from sharp ones.
+    labels = np.repeat([0, 1, 2, 3], 4000)
+    ci = np.where(labels == 3, rng.normal(1.34, 0.05, labels.size),
+                  rng.normal(1.27, 0.05, labels.size))
+    w = stellar_ci_balance(ci, labels, clip=(0.01, 100.0))
+    for k in range(4):  # each class keeps its total weight
+        assert w[labels == k].sum() == pytest.approx((labels == k).sum())
+    high = ci > 1.38
+    share = [w[high & (labels == k)].sum() / w[high].sum() for k in range(4)]
+    before = np.mean(labels[high] == 3)
+    assert before > 0.4 and share[3] == pytest.approx(0.25, abs=0.03)
+    # Clipped factors bound what one stamp can weigh.
+    wc = stellar_ci_balance(ci, labels)
+    assert wc.max() / wc.min() <= 25 * 1.01
+    assert np.allclose(stellar_ci_balance(np.full(8, 1.3), np.arange(8) % 4), 1.0)
