@@ -553,8 +553,15 @@ def _classify_batch(cutouts, slots, sources, band_mask, distance_mpc, models, to
         result.meta["stellar_ci_source"] = stellar_ci[1]
     result["x"][:] = np.asarray(sources["x"], float)
     result["y"][:] = np.asarray(sources["y"], float)
-    result["flags"] = np.array([f or "" for f in flags], dtype=str) if n else np.array([], str)
+    # The stamps' own flags come from the mosaic, not the sheet; the models' flags from predict.
+    model = [[f for f in str(row).split(",") if f in _MODEL_FLAGS] for row in result["flags"]]
+    result["flags"] = (np.array([",".join([f for f in (flags[i] or "").split(",") if f] + model[i])
+                                 for i in range(n)], dtype=str) if n else np.array([], str))
     return result
+
+
+#: Flags `predict` sets from the models and the run, not from the stamps.
+_MODEL_FLAGS = ("distance", "stellar_ci", "ood")
 
 
 def _write_field(tables, out, name, meta, fingerprint, overwrite):

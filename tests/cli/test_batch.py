@@ -227,6 +227,30 @@ def test_classifier_taking_the_stellar_ci_gets_the_fields_measured_value(
     assert_identical(got, Table.read(tmp_path / "ref.ecsv"))
 
 
+def test_model_flags_of_predict_survive_the_batch(fields, client, trained_models, tmp_path,
+                                                  one_thread):
+    """A distance outside the models' range flags every row, in the batch as in `predict`,
+    beside the stamps' own flags."""
+    from glue_starclf.core.predict import load_ensemble, predict
+    from glue_starclf.io.catalogs import read_catalog
+    from glue_starclf.io.mosaic import open_mosaic
+    from glue_starclf.io.writers import write_table
+    images, truth = fields["ngc-c"]
+    models = trained_models["models"]
+    manifest = write_manifest(tmp_path / "m.yaml",
+                              [entry(fields, "ngc-c", "c.ecsv", distance_mpc=25.0)], tile=128)
+    outcomes, _ = batch.run_batch(manifest, client, models=models, batch=16)
+    assert [o.status for o in outcomes] == ["done"]
+    mosaic = open_mosaic(images)
+    ref = predict(mosaic, read_catalog(truth, wcs=mosaic.wcs, shape=mosaic.shape), 25.0,
+                  classifier=load_ensemble("classifier", models),
+                  physical=load_ensemble("physical", models), batch=16)
+    write_table(ref, tmp_path / "ref.ecsv")
+    got = Table.read(tmp_path / "c.ecsv")
+    assert all("distance" in str(f).split(",") for f in got["flags"])
+    assert_identical(got, Table.read(tmp_path / "ref.ecsv"))
+
+
 def test_plan_pieces_cover_each_source_once_within_tile_and_halo():
     from glue_starclf.core.cutouts import stamp_centre
     rng = np.random.default_rng(0)
