@@ -519,6 +519,10 @@ def _cut_piece(images, box, cx, cy, size):
     return extract_stamps(tile, cx, cy, size=size)
 
 
+#: Flags `predict` sets from the models and the run, not from the stamps.
+_MODEL_FLAGS = ("distance", "stellar_ci", "ood")
+
+
 def _classify_batch(cutouts, slots, sources, band_mask, distance_mpc, models, torch_threads,
                     stellar_ci=(None, None)):
     """Results of one network batch, through `predict` on a stamp sheet (``stellar_ci``:
@@ -558,10 +562,6 @@ def _classify_batch(cutouts, slots, sources, band_mask, distance_mpc, models, to
     result["flags"] = (np.array([",".join([f for f in (flags[i] or "").split(",") if f] + model[i])
                                  for i in range(n)], dtype=str) if n else np.array([], str))
     return result
-
-
-#: Flags `predict` sets from the models and the run, not from the stamps.
-_MODEL_FLAGS = ("distance", "stellar_ci", "ood")
 
 
 def _write_field(tables, out, name, meta, fingerprint, overwrite):

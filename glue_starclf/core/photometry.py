@@ -53,12 +53,15 @@ def aperture_fluxes(image, x, y, radii, sky_annulus=SKY_ANNULUS):
     return flux
 
 
-def concentration_index(image, x, y, sky_annulus=SKY_ANNULUS):
+def concentration_index(image, x, y, sky_annulus=SKY_ANNULUS, scale=1.0):
     """LEGUS concentration index mag(1 px) - mag(3 px) at many positions.
 
-    Sources whose inner flux is not positive get NaN.
+    Sources whose inner flux is not positive get NaN. ``scale`` multiplies the
+    aperture and annulus radii (``0.04 / pixel_scale`` measures it in pixels of
+    0.04" on an image of another pixel scale).
     """
-    f = aperture_fluxes(image, x, y, CI_RADII, sky_annulus)
+    f = aperture_fluxes(image, x, y, tuple(r * scale for r in CI_RADII),
+                        None if sky_annulus is None else tuple(r * scale for r in sky_annulus))
     with np.errstate(divide="ignore", invalid="ignore"):
         ci = -2.5 * np.log10(f[:, 0] / f[:, 1])
     return np.where((f[:, 0] > 0) & (f[:, 1] > 0), ci, np.nan)

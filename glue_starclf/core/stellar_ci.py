@@ -15,7 +15,7 @@ import numpy as np
 
 from ..io.bands import PIXEL_SCALE_ARCSEC, canonical_band
 from .cutouts import needs_resampling
-from .photometry import CI_RADII, SKY_ANNULUS, aperture_fluxes
+from .photometry import concentration_index
 
 __all__ = ["measure_stellar_ci", "stellar_ci_or_default", "sources_centre", "STELLAR_CI_RANGE",
            "STELLAR_CI_DEFAULT", "STELLAR_CI_BOX_PX", "STELLAR_CI_N_BRIGHTEST",
@@ -105,33 +105,16 @@ def measure_stellar_ci(mosaic, centre=None, box=STELLAR_CI_BOX_PX, band="F555W")
     values = ci[brightest]
     scale = getattr(mosaic, "pixel_scale", None)
     if needs_resampling(scale):
-        values = _ci_in_stamp_pixels(mosaic, band, region, _xy_of(det, brightest), scale)
+        # The classifier's stamps are resampled to 0.04"/px: measure in those pixels.
+        x0, y0, x1, y1 = region
+        values = concentration_index(
+            mosaic.section(band, x0, y0, x1, y1, dtype=np.float64),
+            np.asarray(det["x"], float)[brightest] - x0,
+            np.asarray(det["y"], float)[brightest] - y0, scale=PIXEL_SCALE_ARCSEC / scale)
         if np.isfinite(values).sum() < STELLAR_CI_MIN_SOURCES:
             raise ValueError(f"region {region}: too few isolated detections in {band} with a "
                              "CI at 0.04\"/px to measure the stellar CI")
     return float(np.nanpercentile(values, STELLAR_CI_PERCENTILE)), info
-
-
-def _xy_of(det, rows):
-    """(x, y) arrays of some rows of a detection table."""
-    return np.asarray(det["x"], float)[rows], np.asarray(det["y"], float)[rows]
-
-
-def _ci_in_stamp_pixels(mosaic, band, region, xy, scale):
-    """CI in apertures of 1 and 3 pixels of 0.04" on a mosaic of another pixel scale.
-
-    The classifier sees stamps resampled to 0.04"/px, so the field's stellar CI
-    must be measured in those pixels: the apertures and the sky annulus are
-    scaled by 0.04" / ``scale`` on the native image.
-    """
-    k = PIXEL_SCALE_ARCSEC / scale
-    x0, y0, x1, y1 = region
-    image = mosaic.section(band, x0, y0, x1, y1, dtype=np.float64)
-    f = aperture_fluxes(image, xy[0] - x0, xy[1] - y0, tuple(r * k for r in CI_RADII),
-                        tuple(r * k for r in SKY_ANNULUS))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ci = -2.5 * np.log10(f[:, 0] / f[:, 1])
-    return np.where((f[:, 0] > 0) & (f[:, 1] > 0), ci, np.nan)
 
 
 def stellar_ci_or_default(mosaic, centre=None):
