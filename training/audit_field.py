@@ -3,7 +3,9 @@
 The story: a mock field written by ``starclf simulate field`` (one FITS per
 band and ``<prefix>_truth.ecsv``) -> candidates found with the LEGUS
 defaults of `glue_starclf.core.detection.detect_sources` at the field's
-distance, and with the loose cuts that were the defaults before (CI >= 1.3,
+distance, with the field's own CI cut (its stellar CI + 0.05 mag, as LEGUS
+set it; `glue_starclf.core.stellar_ci.field_ci_cut`) in place of the fixed
+CI >= 1.4, and with the loose cuts that were the defaults before (CI >= 1.3,
 no magnitude or band cut) -> both classified by the ensembles -> per
 setting: candidates after each cut, class 1-3 completeness (all, and
 brighter than M_V = -6) and the fraction of detections matching no mock
@@ -29,6 +31,7 @@ SETTINGS = {
     "loose (CI >= 1.3, no magnitude or band cut)": {"ci_min": 1.3, "abs_mag_limit": None,
                                                     "min_bands": None},
     "LEGUS defaults": {},
+    "LEGUS defaults, the field's own CI cut": {"ci_min": "field"},
 }
 
 
@@ -51,6 +54,7 @@ def run(args):
     from glue_starclf.core.detection import detect_sources, parse_region
     from glue_starclf.core.predict import load_ensemble, predict
     from glue_starclf.io.mosaic import open_mosaic
+    from glue_starclf.core.stellar_ci import field_ci_cut
     from glue_starclf.learn.field_audit import ISOLATION_RADIUS_PX, audit_detections
     folder = Path(args.field)
     images = sorted(folder.glob(f"{args.prefix}_*_drc.fits"))
@@ -70,20 +74,25 @@ def run(args):
         box = parse_region(args.region, mosaic.shape)
         for name, kwargs in SETTINGS.items():
             t0 = time.perf_counter()
+            if kwargs.get("ci_min") == "field":
+                x0, y0, x1, y1 = box
+                kwargs = {**kwargs, "ci_min": field_ci_cut(mosaic, ((x0 + x1) / 2,
+                                                                    (y0 + y1) / 2))[0]}
             det = detect_sources(mosaic, region=box, distance_mpc=args.distance_mpc, **kwargs)
             res = predict(mosaic, det, args.distance_mpc, classifier=classifier,
                           physical=physical)
             a = audit_detections(det, truth, np.asarray(res["class"]), region=box,
                                  mag_limit=bright)
-            a["cuts"] = {k: det.meta.get(k) for k in ("n_found", "n_after_ci", "n_after_mag",
-                                                      "n_after_bands")}
+            a["cuts"] = {k: det.meta.get(k) for k in ("ci_min", "n_found", "n_after_ci",
+                                                      "n_after_mag", "n_after_bands")}
             a["seconds"] = round(time.perf_counter() - t0, 1)
             result["settings"][name] = a
             c, cb = a["completeness"], a["completeness_bright"]
             frac, iso, near = (_fraction(a[k]) for k in (
                 "unmatched_called_class4", "unmatched_isolated_called_class4",
                 "unmatched_near_called_class4"))
-            print(f"{name}: {a['n_detections']} candidates (found {a['cuts']['n_found']}, "
+            print(f"{name}: {a['n_detections']} candidates (CI >= {a['cuts']['ci_min']:.2f}; "
+                  f"found {a['cuts']['n_found']}, "
                   f"after CI {a['cuts']['n_after_ci']}, magnitude {a['cuts']['n_after_mag']}, "
                   f"bands {a['cuts']['n_after_bands']}); {a['n_unmatched']} match no mock source,"
                   f" {frac} of them called class 4 ({a['n_unmatched_isolated']} farther than "

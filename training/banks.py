@@ -77,6 +77,9 @@ def add_arguments(p):
                    help="kind unmatched: LEGUS .tab files; random fields at these galaxies' "
                         "distances keep the detections that follow their rows' absolute V "
                         "magnitudes (default: 3-20 Mpc, LEGUS cut M_V <= -6)")
+    p.add_argument("--field-ci-cut", action="store_true",
+                   help="kind unmatched: each field's own CI cut, its measured stellar CI + "
+                        "0.05 mag as in the LEGUS catalogs (default: the fixed CI >= 1.4)")
     p.add_argument("--perturb", action="append", default=[], metavar="NAME=VALUE",
                    help="fix one condition (robustness banks), e.g. exposure_factor=0.5, "
                         "psf_family=stdpsf, detector_xy=300,3800; repeatable")
@@ -87,7 +90,7 @@ def run(args):
                      region_size=args.region_size, randomise=args.randomise,
                      stdpsf_dir=args.stdpsf_dir, perturb=args.perturb,
                      field_star_colours=args.field_star_colours,
-                     match_magnitudes=args.match_magnitudes)
+                     match_magnitudes=args.match_magnitudes, field_cut=args.field_ci_cut)
     print(f"bank ready: {path}")
 
 
@@ -113,11 +116,12 @@ def parse_perturbations(items):
 
 
 def _meta(kind, n, seed, catalogs, region_size, randomise=False, perturb=None, stdpsf_dir=None,
-          field_star_colours=(), match_magnitudes=()):
+          field_star_colours=(), match_magnitudes=(), field_cut=False):
     m = {"kind": kind, "seed": seed, "randomise": bool(randomise),
          "perturb": dict(perturb or {}), "stdpsf": bool(stdpsf_dir),
          "field_star_colours": [os.path.basename(c) for c in field_star_colours],
-         "match_magnitudes": [os.path.basename(c) for c in match_magnitudes]}
+         "match_magnitudes": [os.path.basename(c) for c in match_magnitudes],
+         "field_ci_cut": bool(field_cut)}
     if catalogs and kind in ("legus", "unmatched"):
         m.update(catalogs=[os.path.basename(c) for c in catalogs], region_size=region_size)
     else:
@@ -126,14 +130,16 @@ def _meta(kind, n, seed, catalogs, region_size, randomise=False, perturb=None, s
 
 
 def make_bank(kind, out, n=20000, seed=0, catalogs=(), region_size=3000, randomise=False,
-              stdpsf_dir=None, perturb=(), field_star_colours=(), match_magnitudes=()):
+              stdpsf_dir=None, perturb=(), field_star_colours=(), match_magnitudes=(),
+              field_cut=False):
     """Build (or reuse) a bank folder; returns its path.
 
     ``perturb``: ``NAME=VALUE`` strings or a dict (`glue_starclf.sim.domain.perturbed`).
     ``field_star_colours``: LEGUS catalog paths whose class-4 rows colour the
     bright field stars of unmatched banks. ``match_magnitudes``: LEGUS catalog
     paths whose distances and rows' absolute V magnitudes the random fields
-    and kept detections of an unmatched bank follow.
+    and kept detections of an unmatched bank follow. ``field_cut``: unmatched
+    detections pass each field's own CI cut (`glue_starclf.core.stellar_ci.field_ci_cut`).
     """
     from glue_starclf.sim.domain import perturbed
     from glue_starclf.version import __version__
@@ -147,6 +153,8 @@ def make_bank(kind, out, n=20000, seed=0, catalogs=(), region_size=3000, randomi
         raise ValueError(f"--field-star-colours is for unmatched banks, not {kind}")
     if match_magnitudes and kind != "unmatched":
         raise ValueError(f"--match-magnitudes is for unmatched banks, not {kind}")
+    if field_cut and kind != "unmatched":
+        raise ValueError(f"--field-ci-cut is for unmatched banks, not {kind}")
     if match_magnitudes and catalogs:
         raise ValueError("--match-magnitudes is for random fields: leave out --catalogs")
     if kind != "legus" and n < 1:
@@ -164,13 +172,13 @@ def make_bank(kind, out, n=20000, seed=0, catalogs=(), region_size=3000, randomi
         domain = replace(domain, stdpsf_dir=str(stdpsf_dir))
     out = Path(out)
     meta = _meta(kind, n, seed, catalogs, region_size, randomise, perturb, stdpsf_dir,
-                 field_star_colours, match_magnitudes)
+                 field_star_colours, match_magnitudes, field_cut)
     colours = _star_colours(field_star_colours)
     targets = catalog_magnitudes(match_magnitudes) if match_magnitudes else None
     if (out / "meta.json").exists():
         old = json.loads((out / "meta.json").read_text())
         defaults = {"randomise": False, "perturb": {}, "stdpsf": False,
-                    "field_star_colours": [], "match_magnitudes": []}
+                    "field_star_colours": [], "match_magnitudes": [], "field_ci_cut": False}
         if {k: old.get(k, defaults.get(k)) for k in meta} == meta:
             return out
         raise FileExistsError(f"{out} holds a different bank ({old.get('kind')}, "
@@ -184,12 +192,13 @@ def make_bank(kind, out, n=20000, seed=0, catalogs=(), region_size=3000, randomi
             truth = _legus_bank(tmp, catalogs, seed, region_size, domain, randomise, stdpsf_dir)
         elif kind == "unmatched" and catalogs:
             truth = _unmatched_anchored_bank(tmp, catalogs, seed, region_size, domain,
-                                             randomise, stdpsf_dir, colours)
+                                             randomise, stdpsf_dir, colours, field_cut)
         elif kind == "unmatched" and targets is not None:
             truth = _matched_unmatched_bank(tmp, n, seed, domain, randomise, stdpsf_dir,
-                                            colours, targets)
+                                            colours, targets, field_cut)
         elif kind == "unmatched":
-            truth = _unmatched_bank(tmp, n, seed, domain, randomise, stdpsf_dir, colours)
+            truth = _unmatched_bank(tmp, n, seed, domain, randomise, stdpsf_dir, colours,
+                                    field_cut)
         else:
             truth = _engine_bank(tmp, kind, n, seed, domain, randomise, stdpsf_dir)
     except BaseException:
@@ -301,7 +310,8 @@ def _star_colours(catalogs):
     return catalog_star_colours(catalogs)
 
 
-def _unmatched_bank(folder, n, seed, domain, randomise, stdpsf_dir, colours=None):
+def _unmatched_bank(folder, n, seed, domain, randomise, stdpsf_dir, colours=None,
+                    field_cut=False):
     """Class-4 stamps of detections matching no mock source, random field after field."""
     from tqdm import tqdm
 
@@ -317,7 +327,7 @@ def _unmatched_bank(folder, n, seed, domain, randomise, stdpsf_dir, colours=None
             mock = random_field(seed=seed * 1009 + k, shape=(_UNMATCHED_FIELD,) * 2,
                                 distance_mpc=distance, n_sources=_UNMATCHED_SOURCES, domain=dom,
                                 field_star_colours=colours)
-            s, t = unmatched_class4_stamps(mock)
+            s, t = unmatched_class4_stamps(mock, field_cut=field_cut)
             s, t = s[:n - got], t[:n - got]
             field = f"random-{seed}-{k}"
             k += 1
@@ -409,7 +419,8 @@ def match_magnitudes(targets, filled, values, tolerance=_MATCH_TOLERANCE):
     return np.asarray(kept, int)
 
 
-def _matched_unmatched_bank(folder, n, seed, domain, randomise, stdpsf_dir, colours, galaxies):
+def _matched_unmatched_bank(folder, n, seed, domain, randomise, stdpsf_dir, colours, galaxies,
+                            field_cut=False):
     """Unmatched detections on random fields at LEGUS galaxies' distances, kept so that
     their M_V follow each galaxy's rows (``n`` target magnitudes drawn from the pooled
     rows; a field at galaxy g's distance fills g's targets only)."""
@@ -442,7 +453,7 @@ def _matched_unmatched_bank(folder, n, seed, domain, randomise, stdpsf_dir, colo
                                 distance_mpc=distance, n_sources=_UNMATCHED_SOURCES, domain=dom,
                                 field_star_colours=colours, recolour_brighter=brighter)
             k += 1
-            s, t = unmatched_class4_stamps(mock, abs_mag_limit=None)
+            s, t = unmatched_class4_stamps(mock, field_cut=field_cut, abs_mag_limit=None)
             order = rng.permutation(len(t))
             m_v = np.asarray(t["mag_v"], float)[order] - distance_modulus(distance)
             keep = np.sort(order[match_magnitudes(targets[g], filled[g], m_v)])
@@ -462,13 +473,13 @@ def _matched_unmatched_bank(folder, n, seed, domain, randomise, stdpsf_dir, colo
 
 
 def _unmatched_anchored_bank(folder, catalogs, seed, region_size, domain, randomise,
-                             stdpsf_dir, colours=None):
+                             stdpsf_dir, colours=None, field_cut=False):
     """Class-4 stamps of all detections of LEGUS-anchored fields that match no mock source."""
     from glue_starclf.learn.field_audit import unmatched_class4_stamps
     all_stamps, parts = [], []
     for cat, mock, dom in _anchored_fields(catalogs, seed, region_size, domain, randomise,
                                            stdpsf_dir, "unmatched detections", colours):
-        s, t = unmatched_class4_stamps(mock)
+        s, t = unmatched_class4_stamps(mock, field_cut=field_cut)
         if len(t):
             _add_unmatched(all_stamps, parts, s, t, dom, cat.meta["field"], mock.psf, mock)
     if not parts:

@@ -19,7 +19,8 @@ from .photometry import concentration_index
 
 __all__ = ["measure_stellar_ci", "stellar_ci_or_default", "sources_centre", "STELLAR_CI_RANGE",
            "STELLAR_CI_DEFAULT", "STELLAR_CI_BOX_PX", "STELLAR_CI_N_BRIGHTEST",
-           "STELLAR_CI_ISOLATION_PX", "STELLAR_CI_PERCENTILE", "STELLAR_CI_MIN_SOURCES"]
+           "STELLAR_CI_ISOLATION_PX", "STELLAR_CI_PERCENTILE", "STELLAR_CI_MIN_SOURCES",
+           "CI_CUT_ABOVE_STELLAR", "field_ci_cut"]
 
 #: Stellar CIs [mag] accepted: the PSFs of the training data span 1.15-1.47.
 STELLAR_CI_RANGE = (1.0, 1.8)
@@ -35,6 +36,9 @@ STELLAR_CI_ISOLATION_PX = 10.0
 STELLAR_CI_PERCENTILE = 5.0
 #: Fewer usable detections than this: no measurement.
 STELLAR_CI_MIN_SOURCES = 30
+#: A field's own CI cut [mag] sits this far above its stellar CI, as in the
+#: LEGUS catalogs (cuts 1.2-1.4 by field; `glue_starclf.sim.effpsf.LOCUS_BELOW_CUT`).
+CI_CUT_ABOVE_STELLAR = 0.05
 
 
 def sources_centre(x, y):
@@ -151,3 +155,28 @@ def stellar_ci_or_default(mosaic, centre=None):
         reason = (f"the value measured in region {tuple(info['region'])}, {value:.3f} mag, "
                   f"is outside {lo:g}-{hi:g}")
     return STELLAR_CI_DEFAULT, f"default (not measured: {reason})", False
+
+
+def field_ci_cut(mosaic, centre=None):
+    """The field's own CI cut: its stellar CI plus `CI_CUT_ABOVE_STELLAR`.
+
+    LEGUS set the CI cut of each field just above its stellar locus, not at
+    one value for all (the catalogs' cuts run from 1.2 to 1.4 mag); a fixed
+    cut passes many more stars on a field with a broad PSF than on one with
+    a sharp PSF.
+
+    Parameters
+    ----------
+    mosaic : glue_starclf.io.mosaic.Mosaic
+    centre : (float, float), optional
+        As in `measure_stellar_ci`.
+
+    Returns
+    -------
+    cut : float
+    source : str
+        Where the stellar CI came from (`stellar_ci_or_default`).
+    measured : bool
+    """
+    value, source, measured = stellar_ci_or_default(mosaic, centre)
+    return value + CI_CUT_ABOVE_STELLAR, source, measured

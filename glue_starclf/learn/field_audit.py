@@ -141,7 +141,7 @@ def audit_detections(detections, truth, predicted_class=None, region=None,
     return out
 
 
-def unmatched_class4_stamps(mock, size=32, radius=3.0, **detect_kwargs):
+def unmatched_class4_stamps(mock, size=32, radius=3.0, field_cut=False, **detect_kwargs):
     """Class-4 training stamps: detections of a mock field that match no mock source.
 
     The field (e.g. a fresh `glue_starclf.sim.mosaic.random_field`) is
@@ -160,6 +160,10 @@ def unmatched_class4_stamps(mock, size=32, radius=3.0, **detect_kwargs):
         Stamp side [px].
     radius : float
         Detections within this distance of a mock source are left out.
+    field_cut : bool
+        CI cut at the field's own stellar CI plus 0.05 mag
+        (`glue_starclf.core.stellar_ci.field_ci_cut`) instead of the fixed
+        LEGUS default.
 
     Returns
     -------
@@ -167,13 +171,16 @@ def unmatched_class4_stamps(mock, size=32, radius=3.0, **detect_kwargs):
         NaN (no data) set to 0, as in the banks.
     table : astropy.table.Table
         ``x``, ``y``, ``ci``, ``mag_v``, ``class`` (4), ``subtype``
-        (``"unmatched-detection"``), ``distance_mpc``.
+        (``"unmatched-detection"``), ``distance_mpc``, ``ci_min`` (the cut).
     """
     from ..core.cutouts import extract_stamps
     from ..core.detection import detect_sources
     from ..io.mosaic import Mosaic
     mosaic = Mosaic.from_arrays(mock.images, wcs=mock.wcs)
     kwargs = {"distance_mpc": mock.distance_mpc, **detect_kwargs}
+    if field_cut:
+        from ..core.stellar_ci import field_ci_cut
+        kwargs["ci_min"] = field_ci_cut(mosaic)[0]
     det = detect_sources(mosaic, **kwargs)
     xy = np.column_stack([np.asarray(det["x"], float), np.asarray(det["y"], float)])
     t = mock.truth
@@ -186,5 +193,7 @@ def unmatched_class4_stamps(mock, size=32, radius=3.0, **detect_kwargs):
     table = Table({"x": np.asarray(keep["x"], float), "y": np.asarray(keep["y"], float),
                    "ci": np.asarray(keep["ci"], float), "mag_v": np.asarray(keep["mag_v"], float),
                    "class": np.full(n, 4), "subtype": ["unmatched-detection"] * n,
-                   "distance_mpc": np.full(n, float(mock.distance_mpc))})
+                   "distance_mpc": np.full(n, float(mock.distance_mpc)),
+                   "ci_min": np.full(n, np.nan if det.meta.get("ci_min") is None
+                                     else float(det.meta["ci_min"]))})
     return np.nan_to_num(cut.stamps, nan=0.0).astype(np.float32), table

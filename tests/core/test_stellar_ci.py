@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from glue_starclf.core.stellar_ci import (STELLAR_CI_DEFAULT, measure_stellar_ci,
+from glue_starclf.core.stellar_ci import (CI_CUT_ABOVE_STELLAR, STELLAR_CI_DEFAULT, field_ci_cut,
+                                          measure_stellar_ci,
                                           stellar_ci_or_default)
 from glue_starclf.io.mosaic import Mosaic
 from glue_starclf.sim.domain import NOMINAL, perturbed
@@ -68,3 +69,18 @@ def test_stellar_ci_or_default(fields):
     assert not measured and value == STELLAR_CI_DEFAULT
     assert source.startswith("default (not measured: region (0, 0, 128, 128): ")
     assert "too few" in source
+
+
+def test_field_ci_cut_sits_above_the_field_stellar_ci(fields):
+    cuts = {}
+    for name, mock in fields.items():
+        m = Mosaic.from_arrays(mock.images)
+        cut, source, measured = field_ci_cut(m)
+        assert measured and cut == pytest.approx(measure_stellar_ci(m)[0] + CI_CUT_ABOVE_STELLAR)
+        cuts[name] = cut
+    # The broader PSF's stars have a larger CI: its field's cut is higher by as much.
+    assert cuts["broader"] - cuts["nominal"] > 0.1
+    sparse = random_field(seed=1, shape=(128, 128), n_sources=3)
+    cut, source, measured = field_ci_cut(Mosaic.from_arrays(sparse.images))
+    assert not measured and cut == pytest.approx(STELLAR_CI_DEFAULT + CI_CUT_ABOVE_STELLAR)
+    assert source.startswith("default (not measured")

@@ -71,3 +71,17 @@ def test_unmatched_class4_stamps_on_a_small_field():
     d = np.hypot(np.asarray(table["x"])[:, None] - np.asarray(truth["x"])[None],
                  np.asarray(table["y"])[:, None] - np.asarray(truth["y"])[None])
     assert d.min() > 3.0
+
+
+def test_unmatched_class4_stamps_with_the_field_ci_cut():
+    from glue_starclf.core.stellar_ci import field_ci_cut
+    from glue_starclf.io.mosaic import Mosaic
+    from glue_starclf.sim.mosaic import random_field
+    mock = random_field(seed=3, shape=(1024, 1024), n_sources=150)
+    cut = field_ci_cut(Mosaic.from_arrays(mock.images))[0]
+    assert cut < 1.35  # the nominal PSF: its own cut is below the fixed 1.4
+    _, fixed = unmatched_class4_stamps(mock)
+    stamps, table = unmatched_class4_stamps(mock, field_cut=True)
+    assert len(stamps) == len(table) > len(fixed) > 0
+    assert np.allclose(table["ci_min"], cut) and (table["ci"] >= cut).all()
+    assert np.allclose(fixed["ci_min"], 1.4) and (fixed["ci"] >= 1.4).all()

@@ -20,6 +20,14 @@ def test_audit_field_on_a_small_mock_field(trained_models, tmp_path, capsys):
     assert sum(loose["unmatched_called"].values()) == loose["n_unmatched"]
     assert loose["n_unmatched_isolated"] + loose["n_unmatched_near"] == loose["n_unmatched"]
     assert "farther than 10 px from every mock source" in out
+    # The field's own cut: its stellar CI (here the default: too few stars) + 0.05 mag.
+    own = res["LEGUS defaults, the field's own CI cut"]
+    from glue_starclf.core.stellar_ci import field_ci_cut
+    from glue_starclf.io.mosaic import open_mosaic
+    with open_mosaic(sorted(str(p) for p in (tmp_path / "f").glob("mock_*_drc.fits"))) as m:
+        assert own["cuts"]["ci_min"] == field_ci_cut(m, (256, 256))[0]
+    assert legus["cuts"]["ci_min"] == 1.4
+    assert own["n_matched"] + own["n_unmatched"] == own["n_detections"]
 
 
 def test_audit_field_without_a_field(tmp_path, capsys):

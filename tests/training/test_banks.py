@@ -149,6 +149,18 @@ def test_field_star_colours_for_another_kind_is_one_line(tmp_path):
     assert len(err.strip().splitlines()) == 1 and not any(tmp_path.iterdir())
 
 
+def test_unmatched_bank_with_the_field_ci_cut(tmp_path):
+    meta, truth = _unmatched_bank(tmp_path / "u", 20, "--field-ci-cut")
+    assert meta["field_ci_cut"] is True and len(truth) == 20
+    # Each field's cut is its measured stellar CI + 0.05 mag.
+    assert np.allclose(truth["ci_min"], np.asarray(truth["stellar_ci"]) + 0.05)
+    assert (truth["ci"] >= truth["ci_min"]).all()
+    status, out, err = run_training("make-bank", "--kind", "physical", "--n", 10,
+                                    "--field-ci-cut", "--out", tmp_path / "p")
+    assert status != 0 and "--field-ci-cut is for unmatched banks" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "p").exists()
+
+
 def test_match_magnitudes_takes_the_nearest_open_target_within_the_tolerance():
     from training.banks import match_magnitudes
     targets = np.array([-8.0, -7.0, -6.0])
