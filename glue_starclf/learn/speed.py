@@ -1,8 +1,11 @@
 """Speed of the networks against the machine itself.
 
-The machine's fp32 matrix-multiply rate (``torch.mm``, the threads torch
-uses) is the yardstick: an ensemble's achieved FLOP rate as a fraction of it
-holds on any CPU, where objects per second do not.
+The machine's fp32 matrix-multiply rate (the threads torch uses; the faster
+of torch's two back ends, MKL's ``torch.mm`` and oneDNN's matmul) is the
+yardstick: an ensemble's achieved FLOP rate as a fraction of it holds on any
+CPU, where objects per second do not. Both back ends are timed because
+either can lag on a given CPU (MKL takes slower paths on AMD processors),
+and a slow yardstick would flatter the networks.
 """
 
 import os
@@ -13,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["gemm_flops_per_s", "count_flops", "best_seconds", "paired_gemm_fraction",
+__all__ = ["gemm_flops_per_s", "gemm_rates", "count_flops", "best_seconds", "paired_gemm_fraction",
            "cpu_model", "machine"]
 
 
@@ -56,20 +59,22 @@ def best_seconds(fn, repeat=3, warmup=1):
     return best
 
 
-def gemm_flops_per_s(n=1024, repeat=10):
-    """The machine's fp32 GEMM rate: FLOP/s of ``torch.mm`` of two n x n matrices.
+def gemm_rates(n=1024, repeat=10):
+    """fp32 FLOP/s of the product of two n x n matrices with each of torch's back ends.
 
     Parameters
     ----------
     n : int
         Matrix side (2 n^3 FLOPs per product).
     repeat : int
-        Products timed; the fastest counts.
+        Products timed per back end; the fastest counts.
 
     Returns
     -------
-    float
-        FLOP/s with torch's current thread count.
+    dict
+        ``"torch.mm"`` (MKL or OpenBLAS) and, where torch has oneDNN,
+        ``"onednn"`` (its matmul, as ``torch.nn.Linear`` runs under
+        ``torch.utils.mkldnn``): FLOP/s with torch's current thread count.
     """
     if n < 1:
         raise ValueError(f"n {n!r} must be >= 1")
@@ -77,7 +82,32 @@ def gemm_flops_per_s(n=1024, repeat=10):
     a = torch.randn(n, n, generator=g)
     b = torch.randn(n, n, generator=g)
     out = torch.empty(n, n)
-    return 2.0 * n ** 3 / best_seconds(lambda: torch.mm(a, b, out=out), repeat=repeat)
+    flops = 2.0 * n ** 3
+    rates = {"torch.mm": flops / best_seconds(lambda: torch.mm(a, b, out=out), repeat=repeat)}
+    linear = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
+    if torch.backends.mkldnn.is_available() and linear is not None:
+        with torch.inference_mode():
+            rates["onednn"] = flops / best_seconds(lambda: linear(a, b, None, "none", [], ""),
+                                                   repeat=repeat)
+    return rates
+
+
+def gemm_flops_per_s(n=1024, repeat=10):
+    """The machine's fp32 GEMM rate: the faster back end of `gemm_rates`.
+
+    Parameters
+    ----------
+    n : int
+        Matrix side (2 n^3 FLOPs per product).
+    repeat : int
+        Products timed per back end; the fastest counts.
+
+    Returns
+    -------
+    float
+        FLOP/s with torch's current thread count.
+    """
+    return max(gemm_rates(n, repeat).values())
 
 
 def count_flops(fn):

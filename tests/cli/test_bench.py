@@ -31,3 +31,7 @@ def test_inference_benchmark_figures(trained_models):
     text = stream.getvalue()
     assert "ratio" in text and "CPU:" in text and "end to end: 200 sources" in text
     assert "fp32 GEMM" in text and "GFLOP/s" in text
+    # The yardstick is the faster of the two matrix-multiply back ends.
+    each = [figures["gemm_gflops_torch_mm"], figures["gemm_gflops_onednn"]]
+    assert figures["gemm_gflops"] == max(each)
+    assert "the faster back end: torch.mm" in text

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from glue_starclf.core import networks as N
-from glue_starclf.learn.speed import count_flops, gemm_flops_per_s, paired_gemm_fraction
+from glue_starclf.learn.speed import (count_flops, gemm_flops_per_s, gemm_rates,
+                                     paired_gemm_fraction)
 
 
 def test_count_flops_of_plain_and_fused_convolutions():
@@ -37,3 +38,17 @@ def test_gemm_rate_and_paired_fraction():
         paired_gemm_fraction(lambda: None, 1.0, pairs=0)
     with pytest.raises(ValueError, match="n 0"):
         gemm_flops_per_s(n=0)
+
+
+def test_gemm_rates_time_both_back_ends_and_the_yardstick_is_the_faster(monkeypatch):
+    rates = gemm_rates(n=256, repeat=3)
+    assert set(rates) == {"torch.mm", "onednn"}     # this torch has oneDNN
+    assert all(r > 1e8 for r in rates.values())
+    # The oneDNN call is a real product of the same size: a @ b.T.
+    a, b = torch.randn(64, 64), torch.randn(64, 64)
+    with torch.inference_mode():
+        prod = torch.ops.mkldnn._linear_pointwise(a, b, None, "none", [], "")
+    assert torch.allclose(prod, a @ b.T, atol=1e-4)
+    from glue_starclf.learn import speed
+    monkeypatch.setattr(speed, "gemm_rates", lambda n, repeat: {"torch.mm": 2e9, "onednn": 3e9})
+    assert speed.gemm_flops_per_s() == 3e9
