@@ -22,8 +22,10 @@ __all__ = ["measure_stellar_ci", "stellar_ci_or_default", "sources_centre", "STE
            "STELLAR_CI_ISOLATION_PX", "STELLAR_CI_PERCENTILE", "STELLAR_CI_MIN_SOURCES",
            "CI_CUT_ABOVE_STELLAR", "field_ci_cut"]
 
-#: Stellar CIs [mag] accepted: the PSFs of the training data span 1.15-1.47.
-STELLAR_CI_RANGE = (1.0, 1.8)
+#: Stellar CIs [mag] accepted, given or measured: the training fields' measured
+#: values span 1.12-1.46 (their PSFs 1.15-1.47). A measurement outside (too few
+#: stars in a small region, noise) is not trusted: the default is taken.
+STELLAR_CI_RANGE = (1.1, 1.55)
 #: Taken where it cannot be measured: the median stellar locus of the 35 LEGUS
 #: catalogs (1.15-1.35; `glue_starclf.sim.effpsf.stellar_locus`).
 STELLAR_CI_DEFAULT = 1.25

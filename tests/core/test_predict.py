@@ -347,7 +347,7 @@ def test_conditioned_classifier_gets_the_measured_stellar_ci(stellar_field, cond
 @pytest.mark.parametrize("value", [0.2, 3.0, float("nan")])
 def test_stellar_ci_outside_its_range_is_one_line(stellar_field, ensembles, value):
     mock, images = stellar_field
-    with pytest.raises(ValueError, match="stellar CI .* outside 1-1.8") as err:
+    with pytest.raises(ValueError, match="stellar CI .* outside 1.1-1.55") as err:
         predict(images, mock.truth[["x", "y"]][:5], 10.0, classifier=ensembles[0],
                 physical=ensembles[1], stellar_ci=value)
     assert "\n" not in str(err.value)

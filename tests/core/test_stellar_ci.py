@@ -84,3 +84,14 @@ def test_field_ci_cut_sits_above_the_field_stellar_ci(fields):
     cut, source, measured = field_ci_cut(Mosaic.from_arrays(sparse.images))
     assert not measured and cut == pytest.approx(STELLAR_CI_DEFAULT + CI_CUT_ABOVE_STELLAR)
     assert source.startswith("default (not measured")
+
+
+def test_a_measurement_outside_the_trained_range_is_not_trusted(monkeypatch):
+    # A small region's few stars gave 1.04 (the inspector screenshot's mock field),
+    # below every training field (1.12-1.46).
+    from glue_starclf.core import stellar_ci as module
+    monkeypatch.setattr(module, "measure_stellar_ci",
+                        lambda mosaic, centre: (1.04, {"region": [0, 0, 320, 320], "n_used": 91}))
+    value, source, measured = stellar_ci_or_default(None)
+    assert not measured and value == STELLAR_CI_DEFAULT
+    assert "1.040 mag, is outside 1.1-1.55" in source

@@ -77,8 +77,8 @@ def test_stellar_ci_given_in_the_dialog_reaches_the_results(app, qtbot, mock_fil
     assert "V-band" in STELLAR_CI_TIP and "1 px" in STELLAR_CI_TIP and "F555W" in STELLAR_CI_TIP
     type_stellar_ci(dialog, "1.30")
     save_screenshot(dialog, screenshots / "classify_dialog_stellar_ci.png")
-    for text, reason in (("1,3", "not a number"), ("2.5", "outside 1–1.8 mag"),
-                         ("0.3", "outside 1–1.8 mag")):
+    for text, reason in (("1,3", "not a number"), ("2.5", "outside 1.1–1.55 mag"),
+                         ("0.3", "outside 1.1–1.55 mag")):
         type_stellar_ci(dialog, text)
         press_classify(dialog)
         assert dialog.isVisible() and dialog.runner is None, text
