@@ -80,6 +80,10 @@ def add_arguments(p):
     p.add_argument("--field-ci-cut", action="store_true",
                    help="kind unmatched: each field's own CI cut, its measured stellar CI + "
                         "0.05 mag as in the LEGUS catalogs (default: the fixed CI >= 1.4)")
+    p.add_argument("--max-per-field", type=int, default=None, metavar="N",
+                   help="kind unmatched on random fields: keep at most N detections of each "
+                        "field (drawn at random), so that more fields, distances and PSFs "
+                        "make up the bank")
     p.add_argument("--perturb", action="append", default=[], metavar="NAME=VALUE",
                    help="fix one condition (robustness banks), e.g. exposure_factor=0.5, "
                         "psf_family=stdpsf, detector_xy=300,3800; repeatable")
@@ -90,7 +94,8 @@ def run(args):
                      region_size=args.region_size, randomise=args.randomise,
                      stdpsf_dir=args.stdpsf_dir, perturb=args.perturb,
                      field_star_colours=args.field_star_colours,
-                     match_magnitudes=args.match_magnitudes, field_cut=args.field_ci_cut)
+                     match_magnitudes=args.match_magnitudes, field_cut=args.field_ci_cut,
+                     max_per_field=args.max_per_field)
     print(f"bank ready: {path}")
 
 
@@ -116,12 +121,12 @@ def parse_perturbations(items):
 
 
 def _meta(kind, n, seed, catalogs, region_size, randomise=False, perturb=None, stdpsf_dir=None,
-          field_star_colours=(), match_magnitudes=(), field_cut=False):
+          field_star_colours=(), match_magnitudes=(), field_cut=False, max_per_field=None):
     m = {"kind": kind, "seed": seed, "randomise": bool(randomise),
          "perturb": dict(perturb or {}), "stdpsf": bool(stdpsf_dir),
          "field_star_colours": [os.path.basename(c) for c in field_star_colours],
          "match_magnitudes": [os.path.basename(c) for c in match_magnitudes],
-         "field_ci_cut": bool(field_cut)}
+         "field_ci_cut": bool(field_cut), "max_per_field": max_per_field}
     if catalogs and kind in ("legus", "unmatched"):
         m.update(catalogs=[os.path.basename(c) for c in catalogs], region_size=region_size)
     else:
@@ -131,7 +136,7 @@ def _meta(kind, n, seed, catalogs, region_size, randomise=False, perturb=None, s
 
 def make_bank(kind, out, n=20000, seed=0, catalogs=(), region_size=3000, randomise=False,
               stdpsf_dir=None, perturb=(), field_star_colours=(), match_magnitudes=(),
-              field_cut=False):
+              field_cut=False, max_per_field=None):
     """Build (or reuse) a bank folder; returns its path.
 
     ``perturb``: ``NAME=VALUE`` strings or a dict (`glue_starclf.sim.domain.perturbed`).
@@ -139,7 +144,8 @@ def make_bank(kind, out, n=20000, seed=0, catalogs=(), region_size=3000, randomi
     bright field stars of unmatched banks. ``match_magnitudes``: LEGUS catalog
     paths whose distances and rows' absolute V magnitudes the random fields
     and kept detections of an unmatched bank follow. ``field_cut``: unmatched
-    detections pass each field's own CI cut (`glue_starclf.core.stellar_ci.field_ci_cut`).
+    detections pass each field's own CI cut (`glue_starclf.core.stellar_ci.field_ci_cut`);
+    ``max_per_field``: at most this many of each random field's detections.
     """
     from glue_starclf.sim.domain import perturbed
     from glue_starclf.version import __version__
@@ -155,6 +161,10 @@ def make_bank(kind, out, n=20000, seed=0, catalogs=(), region_size=3000, randomi
         raise ValueError(f"--match-magnitudes is for unmatched banks, not {kind}")
     if field_cut and kind != "unmatched":
         raise ValueError(f"--field-ci-cut is for unmatched banks, not {kind}")
+    if max_per_field is not None and (kind != "unmatched" or catalogs or match_magnitudes):
+        raise ValueError("--max-per-field is for unmatched banks of random fields")
+    if max_per_field is not None and max_per_field < 1:
+        raise ValueError(f"--max-per-field {max_per_field} must be >= 1")
     if match_magnitudes and catalogs:
         raise ValueError("--match-magnitudes is for random fields: leave out --catalogs")
     if kind != "legus" and n < 1:
@@ -172,13 +182,14 @@ def make_bank(kind, out, n=20000, seed=0, catalogs=(), region_size=3000, randomi
         domain = replace(domain, stdpsf_dir=str(stdpsf_dir))
     out = Path(out)
     meta = _meta(kind, n, seed, catalogs, region_size, randomise, perturb, stdpsf_dir,
-                 field_star_colours, match_magnitudes, field_cut)
+                 field_star_colours, match_magnitudes, field_cut, max_per_field)
     colours = _star_colours(field_star_colours)
     targets = catalog_magnitudes(match_magnitudes) if match_magnitudes else None
     if (out / "meta.json").exists():
         old = json.loads((out / "meta.json").read_text())
         defaults = {"randomise": False, "perturb": {}, "stdpsf": False,
-                    "field_star_colours": [], "match_magnitudes": [], "field_ci_cut": False}
+                    "field_star_colours": [], "match_magnitudes": [], "field_ci_cut": False,
+                    "max_per_field": None}
         if {k: old.get(k, defaults.get(k)) for k in meta} == meta:
             return out
         raise FileExistsError(f"{out} holds a different bank ({old.get('kind')}, "
@@ -198,7 +209,7 @@ def make_bank(kind, out, n=20000, seed=0, catalogs=(), region_size=3000, randomi
                                             colours, targets, field_cut)
         elif kind == "unmatched":
             truth = _unmatched_bank(tmp, n, seed, domain, randomise, stdpsf_dir, colours,
-                                    field_cut)
+                                    field_cut, max_per_field)
         else:
             truth = _engine_bank(tmp, kind, n, seed, domain, randomise, stdpsf_dir)
     except BaseException:
@@ -311,7 +322,7 @@ def _star_colours(catalogs):
 
 
 def _unmatched_bank(folder, n, seed, domain, randomise, stdpsf_dir, colours=None,
-                    field_cut=False):
+                    field_cut=False, max_per_field=None):
     """Class-4 stamps of detections matching no mock source, random field after field."""
     from tqdm import tqdm
 
@@ -328,6 +339,11 @@ def _unmatched_bank(folder, n, seed, domain, randomise, stdpsf_dir, colours=None
                                 distance_mpc=distance, n_sources=_UNMATCHED_SOURCES, domain=dom,
                                 field_star_colours=colours)
             s, t = unmatched_class4_stamps(mock, field_cut=field_cut)
+            if max_per_field is not None and len(t) > max_per_field:
+                # its own stream: the fields drawn do not depend on the cap
+                pick = np.random.default_rng([seed, 12, k]).choice(len(t), max_per_field,
+                                                                   replace=False)
+                s, t = s[np.sort(pick)], t[np.sort(pick)]
             s, t = s[:n - got], t[:n - got]
             field = f"random-{seed}-{k}"
             k += 1

@@ -155,6 +155,17 @@ def test_unmatched_bank_with_the_field_ci_cut(tmp_path):
     # Each field's cut is its measured stellar CI + 0.05 mag.
     assert np.allclose(truth["ci_min"], np.asarray(truth["stellar_ci"]) + 0.05)
     assert (truth["ci"] >= truth["ci_min"]).all()
+    capped, truth = _unmatched_bank(tmp_path / "c", 6, "--field-ci-cut", "--max-per-field", 3)
+    assert capped["max_per_field"] == 3 and len(truth) == 6
+    assert max(np.unique(truth["field"], return_counts=True)[1]) <= 3
+    for args, word in ((["--kind", "physical", "--n", 10, "--field-ci-cut"],
+                        "--field-ci-cut is for unmatched banks"),
+                       (["--kind", "unmatched", "--n", 10, "--max-per-field", 0], ">= 1"),
+                       (["--kind", "unmatched", "--catalogs", NGC1566, "--max-per-field", 3],
+                        "--max-per-field is for unmatched banks of random fields")):
+        status, out, err = run_training("make-bank", *args, "--out", tmp_path / "p")
+        assert status != 0 and word in err and len(err.strip().splitlines()) == 1
+        assert not (tmp_path / "p").exists()
     status, out, err = run_training("make-bank", "--kind", "physical", "--n", 10,
                                     "--field-ci-cut", "--out", tmp_path / "p")
     assert status != 0 and "--field-ci-cut is for unmatched banks" in err
