@@ -165,20 +165,8 @@ def field_ci_cut(mosaic, centre=None):
     LEGUS set the CI cut of each field just above its stellar locus, not at
     one value for all (the catalogs' cuts run from 1.2 to 1.4 mag); a fixed
     cut passes many more stars on a field with a broad PSF than on one with
-    a sharp PSF.
-
-    Parameters
-    ----------
-    mosaic : glue_starclf.io.mosaic.Mosaic
-    centre : (float, float), optional
-        As in `measure_stellar_ci`.
-
-    Returns
-    -------
-    cut : float
-    source : str
-        Where the stellar CI came from (`stellar_ci_or_default`).
-    measured : bool
+    a sharp PSF. Parameters and the ``source`` and ``measured`` it returns
+    after the cut: as `stellar_ci_or_default`.
     """
     value, source, measured = stellar_ci_or_default(mosaic, centre)
     return value + CI_CUT_ABOVE_STELLAR, source, measured

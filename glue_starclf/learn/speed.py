@@ -93,20 +93,8 @@ def gemm_rates(n=1024, repeat=10):
 
 
 def gemm_flops_per_s(n=1024, repeat=10):
-    """The machine's fp32 GEMM rate: the faster back end of `gemm_rates`.
-
-    Parameters
-    ----------
-    n : int
-        Matrix side (2 n^3 FLOPs per product).
-    repeat : int
-        Products timed per back end; the fastest counts.
-
-    Returns
-    -------
-    float
-        FLOP/s with torch's current thread count.
-    """
+    """The machine's fp32 GEMM rate [FLOP/s]: the faster back end of `gemm_rates`
+    (same parameters)."""
     return max(gemm_rates(n, repeat).values())
 
 
