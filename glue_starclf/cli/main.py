@@ -490,8 +490,10 @@ def _add_detect(sub):
     _add_image_args(p)
     # Defaults (None) are detect_sources' LEGUS cuts; core.detection is not
     # imported here, so `starclf --help` stays fast.
-    p.add_argument("--ci-min", type=float,
-                   help="minimum CI (default: just above the stellar locus, as LEGUS)")
+    p.add_argument("--ci-min", type=_ci_min,
+                   help="minimum CI [mag], or 'field': the field's own cut, its stellar CI "
+                        "measured on the image + 0.05 mag, as LEGUS set it per field "
+                        "(default 1.4, the highest of the LEGUS fields' cuts)")
     p.add_argument("--distance-mpc", type=float,
                    help="galaxy distance: candidates must reach M_V <= --abs-mag-limit")
     p.add_argument("--abs-mag-limit", type=float,
@@ -557,13 +559,30 @@ def _classify(args):
     return 0
 
 
+def _ci_min(text):
+    """``--ci-min``: a number or ``field``."""
+    if text.strip().lower() == "field":
+        return "field"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a number nor 'field'") from None
+
+
 def _detect(args):
-    from ..core.detection import detect_sources
+    from ..core.detection import detect_sources, parse_region
     from ..io.mosaic import open_mosaic
     with _outputs(args) as outputs:
         mosaic = open_mosaic(args.image, force_band=args.force_band)
         if args.distance_mpc is not None:
             check_distance_arg(args.distance_mpc)
+        if args.ci_min == "field":
+            from ..core.stellar_ci import field_ci_cut
+            x0, y0, x1, y1 = parse_region(args.region, mosaic.shape)
+            args.ci_min, source, measured = field_ci_cut(mosaic, ((x0 + x1) / 2, (y0 + y1) / 2))
+            print(f"CI cut {args.ci_min:.3f} mag (the field's stellar CI + 0.05; stellar CI "
+                  f"{source})",
+                  file=sys.stdout if measured else sys.stderr)
         cuts = {k: v for k, v in (("ci_min", args.ci_min), ("abs_mag_limit", args.abs_mag_limit),
                                    ("min_bands", args.min_bands)) if v is not None}
         table = detect_sources(mosaic, region=args.region, threshold_sigma=args.threshold_sigma,

@@ -179,6 +179,29 @@ def test_detect_applies_the_legus_cuts(capsys, field, tmp_path):
     assert not (tmp_path / "bad.ecsv").exists()
 
 
+def test_detect_with_the_field_own_ci_cut(capsys, field, tmp_path):
+    from glue_starclf.core.stellar_ci import field_ci_cut
+    from glue_starclf.io.mosaic import open_mosaic
+    images = [a for image in field[2] for a in ("--image", image)]
+    out = tmp_path / "own.ecsv"
+    status, stdout, err = run(capsys, "detect", *images, "--ci-min", "field",
+                              "--region", "0,0,256,128", "--out", out)
+    assert status == 0, err
+    with open_mosaic(list(field[2])) as mosaic:
+        cut, source, measured = field_ci_cut(mosaic, (128, 64))
+    t = Table.read(out)
+    assert t.meta["ci_min"] == cut and (np.asarray(t["ci"]) >= cut).all()
+    assert f"CI cut {cut:.3f} mag (the field's stellar CI + 0.05; stellar CI {source})" in (
+        stdout if measured else err)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        run(capsys, "detect", *images, "--ci-min", "sharp", "--out", tmp_path / "bad.ecsv")
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and len(err.strip().splitlines()) == 1
+    assert "--ci-min: 'sharp' is neither a number nor 'field'" in err
+    assert not (tmp_path / "bad.ecsv").exists()
+
+
 def test_whole_mosaic_without_catalog(capsys, field, trained_models, tmp_path):
     out, reg = tmp_path / "res.ecsv", tmp_path / "res.reg"
     status, _, err = run(capsys, *classify_argv(field, trained_models, out, regions=reg))
