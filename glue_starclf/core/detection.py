@@ -446,8 +446,9 @@ def detect_sources(mosaic, region=None, band="F555W", fwhm=2.2, threshold_sigma=
     meta["zeropoint_source"] = source
     log.log(log_level, "detected %d sources in %s, %d pass the cuts (CI >= %s, mag <= %s, "
             ">= %s bands with error <= %s mag; zeropoint %.3f from %s)", len(xs), box,
-            int(keep.sum()), ci_min, mag_limit, meta["min_bands"], meta["max_mag_error"], zp,
-            source)
+            int(keep.sum()), None if ci_min is None else round(float(ci_min), 3),
+            None if mag_limit is None else round(float(mag_limit), 3), meta["min_bands"],
+            meta["max_mag_error"], zp, source)
 
     x = xs[keep] + x0
     y = ys[keep] + y0
