@@ -89,15 +89,19 @@ def test_stellar_ci_given_in_the_dialog_reaches_the_results(app, qtbot, mock_fil
     assert wait_for(qtbot, dialog.runner) == "done", dialog.runner.message
     meta = catalog.meta[RESULTS_META_KEY]
     assert meta["stellar_ci"] == 1.3 and meta["stellar_ci_source"] == "given"
-    # empty: measured on the image around the sources
+    # empty: measured on the image around the sources; this 320 px field's few stars
+    # give 1.040 mag, outside the trained range, so the default is taken and said so
+    from glue_starclf.core.stellar_ci import STELLAR_CI_DEFAULT
     dialog = classify_menu(app)
     dialog.models.set_folder(ci_models)
     press_classify(dialog)
     assert dialog.values["stellar_ci"] is None
     assert wait_for(qtbot, dialog.runner) == "done", dialog.runner.message
     meta = catalog.meta[RESULTS_META_KEY]
-    assert meta["stellar_ci_source"].startswith("measured in region")
-    assert meta["stellar_ci"] != 1.3
+    assert meta["stellar_ci_source"].startswith(
+        "default (not measured: the value measured in region (0, 0, 320, 320)")
+    assert "is outside 1.1-1.55" in meta["stellar_ci_source"]
+    assert meta["stellar_ci"] == STELLAR_CI_DEFAULT
 
 
 def test_models_without_it_disable_the_row(app, qtbot, mock_files, tmp_path, ci_models,
