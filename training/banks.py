@@ -341,9 +341,9 @@ def _unmatched_bank(folder, n, seed, domain, randomise, stdpsf_dir, colours=None
             s, t = unmatched_class4_stamps(mock, field_cut=field_cut)
             if max_per_field is not None and len(t) > max_per_field:
                 # its own stream: the fields drawn do not depend on the cap
-                pick = np.random.default_rng([seed, 12, k]).choice(len(t), max_per_field,
-                                                                   replace=False)
-                s, t = s[np.sort(pick)], t[np.sort(pick)]
+                pick = np.sort(np.random.default_rng([seed, 12, k]).choice(
+                    len(t), max_per_field, replace=False))
+                s, t = s[pick], t[pick]
             s, t = s[:n - got], t[:n - got]
             field = f"random-{seed}-{k}"
             k += 1
