@@ -3,10 +3,10 @@
 The story: a mock field written by ``starclf simulate field`` (one FITS per
 band and ``<prefix>_truth.ecsv``) -> candidates found with the LEGUS
 defaults of `glue_starclf.core.detection.detect_sources` at the field's
-distance, with the field's own CI cut (its stellar CI + 0.05 mag, as LEGUS
-set it; `glue_starclf.core.stellar_ci.field_ci_cut`) in place of the fixed
-CI >= 1.4, and with the loose cuts that were the defaults before (CI >= 1.3,
-no magnitude or band cut) -> both classified by the ensembles -> per
+distance (the field's own CI cut, its stellar CI + 0.05 mag, as LEGUS set
+it; `glue_starclf.core.stellar_ci.field_ci_cut`), with the fixed CI >= 1.4
+that was the default before, and with the loose cuts of before that
+(CI >= 1.3, no magnitude or band cut) -> each classified by the ensembles -> per
 setting: candidates after each cut, class 1-3 completeness (all, and
 brighter than M_V = -6) and the fraction of detections matching no mock
 source that the classifier calls class 4, of all of them and apart for those
@@ -30,8 +30,8 @@ __all__ = ["add_arguments", "run"]
 SETTINGS = {
     "loose (CI >= 1.3, no magnitude or band cut)": {"ci_min": 1.3, "abs_mag_limit": None,
                                                     "min_bands": None},
-    "LEGUS defaults": {},
-    "LEGUS defaults, the field's own CI cut": {"ci_min": "field"},
+    "LEGUS defaults (the field's own CI cut)": {},
+    "LEGUS cuts, the fixed CI >= 1.4": {"ci_min": 1.4},
 }
 
 
@@ -54,7 +54,6 @@ def run(args):
     from glue_starclf.core.detection import detect_sources, parse_region
     from glue_starclf.core.predict import load_ensemble, predict
     from glue_starclf.io.mosaic import open_mosaic
-    from glue_starclf.core.stellar_ci import field_ci_cut
     from glue_starclf.learn.field_audit import ISOLATION_RADIUS_PX, audit_detections
     folder = Path(args.field)
     images = sorted(folder.glob(f"{args.prefix}_*_drc.fits"))
@@ -74,10 +73,6 @@ def run(args):
         box = parse_region(args.region, mosaic.shape)
         for name, kwargs in SETTINGS.items():
             t0 = time.perf_counter()
-            if kwargs.get("ci_min") == "field":
-                x0, y0, x1, y1 = box
-                kwargs = {**kwargs, "ci_min": field_ci_cut(mosaic, ((x0 + x1) / 2,
-                                                                    (y0 + y1) / 2))[0]}
             det = detect_sources(mosaic, region=box, distance_mpc=args.distance_mpc, **kwargs)
             res = predict(mosaic, det, args.distance_mpc, classifier=classifier,
                           physical=physical)

@@ -38,6 +38,9 @@ def add_arguments(p):
     p.add_argument("--batch-size", type=positive_int, default=128)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--band-dropout", type=probability, default=0.15)
+    p.add_argument("--three-band-fraction", type=probability, default=0.2,
+                   help="fraction of the training stamps that see only F336W, F438W and "
+                        "F814W (004's bands)")
     p.add_argument("--width", type=channel_counts(4), default=None, metavar="C1,C2,C3,C4",
                    help="channels of the four convolutions (default PhysicalNet's)")
     p.add_argument("--hidden", type=positive_int, default=None,
@@ -84,10 +87,10 @@ def _soft_ce(logits, target):
     return -(target * torch.log_softmax(logits, dim=1)).sum(dim=1)
 
 
-def _masks(n, p, gen):
-    """Band dropout; one stamp in five sees only F336W, F438W and F814W."""
+def _masks(n, p, gen, three_fraction=0.2):
+    """Band dropout; a fraction of the stamps sees only F336W, F438W and F814W."""
     keep = (torch.rand((n, 5), generator=gen) >= p).float()
-    three = torch.rand(n, generator=gen) < 0.2
+    three = torch.rand(n, generator=gen) < three_fraction
     keep[three] = torch.from_numpy(THREE_BANDS)
     empty = keep.sum(dim=1) == 0
     keep[empty] = 1.0
@@ -178,7 +181,7 @@ def run(args):
 
     def step(net, batch):
         xb, db, grid, rh, cb, vis = batch
-        m = _masks(len(xb), args.band_dropout, gen)
+        m = _masks(len(xb), args.band_dropout, gen, args.three_band_fraction)
         # Flips and right-angle turns only: a zoom would change the flux, i.e. the mass.
         inp = augment(_inputs(xb.numpy(), m.numpy()), aug_rng, p_scale=0.0)
         out = net(inp, m, torch.log10(db.float())[:, None])
@@ -197,6 +200,7 @@ def run(args):
                  rngs={"band_dropout": gen, "augment": aug_rng},
                  signature={"architecture": "PhysicalNet", "kwargs": kwargs, "seed": args.seed,
                             "batch_size": args.batch_size, "band_dropout": args.band_dropout,
+                            "three_band_fraction": args.three_band_fraction,
                             "lr": args.lr, "banks": [str(b) for b in args.bank],
                             "init": init and init["sha256"]})
     if not is_main():

@@ -443,9 +443,10 @@ def _add_classify(sub):
                    help="class probabilities as if the four classes were equally common "
                         "(without the models' LEGUS class prior, classifier.classes.json): "
                         "higher class-1 recall, lower accuracy on a LEGUS-like mix")
-    p.add_argument("--stellar-ci", type=float, metavar="MAG",
+    p.add_argument("--stellar-ci", type=_stellar_ci, metavar="MAG",
                    help="the field's stellar CI (V band, 1 px vs 3 px, of a star) for "
-                        "classifier models that take it; default measured on the image")
+                        "classifier models that take it and, without a catalog, the "
+                        "detection's CI cut (+ 0.05); default measured on the image")
     p.set_defaults(func=_classify)
 
 
@@ -491,9 +492,11 @@ def _add_detect(sub):
     # Defaults (None) are detect_sources' LEGUS cuts; core.detection is not
     # imported here, so `starclf --help` stays fast.
     p.add_argument("--ci-min", type=_ci_min,
-                   help="minimum CI [mag], or 'field': the field's own cut, its stellar CI "
-                        "measured on the image + 0.05 mag, as LEGUS set it per field "
-                        "(default 1.4, the highest of the LEGUS fields' cuts)")
+                   help="minimum CI [mag], or 'field' (default): the field's own cut, its "
+                        "stellar CI + 0.05 mag, as LEGUS set it per field (1.2-1.4)")
+    p.add_argument("--stellar-ci", type=_stellar_ci, metavar="MAG",
+                   help="the field's stellar CI (V band, 1 px vs 3 px, of a star) for the "
+                        "field's own CI cut; default measured on the image")
     p.add_argument("--distance-mpc", type=float,
                    help="galaxy distance: candidates must reach M_V <= --abs-mag-limit")
     p.add_argument("--abs-mag-limit", type=float,
@@ -544,7 +547,7 @@ def _classify(args):
         mosaic = open_mosaic(args.image, force_band=args.force_band,
                              zeropoints=_zeropoints(args.zeropoint))
         sources = sources_to_classify(mosaic, args.catalog, args.region,
-                                      distance_mpc=args.distance_mpc)
+                                      distance_mpc=args.distance_mpc, stellar_ci=args.stellar_ci)
         if len(sources) == 0:
             logging.getLogger("glue_starclf").warning(
                 "no sources to classify: writing an empty table")
@@ -559,6 +562,15 @@ def _classify(args):
     return 0
 
 
+def _stellar_ci(text):
+    """``--stellar-ci``: a number in the accepted range, checked before any file is read."""
+    from ..core.stellar_ci import checked_stellar_ci
+    try:
+        return checked_stellar_ci(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _ci_min(text):
     """``--ci-min``: a number or ``field``."""
     if text.strip().lower() == "field":
@@ -570,25 +582,19 @@ def _ci_min(text):
 
 
 def _detect(args):
-    from ..core.detection import detect_sources, parse_region
+    from ..core.detection import detect_sources
     from ..io.mosaic import open_mosaic
     with _outputs(args) as outputs:
         mosaic = open_mosaic(args.image, force_band=args.force_band)
         if args.distance_mpc is not None:
             check_distance_arg(args.distance_mpc)
-        if args.ci_min == "field":
-            from ..core.stellar_ci import field_ci_cut
-            x0, y0, x1, y1 = parse_region(args.region, mosaic.shape)
-            args.ci_min, source, measured = field_ci_cut(mosaic, ((x0 + x1) / 2, (y0 + y1) / 2))
-            print(f"CI cut {args.ci_min:.3f} mag (the field's stellar CI + 0.05; stellar CI "
-                  f"{source})",
-                  file=sys.stdout if measured else sys.stderr)
         cuts = {k: v for k, v in (("ci_min", args.ci_min), ("abs_mag_limit", args.abs_mag_limit),
                                    ("min_bands", args.min_bands)) if v is not None}
         table = detect_sources(mosaic, region=args.region, threshold_sigma=args.threshold_sigma,
-                               distance_mpc=args.distance_mpc, **cuts)
+                               distance_mpc=args.distance_mpc, stellar_ci=args.stellar_ci, **cuts)
         _write_outputs(outputs, table, args)
-    print(f"detected {len(table)} candidates; wrote {args.out}")
+    print(f"detected {len(table)} candidates (CI >= {table.meta['ci_min']:.3f} mag); "
+          f"wrote {args.out}")
     return 0
 
 

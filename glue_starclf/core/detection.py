@@ -2,8 +2,9 @@
 
 LEGUS (Adamo et al. 2017; the catalogs' headers) extracts sources with
 SExtractor on a white-light image and keeps those with a V-band
-concentration index CI = mag(1 px) - mag(3 px) >= 1.4 mag, just above the
-stellar CI; it fits and inspects only those brighter than M_V = -6 mag and
+concentration index CI = mag(1 px) - mag(3 px) just above the field's
+stellar CI (1.2-1.4 mag by field; by default here the field's measured
+stellar CI + 0.05, `glue_starclf.core.stellar_ci.field_ci_cut`); it fits and inspects only those brighter than M_V = -6 mag and
 detected in at least four bands with a photometric error of at most 0.3 mag.
 Here candidates come from photutils' `DAOStarFinder` on the V band (or a
 noise-weighted white-light sum) inside a box of the mosaic, after
@@ -37,8 +38,10 @@ log = logging.getLogger("glue_starclf")
 #: LEGUS total-magnitude aperture radius [px] (sky from a 7-8 px annulus).
 MAG_APERTURE_PX = 4.0
 
-#: LEGUS cuts (the catalogs' headers): CI >= 1.4 mag in V, M_V <= -6 mag,
-#: detected in >= 4 bands with a magnitude error <= 0.3 mag.
+#: LEGUS cuts (the catalogs' headers): M_V <= -6 mag, detected in >= 4 bands
+#: with a magnitude error <= 0.3 mag; the CI cut is each field's own (just
+#: above its stellar locus), 1.4 mag the highest of the 35 fields' cuts and
+#: this package's fixed default before the field's own.
 LEGUS_CI_MIN = 1.4
 LEGUS_ABS_MAG_LIMIT = -6.0
 LEGUS_MIN_BANDS = 4
@@ -243,12 +246,12 @@ def average_aperture_correction(image, x, y, ci, flux, ci_min=LEGUS_CI_MIN,
 
 
 def detect_sources(mosaic, region=None, band="F555W", fwhm=2.2, threshold_sigma=5.0,
-                   ci_min=LEGUS_CI_MIN, mag_limit=None, abs_mag_limit=LEGUS_ABS_MAG_LIMIT,
+                   ci_min="field", mag_limit=None, abs_mag_limit=LEGUS_ABS_MAG_LIMIT,
                    distance_mpc=None, min_bands=LEGUS_MIN_BANDS,
                    max_mag_error=LEGUS_MAX_MAG_ERROR, white_light=False, box_size=64,
                    sharpness_range=(0.0, 1.0), roundness_range=(-1.0, 1.0),
                    min_separation=None, max_sources=None, zeropoint=None,
-                   aperture_correction="field", quiet=False):
+                   aperture_correction="field", stellar_ci=None, quiet=False):
     """Find cluster candidates in a box of the mosaic and apply LEGUS-like cuts.
 
     Parameters
@@ -264,11 +267,15 @@ def detect_sources(mosaic, region=None, band="F555W", fwhm=2.2, threshold_sigma=
         DAOStarFinder kernel FWHM [px].
     threshold_sigma : float
         Detection threshold in units of the background rms.
-    ci_min : float or None
-        Keep sources with CI >= ``ci_min`` (default LEGUS's 1.4, just above
-        the stellar locus: mock field stars detected on a random mock field
-        have CI 1.26-1.37, 5th-95th percentile); None keeps all (CI NaN
-        included).
+    ci_min : "field", float or None
+        Keep sources with CI >= the cut. ``"field"`` (default): the field's
+        own cut, as LEGUS placed it just above each field's stellar locus
+        (the catalogs' cuts run 1.2-1.4 mag): its stellar CI + 0.05 mag
+        (`glue_starclf.core.stellar_ci.field_ci_cut`), the stellar CI given
+        as ``stellar_ci`` or measured in a box centred on the region; where
+        it cannot be measured (too few isolated stars) the median LEGUS
+        locus, 1.25, is taken with a warning. A number: that cut (1.4 is
+        the highest of the LEGUS fields'). None keeps all (CI NaN included).
     mag_limit : float, optional
         Keep sources with ``mag_v <= mag_limit`` (apparent Vega mag).
     abs_mag_limit : float or None
@@ -307,6 +314,9 @@ def detect_sources(mosaic, region=None, band="F555W", fwhm=2.2, threshold_sigma=
         warning when fewer than 5 isolated candidates allow it); a number is
         used as given (0 keeps the aperture magnitude). The value used is in
         the table's ``meta["aperture_correction"]``.
+    stellar_ci : float, optional
+        The field's stellar CI [mag] for ``ci_min="field"``, given instead
+        of measured (`glue_starclf.core.stellar_ci.STELLAR_CI_RANGE`).
     quiet : bool
         Log the summary at DEBUG, not INFO (detection as a step of another
         measurement).
@@ -320,7 +330,9 @@ def detect_sources(mosaic, region=None, band="F555W", fwhm=2.2, threshold_sigma=
         detection order (DAOStarFinder's order: by position). ``meta``
         records the options, the background rms, the zeropoint used and the
         counts after each cut (``n_found``, ``n_after_ci``,
-        ``n_after_mag``, ``n_after_bands``).
+        ``n_after_mag``, ``n_after_bands``); with the field's own CI cut
+        also ``ci_min_rule`` ``"field"``, the ``stellar_ci`` and its
+        ``stellar_ci_source``.
 
     Raises
     ------
@@ -338,7 +350,14 @@ def detect_sources(mosaic, region=None, band="F555W", fwhm=2.2, threshold_sigma=
         raise ValueError(f"fwhm {fwhm!r} must be positive")
     if not (threshold_sigma > 0):
         raise ValueError(f"threshold_sigma {threshold_sigma!r} must be positive")
-    _check_cut("ci_min", ci_min, -np.inf)
+    field_cut = isinstance(ci_min, str)
+    if field_cut and ci_min != "field":
+        raise ValueError(f"ci_min {ci_min!r} must be 'field', a number or None (no cut)")
+    if not field_cut:
+        _check_cut("ci_min", ci_min, -np.inf)
+    if stellar_ci is not None:
+        from .stellar_ci import checked_stellar_ci
+        stellar_ci = checked_stellar_ci(stellar_ci)
     _check_cut("mag_limit", mag_limit, -np.inf)
     _check_cut("abs_mag_limit", abs_mag_limit, -np.inf)
     _check_cut("min_bands", min_bands, 1, integer=True)
@@ -367,6 +386,9 @@ def detect_sources(mosaic, region=None, band="F555W", fwhm=2.2, threshold_sigma=
         min_bands = len(mosaic.bands)
     box = parse_region(region, mosaic.shape)
     x0, y0, x1, y1 = box
+    field_meta = {}
+    if field_cut:
+        ci_min, stellar_ci, field_meta = _field_cut(mosaic, box, stellar_ci, log_level)
 
     # One float32 copy of the box: NaN where there is no data (NaN or
     # exact-zero, i.e. zero-weight, pixels) for the photometry.
@@ -382,7 +404,7 @@ def detect_sources(mosaic, region=None, band="F555W", fwhm=2.2, threshold_sigma=
             "ci_min": ci_min, "mag_limit": mag_limit, "distance_mpc": distance_mpc,
             "min_bands": int(min_bands) if band_cut else None,
             "max_mag_error": max_mag_error if band_cut else None,
-            "white_light": bool(white_light), "background_rms": rms}
+            "white_light": bool(white_light), "background_rms": rms, **field_meta}
     empty = Table({"id": np.zeros(0, np.int64), "x": np.zeros(0), "y": np.zeros(0),
                    "ra": np.zeros(0), "dec": np.zeros(0), "ci": np.zeros(0),
                    "mag_v": np.zeros(0), "n_bands": np.zeros(0, np.int64)}, meta=meta)
@@ -466,7 +488,24 @@ def detect_sources(mosaic, region=None, band="F555W", fwhm=2.2, threshold_sigma=
     return out
 
 
-def sources_to_classify(mosaic, catalog=None, region=None, distance_mpc=None):
+def _field_cut(mosaic, box, stellar_ci, log_level):
+    """The field's own CI cut for a box, the stellar CI and the table's meta entries."""
+    from .stellar_ci import CI_CUT_ABOVE_STELLAR, field_ci_cut
+    x0, y0, x1, y1 = box
+    cut, source, measured = field_ci_cut(mosaic, ((x0 + x1) / 2, (y0 + y1) / 2), stellar_ci)
+    stellar = cut - CI_CUT_ABOVE_STELLAR
+    if measured:
+        log.log(log_level, "CI cut %.3f mag: the field's stellar CI %.3f (%s) + %g", cut,
+                stellar, source, CI_CUT_ABOVE_STELLAR)
+    else:
+        log.warning("CI cut %.3f mag: the field's stellar CI is the %s + %g (give the field's "
+                    "stellar CI with --stellar-ci or in the Classify dialog)", cut, source,
+                    CI_CUT_ABOVE_STELLAR)
+    return cut, stellar, {"ci_min_rule": "field", "stellar_ci": round(float(stellar), 4),
+                          "stellar_ci_source": source}
+
+
+def sources_to_classify(mosaic, catalog=None, region=None, distance_mpc=None, stellar_ci=None):
     """The sources ``starclf classify`` (and each batch field) classifies.
 
     Parameters
@@ -479,11 +518,14 @@ def sources_to_classify(mosaic, catalog=None, region=None, distance_mpc=None):
         0-based pixel box; catalog rows outside it are dropped.
     distance_mpc : float, optional
         Galaxy distance: with it, detection applies the LEGUS M_V <= -6 cut.
+    stellar_ci : float, optional
+        The field's stellar CI, for detection's CI cut (else measured).
 
     Returns
     -------
     astropy.table.Table
-        With ``x``, ``y`` (0-based) and the catalog's other columns.
+        With ``x``, ``y`` (0-based) and the catalog's other columns; detected
+        ones carry `detect_sources`' ``meta``.
     """
     if catalog:
         from ..io.catalogs import read_catalog
@@ -493,6 +535,7 @@ def sources_to_classify(mosaic, catalog=None, region=None, distance_mpc=None):
             x, y = table["x"], table["y"]
             table = table[(x >= x0) & (x < x1) & (y >= y0) & (y < y1)]
         return table
-    table = detect_sources(mosaic, region=region, distance_mpc=distance_mpc)
+    table = detect_sources(mosaic, region=region, distance_mpc=distance_mpc,
+                           stellar_ci=stellar_ci)
     log.info("detected %d candidates", len(table))
     return table

@@ -299,16 +299,9 @@ def field_stellar_ci(classifier, mosaic, x, y, stellar_ci=None):
         the mosaic does not allow a measurement (`stellar_ci_or_default`; a
         warning is logged).
     """
-    from .stellar_ci import STELLAR_CI_RANGE, sources_centre, stellar_ci_or_default
-    lo, hi = STELLAR_CI_RANGE
+    from .stellar_ci import checked_stellar_ci, sources_centre, stellar_ci_or_default
     if stellar_ci is not None:
-        try:
-            v = float(stellar_ci)
-        except (TypeError, ValueError):
-            v = np.nan
-        if not lo <= v <= hi:
-            raise ValueError(f"stellar CI {stellar_ci!r} mag outside {lo:g}-{hi:g} "
-                             "(the V-band CI, 1 px vs 3 px, of a star)")
+        v = checked_stellar_ci(stellar_ci)
     if not classifier.needs_stellar_ci:
         if stellar_ci is not None:
             log.info("stellar CI given, but the classifier members do not take it")

@@ -20,7 +20,7 @@ from .photometry import concentration_index
 __all__ = ["measure_stellar_ci", "stellar_ci_or_default", "sources_centre", "STELLAR_CI_RANGE",
            "STELLAR_CI_DEFAULT", "STELLAR_CI_BOX_PX", "STELLAR_CI_N_BRIGHTEST",
            "STELLAR_CI_ISOLATION_PX", "STELLAR_CI_PERCENTILE", "STELLAR_CI_MIN_SOURCES",
-           "CI_CUT_ABOVE_STELLAR", "field_ci_cut"]
+           "CI_CUT_ABOVE_STELLAR", "field_ci_cut", "checked_stellar_ci"]
 
 #: Stellar CIs [mag] accepted, given or measured: the training fields' measured
 #: values span 1.12-1.46 (their PSFs 1.15-1.47). A measurement outside (too few
@@ -159,14 +159,37 @@ def stellar_ci_or_default(mosaic, centre=None):
     return STELLAR_CI_DEFAULT, f"default (not measured: {reason})", False
 
 
-def field_ci_cut(mosaic, centre=None):
+def checked_stellar_ci(value):
+    """A stellar CI given by the user, as a float inside `STELLAR_CI_RANGE`.
+
+    Raises
+    ------
+    ValueError
+        If it is not a number inside the range.
+    """
+    lo, hi = STELLAR_CI_RANGE
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = np.nan
+    if not lo <= v <= hi:
+        raise ValueError(f"stellar CI {value!r} mag outside {lo:g}-{hi:g} "
+                         "(the V-band CI, 1 px vs 3 px, of a star)")
+    return v
+
+
+def field_ci_cut(mosaic, centre=None, stellar_ci=None):
     """The field's own CI cut: its stellar CI plus `CI_CUT_ABOVE_STELLAR`.
 
     LEGUS set the CI cut of each field just above its stellar locus, not at
     one value for all (the catalogs' cuts run from 1.2 to 1.4 mag); a fixed
     cut passes many more stars on a field with a broad PSF than on one with
     a sharp PSF. Parameters and the ``source`` and ``measured`` it returns
-    after the cut: as `stellar_ci_or_default`.
+    after the cut: as `stellar_ci_or_default`; a ``stellar_ci`` given
+    (`checked_stellar_ci`) is used instead of a measurement (``source``
+    ``"given"``).
     """
+    if stellar_ci is not None:
+        return checked_stellar_ci(stellar_ci) + CI_CUT_ABOVE_STELLAR, "given", True
     value, source, measured = stellar_ci_or_default(mosaic, centre)
     return value + CI_CUT_ABOVE_STELLAR, source, measured

@@ -39,7 +39,7 @@ __all__ = ["RESULTS_LABEL", "MATCH_RADIUS_PX", "GUI_BATCH", "MAG_RADIUS_PX", "MA
            "region_box", "linked_catalogs", "catalog_sources", "run_job", "aperture_magnitudes",
            "results_for", "merge_results", "attach_results", "link_to_mosaic",
            "made_on", "is_linked", "world_agrees", "posterior_maps", "column", "mosaic_of",
-           "models_folder_of", "models_summary"]
+           "models_folder_of", "models_summary", "detection_summary"]
 
 log = logging.getLogger("glue_starclf")
 
@@ -251,13 +251,16 @@ def catalog_sources(catalog_data, mask=None):
 def _detect(job):
     from ..core.detection import detect_sources
     x0, y0, x1, y1 = job.box
-    found = detect_sources(job.mosaic, region=job.box, distance_mpc=job.distance_mpc)
+    found = detect_sources(job.mosaic, region=job.box, distance_mpc=job.distance_mpc,
+                           stellar_ci=job.stellar_ci)
     if len(found):
         ix = np.clip(np.floor(np.asarray(found["x"]) + 0.5).astype(int) - x0, 0, x1 - x0 - 1)
         iy = np.clip(np.floor(np.asarray(found["y"]) + 0.5).astype(int) - y0, 0, y1 - y0 - 1)
         found = found[job.mask[iy, ix]]
     log.info("detected %d candidates in the region", len(found))
-    return found["id", "x", "y"]
+    out = found["id", "x", "y"]
+    out.meta = dict(found.meta)
+    return out
 
 
 def run_job(job, callback=None):
@@ -304,6 +307,10 @@ def run_job(job, callback=None):
         table[name] = mags[f"mag_{a}"] - mags[f"mag_{b}"]
         table[name].unit = "mag"
     table.meta["detected"] = job.sources is None
+    if job.sources is None:
+        for key in ("ci_min", "stellar_ci", "stellar_ci_source"):
+            if sources.meta.get(key) is not None:
+                table.meta[f"detection_{key}"] = sources.meta[key]
     table.meta["models_folder"] = job.models or "bundled"
     for name, ens in (("classifier", classifier), ("physical", physical)):
         cards = [card for _, card in ens.members]
@@ -311,6 +318,31 @@ def run_job(job, callback=None):
         dates = [str((card.get("training") or {}).get("date", "")) for card in cards]
         table.meta[f"{name}_card_date"] = max(dates) if any(dates) else "?"
     return table
+
+
+def detection_summary(provenance):
+    """The CI cut candidates were detected with, in one line ("" when not detected).
+
+    Parameters
+    ----------
+    provenance : dict
+        The results' ``meta`` of `run_job`.
+
+    Returns
+    -------
+    str
+        E.g. ``"candidates detected with CI >= 1.362 mag (the field's stellar CI
+        1.312 mag, measured in region ..., + 0.05)"``.
+    """
+    cut = provenance.get("detection_ci_min")
+    if not provenance.get("detected") or cut is None:
+        return ""
+    text = f"candidates detected with CI >= {float(cut):.3f} mag"
+    source = provenance.get("detection_stellar_ci_source")
+    if source:
+        text += (f" (the field's stellar CI {float(provenance['detection_stellar_ci']):.3f} "
+                 f"mag, {source}, + {float(cut) - float(provenance['detection_stellar_ci']):.2f})")
+    return text
 
 
 def models_summary(provenance):

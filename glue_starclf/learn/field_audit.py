@@ -146,8 +146,8 @@ def unmatched_class4_stamps(mock, size=32, radius=3.0, field_cut=False, **detect
 
     The field (e.g. a fresh `glue_starclf.sim.mosaic.random_field`) is
     searched with `glue_starclf.core.detection.detect_sources` (LEGUS
-    defaults at the field's distance unless ``detect_kwargs`` say
-    otherwise), and the detections farther than ``radius`` px from every
+    cuts at the field's distance, the CI cut as ``field_cut`` says, unless
+    ``detect_kwargs`` say otherwise), and the detections farther than ``radius`` px from every
     mock source are cut out as they would be at inference
     (`glue_starclf.core.cutouts.extract_stamps`).
 
@@ -162,8 +162,8 @@ def unmatched_class4_stamps(mock, size=32, radius=3.0, field_cut=False, **detect
         Detections within this distance of a mock source are left out.
     field_cut : bool
         CI cut at the field's own stellar CI plus 0.05 mag
-        (`glue_starclf.core.stellar_ci.field_ci_cut`) instead of the fixed
-        LEGUS default.
+        (`glue_starclf.core.stellar_ci.field_ci_cut`, detection's default)
+        instead of the fixed CI >= 1.4 that the banks' recipes used before.
 
     Returns
     -------
@@ -174,13 +174,11 @@ def unmatched_class4_stamps(mock, size=32, radius=3.0, field_cut=False, **detect
         (``"unmatched-detection"``), ``distance_mpc``, ``ci_min`` (the cut).
     """
     from ..core.cutouts import extract_stamps
-    from ..core.detection import detect_sources
+    from ..core.detection import LEGUS_CI_MIN, detect_sources
     from ..io.mosaic import Mosaic
     mosaic = Mosaic.from_arrays(mock.images, wcs=mock.wcs)
-    kwargs = {"distance_mpc": mock.distance_mpc, **detect_kwargs}
-    if field_cut:
-        from ..core.stellar_ci import field_ci_cut
-        kwargs["ci_min"] = field_ci_cut(mosaic)[0]
+    kwargs = {"distance_mpc": mock.distance_mpc, "ci_min": "field" if field_cut else LEGUS_CI_MIN,
+              **detect_kwargs}
     det = detect_sources(mosaic, **kwargs)
     xy = np.column_stack([np.asarray(det["x"], float), np.asarray(det["y"], float)])
     t = mock.truth

@@ -15,9 +15,9 @@ from ..core.cutouts import has_flag
 from ..glue.data import (MOSAIC, RESULTS, kind_of, load_catalog, load_mosaic, missing_files,
                          mosaic_from_data, unique_label)
 from ..glue.results import (RESULTS_META_KEY, ClassifyJob, NoSources, attach_results,
-                            catalog_sources, default_distance, link_to_mosaic,
-                            linked_catalogs, merge_results, models_summary, region_box,
-                            results_for, world_agrees)
+                            catalog_sources, default_distance, detection_summary,
+                            link_to_mosaic, linked_catalogs, merge_results, models_summary,
+                            region_box, results_for, world_agrees)
 from .common import JobRunner, application_of, gui_message, main_window, notify, tile_tab
 from .dialogs import ClassifyDialog, OpenMosaicDialog
 from .image_viewer import TOOL_ACTIONS, StarClusterImageViewer
@@ -223,9 +223,11 @@ def classify_selection(viewer):
             if not any(la.layer is data for la in viewer.layers):
                 viewer.add_data(data)
             class_subsets(session, data)  # colour by class, on the image too
+            detected = detection_summary(table.meta)
             return (f"Classified {len(table)} sources ({class_counts(table)}) into "
                     f"“{data.label}”: {n_new} new, {n_updated} updated.\n"
-                    f"Models: {models_summary(table.meta)}." + (f"\n{notes}" if notes else ""))
+                    + (f"{detected[0].upper()}{detected[1:]}.\n" if detected else "")
+                    + f"Models: {models_summary(table.meta)}." + (f"\n{notes}" if notes else ""))
 
         dialog.runner = JobRunner(job, on_result, parent=viewer,
                                   title="Classify sources in selection")

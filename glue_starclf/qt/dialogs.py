@@ -117,7 +117,8 @@ class OpenMosaicDialog(QtWidgets.QDialog):
 STELLAR_CI_TIP = (
     "The field's stellar CI: the V-band (F555W) concentration index, magnitude in a 1 px "
     "minus a 3 px aperture, of a star in this mosaic ({lo:g}–{hi:g} mag). The chosen "
-    "classifier takes it; left empty, it is measured on the image around the sources. "
+    "classifier takes it, and candidates detected in a region are cut 0.05 mag above it; "
+    "left empty, it is measured on the image around the sources. "
     "Give it when the mosaic lacks F555W or the region is too small or empty to measure "
     "it.").format(lo=STELLAR_CI_RANGE[0], hi=STELLAR_CI_RANGE[1])
 STELLAR_CI_OFF_TIP = ("The chosen models do not take the stellar CI (their classifier was not "

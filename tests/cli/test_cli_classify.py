@@ -180,19 +180,37 @@ def test_detect_applies_the_legus_cuts(capsys, field, tmp_path):
 
 
 def test_detect_with_the_field_own_ci_cut(capsys, field, tmp_path):
+    """The default CI cut is the field's own; --stellar-ci gives its stellar CI, --ci-min a
+    fixed cut."""
     from glue_starclf.core.stellar_ci import field_ci_cut
     from glue_starclf.io.mosaic import open_mosaic
     images = [a for image in field[2] for a in ("--image", image)]
     out = tmp_path / "own.ecsv"
-    status, stdout, err = run(capsys, "detect", *images, "--ci-min", "field",
-                              "--region", "0,0,256,128", "--out", out)
+    status, stdout, err = run(capsys, "detect", *images, "--region", "0,0,256,128", "--out", out)
     assert status == 0, err
     with open_mosaic(list(field[2])) as mosaic:
         cut, source, measured = field_ci_cut(mosaic, (128, 64))
     t = Table.read(out)
-    assert t.meta["ci_min"] == cut and (np.asarray(t["ci"]) >= cut).all()
-    assert f"CI cut {cut:.3f} mag (the field's stellar CI + 0.05; stellar CI {source})" in (
-        stdout if measured else err)
+    assert t.meta["ci_min"] == pytest.approx(cut) and (np.asarray(t["ci"]) >= cut).all()
+    assert t.meta["stellar_ci_source"] == source
+    assert f"(CI >= {cut:.3f} mag)" in stdout
+    # This 256 px field is too small for a measurement: the default, with a warning.
+    assert not measured and f"CI cut {cut:.3f} mag: the field's stellar CI is the default" in err
+    for extra, want in ((["--stellar-ci", "1.38"], 1.43), (["--ci-min", "1.4"], 1.4),
+                        (["--ci-min", "field", "--stellar-ci", "1.2"], 1.25)):
+        status, stdout, err = run(capsys, "detect", *images, *extra, "--out", out, "--overwrite")
+        assert status == 0, err
+        t = Table.read(out)
+        assert t.meta["ci_min"] == pytest.approx(want) and (np.asarray(t["ci"]) >= want).all()
+    capsys.readouterr()
+    for command in ("detect", "classify"):  # refused before any file is read
+        with pytest.raises(SystemExit) as exit_:
+            run(capsys, command, *images, "--stellar-ci", "1.8", "--distance-mpc", "10",
+                "--out", tmp_path / "bad.ecsv")
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and len(err.strip().splitlines()) == 1, err
+        assert "--stellar-ci: stellar CI '1.8' mag outside 1.1-1.55" in err
+        assert not (tmp_path / "bad.ecsv").exists()
     capsys.readouterr()
     with pytest.raises(SystemExit) as exit_:
         run(capsys, "detect", *images, "--ci-min", "sharp", "--out", tmp_path / "bad.ecsv")
@@ -543,6 +561,10 @@ def test_unreadable_class_prior_is_one_line_and_class_balanced_skips_it(capsys, 
 
 def test_stellar_ci_outside_its_range(capsys, field, trained_models, tmp_path):
     out = tmp_path / "r.ecsv"
-    status, _, err = run(capsys, *classify_argv(field, trained_models, out, "--stellar-ci", 3))
-    assert_one_line_error(status, err, "stellar CI 3.0", "outside 1.1-1.55")
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        run(capsys, *classify_argv(field, trained_models, out, "--stellar-ci", 3))
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and len(err.strip().splitlines()) == 1
+    assert "stellar CI '3' mag outside 1.1-1.55" in err
     assert not out.exists()

@@ -82,18 +82,24 @@ def test_region_reads_only_the_box(field, monkeypatch):
         return section(self, band, x0, y0, x1, y1, **kw)
 
     monkeypatch.setattr(Mosaic, "section", spy)
-    det = detect_sources(m, region=(100, 150, 300, 400))
+    det = detect_sources(m, region=(100, 150, 300, 400), ci_min=1.4)
     # V for finding and CI, then every band for the band cut: only the box each time.
     assert boxes[0] == ("F555W", 100, 150, 300, 400)
     assert set(boxes) == {(b, 100, 150, 300, 400) for b in m.bands}
+    # The field's own CI cut (the default) also reads V around the box for the
+    # stellar CI: at most STELLAR_CI_BOX_PX a side (here the whole 512 px field).
+    boxes.clear()
+    field_cut = detect_sources(m, region=(100, 150, 300, 400))
+    assert set(boxes) - {(b, 100, 150, 300, 400) for b in m.bands} == {("F555W", 0, 0, 512, 512)}
+    assert field_cut.meta["ci_min_rule"] == "field"
     assert len(det) > 0
     assert ((det["x"] >= 100) & (det["x"] < 300) & (det["y"] >= 150) & (det["y"] < 400)).all()
-    whole = detect_sources(m)
+    whole = detect_sources(m, ci_min=1.4)
     inside = (whole["x"] >= 110) & (whole["x"] < 290) & (whole["y"] >= 160) & (whole["y"] < 390)
     # Away from the box edge mostly the same sources are found (the background
     # map differs a little, so sources near the threshold come and go).
     assert (_nearest(whole[inside], det) < 0.5).mean() >= 0.8
-    det_str = detect_sources(m, region="100,150,300,400")
+    det_str = detect_sources(m, region="100,150,300,400", ci_min=1.4)
     assert len(det_str) == len(det)
 
 
@@ -134,7 +140,8 @@ def test_band_errors(field, tmp_path):
                           ({"min_bands": 0}, "min_bands 0 must be an integer >= 1"),
                           ({"min_bands": 2.5}, "min_bands 2.5 must be an integer"),
                           ({"max_mag_error": -0.1}, "max_mag_error -0.1 must be a number"),
-                          ({"ci_min": "high"}, "ci_min 'high' must be a number"),
+                          ({"ci_min": "high"}, "ci_min 'high' must be 'field', a number"),
+                          ({"stellar_ci": 2.0}, "stellar CI 2.0 mag outside 1.1-1.55"),
                           ({"abs_mag_limit": np.nan}, "abs_mag_limit nan")):
         with pytest.raises(ValueError, match=match):
             detect_sources(m, **kwargs)
@@ -153,7 +160,8 @@ def test_no_wcs_gives_nan_sky(field, tmp_path):
 
 
 def test_legus_defaults(field, caplog):
-    """CI >= 1.4, M_V <= -6 at the distance, >= 4 bands with sigma <= 0.3 mag, each step counted."""
+    """The field's own CI cut, M_V <= -6 at the distance, >= 4 bands with sigma <= 0.3 mag,
+    each step counted."""
     _, m = field
     loose = detect_sources(m, ci_min=None, abs_mag_limit=None, min_bands=None)
     assert (loose["n_bands"] == -1).all() and loose.meta["min_bands"] is None
@@ -163,16 +171,42 @@ def test_legus_defaults(field, caplog):
     assert no_distance.meta["mag_limit"] is None
     det = detect_sources(m, distance_mpc=10.0)
     meta = det.meta
-    assert meta["ci_min"] == 1.4 and meta["min_bands"] == 4 and meta["max_mag_error"] == 0.3
+    assert meta["min_bands"] == 4 and meta["max_mag_error"] == 0.3
+    # The CI cut: the stellar CI measured on this field + 0.05 mag.
+    from glue_starclf.core.stellar_ci import measure_stellar_ci
+    assert meta["ci_min_rule"] == "field" and meta["stellar_ci_source"].startswith("measured in")
+    assert meta["stellar_ci"] == pytest.approx(measure_stellar_ci(m, (256, 256))[0], abs=1e-4)
+    assert meta["ci_min"] == pytest.approx(meta["stellar_ci"] + 0.05, abs=1e-4)
     assert meta["mag_limit"] == pytest.approx(24.0)
     assert meta["n_found"] >= meta["n_after_ci"] >= meta["n_after_mag"] >= meta["n_after_bands"]
     assert meta["n_after_bands"] == len(det) and 0 < len(det) < len(loose)
-    assert (det["ci"] >= 1.4).all() and (det["mag_v"] <= 24.0).all()
+    assert (det["ci"] >= meta["ci_min"]).all() and (det["mag_v"] <= 24.0).all()
     assert (det["n_bands"] >= 4).all() and (det["n_bands"] <= 5).all()
     # The band cut removes something here, and relaxing it brings those back.
     relaxed = detect_sources(m, distance_mpc=10.0, min_bands=1)
     assert len(relaxed) >= len(det)
     assert meta["n_after_mag"] > meta["n_after_bands"]
+
+
+def test_field_ci_cut_given_fixed_or_not_measurable(field, caplog):
+    """The stellar CI given is used as it is; a number is a fixed cut; a field too small to
+    measure takes the median LEGUS locus (1.25) + 0.05 with a warning."""
+    _, m = field
+    given = detect_sources(m, stellar_ci=1.35)
+    assert given.meta["ci_min"] == pytest.approx(1.40) and given.meta["stellar_ci_source"] == "given"
+    assert (given["ci"] >= 1.40).all()
+    fixed = detect_sources(m, ci_min=1.4)
+    assert fixed.meta["ci_min"] == 1.4 and "ci_min_rule" not in fixed.meta
+    assert len(fixed) == len(given)
+    measured = detect_sources(m)
+    assert measured.meta["ci_min"] < 1.4 and len(measured) > len(fixed)
+    small = Mosaic.from_arrays(np.stack([m.section(b, 0, 0, 160, 160) for b in m.bands]),
+                               wcs=m.wcs)
+    with caplog.at_level("WARNING", logger="glue_starclf"):
+        det = detect_sources(small)
+    assert det.meta["ci_min"] == pytest.approx(1.30)
+    assert det.meta["stellar_ci_source"].startswith("default (not measured:")
+    assert "CI cut 1.300 mag: the field's stellar CI is the default" in caplog.text
 
 
 def test_band_photometry_errors_follow_the_flux(field):

@@ -183,3 +183,8 @@ def test_region_tool_gives_the_stellar_ci(app, qtbot, mock_files, tmp_path, ci_m
         meta = results_for(app.data_collection, mosaic).meta[RESULTS_META_KEY]
         assert meta["stellar_ci"] == float(text) and meta["stellar_ci_source"] == "given"
         assert meta["detected"] == (source == 1)
+    # The candidates were cut 0.05 mag above the stellar CI given, and the message says so.
+    assert meta["detection_ci_min"] == pytest.approx(1.45)
+    assert meta["detection_stellar_ci_source"] == "given"
+    assert ("Candidates detected with CI >= 1.450 mag (the field's stellar CI 1.400 mag, given, "
+            "+ 0.05).") in MESSAGES[-1][1]

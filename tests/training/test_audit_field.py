@@ -10,9 +10,10 @@ def test_audit_field_on_a_small_mock_field(trained_models, tmp_path, capsys):
                    "--models", str(trained_models["models"]), "--json", str(tmp_path / "a.json")])
     out, err = capsys.readouterr()
     assert status == 0, err
-    assert "LEGUS defaults:" in out and "loose (CI >= 1.3" in out
+    assert "LEGUS defaults (the field's own CI cut):" in out and "loose (CI >= 1.3" in out
     res = json.loads((tmp_path / "a.json").read_text())["settings"]
-    loose, legus = res["loose (CI >= 1.3, no magnitude or band cut)"], res["LEGUS defaults"]
+    loose = res["loose (CI >= 1.3, no magnitude or band cut)"]
+    legus = res["LEGUS defaults (the field's own CI cut)"]
     assert legus["n_detections"] < loose["n_detections"]
     assert legus["n_matched"] + legus["n_unmatched"] == legus["n_detections"]
     assert legus["cuts"]["n_after_bands"] == legus["n_detections"]
@@ -20,14 +21,15 @@ def test_audit_field_on_a_small_mock_field(trained_models, tmp_path, capsys):
     assert sum(loose["unmatched_called"].values()) == loose["n_unmatched"]
     assert loose["n_unmatched_isolated"] + loose["n_unmatched_near"] == loose["n_unmatched"]
     assert "farther than 10 px from every mock source" in out
-    # The field's own cut: its stellar CI (here the default: too few stars) + 0.05 mag.
-    own = res["LEGUS defaults, the field's own CI cut"]
+    # The default cut is the field's own: its stellar CI (here the default, too few
+    # stars) + 0.05 mag; the fixed 1.4 of before is the third setting.
+    fixed = res["LEGUS cuts, the fixed CI >= 1.4"]
     from glue_starclf.core.stellar_ci import field_ci_cut
     from glue_starclf.io.mosaic import open_mosaic
     with open_mosaic(sorted(str(p) for p in (tmp_path / "f").glob("mock_*_drc.fits"))) as m:
-        assert own["cuts"]["ci_min"] == field_ci_cut(m, (256, 256))[0]
-    assert legus["cuts"]["ci_min"] == 1.4
-    assert own["n_matched"] + own["n_unmatched"] == own["n_detections"]
+        assert legus["cuts"]["ci_min"] == field_ci_cut(m, (256, 256))[0]
+    assert fixed["cuts"]["ci_min"] == 1.4
+    assert fixed["n_matched"] + fixed["n_unmatched"] == fixed["n_detections"]
 
 
 def test_audit_field_without_a_field(tmp_path, capsys):

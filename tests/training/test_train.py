@@ -534,3 +534,15 @@ def test_stellar_ci_balance_gives_every_class_the_same_stellar_ci_distribution()
     wc = stellar_ci_balance(ci, labels)
     assert wc.max() / wc.min() <= 25 * 1.01
     assert np.allclose(stellar_ci_balance(np.full(8, 1.3), np.arange(8) % 4), 1.0)
+
+
+def test_three_band_fraction_sets_how_many_stamps_see_only_004s_bands():
+    import torch
+
+    from training.train_physical import THREE_BANDS, _masks
+    gen = torch.Generator().manual_seed(0)
+    for fraction in (0.0, 0.2, 0.5):
+        m = _masks(20000, 0.0, gen, fraction).numpy()
+        three = (m == THREE_BANDS).all(axis=1)
+        assert abs(three.mean() - fraction) < 0.015, fraction
+        assert (m[~three] == 1).all()  # no dropout here: the others see all five bands
