@@ -103,8 +103,11 @@ class ClassifyJob:
         (`glue_starclf.core.class_prior`), as if the classes were equally common.
     stellar_ci : float or None
         The field's stellar CI [mag] (V band, 1 px vs 3 px, of a star) for
-        classifier members that take it; None to measure it on the mosaic
-        (`glue_starclf.core.predict.field_stellar_ci`).
+        classifier members that take it and detection's CI cut; None to
+        measure it on the mosaic (`glue_starclf.core.predict.field_stellar_ci`).
+    ci_min : float or None
+        A fixed CI cut for detection; None for the field's own (its stellar
+        CI + 0.05, `glue_starclf.core.detection.detect_sources`).
     """
 
     mosaic: object
@@ -116,6 +119,7 @@ class ClassifyJob:
     batch: int = GUI_BATCH
     class_balanced: bool = False
     stellar_ci: Optional[float] = None
+    ci_min: Optional[float] = None
 
 
 def default_distance(mosaic_data):
@@ -252,7 +256,8 @@ def _detect(job):
     from ..core.detection import detect_sources
     x0, y0, x1, y1 = job.box
     found = detect_sources(job.mosaic, region=job.box, distance_mpc=job.distance_mpc,
-                           stellar_ci=job.stellar_ci)
+                           stellar_ci=job.stellar_ci,
+                           ci_min="field" if job.ci_min is None else job.ci_min)
     if len(found):
         ix = np.clip(np.floor(np.asarray(found["x"]) + 0.5).astype(int) - x0, 0, x1 - x0 - 1)
         iy = np.clip(np.floor(np.asarray(found["y"]) + 0.5).astype(int) - y0, 0, y1 - y0 - 1)
@@ -342,6 +347,8 @@ def detection_summary(provenance):
     if source:
         text += (f" (the field's stellar CI {float(provenance['detection_stellar_ci']):.3f} "
                  f"mag, {source}, + {float(cut) - float(provenance['detection_stellar_ci']):.2f})")
+    else:
+        text += " (a fixed cut)"
     return text
 
 

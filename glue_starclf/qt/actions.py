@@ -204,7 +204,8 @@ def classify_selection(viewer):
             job = ClassifyJob(mosaic, dialog.values["distance_mpc"], dialog.values["models"],
                               box=box, mask=mask,
                               class_balanced=dialog.values["class_balanced"],
-                              stellar_ci=dialog.values["stellar_ci"])
+                              stellar_ci=dialog.values["stellar_ci"],
+                              ci_min=dialog.values["ci_min"])
         else:
             cat, inside = source
             if not inside.any():

@@ -4,6 +4,7 @@ Both are shown with ``open()`` (window-modal, never a nested event loop)
 and validate their fields on OK, showing what is wrong inside the dialog.
 """
 
+import numpy as np
 from qtpy import QtWidgets
 from qtpy.QtCore import Qt
 
@@ -13,7 +14,8 @@ from ..glue.data import detect_band
 from ..io.bands import BANDS
 from .common import DistanceEdit, ModelChooser, distance_range
 
-__all__ = ["OpenMosaicDialog", "ClassifyDialog", "STELLAR_CI_TIP", "STELLAR_CI_OFF_TIP"]
+__all__ = ["OpenMosaicDialog", "ClassifyDialog", "STELLAR_CI_TIP", "STELLAR_CI_OFF_TIP",
+           "CI_CUT_TIP"]
 
 
 def _error_label():
@@ -121,6 +123,10 @@ STELLAR_CI_TIP = (
     "left empty, it is measured on the image around the sources. "
     "Give it when the mosaic lacks F555W or the region is too small or empty to measure "
     "it.").format(lo=STELLAR_CI_RANGE[0], hi=STELLAR_CI_RANGE[1])
+CI_CUT_TIP = ("Candidates are kept above this V-band concentration index (1 px vs 3 px). "
+              "Left empty, each field is cut where LEGUS cut it, just above its own stars: "
+              "the stellar CI + 0.05 mag. A number is a fixed cut (1.4: the highest of the "
+              "LEGUS fields' cuts).")
 STELLAR_CI_OFF_TIP = ("The chosen models do not take the stellar CI (their classifier was not "
                       "trained with --stellar-ci)")
 
@@ -129,7 +135,9 @@ class ClassifyDialog(QtWidgets.QDialog):
     """Sources, mosaic (optional), distance, models, class prior and stellar CI of a classification.
 
     The "Stellar CI" row is enabled only while the chosen models' classifier
-    takes it (`glue_starclf.core.predict.takes_stellar_ci`).
+    takes it (`glue_starclf.core.predict.takes_stellar_ci`); the "CI cut" row
+    is there when detection is one of the sources, enabled while it is
+    chosen.
 
     Parameters
     ----------
@@ -149,7 +157,8 @@ class ClassifyDialog(QtWidgets.QDialog):
     ----------
     values : dict or None
         After OK: ``source``, ``distance_mpc``, ``models``, ``class_balanced``,
-        ``stellar_ci`` (None: measured, or not taken) and ``mosaic``.
+        ``stellar_ci`` (None: measured, or not taken), ``ci_min`` (the CI cut
+        of detection; None: the field's own) and ``mosaic``.
     """
 
     def __init__(self, title, sources, distance, mosaics=None, intro="", parent=None):
@@ -186,6 +195,24 @@ class ClassifyDialog(QtWidgets.QDialog):
         row.addStretch(1)
         form.addRow("Stellar CI", self.stellar_ci_row)
         self.stellar_ci_label = form.labelForField(self.stellar_ci_row)
+        self.ci_cut = None
+        if any(obj is None for _, obj in sources):  # "detect" is a choice
+            self.ci_cut = QtWidgets.QLineEdit()
+            self.ci_cut.setPlaceholderText("the field's own: stellar CI + 0.05")
+            self.ci_cut.setMinimumWidth(self.ci_cut.fontMetrics().horizontalAdvance(
+                self.ci_cut.placeholderText()) + 16)
+            cut_row = QtWidgets.QWidget()
+            row = QtWidgets.QHBoxLayout(cut_row)
+            row.setContentsMargins(0, 0, 0, 0)
+            row.addWidget(self.ci_cut)
+            row.addWidget(QtWidgets.QLabel("mag"))
+            row.addStretch(1)
+            for widget in (self.ci_cut, cut_row):
+                widget.setToolTip(CI_CUT_TIP)
+            form.addRow("CI cut", cut_row)
+            self.ci_cut_label = form.labelForField(cut_row)
+            self.sources.currentIndexChanged.connect(self._source_changed)
+            self._source_changed()
         self.models.changed.connect(self._models_changed)
         self._models_changed()
         self.error = _error_label()
@@ -219,6 +246,33 @@ class ClassifyDialog(QtWidgets.QDialog):
         self.stellar_ci_label.setEnabled(takes)
         for widget in (self.stellar_ci_row, self.stellar_ci_label, self.stellar_ci):
             widget.setToolTip(STELLAR_CI_TIP if takes else STELLAR_CI_OFF_TIP)
+
+    def _source_changed(self, *args):
+        detect = self.sources.currentData() is None
+        self.ci_cut.setEnabled(detect)
+        self.ci_cut_label.setEnabled(detect)
+
+    def _ci_cut_value(self):
+        """The fixed CI cut typed for detection (None: the field's own, or no detection).
+
+        Raises
+        ------
+        ValueError
+            If it is not a finite number.
+        """
+        if self.ci_cut is None or not self.ci_cut.isEnabled():
+            return None
+        text = self.ci_cut.text().strip()
+        if not text:
+            return None
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not np.isfinite(value):
+            raise ValueError(f"CI cut {text!r} is not a number of mag (LEGUS cut its fields "
+                             "at 1.2–1.4; leave it empty for the field's own cut)")
+        return value
 
     def _stellar_ci_value(self):
         """The stellar CI given (None: empty, or the models do not take it).
@@ -256,6 +310,7 @@ class ClassifyDialog(QtWidgets.QDialog):
             distance = self.distance.value()
             models = self.models.value()
             stellar_ci = self._stellar_ci_value()
+            ci_cut = self._ci_cut_value()
         except ValueError as exc:
             self.error.setText(str(exc))
             return
@@ -270,7 +325,7 @@ class ClassifyDialog(QtWidgets.QDialog):
             return
         self.values = {"source": self.sources.currentData(), "distance_mpc": distance,
                        "models": models, "class_balanced": self.class_balanced.isChecked(),
-                       "stellar_ci": stellar_ci,
+                       "stellar_ci": stellar_ci, "ci_min": ci_cut,
                        "mosaic": self.mosaics.currentData() if self.mosaics is not None
                        else None}
         super().accept()

@@ -147,6 +147,37 @@ def test_detect_in_region(app, qtbot, opened, models):
         assert ((res["x"] > 10) & (res["x"] < 310)).all()
 
 
+def test_detect_in_region_with_a_fixed_ci_cut(app, qtbot, opened, models, screenshots):
+    """The dialog's "CI cut" row: for detection only; empty is the field's own cut, a
+    number a fixed one, anything else is refused in the dialog."""
+    from qtpy.QtTest import QTest
+
+    from glue_starclf.glue.data import RESULTS_META_KEY
+    from glue_starclf.qt.common import MESSAGES
+    mosaic, catalog, viewer, cat = opened
+    region_on(viewer, 10, 310, 10, 310)
+    viewer.toolbar.actions["starclf:classify"].trigger()
+    dialog = viewer.last_dialog
+    dialog.models.set_folder(models)
+    dialog.sources.setCurrentIndex(0)  # the catalog's rows: no detection, no cut
+    assert not dialog.ci_cut.isEnabled() and not dialog.ci_cut_label.isEnabled()
+    dialog.sources.setCurrentIndex(1)  # "Detect candidates in the region"
+    assert dialog.ci_cut.isEnabled() and "stellar CI + 0.05" in dialog.ci_cut.placeholderText()
+    QTest.keyClicks(dialog.ci_cut, "high")
+    dialog.buttons.button(dialog.buttons.Ok).click()
+    assert dialog.isVisible() and "CI cut 'high' is not a number" in dialog.error.text()
+    dialog.ci_cut.clear()
+    QTest.keyClicks(dialog.ci_cut, "1.25")
+    save_screenshot(dialog, screenshots / "classify_dialog_ci_cut.png")
+    dialog.buttons.button(dialog.buttons.Ok).click()
+    assert wait_for(qtbot, dialog.runner) == "done", dialog.runner.message
+    meta = results_of(app).meta[RESULTS_META_KEY]
+    assert meta["detected"] and meta["detection_ci_min"] == 1.25
+    assert "Candidates detected with CI >= 1.250 mag (a fixed cut)." in MESSAGES[-1][1]
+    # A catalog dialog has no detection, so no "CI cut" row.
+    assert classify_catalog_dialog(app.session, app.data_collection).ci_cut is None
+
+
 def test_classify_catalog_sources_attaches_columns(app, qtbot, opened, models):
     mosaic, catalog, viewer, cat = opened
     n_comp = len(catalog.components)
