@@ -15,7 +15,7 @@ from ..io.bands import BANDS
 from .common import DistanceEdit, ModelChooser, distance_range
 
 __all__ = ["OpenMosaicDialog", "ClassifyDialog", "STELLAR_CI_TIP", "STELLAR_CI_OFF_TIP",
-           "CI_CUT_TIP"]
+           "STELLAR_CI_DETECT_TIP", "CI_CUT_TIP"]
 
 
 def _error_label():
@@ -127,6 +127,12 @@ CI_CUT_TIP = ("Candidates are kept above this V-band concentration index (1 px v
               "Left empty, each field is cut where LEGUS cut it, just above its own stars: "
               "the stellar CI + 0.05 mag. A number is a fixed cut (1.4: the highest of the "
               "LEGUS fields' cuts).")
+STELLAR_CI_DETECT_TIP = (
+    "The field's stellar CI: the V-band (F555W) concentration index, magnitude in a 1 px "
+    "minus a 3 px aperture, of a star in this mosaic ({lo:g}–{hi:g} mag). Candidates "
+    "detected in the region are cut 0.05 mag above it (the chosen classifier does not take "
+    "it); left empty, it is measured on the image around the region."
+    ).format(lo=STELLAR_CI_RANGE[0], hi=STELLAR_CI_RANGE[1])
 STELLAR_CI_OFF_TIP = ("The chosen models do not take the stellar CI (their classifier was not "
                       "trained with --stellar-ci)")
 
@@ -134,8 +140,9 @@ STELLAR_CI_OFF_TIP = ("The chosen models do not take the stellar CI (their class
 class ClassifyDialog(QtWidgets.QDialog):
     """Sources, mosaic (optional), distance, models, class prior and stellar CI of a classification.
 
-    The "Stellar CI" row is enabled only while the chosen models' classifier
-    takes it (`glue_starclf.core.predict.takes_stellar_ci`); the "CI cut" row
+    The "Stellar CI" row is enabled while the chosen models' classifier
+    takes it (`glue_starclf.core.predict.takes_stellar_ci`) or detection is
+    chosen (its CI cut lies 0.05 mag above the stellar CI); the "CI cut" row
     is there when detection is one of the sources, enabled while it is
     chosen.
 
@@ -239,18 +246,28 @@ class ClassifyDialog(QtWidgets.QDialog):
     def _models_changed(self):
         folder = self.models.chosen()
         try:
-            takes = folder != "" and takes_stellar_ci(folder)
+            self._takes = folder != "" and takes_stellar_ci(folder)
         except (OSError, ValueError):  # no models there (yet): OK says why
-            takes = False
-        self.stellar_ci_row.setEnabled(takes)
-        self.stellar_ci_label.setEnabled(takes)
+            self._takes = False
+        self._update_stellar_ci_row()
+
+    def _update_stellar_ci_row(self):
+        # Detection cuts at the stellar CI + 0.05, whether or not the classifier takes it.
+        detect = self.ci_cut is not None and self.sources.currentData() is None
+        enabled = self._takes or detect
+        self.stellar_ci_row.setEnabled(enabled)
+        self.stellar_ci_label.setEnabled(enabled)
+        tip = (STELLAR_CI_TIP if self._takes else
+               STELLAR_CI_DETECT_TIP if detect else STELLAR_CI_OFF_TIP)
         for widget in (self.stellar_ci_row, self.stellar_ci_label, self.stellar_ci):
-            widget.setToolTip(STELLAR_CI_TIP if takes else STELLAR_CI_OFF_TIP)
+            widget.setToolTip(tip)
 
     def _source_changed(self, *args):
         detect = self.sources.currentData() is None
         self.ci_cut.setEnabled(detect)
         self.ci_cut_label.setEnabled(detect)
+        if hasattr(self, "_takes"):
+            self._update_stellar_ci_row()
 
     def _ci_cut_value(self):
         """The fixed CI cut typed for detection (None: the field's own, or no detection).

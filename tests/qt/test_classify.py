@@ -159,10 +159,14 @@ def test_detect_in_region_with_a_fixed_ci_cut(app, qtbot, opened, models, screen
     viewer.toolbar.actions["starclf:classify"].trigger()
     dialog = viewer.last_dialog
     dialog.models.set_folder(models)
+    from glue_starclf.qt.dialogs import STELLAR_CI_DETECT_TIP, STELLAR_CI_OFF_TIP
     dialog.sources.setCurrentIndex(0)  # the catalog's rows: no detection, no cut
     assert not dialog.ci_cut.isEnabled() and not dialog.ci_cut_label.isEnabled()
+    # these models do not take the stellar CI: its row serves detection only
+    assert not dialog.stellar_ci.isEnabled() and dialog.stellar_ci.toolTip() == STELLAR_CI_OFF_TIP
     dialog.sources.setCurrentIndex(1)  # "Detect candidates in the region"
     assert dialog.ci_cut.isEnabled() and "stellar CI + 0.05" in dialog.ci_cut.placeholderText()
+    assert dialog.stellar_ci.isEnabled() and dialog.stellar_ci.toolTip() == STELLAR_CI_DETECT_TIP
     QTest.keyClicks(dialog.ci_cut, "high")
     dialog.buttons.button(dialog.buttons.Ok).click()
     assert dialog.isVisible() and "CI cut 'high' is not a number" in dialog.error.text()
