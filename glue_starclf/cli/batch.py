@@ -482,7 +482,7 @@ def _model_spec(models):
 def _read_sources(field, models):
     """Phase 1: the sources of a field, as ``starclf classify`` finds them, and the
     field's stellar CI where the classifier takes it (measured once per field)."""
-    from ..core.detection import sources_to_classify
+    from ..core.detection import detection_provenance, sources_to_classify
     from ..core.predict import field_stellar_ci
     from ..io.mosaic import open_mosaic
     with open_mosaic(list(field.images)) as mosaic:
@@ -492,6 +492,7 @@ def _read_sources(field, models):
                                        sources["x"], sources["y"])
                       if len(sources) else (None, None))
         return {"shape": mosaic.shape, "band_mask": mosaic.band_mask, "stellar_ci": stellar_ci,
+                "detection": detection_provenance(sources),
                 "bands": {b: str(p) for b, p in mosaic.paths.items()},
                 "pixel_scale": mosaic.pixel_scale,
                 "calibration": {b: c.as_meta() for b, c in mosaic.calibration.items()},
@@ -633,7 +634,8 @@ def _submit_field(client, field, info, models, size, tile, batch, torch_threads,
     scale = info["pixel_scale"]
     meta = {"bands": info["bands"], "calibration": info["calibration"],
             "pixel_scale_arcsec": None if scale is None else round(scale, 5),
-            "resampled_to_arcsec": 0.04 if needs_resampling(scale) else None}
+            "resampled_to_arcsec": 0.04 if needs_resampling(scale) else None,
+            **info.get("detection", {})}
     return client.submit(_write_field, tables, field.out, field.name, meta,
                          fingerprint, overwrite, pure=False)
 

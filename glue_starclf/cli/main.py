@@ -536,7 +536,7 @@ def _write_outputs(outputs, table, args):
 def _classify(args):
     import logging
 
-    from ..core.detection import sources_to_classify
+    from ..core.detection import detection_provenance, sources_to_classify
     from ..core.predict import load_ensemble, predict
     from ..io.mosaic import open_mosaic
     check_distance_arg(args.distance_mpc)
@@ -555,6 +555,7 @@ def _classify(args):
         result = predict(mosaic, sources, args.distance_mpc, classifier=classifier,
                          physical=physical, progress=sys.stderr.isatty(), bf16=args.bf16,
                          stellar_ci=args.stellar_ci)
+        result.meta.update(detection_provenance(sources))
         _write_outputs(outputs, result, args)
     counts = ", ".join(f"{int((result['class'] == c).sum())} class {c}" for c in (1, 2, 3, 4))
     print(f"classified {len(result)} sources in {time.perf_counter() - t0:.1f} s ({counts}); "

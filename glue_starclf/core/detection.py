@@ -30,6 +30,7 @@ from .photometry import SKY_ANNULUS, aperture_fluxes, concentration_index
 # to import, and classifying the sources of a catalog never needs it.
 
 __all__ = ["detect_sources", "parse_region", "sources_to_classify", "band_photometry",
+           "detection_provenance",
            "MAG_APERTURE_PX", "LEGUS_CI_MIN", "LEGUS_ABS_MAG_LIMIT", "LEGUS_MIN_BANDS",
            "LEGUS_MAX_MAG_ERROR", "average_aperture_correction"]
 
@@ -503,6 +504,31 @@ def _field_cut(mosaic, box, stellar_ci, log_level):
                     CI_CUT_ABOVE_STELLAR)
     return cut, stellar, {"ci_min_rule": "field", "stellar_ci": round(float(stellar), 4),
                           "stellar_ci_source": source}
+
+
+def detection_provenance(table):
+    """The CI cut candidates were detected with, as results metadata.
+
+    Parameters
+    ----------
+    table : astropy.table.Table
+        Sources from `detect_sources` (or a catalog: nothing to say).
+
+    Returns
+    -------
+    dict
+        ``detection_ci_min`` and, with the field's own cut,
+        ``detection_stellar_ci`` and ``detection_stellar_ci_source``; empty
+        for sources that were not detected.
+    """
+    meta = table.meta
+    if "threshold_sigma" not in meta or "ci_min" not in meta:
+        return {}
+    out = {"detection_ci_min": meta["ci_min"]}
+    for key in ("stellar_ci", "stellar_ci_source"):
+        if meta.get(key) is not None:
+            out[f"detection_{key}"] = meta[key]
+    return out
 
 
 def sources_to_classify(mosaic, catalog=None, region=None, distance_mpc=None, stellar_ci=None):

@@ -291,6 +291,7 @@ def run_job(job, callback=None):
     FileNotFoundError, ValueError
         If the models cannot be loaded (no models, corrupt weights).
     """
+    from ..core.detection import detection_provenance
     from ..core.predict import load_ensemble, predict
     sources = job.sources if job.sources is not None else _detect(job)
     if len(sources) == 0:
@@ -313,9 +314,7 @@ def run_job(job, callback=None):
         table[name].unit = "mag"
     table.meta["detected"] = job.sources is None
     if job.sources is None:
-        for key in ("ci_min", "stellar_ci", "stellar_ci_source"):
-            if sources.meta.get(key) is not None:
-                table.meta[f"detection_{key}"] = sources.meta[key]
+        table.meta.update(detection_provenance(sources))
     table.meta["models_folder"] = job.models or "bundled"
     for name, ens in (("classifier", classifier), ("physical", physical)):
         cards = [card for _, card in ens.members]

@@ -142,6 +142,12 @@ def test_three_fields_on_two_workers_equal_single_process(tmp_path, fields, clie
         assert_identical(got, ref)
         assert {str(k).lower(): v for k, v in got.meta.items()}["field"] == name
     assert 0 < len(refs["ngc-c"]) < 40  # the region kept part of the catalog
+    # the detected field records its CI cut, as starclf classify does; catalogs none
+    detected = Table.read(tmp_path / "out/b.ecsv").meta
+    assert detected["detection_ci_min"] == pytest.approx(refs["ngc-b"].meta["detection_ci_min"])
+    assert detected["detection_stellar_ci_source"] == refs["ngc-b"].meta[
+        "detection_stellar_ci_source"]
+    assert "detection_ci_min" not in Table.read(tmp_path / "out/a.ecsv").meta
 
     merged = Table.read(tmp_path / "galaxies-merged.ecsv")
     assert merged.colnames[0] == "field"

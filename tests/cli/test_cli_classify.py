@@ -227,6 +227,10 @@ def test_whole_mosaic_without_catalog(capsys, field, trained_models, tmp_path):
     t = check_results(out, reg)
     assert len(t) > 0
     assert (t["x"] >= 128).any()  # not just the half of the region test
+    # the detection's CI cut is in the results' metadata
+    meta = t.meta
+    assert meta["detection_ci_min"] == pytest.approx(meta["detection_stellar_ci"] + 0.05, abs=1e-3)
+    assert meta["detection_stellar_ci_source"].startswith(("measured in", "default"))
 
 
 def test_empty_catalog(capsys, field, trained_models, tmp_path):
