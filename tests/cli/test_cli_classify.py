@@ -202,6 +202,11 @@ def test_detect_with_the_field_own_ci_cut(capsys, field, tmp_path):
         assert status == 0, err
         t = Table.read(out)
         assert t.meta["ci_min"] == pytest.approx(want) and (np.asarray(t["ci"]) >= want).all()
+    status, stdout, err = run(capsys, "detect", *images, "--stellar-ci", "1.3", "--ci-min", "1.4",
+                              "--out", tmp_path / "both.ecsv")
+    assert status == 2 and len(err.strip().splitlines()) == 1, err
+    assert "--stellar-ci 1.3 sets the field's own CI cut, and --ci-min 1.4 a fixed one" in err
+    assert not (tmp_path / "both.ecsv").exists()
     capsys.readouterr()
     for command in ("detect", "classify"):  # refused before any file is read
         with pytest.raises(SystemExit) as exit_:
