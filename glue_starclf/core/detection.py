@@ -4,8 +4,9 @@ LEGUS (Adamo et al. 2017; the catalogs' headers) extracts sources with
 SExtractor on a white-light image and keeps those with a V-band
 concentration index CI = mag(1 px) - mag(3 px) just above the field's
 stellar CI (1.2-1.4 mag by field; by default here the field's measured
-stellar CI + 0.05, `glue_starclf.core.stellar_ci.field_ci_cut`); it fits and inspects only those brighter than M_V = -6 mag and
-detected in at least four bands with a photometric error of at most 0.3 mag.
+stellar CI + 0.05, `glue_starclf.core.stellar_ci.field_ci_cut`); it fits
+and inspects only those brighter than M_V = -6 mag and detected in at
+least four bands with a photometric error of at most 0.3 mag.
 Here candidates come from photutils' `DAOStarFinder` on the V band (or a
 noise-weighted white-light sum) inside a box of the mosaic, after
 subtracting a `Background2D` map (or a single sigma-clipped level for small
@@ -389,7 +390,7 @@ def detect_sources(mosaic, region=None, band="F555W", fwhm=2.2, threshold_sigma=
     x0, y0, x1, y1 = box
     field_meta = {}
     if field_cut:
-        ci_min, stellar_ci, field_meta = _field_cut(mosaic, box, stellar_ci, log_level)
+        ci_min, field_meta = _field_cut(mosaic, box, stellar_ci, log_level)
 
     # One float32 copy of the box: NaN where there is no data (NaN or
     # exact-zero, i.e. zero-weight, pixels) for the photometry.
@@ -490,7 +491,7 @@ def detect_sources(mosaic, region=None, band="F555W", fwhm=2.2, threshold_sigma=
 
 
 def _field_cut(mosaic, box, stellar_ci, log_level):
-    """The field's own CI cut for a box, the stellar CI and the table's meta entries."""
+    """The field's own CI cut for a box, and the table's meta entries that say why."""
     from .stellar_ci import CI_CUT_ABOVE_STELLAR, field_ci_cut
     x0, y0, x1, y1 = box
     cut, source, measured = field_ci_cut(mosaic, ((x0 + x1) / 2, (y0 + y1) / 2), stellar_ci)
@@ -502,8 +503,8 @@ def _field_cut(mosaic, box, stellar_ci, log_level):
         log.warning("CI cut %.3f mag: the field's stellar CI is the %s + %g (give the field's "
                     "stellar CI with --stellar-ci or in the Classify dialog)", cut, source,
                     CI_CUT_ABOVE_STELLAR)
-    return cut, stellar, {"ci_min_rule": "field", "stellar_ci": round(float(stellar), 4),
-                          "stellar_ci_source": source}
+    return cut, {"ci_min_rule": "field", "stellar_ci": round(float(stellar), 4),
+                 "stellar_ci_source": source}
 
 
 def detection_provenance(table):
