@@ -584,10 +584,10 @@ def _ci_min(text):
 
 def _detect(args):
     from ..core.detection import detect_sources
+    from ..io.mosaic import open_mosaic
     if args.stellar_ci is not None and args.ci_min not in (None, "field"):
         raise ValueError(f"--stellar-ci {args.stellar_ci:g} sets the field's own CI cut, and "
                          f"--ci-min {args.ci_min:g} a fixed one: give one of them")
-    from ..io.mosaic import open_mosaic
     with _outputs(args) as outputs:
         mosaic = open_mosaic(args.image, force_band=args.force_band)
         if args.distance_mpc is not None:
