@@ -194,6 +194,8 @@ class ClassifyDialog(QtWidgets.QDialog):
         form.addRow("Class probabilities", self.class_balanced)
         self.stellar_ci = QtWidgets.QLineEdit()
         self.stellar_ci.setPlaceholderText("measured on the image")
+        self.stellar_ci.setMinimumWidth(self.stellar_ci.fontMetrics().horizontalAdvance(
+            self.stellar_ci.placeholderText()) + 16)
         self.stellar_ci_row = QtWidgets.QWidget()
         row = QtWidgets.QHBoxLayout(self.stellar_ci_row)
         row.setContentsMargins(0, 0, 0, 0)
