@@ -8,7 +8,8 @@ stellar CI + 0.05, `glue_starclf.core.stellar_ci.field_ci_cut`); it fits
 and inspects only those brighter than M_V = -6 mag and detected in at
 least four bands with a photometric error of at most 0.3 mag.
 Here candidates come from photutils' `DAOStarFinder` on the V band (or a
-noise-weighted white-light sum) inside a box of the mosaic, after
+noise-weighted white-light sum) inside a box of the mosaic
+(`glue_starclf.core.finder`), after
 subtracting a `Background2D` map (or a single sigma-clipped level for small
 boxes); the CI and 4 px aperture magnitudes (sky from the 7-8 px annulus,
 errors from the annulus scatter) are measured with
@@ -16,16 +17,16 @@ errors from the annulus scatter) are measured with
 `detect_sources`. Only the box is read from the memory maps.
 """
 
-import inspect
 import logging
 
 import numpy as np
-from astropy.stats import SigmaClip, sigma_clipped_stats
+from astropy.stats import SigmaClip
 from astropy.table import Table
 
 from ..io.bands import canonical_band
 
-from .photometry import SKY_ANNULUS, aperture_fluxes, concentration_index
+from .finder import MAG_APERTURE_PX, find_peaks, parse_region
+from .photometry import SKY_ANNULUS, aperture_fluxes
 
 # photutils is imported inside the functions that use it: it takes about a second
 # to import, and classifying the sources of a catalog never needs it.
@@ -36,9 +37,6 @@ __all__ = ["detect_sources", "parse_region", "sources_to_classify", "band_photom
            "LEGUS_MAX_MAG_ERROR", "average_aperture_correction"]
 
 log = logging.getLogger("glue_starclf")
-
-#: LEGUS total-magnitude aperture radius [px] (sky from a 7-8 px annulus).
-MAG_APERTURE_PX = 4.0
 
 #: LEGUS cuts (the catalogs' headers): M_V <= -6 mag, detected in >= 4 bands
 #: with a magnitude error <= 0.3 mag; the CI cut is each field's own (just
@@ -58,81 +56,6 @@ APCOR_MIN_SOURCES = 5
 
 #: 2.5 / ln 10: magnitude error per unit relative flux error.
 _MAG_PER_REL_FLUX = 2.5 / np.log(10.0)
-
-
-def parse_region(region, shape):
-    """Clip a pixel box to the image: ``(x0, y0, x1, y1)`` ints, half-open.
-
-    Parameters
-    ----------
-    region : sequence of 4 numbers, str "x0,y0,x1,y1", or None
-        0-based box ``x0 <= x < x1``, ``y0 <= y < y1``; None is the whole
-        image.
-    shape : (int, int)
-        ``(ny, nx)`` of the image.
-
-    Returns
-    -------
-    (int, int, int, int)
-
-    Raises
-    ------
-    ValueError
-        If the box is malformed or does not overlap the image.
-    """
-    ny, nx = shape
-    if region is None:
-        return 0, 0, nx, ny
-    if isinstance(region, str):
-        try:
-            region = [float(v) for v in region.split(",")]
-        except ValueError:
-            raise ValueError(f"region {region!r}: expected x0,y0,x1,y1") from None
-    try:
-        x0, y0, x1, y1 = (float(v) for v in region)
-    except (TypeError, ValueError):
-        raise ValueError(f"region {region!r}: expected x0,y0,x1,y1") from None
-    if not all(np.isfinite([x0, y0, x1, y1])) or x1 <= x0 or y1 <= y0:
-        raise ValueError(f"region {tuple(region)!r}: needs x0 < x1 and y0 < y1")
-    bx0, by0 = max(int(np.floor(x0)), 0), max(int(np.floor(y0)), 0)
-    bx1, by1 = min(int(np.ceil(x1)), nx), min(int(np.ceil(y1)), ny)
-    if bx1 <= bx0 or by1 <= by0:
-        raise ValueError(f"region {tuple(region)!r} does not overlap the {nx}x{ny} mosaic")
-    return bx0, by0, bx1, by1
-
-
-def _background(data, mask, box_size):
-    """Background map (or level) and its rms, inside the box."""
-    from photutils.background import Background2D, MedianBackground
-    ny, nx = data.shape
-    if box_size and ny >= 2 * box_size and nx >= 2 * box_size:
-        try:
-            bkg = Background2D(data, box_size, mask=mask, filter_size=(3, 3),
-                               sigma_clip=SigmaClip(sigma=3.0), bkg_estimator=MedianBackground())
-            return bkg.background, float(np.median(bkg.background_rms))
-        except ValueError:  # too few unmasked pixels per box
-            pass
-    _, median, std = sigma_clipped_stats(data, mask=mask, sigma=3.0)
-    return float(median), float(std)
-
-
-def _white_light(mosaic, box, box_size):
-    """Sum of the present bands, each background-subtracted and divided by its rms."""
-    x0, y0, x1, y1 = box
-    total, bad = None, None
-    for band in mosaic.bands:
-        data = mosaic.section(band, x0, y0, x1, y1)
-        mask = ~np.isfinite(data) | (data == 0)
-        if mask.all():  # no exposure here: adds nothing
-            continue
-        level, rms = _background(np.where(mask, 0, data), mask, box_size)
-        scaled = (data - level) / (rms if rms > 0 else 1.0)
-        total = np.where(mask, 0, scaled) if total is None else total + np.where(mask, 0, scaled)
-        bad = mask if bad is None else bad & mask
-    if total is None:
-        shape = (y1 - y0, x1 - x0)
-        return np.zeros(shape, np.float32), np.ones(shape, bool)
-    return total, bad
 
 
 def band_photometry(mosaic, x, y, box=None, radius=MAG_APERTURE_PX):
@@ -342,7 +265,6 @@ def detect_sources(mosaic, region=None, band="F555W", fwhm=2.2, threshold_sigma=
         If the band is unknown or missing from the mosaic, or an option is
         out of range.
     """
-    from photutils.detection import DAOStarFinder
     log_level = logging.DEBUG if quiet else logging.INFO
     band = canonical_band(band)
     if band not in mosaic.bands:
@@ -392,16 +314,11 @@ def detect_sources(mosaic, region=None, band="F555W", fwhm=2.2, threshold_sigma=
     if field_cut:
         ci_min, field_meta = _field_cut(mosaic, box, stellar_ci, log_level)
 
-    # One float32 copy of the box: NaN where there is no data (NaN or
-    # exact-zero, i.e. zero-weight, pixels) for the photometry.
-    clean = mosaic.section(band, x0, y0, x1, y1)
-    bad = ~np.isfinite(clean) | (clean == 0)
-    clean[bad] = np.nan
-    if white_light:
-        det, det_bad = _white_light(mosaic, box, box_size)
-    else:
-        det, det_bad = clean, bad
-    level, rms = _background(det, det_bad, box_size) if not det_bad.all() else (0.0, 0.0)
+    peaks = find_peaks(mosaic, box, band, fwhm=fwhm, threshold_sigma=threshold_sigma,
+                       white_light=white_light, box_size=box_size,
+                       sharpness_range=sharpness_range, roundness_range=roundness_range,
+                       min_separation=min_separation, max_sources=max_sources)
+    rms = peaks.rms
     meta = {"band": band, "region": list(box), "fwhm": fwhm, "threshold_sigma": threshold_sigma,
             "ci_min": ci_min, "mag_limit": mag_limit, "distance_mpc": distance_mpc,
             "min_bands": int(min_bands) if band_cut else None,
@@ -410,34 +327,14 @@ def detect_sources(mosaic, region=None, band="F555W", fwhm=2.2, threshold_sigma=
     empty = Table({"id": np.zeros(0, np.int64), "x": np.zeros(0), "y": np.zeros(0),
                    "ra": np.zeros(0), "dec": np.zeros(0), "ci": np.zeros(0),
                    "mag_v": np.zeros(0), "n_bands": np.zeros(0, np.int64)}, meta=meta)
-    if det_bad.all() or not (rms > 0):
+    if peaks.status == "no pixels":
         log.warning("region %s: no usable pixels in %s", box, band)
         return empty
-    kwargs = {"n_brightest": max_sources}
-    if "sharpness_range" in inspect.signature(DAOStarFinder).parameters:
-        kwargs.update(sharpness_range=tuple(sharpness_range),
-                      roundness_range=tuple(roundness_range))
-    else:  # photutils < 3 names the limits separately
-        kwargs.update(sharplo=sharpness_range[0], sharphi=sharpness_range[1],
-                      roundlo=roundness_range[0], roundhi=roundness_range[1])
-    if min_separation is not None:
-        kwargs["min_separation"] = min_separation
-    finder = DAOStarFinder(threshold_sigma * rms, fwhm, **kwargs)
-    residual = det - level
-    residual[det_bad] = 0.0
-    found = finder(residual, mask=det_bad)
-    del residual
-    if found is None or len(found) == 0:
+    if peaks.status == "no sources":
         log.log(log_level, "region %s: no sources above %g sigma", box, threshold_sigma)
         return empty
-    xs = np.asarray(found["x_centroid"] if "x_centroid" in found.colnames
-                    else found["xcentroid"], float)
-    ys = np.asarray(found["y_centroid"] if "y_centroid" in found.colnames
-                    else found["ycentroid"], float)
+    xs, ys, ci, flux, clean = peaks.x, peaks.y, peaks.ci, peaks.flux, peaks.image
 
-    # CI and magnitude on the V image itself, with the LEGUS local sky annulus.
-    ci = concentration_index(clean, xs, ys)
-    flux = aperture_fluxes(clean, xs, ys, (MAG_APERTURE_PX,))[:, 0]
     zp, source = (float(zeropoint), "given") if zeropoint is not None else mosaic.zeropoint(band)
     if isinstance(aperture_correction, str):
         aperture_correction, n_apcor = average_aperture_correction(clean, xs, ys, ci, flux,

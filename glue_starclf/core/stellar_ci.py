@@ -77,7 +77,7 @@ def measure_stellar_ci(mosaic, centre=None, box=STELLAR_CI_BOX_PX, band="F555W")
     """
     from scipy.spatial import cKDTree
 
-    from .detection import detect_sources
+    from .finder import find_peaks
     band = canonical_band(band)
     if band not in mosaic.bands:
         raise ValueError(f"the stellar CI is measured in {band}, which the mosaic lacks "
@@ -90,17 +90,19 @@ def measure_stellar_ci(mosaic, centre=None, box=STELLAR_CI_BOX_PX, band="F555W")
     x0 = int(np.clip(round(cx - side / 2), 0, max(nx - side, 0)))
     y0 = int(np.clip(round(cy - side / 2), 0, max(ny - side, 0)))
     region = (x0, y0, min(x0 + side, nx), min(y0 + side, ny))
-    det = detect_sources(mosaic, region, band=band, ci_min=None, abs_mag_limit=None,
-                         min_bands=None, max_mag_error=None, aperture_correction=0.0,
-                         quiet=True)
-    info = {"region": list(region), "n_found": len(det), "n_used": 0}
-    ci = np.asarray(det["ci"], float)
-    mag = np.asarray(det["mag_v"], float)
-    if len(det) > 1:
-        xy = np.column_stack([np.asarray(det["x"], float), np.asarray(det["y"], float)])
+    peaks = find_peaks(mosaic, region, band)
+    zp = mosaic.zeropoint(band)[0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mag = np.where(peaks.flux > 0, -2.5 * np.log10(np.where(peaks.flux > 0, peaks.flux, 1))
+                       + zp, np.nan)
+    ci = np.asarray(peaks.ci, float)
+    px, py = peaks.x + region[0], peaks.y + region[1]
+    info = {"region": list(region), "n_found": len(px), "n_used": 0}
+    if len(px) > 1:
+        xy = np.column_stack([px, py])
         isolated = cKDTree(xy).query(xy, k=2)[0][:, 1] > STELLAR_CI_ISOLATION_PX
     else:
-        isolated = np.zeros(len(det), bool)
+        isolated = np.zeros(len(px), bool)
     ok = isolated & np.isfinite(ci) & np.isfinite(mag)
     if ok.sum() < STELLAR_CI_MIN_SOURCES:
         raise ValueError(f"region {region}: {int(ok.sum())} isolated detections in {band}, too "
@@ -115,8 +117,7 @@ def measure_stellar_ci(mosaic, centre=None, box=STELLAR_CI_BOX_PX, band="F555W")
         x0, y0, x1, y1 = region
         values = concentration_index(
             mosaic.section(band, x0, y0, x1, y1, dtype=np.float64),
-            np.asarray(det["x"], float)[brightest] - x0,
-            np.asarray(det["y"], float)[brightest] - y0, scale=PIXEL_SCALE_ARCSEC / scale)
+            px[brightest] - x0, py[brightest] - y0, scale=PIXEL_SCALE_ARCSEC / scale)
         if np.isfinite(values).sum() < STELLAR_CI_MIN_SOURCES:
             raise ValueError(f"region {region}: too few isolated detections in {band} with a "
                              "CI at 0.04\"/px to measure the stellar CI")
