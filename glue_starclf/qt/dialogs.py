@@ -204,6 +204,7 @@ class ClassifyDialog(QtWidgets.QDialog):
         row.addStretch(1)
         form.addRow("Stellar CI", self.stellar_ci_row)
         self.stellar_ci_label = form.labelForField(self.stellar_ci_row)
+        self._takes = False  # set by _models_changed below
         self.ci_cut = None
         if any(obj is None for _, obj in sources):  # "detect" is a choice
             self.ci_cut = QtWidgets.QLineEdit()
@@ -268,8 +269,7 @@ class ClassifyDialog(QtWidgets.QDialog):
         detect = self.sources.currentData() is None
         self.ci_cut.setEnabled(detect)
         self.ci_cut_label.setEnabled(detect)
-        if hasattr(self, "_takes"):
-            self._update_stellar_ci_row()
+        self._update_stellar_ci_row()
 
     def _ci_cut_value(self):
         """The fixed CI cut typed for detection (None: the field's own, or no detection).
