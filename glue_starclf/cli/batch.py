@@ -482,14 +482,14 @@ def _model_spec(models):
 def _read_sources(field, models):
     """Phase 1: the sources of a field, as ``starclf classify`` finds them, and the
     field's stellar CI where the classifier takes it (measured once per field)."""
-    from ..core.detection import detection_provenance, sources_to_classify
+    from ..core.detection import detected_stellar_ci, detection_provenance, sources_to_classify
     from ..core.predict import field_stellar_ci
     from ..io.mosaic import open_mosaic
     with open_mosaic(list(field.images)) as mosaic:
         sources = sources_to_classify(mosaic, field.catalog, field.region,
                                       distance_mpc=field.distance_mpc)
         stellar_ci = (field_stellar_ci(_ensemble("classifier", models[0], models[1]), mosaic,
-                                       sources["x"], sources["y"])
+                                       sources["x"], sources["y"], *detected_stellar_ci(sources))
                       if len(sources) else (None, None))
         return {"shape": mosaic.shape, "band_mask": mosaic.band_mask, "stellar_ci": stellar_ci,
                 "detection": detection_provenance(sources),

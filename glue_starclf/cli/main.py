@@ -536,7 +536,7 @@ def _write_outputs(outputs, table, args):
 def _classify(args):
     import logging
 
-    from ..core.detection import detection_provenance, sources_to_classify
+    from ..core.detection import detected_stellar_ci, detection_provenance, sources_to_classify
     from ..core.predict import load_ensemble, predict
     from ..io.mosaic import open_mosaic
     check_distance_arg(args.distance_mpc)
@@ -551,10 +551,13 @@ def _classify(args):
         if len(sources) == 0:
             logging.getLogger("glue_starclf").warning(
                 "no sources to classify: writing an empty table")
+        # Detected candidates are classified with the stellar CI their cut was set by.
+        stellar_ci, source = ((args.stellar_ci, None) if args.stellar_ci is not None
+                              else detected_stellar_ci(sources))
         t0 = time.perf_counter()
         result = predict(mosaic, sources, args.distance_mpc, classifier=classifier,
                          physical=physical, progress=sys.stderr.isatty(), bf16=args.bf16,
-                         stellar_ci=args.stellar_ci)
+                         stellar_ci=stellar_ci, stellar_ci_source=source)
         result.meta.update(detection_provenance(sources))
         _write_outputs(outputs, result, args)
     counts = ", ".join(f"{int((result['class'] == c).sum())} class {c}" for c in (1, 2, 3, 4))

@@ -31,8 +31,8 @@ from .photometry import SKY_ANNULUS, aperture_fluxes
 # photutils is imported inside the functions that use it: it takes about a second
 # to import, and classifying the sources of a catalog never needs it.
 
-__all__ = ["detect_sources", "parse_region", "sources_to_classify", "band_photometry",
-           "detection_provenance",
+__all__ = ["detect_sources", "parse_region", "sources_to_classify", "detected_stellar_ci",
+           "band_photometry", "detection_provenance",
            "MAG_APERTURE_PX", "LEGUS_CI_MIN", "LEGUS_ABS_MAG_LIMIT", "LEGUS_MIN_BANDS",
            "LEGUS_MAX_MAG_ERROR", "average_aperture_correction"]
 
@@ -427,6 +427,32 @@ def detection_provenance(table):
         if meta.get(key) is not None:
             out[f"detection_{key}"] = meta[key]
     return out
+
+
+def detected_stellar_ci(table):
+    """The field's stellar CI that detection set its CI cut by, for `predict` to reuse.
+
+    Classifying detected candidates then takes the field's stellar CI from
+    the one measurement the cut was made with, instead of measuring it
+    again in a box centred on the candidates (the same field, a box that
+    differs by at most half the region).
+
+    Parameters
+    ----------
+    table : astropy.table.Table
+        Sources from `detect_sources`, or a catalog.
+
+    Returns
+    -------
+    value : float or None
+    source : str or None
+        As `detect_sources` recorded them (``meta`` ``stellar_ci`` and
+        ``stellar_ci_source``); None and None for a fixed cut or a catalog.
+    """
+    meta = table.meta
+    if meta.get("ci_min_rule") != "field" or meta.get("stellar_ci") is None:
+        return None, None
+    return float(meta["stellar_ci"]), meta.get("stellar_ci_source")
 
 
 def sources_to_classify(mosaic, catalog=None, region=None, distance_mpc=None, stellar_ci=None):

@@ -277,7 +277,7 @@ def _centre_crop(stamps, size):
     return stamps[..., o:o + size, o:o + size]
 
 
-def field_stellar_ci(classifier, mosaic, x, y, stellar_ci=None):
+def field_stellar_ci(classifier, mosaic, x, y, stellar_ci=None, stellar_ci_source=None):
     """The stellar CI ``predict`` gives the classifier, and where it came from.
 
     Parameters
@@ -287,7 +287,12 @@ def field_stellar_ci(classifier, mosaic, x, y, stellar_ci=None):
     x, y : array_like
         The sources; the measurement box is centred on their median position.
     stellar_ci : float, optional
-        Given by the user: used as it is (after a range check).
+        Given by the user, or measured before (for detection's CI cut,
+        `glue_starclf.core.detection.detected_stellar_ci`): used as it is
+        (after a range check).
+    stellar_ci_source : str, optional
+        Where a ``stellar_ci`` passed came from, returned as ``source``
+        (default ``"given"``).
 
     Returns
     -------
@@ -307,7 +312,7 @@ def field_stellar_ci(classifier, mosaic, x, y, stellar_ci=None):
             log.info("stellar CI given, but the classifier members do not take it")
         return None, None
     if stellar_ci is not None:
-        return v, "given"
+        return v, stellar_ci_source or "given"
     value, where, measured = stellar_ci_or_default(mosaic, sources_centre(x, y))
     if measured:
         log.info("stellar CI %.3f mag, %s", value, where)
@@ -319,7 +324,7 @@ def field_stellar_ci(classifier, mosaic, x, y, stellar_ci=None):
 
 
 def predict(mosaic, sources, distance_mpc, classifier=None, physical=None, batch=BATCH,
-            progress=False, callback=None, bf16=False, stellar_ci=None):
+            progress=False, callback=None, bf16=False, stellar_ci=None, stellar_ci_source=None):
     """Classify sources of a mosaic and estimate their physical parameters.
 
     Parameters
@@ -347,6 +352,11 @@ def predict(mosaic, sources, distance_mpc, classifier=None, physical=None, batch
         The field's stellar CI (V band, 1 px vs 3 px) for classifier members
         that take it; default measured on the mosaic around the sources
         (`field_stellar_ci`). Ignored by members that do not.
+    stellar_ci_source : str, optional
+        Where a ``stellar_ci`` passed came from, recorded as the results'
+        ``stellar_ci_source`` (default ``"given"``); one that starts with
+        ``"default"`` flags every result ``stellar_ci``, as a measurement
+        that fails does.
 
     Returns
     -------
@@ -380,7 +390,8 @@ def predict(mosaic, sources, distance_mpc, classifier=None, physical=None, batch
     far = distance_warning(d)
     if far:
         log.warning(far)
-    stellar_ci, stellar_ci_source = (field_stellar_ci(classifier, mosaic, x, y, stellar_ci)
+    stellar_ci, stellar_ci_source = (field_stellar_ci(classifier, mosaic, x, y, stellar_ci,
+                                                      stellar_ci_source)
                                      if n else (stellar_ci, None))
     default_ci = bool(stellar_ci_source) and stellar_ci_source.startswith("default")
     from .cutouts import native_stamp_size, needs_resampling

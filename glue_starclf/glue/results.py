@@ -291,7 +291,7 @@ def run_job(job, callback=None):
     FileNotFoundError, ValueError
         If the models cannot be loaded (no models, corrupt weights).
     """
-    from ..core.detection import detection_provenance
+    from ..core.detection import detected_stellar_ci, detection_provenance
     from ..core.predict import load_ensemble, predict
     sources = job.sources if job.sources is not None else _detect(job)
     if len(sources) == 0:
@@ -301,10 +301,13 @@ def run_job(job, callback=None):
         callback(0, len(sources))
     classifier = load_ensemble("classifier", job.models, class_prior=not job.class_balanced)
     physical = load_ensemble("physical", job.models)
-    # Without ra/dec in the input, predict computes them from the mosaic WCS.
+    # Without ra/dec in the input, predict computes them from the mosaic WCS; detected
+    # candidates are classified with the stellar CI their cut was set by.
+    stellar_ci, source = ((job.stellar_ci, None) if job.stellar_ci is not None
+                          else detected_stellar_ci(sources))
     table = predict(job.mosaic, sources["id", "x", "y"], job.distance_mpc,
                     classifier=classifier, physical=physical, batch=job.batch,
-                    callback=callback, stellar_ci=job.stellar_ci)
+                    callback=callback, stellar_ci=stellar_ci, stellar_ci_source=source)
     mags = aperture_magnitudes(job.mosaic, table["x"], table["y"])
     for name in MAG_COLUMNS:
         table[name] = mags[name]

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from astropy.io import fits
+from astropy.table import Table
 
 from glue_starclf.core.detection import detect_sources, parse_region
 from glue_starclf.io.mosaic import Mosaic, open_mosaic
@@ -207,6 +208,20 @@ def test_field_ci_cut_given_fixed_or_not_measurable(field, caplog):
     assert det.meta["ci_min"] == pytest.approx(1.30)
     assert det.meta["stellar_ci_source"].startswith("default (not measured:")
     assert "CI cut 1.300 mag: the field's stellar CI is the default" in caplog.text
+
+
+def test_detected_stellar_ci_is_that_of_the_field_cut(field):
+    """What classification reuses: the field's own cut's stellar CI and its source; nothing
+    for a fixed cut or a catalog."""
+    from glue_starclf.core.detection import detected_stellar_ci
+    _, m = field
+    given = detect_sources(m, stellar_ci=1.35)
+    assert detected_stellar_ci(given) == (1.35, "given")
+    measured = detect_sources(m)
+    value, source = detected_stellar_ci(measured)
+    assert value == measured.meta["stellar_ci"] and source.startswith("measured in region")
+    assert detected_stellar_ci(detect_sources(m, ci_min=1.4)) == (None, None)
+    assert detected_stellar_ci(Table({"x": [1.0], "y": [2.0]})) == (None, None)
 
 
 def test_band_photometry_errors_follow_the_flux(field):

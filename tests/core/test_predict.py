@@ -404,3 +404,32 @@ def test_takes_stellar_ci_reads_the_cards_only(conditioned, trained_models, tmp_
     assert takes_stellar_ci()
     with pytest.raises(FileNotFoundError, match="no classifier models"):
         takes_stellar_ci(tmp_path / "empty")
+
+
+def test_detected_candidates_take_the_stellar_ci_of_their_cut(stellar_field, conditioned,
+                                                               ensembles, monkeypatch):
+    """Detection measures the field's stellar CI for its cut; classifying the candidates
+    reuses that one measurement (its value and source) instead of measuring again."""
+    from glue_starclf.core import stellar_ci
+    from glue_starclf.core.detection import detect_sources, detected_stellar_ci
+    from glue_starclf.io.mosaic import open_mosaic
+    mock, images = stellar_field
+    calls = []
+    measure = stellar_ci.measure_stellar_ci
+    monkeypatch.setattr(stellar_ci, "measure_stellar_ci",
+                        lambda *a, **k: calls.append(1) or measure(*a, **k))
+    mosaic = open_mosaic(images)
+    det = detect_sources(mosaic, distance_mpc=10.0)
+    assert len(calls) == 1 and det.meta["stellar_ci_source"].startswith("measured in region")
+    value, source = detected_stellar_ci(det)
+    res = predict(mosaic, det, 10.0, classifier=conditioned, physical=ensembles[1],
+                  stellar_ci=value, stellar_ci_source=source)
+    assert len(calls) == 1
+    assert res.meta["stellar_ci"] == pytest.approx(det.meta["stellar_ci"], abs=1e-4)
+    assert res.meta["stellar_ci_source"] == det.meta["stellar_ci_source"]
+    assert not any("stellar_ci" in f for f in res["flags"])
+    # A cut on the default locus passes the default on, and its results are flagged.
+    default = predict(mosaic, det[:5], 10.0, classifier=conditioned, physical=ensembles[1],
+                      stellar_ci=1.25, stellar_ci_source="default (not measured: no F555W)")
+    assert default.meta["stellar_ci_source"] == "default (not measured: no F555W)"
+    assert all("stellar_ci" in f for f in default["flags"])

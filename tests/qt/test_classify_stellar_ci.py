@@ -1,5 +1,6 @@
 """The Classify dialog's "Stellar CI" row: for classifiers trained with ``--stellar-ci``."""
 
+import re
 import shutil
 
 import pytest
@@ -188,3 +189,20 @@ def test_region_tool_gives_the_stellar_ci(app, qtbot, mock_files, tmp_path, ci_m
     assert meta["detection_stellar_ci_source"] == "given"
     assert ("Candidates detected with CI >= 1.450 mag (the field's stellar CI 1.400 mag, given, "
             "+ 0.05).") in MESSAGES[-1][1]
+    # Left empty: the candidates are classified with the stellar CI their cut was set by
+    # (on this small field the default, so every row is flagged).
+    viewer.toolbar.actions["starclf:classify"].trigger()
+    dialog = viewer.last_dialog
+    dialog.sources.setCurrentIndex(1)
+    dialog.models.set_folder(ci_models)
+    type_stellar_ci(dialog, "")
+    press_classify(dialog)
+    assert wait_for(qtbot, dialog.runner) == "done", dialog.runner.message
+    results = results_for(app.data_collection, mosaic)
+    meta = results.meta[RESULTS_META_KEY]
+    assert meta["stellar_ci_source"] == meta["detection_stellar_ci_source"]
+    assert meta["stellar_ci_source"].startswith("default (not measured:")
+    assert meta["detection_ci_min"] == pytest.approx(meta["stellar_ci"] + 0.05)
+    # Only this run's rows are flagged (the two runs before had a stellar CI given).
+    n = int(re.search(r"Classified (\d+) sources", MESSAGES[-1][1]).group(1))
+    assert n > 0 and sum("stellar_ci" in f for f in results["flags"]) == n
