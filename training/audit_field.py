@@ -51,7 +51,7 @@ def _fraction(value):
 def run(args):
     from astropy.table import Table
 
-    from glue_starclf.core.detection import detect_sources, parse_region
+    from glue_starclf.core.detection import detect_sources, detected_stellar_ci, parse_region
     from glue_starclf.core.predict import load_ensemble, predict
     from glue_starclf.io.mosaic import open_mosaic
     from glue_starclf.learn.field_audit import ISOLATION_RADIUS_PX, audit_detections
@@ -74,8 +74,10 @@ def run(args):
         for name, kwargs in SETTINGS.items():
             t0 = time.perf_counter()
             det = detect_sources(mosaic, region=box, distance_mpc=args.distance_mpc, **kwargs)
+            # As starclf classify: the stellar CI the cut was set by (None for a fixed cut).
+            stellar_ci, source = detected_stellar_ci(det)
             res = predict(mosaic, det, args.distance_mpc, classifier=classifier,
-                          physical=physical)
+                          physical=physical, stellar_ci=stellar_ci, stellar_ci_source=source)
             a = audit_detections(det, truth, np.asarray(res["class"]), region=box,
                                  mag_limit=bright)
             a["cuts"] = {k: det.meta.get(k) for k in ("ci_min", "n_found", "n_after_ci",
