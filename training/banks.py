@@ -41,6 +41,7 @@ import os
 import shutil
 import sys
 import time
+import zlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -80,6 +81,11 @@ def add_arguments(p):
     p.add_argument("--field-ci-cut", action="store_true",
                    help="kind unmatched: each field's own CI cut, its measured stellar CI + "
                         "0.05 mag as in the LEGUS catalogs (default: the fixed CI >= 1.4)")
+    p.add_argument("--match-rows", action="store_true",
+                   help="kind unmatched with --catalogs: keep the detections whose V magnitudes "
+                        "fill those of the field's rendered catalog rows (each row once, within "
+                        "0.1 mag), so that they are as bright as the anchored stamps they are "
+                        "told from (default: every unmatched detection)")
     p.add_argument("--max-per-field", type=int, default=None, metavar="N",
                    help="kind unmatched on random fields: keep at most N detections of each "
                         "field (drawn at random), so that more fields, distances and PSFs "
@@ -95,7 +101,7 @@ def run(args):
                      stdpsf_dir=args.stdpsf_dir, perturb=args.perturb,
                      field_star_colours=args.field_star_colours,
                      match_magnitudes=args.match_magnitudes, field_cut=args.field_ci_cut,
-                     max_per_field=args.max_per_field)
+                     max_per_field=args.max_per_field, match_rows=args.match_rows)
     print(f"bank ready: {path}")
 
 
@@ -121,12 +127,15 @@ def parse_perturbations(items):
 
 
 def _meta(kind, n, seed, catalogs, region_size, randomise=False, perturb=None, stdpsf_dir=None,
-          field_star_colours=(), match_magnitudes=(), field_cut=False, max_per_field=None):
+          field_star_colours=(), match_magnitudes=(), field_cut=False, max_per_field=None,
+          match_rows=False):
     m = {"kind": kind, "seed": seed, "randomise": bool(randomise),
          "perturb": dict(perturb or {}), "stdpsf": bool(stdpsf_dir),
          "field_star_colours": [os.path.basename(c) for c in field_star_colours],
          "match_magnitudes": [os.path.basename(c) for c in match_magnitudes],
          "field_ci_cut": bool(field_cut), "max_per_field": max_per_field}
+    if match_rows:
+        m["match_rows"] = True
     if catalogs and kind in ("legus", "unmatched"):
         m.update(catalogs=[os.path.basename(c) for c in catalogs], region_size=region_size)
     else:
@@ -136,7 +145,7 @@ def _meta(kind, n, seed, catalogs, region_size, randomise=False, perturb=None, s
 
 def make_bank(kind, out, n=20000, seed=0, catalogs=(), region_size=3000, randomise=False,
               stdpsf_dir=None, perturb=(), field_star_colours=(), match_magnitudes=(),
-              field_cut=False, max_per_field=None):
+              field_cut=False, max_per_field=None, match_rows=False):
     """Build (or reuse) a bank folder; returns its path.
 
     ``perturb``: ``NAME=VALUE`` strings or a dict (`glue_starclf.sim.domain.perturbed`).
@@ -146,6 +155,9 @@ def make_bank(kind, out, n=20000, seed=0, catalogs=(), region_size=3000, randomi
     and kept detections of an unmatched bank follow. ``field_cut``: unmatched
     detections pass each field's own CI cut (`glue_starclf.core.stellar_ci.field_ci_cut`);
     ``max_per_field``: at most this many of each random field's detections.
+    ``match_rows``: unmatched detections of anchored fields kept only where
+    their V magnitudes fill those of the field's rendered rows
+    (`match_magnitudes`, each row once).
     """
     from glue_starclf.sim.domain import perturbed
     from glue_starclf.version import __version__
@@ -165,6 +177,8 @@ def make_bank(kind, out, n=20000, seed=0, catalogs=(), region_size=3000, randomi
         raise ValueError("--max-per-field is for unmatched banks of random fields")
     if max_per_field is not None and max_per_field < 1:
         raise ValueError(f"--max-per-field {max_per_field} must be >= 1")
+    if match_rows and not (kind == "unmatched" and catalogs):
+        raise ValueError("--match-rows is for unmatched banks of anchored fields (--catalogs)")
     if match_magnitudes and catalogs:
         raise ValueError("--match-magnitudes is for random fields: leave out --catalogs")
     if kind != "legus" and n < 1:
@@ -182,7 +196,7 @@ def make_bank(kind, out, n=20000, seed=0, catalogs=(), region_size=3000, randomi
         domain = replace(domain, stdpsf_dir=str(stdpsf_dir))
     out = Path(out)
     meta = _meta(kind, n, seed, catalogs, region_size, randomise, perturb, stdpsf_dir,
-                 field_star_colours, match_magnitudes, field_cut, max_per_field)
+                 field_star_colours, match_magnitudes, field_cut, max_per_field, match_rows)
     colours = _star_colours(field_star_colours)
     targets = catalog_magnitudes(match_magnitudes) if match_magnitudes else None
     if (out / "meta.json").exists():
@@ -203,7 +217,8 @@ def make_bank(kind, out, n=20000, seed=0, catalogs=(), region_size=3000, randomi
             truth = _legus_bank(tmp, catalogs, seed, region_size, domain, randomise, stdpsf_dir)
         elif kind == "unmatched" and catalogs:
             truth = _unmatched_anchored_bank(tmp, catalogs, seed, region_size, domain,
-                                             randomise, stdpsf_dir, colours, field_cut)
+                                             randomise, stdpsf_dir, colours, field_cut,
+                                             match_rows)
         elif kind == "unmatched" and targets is not None:
             truth = _matched_unmatched_bank(tmp, n, seed, domain, randomise, stdpsf_dir,
                                             colours, targets, field_cut)
@@ -489,13 +504,22 @@ def _matched_unmatched_bank(folder, n, seed, domain, randomise, stdpsf_dir, colo
 
 
 def _unmatched_anchored_bank(folder, catalogs, seed, region_size, domain, randomise,
-                             stdpsf_dir, colours=None, field_cut=False):
-    """Class-4 stamps of all detections of LEGUS-anchored fields that match no mock source."""
+                             stdpsf_dir, colours=None, field_cut=False, match_rows=False):
+    """Class-4 stamps of the detections of LEGUS-anchored fields that match no mock source
+    (with ``match_rows``, those whose V magnitudes fill the field's rendered rows')."""
     from glue_starclf.learn.field_audit import unmatched_class4_stamps
     all_stamps, parts = [], []
     for cat, mock, dom in _anchored_fields(catalogs, seed, region_size, domain, randomise,
                                            stdpsf_dir, "unmatched detections", colours):
         s, t = unmatched_class4_stamps(mock, field_cut=field_cut)
+        if match_rows and len(t):
+            rows = np.asarray(mock.truth["mag_F555W"], float)
+            targets = np.sort(rows[np.isfinite(rows)])
+            rng = np.random.default_rng([seed, 17, zlib.crc32(cat.meta["field"].encode())])
+            order = rng.permutation(len(t))
+            keep = np.sort(order[match_magnitudes(targets, np.zeros(len(targets), bool),
+                                                  np.asarray(t["mag_v"], float)[order])])
+            s, t = s[keep], t[keep]
         if len(t):
             _add_unmatched(all_stamps, parts, s, t, dom, cat.meta["field"], mock.psf, mock)
     if not parts:

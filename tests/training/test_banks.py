@@ -96,6 +96,35 @@ def test_unmatched_bank_on_legus_anchored_fields(tmp_path):
     assert (truth["x"] >= 0).all() and (truth["x"] < 800).all()
 
 
+def test_anchored_unmatched_bank_matched_to_the_rows(tmp_path):
+    """--match-rows keeps the unmatched detections whose V magnitudes fill those of the
+    field's rendered rows, each row once: a subset, as bright as the anchored stamps."""
+    common = ("--catalogs", NGC1566, "--region-size", 1500, "--seed", 2)
+    for name, extra in (("all", ()), ("rows", ("--match-rows",))):
+        status, out, err = run_training("make-bank", "--kind", "unmatched", *common, *extra,
+                                        "--field-ci-cut", "--out", tmp_path / name)
+        assert status == 0, err
+    status, out, err = run_training("make-bank", "--kind", "legus", *common,
+                                    "--out", tmp_path / "legus")
+    assert status == 0, err
+    every, kept = (Table.read(tmp_path / n / "truth.ecsv") for n in ("all", "rows"))
+    rows = np.sort(np.asarray(Table.read(tmp_path / "legus" / "truth.ecsv")["mag_F555W"]))
+    assert json.loads((tmp_path / "rows" / "meta.json").read_text())["match_rows"] is True
+    assert 0 < len(kept) < len(every) and len(kept) <= len(rows)
+    assert set(zip(kept["x"], kept["y"])) <= set(zip(every["x"], every["y"]))
+    gap = np.abs(np.asarray(kept["mag_v"])[:, None] - rows[None, :]).min(axis=1)
+    assert (gap <= 0.1).all()
+    # What is left out are detections of magnitudes no row has (here the faintest):
+    # the kept ones lie nearer the rows in brightness.
+    assert abs(np.median(kept["mag_v"]) - np.median(rows)) < abs(
+        np.median(every["mag_v"]) - np.median(rows))
+    status, out, err = run_training("make-bank", "--kind", "unmatched", "--n", 10,
+                                    "--match-rows", "--out", tmp_path / "bad")
+    assert status != 0 and len(err.strip().splitlines()) == 1
+    assert "--match-rows is for unmatched banks of anchored fields" in err
+    assert not (tmp_path / "bad").exists()
+
+
 def test_anchored_bank_records_the_psf_it_rendered_with(tmp_path):
     # An anchored field takes its catalog's stellar locus (1.304 for NGC 1566), not the
     # domain's default 1.25; the extra broadening goes on top in quadrature.
