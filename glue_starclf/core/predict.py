@@ -308,7 +308,7 @@ def field_stellar_ci(classifier, mosaic, x, y, stellar_ci=None, stellar_ci_sourc
     if stellar_ci is not None:
         v = checked_stellar_ci(stellar_ci)
     if not classifier.needs_stellar_ci:
-        if stellar_ci is not None:
+        if stellar_ci is not None and stellar_ci_source is None:
             log.info("stellar CI given, but the classifier members do not take it")
         return None, None
     if stellar_ci is not None:
