@@ -84,8 +84,9 @@ def add_arguments(p):
     p.add_argument("--match-rows", action="store_true",
                    help="kind unmatched with --catalogs: keep the detections whose V magnitudes "
                         "fill those of the field's rendered catalog rows (each row once, within "
-                        "0.1 mag), so that they are as bright as the anchored stamps they are "
-                        "told from (default: every unmatched detection)")
+                        "0.1 mag), so that they are no brighter than the anchored stamps where "
+                        "the field has detections that faint (default: every unmatched "
+                        "detection)")
     p.add_argument("--max-per-field", type=int, default=None, metavar="N",
                    help="kind unmatched on random fields: keep at most N detections of each "
                         "field (drawn at random), so that more fields, distances and PSFs "
