@@ -552,8 +552,7 @@ def _classify(args):
             logging.getLogger("glue_starclf").warning(
                 "no sources to classify: writing an empty table")
         # Detected candidates are classified with the stellar CI their cut was set by.
-        stellar_ci, source = ((args.stellar_ci, None) if args.stellar_ci is not None
-                              else detected_stellar_ci(sources))
+        stellar_ci, source = detected_stellar_ci(sources, given=args.stellar_ci)
         t0 = time.perf_counter()
         result = predict(mosaic, sources, args.distance_mpc, classifier=classifier,
                          physical=physical, progress=sys.stderr.isatty(), bf16=args.bf16,

@@ -429,7 +429,7 @@ def detection_provenance(table):
     return out
 
 
-def detected_stellar_ci(table):
+def detected_stellar_ci(table, given=None):
     """The field's stellar CI that detection set its CI cut by, for `predict` to reuse.
 
     Classifying detected candidates then takes the field's stellar CI from
@@ -441,6 +441,9 @@ def detected_stellar_ci(table):
     ----------
     table : astropy.table.Table
         Sources from `detect_sources`, or a catalog.
+    given : float, optional
+        A stellar CI the user gave: it wins (returned with source None,
+        which `predict` records as ``"given"``).
 
     Returns
     -------
@@ -449,6 +452,8 @@ def detected_stellar_ci(table):
         As `detect_sources` recorded them (``meta`` ``stellar_ci`` and
         ``stellar_ci_source``); None and None for a fixed cut or a catalog.
     """
+    if given is not None:
+        return given, None
     meta = table.meta
     if meta.get("ci_min_rule") != "field" or meta.get("stellar_ci") is None:
         return None, None

@@ -303,8 +303,7 @@ def run_job(job, callback=None):
     physical = load_ensemble("physical", job.models)
     # Without ra/dec in the input, predict computes them from the mosaic WCS; detected
     # candidates are classified with the stellar CI their cut was set by.
-    stellar_ci, source = ((job.stellar_ci, None) if job.stellar_ci is not None
-                          else detected_stellar_ci(sources))
+    stellar_ci, source = detected_stellar_ci(sources, given=job.stellar_ci)
     table = predict(job.mosaic, sources["id", "x", "y"], job.distance_mpc,
                     classifier=classifier, physical=physical, batch=job.batch,
                     callback=callback, stellar_ci=stellar_ci, stellar_ci_source=source)
