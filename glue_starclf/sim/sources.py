@@ -44,8 +44,15 @@ CLASS2_VARIANTS = ("elongated", "double", "colour_gradient")
 #: WFC3/UVIS full well [e-] (Instrument Handbook Table 5.1).
 FULL_WELL_E = 63000.0
 
-#: Smooth light is drawn as this many equal points.
+#: Smooth light (a cluster's unresolved stars, a galaxy) is drawn as equal
+#: points: at least N_SMOOTH for a cluster and N_GALAXY for a galaxy, and
+#: enough that none is brighter than SMOOTH_POINT_MAG in F555W (far below any
+#: noise peak: a bright galaxy's points would otherwise be detected as stars
+#: in its wings), up to N_SMOOTH_MAX.
 N_SMOOTH = 600
+N_GALAXY = 3000
+SMOOTH_POINT_MAG = 29.0
+N_SMOOTH_MAX = 200_000
 
 
 @dataclass
@@ -150,6 +157,22 @@ def _truth(cls, subtype, log_age=np.nan, log_mass=np.nan, av=np.nan, r_h=np.nan)
             "av": av, "r_h": r_h, "p_cb": 1.0 if cls in (1, 2, 3) else 0.0}
 
 
+def smooth_point_count(v_rate, n_min):
+    """Points for smooth light of F555W rate ``v_rate`` [e-/s] (`SMOOTH_POINT_MAG`)."""
+    per_point = 10.0 ** (-0.4 * (SMOOTH_POINT_MAG - VEGA_ZEROPOINT["F555W"]))
+    return int(np.clip(np.ceil(v_rate / per_point), n_min, N_SMOOTH_MAX))
+
+
+def _smooth_positions(rng, n, n_min, draw):
+    """``n`` positions of ``draw(rng, k) -> (x, y)``: the first ``n_min`` from ``rng``,
+    the rest from a child stream, so ``rng``'s later draws do not depend on ``n``."""
+    x, y = draw(rng, n_min)
+    if n > n_min:
+        ex, ey = draw(rng.spawn(1)[0], n - n_min)
+        x, y = np.concatenate([x, ex]), np.concatenate([y, ey])
+    return x, y
+
+
 def _population_light(rng, log_age, log_mass, av, distance_mpc, gamma, q=1.0, theta=0.0,
                       max_star_fraction=None, mh=0.0, truncation=EFF_TRUNCATION):
     """Stars + smooth light of one EFF population with r_h = 1 (knob units)."""
@@ -168,8 +191,10 @@ def _population_light(rng, log_age, log_mass, av, distance_mpc, gamma, q=1.0, th
         keep = stars[:, V] <= max_star_fraction * v_total
         stars = stars[keep]
     sx, sy = sample_eff(rng, stars.shape[0], 1.0, gamma, q, theta, truncation)
-    px, py = sample_eff(rng, N_SMOOTH, 1.0, gamma, q, theta, truncation)
-    flux = np.concatenate([stars, np.broadcast_to(smooth / N_SMOOTH, (N_SMOOTH, len(BANDS)))])
+    n = smooth_point_count(smooth[V] * scale[V], N_SMOOTH)
+    px, py = _smooth_positions(rng, n, N_SMOOTH,
+                               lambda r, k: sample_eff(r, k, 1.0, gamma, q, theta, truncation))
+    flux = np.concatenate([stars, np.broadcast_to(smooth / n, (n, len(BANDS)))])
     return Light(np.concatenate([sx, px]), np.concatenate([sy, py]), flux * scale)
 
 
@@ -414,7 +439,9 @@ def render_class4(rng, subtype, v_mag, distance_mpc, size_px=None):
     if subtype == "galaxy":
         r_e = rng.uniform(2.5, 20.0) if size_px is None else size_px
         n_s, q = rng.uniform(0.8, 4.0), rng.uniform(0.3, 1.0)
-        x, y = sample_sersic(rng, 3000, 1.0, n_s, q, rng.uniform(0, np.pi))
+        pa = rng.uniform(0, np.pi)
+        x, y = _smooth_positions(rng, smooth_point_count(v_rate, N_GALAXY), N_GALAXY,
+                                 lambda r, k: sample_sersic(r, k, 1.0, n_s, q, pa))
         # Background galaxies: old, reddened stellar light.
         sed = population(round(rng.uniform(9.5, 10.05) * 20) / 20, rng.uniform(0.3, 1.5)).flux_per_msun
         flux = np.broadcast_to(sed * v_rate / sed[V] / x.size, (x.size, len(BANDS)))

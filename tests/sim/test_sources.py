@@ -118,3 +118,45 @@ def test_ci_tuning_reaches_targets():
     # The truth r_h follows the tuned size.
     for s in srcs:
         assert s.truth["r_h"] == pytest.approx(s.knob * pc_per_pixel(12.0))
+
+
+def _peaks_off_centre(src, size=151, seed=0):
+    """DAOStarFinder peaks (5 sigma) farther than 8 px from the centre of a noisy stamp."""
+    from astropy.stats import sigma_clipped_stats
+    from photutils.detection import DAOStarFinder
+
+    from glue_starclf.sim.render import add_noise
+    stamp = add_noise(render_stamps([src], size)[0], np.random.default_rng(seed))[V]
+    _, median, std = sigma_clipped_stats(stamp)
+    found = DAOStarFinder(5.0 * std, 2.2)(stamp - median)
+    if found is None:
+        return 0
+    x, y = (found[k if k in found.colnames else k.replace("_", "")] for k in ("x_centroid",
+                                                                             "y_centroid"))
+    c = size // 2
+    return int((np.hypot(x - c, y - c) > 8).sum())
+
+
+def test_bright_smooth_light_shows_no_stars():
+    """A bright galaxy or cluster is smooth light, not a spray of point sources: its
+    points are no brighter than SMOOTH_POINT_MAG, and the draws after it are the
+    same as after a faint one (the extra points come from a stream of their own)."""
+    limit = 10.0 ** (-0.4 * (S.SMOOTH_POINT_MAG - VEGA_ZEROPOINT["F555W"]))
+    bright = S.render_class4(np.random.default_rng(7), "galaxy", 16.5, 17.9, size_px=15.0)
+    assert bright.light.x.size > S.N_GALAXY
+    assert bright.light.flux[:, V].max() <= limit * 1.0001
+    assert _peaks_off_centre(bright) == 0
+    cluster = S.render_class1(np.random.default_rng(8), 7.0, 5.5, 0.2, 3.0, 3.0)
+    smooth = cluster.light.flux[-S.N_SMOOTH:, V]
+    assert smooth.max() <= limit * 1.0001
+    after = []
+    for v in (16.5, 24.0):
+        rng = np.random.default_rng(9)
+        S.render_class4(rng, "galaxy", v, 17.9, size_px=15.0)
+        after.append(rng.random())
+    assert after[0] == after[1]
+
+
+def test_smooth_point_count_bounds():
+    assert S.smooth_point_count(0.0, S.N_SMOOTH) == S.N_SMOOTH
+    assert S.smooth_point_count(1e12, S.N_SMOOTH) == S.N_SMOOTH_MAX
