@@ -219,8 +219,9 @@ def test_classifier_taking_the_stellar_ci_gets_the_fields_measured_value(
     keep["kwargs"] = {"stellar_ci": True}
     torch.manual_seed(0)
     save_checkpoint(StarClassifier(stellar_ci=True), models / "classifier-ci.safetensors", keep)
-    images, truth = fields["ngc-b"]
-    manifest = write_manifest(tmp_path / "m.yaml", [entry(fields, "ngc-b", "b.ecsv")], tile=128)
+    # a field whose stellar CI can be measured (not the default)
+    images, truth = fields["ngc-a"]
+    manifest = write_manifest(tmp_path / "m.yaml", [entry(fields, "ngc-a", "a.ecsv")], tile=128)
     outcomes, _ = batch.run_batch(manifest, client, models=models, batch=16)
     assert [o.status for o in outcomes] == ["done"]
     mosaic = open_mosaic(images)
@@ -228,7 +229,7 @@ def test_classifier_taking_the_stellar_ci_gets_the_fields_measured_value(
                   classifier=load_ensemble("classifier", models),
                   physical=load_ensemble("physical", models), batch=16)
     write_table(ref, tmp_path / "ref.ecsv")
-    got = Table.read(tmp_path / "b.ecsv")
+    got = Table.read(tmp_path / "a.ecsv")
     assert got.meta["stellar_ci_source"].startswith("measured in region")
     assert_identical(got, Table.read(tmp_path / "ref.ecsv"))
 
