@@ -16,7 +16,7 @@ from astropy.stats import SigmaClip, sigma_clipped_stats
 
 from .photometry import aperture_fluxes, concentration_index
 
-__all__ = ["MAG_APERTURE_PX", "Peaks", "find_peaks", "parse_region"]
+__all__ = ["MAG_APERTURE_PX", "Peaks", "centroids", "find_peaks", "parse_region"]
 
 #: LEGUS total-magnitude aperture radius [px] (sky from a 7-8 px annulus).
 MAG_APERTURE_PX = 4.0
@@ -116,6 +116,12 @@ def _white_light(mosaic, box, box_size):
     return total, bad
 
 
+def centroids(found):
+    """x, y of a DAOStarFinder table, under photutils' old or new column names."""
+    return tuple(np.asarray(found[k if k in found.colnames else k.replace("_", "")], float)
+                 for k in ("x_centroid", "y_centroid"))
+
+
 def find_peaks(mosaic, box, band, fwhm=2.2, threshold_sigma=5.0, white_light=False,
                box_size=64, sharpness_range=(0.0, 1.0), roundness_range=(-1.0, 1.0),
                min_separation=None, max_sources=None):
@@ -168,10 +174,7 @@ min_separation, max_sources
     del residual
     if found is None or len(found) == 0:
         return Peaks(none, none, none, none, clean, rms, "no sources")
-    xs = np.asarray(found["x_centroid"] if "x_centroid" in found.colnames
-                    else found["xcentroid"], float)
-    ys = np.asarray(found["y_centroid"] if "y_centroid" in found.colnames
-                    else found["ycentroid"], float)
+    xs, ys = centroids(found)
     # CI and flux on the V image itself, with the LEGUS local sky annulus.
     ci = concentration_index(clean, xs, ys)
     flux = aperture_fluxes(clean, xs, ys, (MAG_APERTURE_PX,))[:, 0]

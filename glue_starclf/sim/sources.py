@@ -21,7 +21,7 @@ from .profiles import EFF_TRUNCATION, sample_eff, sample_sersic
 __all__ = ["Light", "MockSource", "CLASS4_SUBTYPES", "CLASS2_VARIANTS", "FWHM_PX",
            "STAR_KNOB_RANGE", "ANCHORED_CLASS4_SHARES", "anchor_fluxes",
            "render_class1", "render_class2", "render_class3", "render_class4",
-           "saturation_rate"]
+           "saturation_rate", "smooth_point_count"]
 
 V = BANDS.index("F555W")
 

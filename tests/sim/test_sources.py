@@ -125,14 +125,14 @@ def _peaks_off_centre(src, size=151, seed=0):
     from astropy.stats import sigma_clipped_stats
     from photutils.detection import DAOStarFinder
 
+    from glue_starclf.core.finder import centroids
     from glue_starclf.sim.render import add_noise
     stamp = add_noise(render_stamps([src], size)[0], np.random.default_rng(seed))[V]
     _, median, std = sigma_clipped_stats(stamp)
     found = DAOStarFinder(5.0 * std, 2.2)(stamp - median)
     if found is None:
         return 0
-    x, y = (found[k if k in found.colnames else k.replace("_", "")] for k in ("x_centroid",
-                                                                             "y_centroid"))
+    x, y = centroids(found)
     c = size // 2
     return int((np.hypot(x - c, y - c) > 8).sum())
 
