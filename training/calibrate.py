@@ -47,12 +47,13 @@ def add_arguments(p):
 
 def _posteriors(ens, folder):
     """The ensemble's untilted averaged posteriors on a physical bank, and its truth."""
-    from glue_starclf.learn.banks import open_bank
+    from glue_starclf.learn.banks import open_bank, stamp_stellar_ci
     from glue_starclf.learn.intervals import bank_posteriors
     stamps, truth, meta = open_bank(folder)
     if meta.get("kind") != "physical":
         raise ValueError(f"{folder}: a {meta.get('kind')} bank, need a physical one")
-    return bank_posteriors(ens.members, stamps, truth["distance_mpc"]), truth
+    ci = stamp_stellar_ci(truth, folder) if ens.needs_stellar_ci else None
+    return bank_posteriors(ens.members, stamps, truth["distance_mpc"], stellar_ci=ci), truth
 
 
 def _median_errors_by_third(marginals, truth):

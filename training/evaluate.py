@@ -156,7 +156,7 @@ def _probs(members, x, mask, temperature=True, batch=2048, stellar_ci=None):
 
 def classifier_stellar_ci(ens, banks):
     """The banks' measured stellar CI per stamp where the ensemble takes it, else None."""
-    from .train_classifier import bank_stellar_ci
+    from glue_starclf.learn.banks import bank_stellar_ci
     return bank_stellar_ci(banks) if getattr(ens, "needs_stellar_ci", False) else None
 
 
@@ -426,13 +426,14 @@ def classifier_report(ens, banks, out, argv=None):
 
 # -- physical ------------------------------------------------------------------------
 
-def _physical_probs(members, x, dist, mask=None, tilt=None):
-    """The members' averaged outputs, through the ensemble's posterior tilt as `predict`."""
+def _physical_probs(members, x, dist, mask=None, tilt=None, stellar_ci=None):
+    """The members' averaged outputs, through the ensemble's posterior tilt as `predict`
+    (``stellar_ci``: each stamp's, for members that take it)."""
     from glue_starclf.core.posterior_tilt import tilt_posteriors
     from .train_physical import predict
     acc = {}
     for model, _ in members:
-        for k, v in predict(model, x, dist, mask).items():
+        for k, v in predict(model, x, dist, mask, stellar_ci=stellar_ci).items():
             acc[k] = acc.get(k, 0.0) + v / len(members)
     return tilt_posteriors(acc, dist, tilt)
 
@@ -649,7 +650,7 @@ def physical_report(ens, banks, out, argv=None):
     from astropy.table import vstack
 
     from glue_starclf.core.networks import estimator_for
-    from glue_starclf.learn.banks import open_bank
+    from glue_starclf.learn.banks import bank_stellar_ci, open_bank
     from .train_physical import THREE_BANDS, physical_metrics
     t0 = time.perf_counter()
     xs, ts = [], []
@@ -667,9 +668,10 @@ def physical_report(ens, banks, out, argv=None):
     if not cl.any() or cl.all():
         raise ValueError(f"{', '.join(map(str, banks))}: need both cluster and background "
                          f"stamps for the report")
-    probs = _physical_probs(ens.members, x, dist, tilt=ens.posterior_tilt)
+    ci = bank_stellar_ci(banks) if ens.needs_stellar_ci else None
+    probs = _physical_probs(ens.members, x, dist, tilt=ens.posterior_tilt, stellar_ci=ci)
     three = _physical_probs(ens.members, x, dist, np.tile(THREE_BANDS, (len(x), 1)),
-                            tilt=ens.posterior_tilt)
+                            tilt=ens.posterior_tilt, stellar_ci=ci)
     metrics = {"five_bands": physical_metrics(probs, truth),
                "three_bands": physical_metrics(three, truth)}
     five = metrics["five_bands"]
@@ -793,7 +795,7 @@ def robustness_report(ensembles, kinds, out, argv=None):
 
     The nominal bank is the one named ``nominal`` (else the first of its kind).
     """
-    from glue_starclf.learn.banks import open_bank
+    from glue_starclf.learn.banks import open_bank, stamp_stellar_ci
     from .train_physical import physical_metrics
     result = {"classifier": {}, "physical": {}}
     lines = ["# Robustness of the ensembles to the rendering", "",
@@ -830,7 +832,9 @@ def robustness_report(ensembles, kinds, out, argv=None):
             s, t, _ = open_bank(folder)
             probs = _physical_probs(ens.members, np.asarray(s),
                                     np.asarray(t["distance_mpc"], np.float32),
-                                    tilt=ens.posterior_tilt)
+                                    tilt=ens.posterior_tilt,
+                                    stellar_ci=stamp_stellar_ci(t, folder)
+                                    if ens.needs_stellar_ci else None)
             m = physical_metrics(probs, t)
             rows[Path(folder).name] = {"perturbation": _perturbation(folder),
                                        "n_clusters": m["n_clusters"], "cb_auc": m["cb_auc"],

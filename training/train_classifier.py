@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from glue_starclf.io.bands import BANDS
+from glue_starclf.learn.banks import bank_stellar_ci
 from glue_starclf.learn.classifier import (band_dropout, classification_metrics,
                                            classifier_inputs, expected_calibration_error,
                                            fit_temperature, predict_logits)
@@ -60,37 +61,6 @@ def add_arguments(p):
                    help="replace an existing model at --out (also needed to write into the "
                         "bundled models folder)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
-
-
-def bank_stellar_ci(banks):
-    """The stellar CI of each stamp's field as measured on its image (the banks'
-    ``stellar_ci``, `glue_starclf.core.stellar_ci.measure_stellar_ci`).
-
-    Where there is no measurement (engine banks render stamps, not fields; a field
-    with too few isolated stars) the stamp's PSF's own value ``psf_stellar_ci`` is
-    taken instead, and a note on stderr counts those stamps. The two agree to
-    0.05 mag on the banks built with the measurement.
-    """
-    from glue_starclf.learn.banks import open_bank
-    out = []
-    for folder in banks:
-        _, t, _ = open_bank(folder)
-        n = len(t)
-        ci = (np.asarray(t["stellar_ci"], np.float32) if "stellar_ci" in t.colnames
-              else np.full(n, np.nan, np.float32))
-        missing = ~np.isfinite(ci)
-        if missing.any():
-            psf = (np.asarray(t["psf_stellar_ci"], np.float32) if "psf_stellar_ci" in t.colnames
-                   else np.full(n, np.nan, np.float32))
-            if not np.isfinite(psf[missing]).all():
-                raise ValueError(f"{folder}: {int((missing & ~np.isfinite(psf)).sum())} stamps "
-                                 "have neither a measured stellar_ci nor a psf_stellar_ci "
-                                 "(a bank of an older version: rebuild it with make-bank)")
-            ci[missing] = psf[missing]
-            print(f"{folder}: {int(missing.sum())} of {n} stamps without a measured stellar CI "
-                  "take their PSF's (psf_stellar_ci)", file=sys.stderr)
-        out.append(ci)
-    return np.concatenate(out)
 
 
 #: Bins [mag] of `stellar_ci_balance`.

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from glue_starclf.io.bands import BANDS
+from glue_starclf.learn.banks import bank_stellar_ci
 from glue_starclf.learn.loop import (channel_counts, check_model_out, fit, fraction, is_main,
                                      positive_int, probability, require_validation,
                                      seed_everything)
@@ -49,6 +50,12 @@ def add_arguments(p):
                    help="replace an existing model at --out (also needed to write into the "
                         "bundled models folder)")
     p.add_argument("--resume", action="store_true")
+    p.add_argument("--stellar-ci", action="store_true",
+                   help="condition the network on the field's stellar CI (the width of the "
+                        "PSF; the banks' psf_stellar_ci column)")
+    p.add_argument("--stellar-ci-jitter", type=float, default=0.03, metavar="MAG",
+                   help="Gaussian sigma added to the stellar CI in training, as the error of "
+                        "its measurement on a field")
     p.add_argument("--init", metavar="CARD",
                    help="start from this physical member's weights (a model card or its "
                         ".safetensors) instead of random ones: more epochs on new banks; the "
@@ -72,15 +79,15 @@ def _targets(t):
 
 
 class _Bank(torch.utils.data.Dataset):
-    def __init__(self, x, dist, targets):
-        self.x, self.dist, self.targets = x, dist, targets
+    def __init__(self, x, dist, ci, targets):
+        self.x, self.dist, self.ci, self.targets = x, dist, ci, targets
 
     def __len__(self):
         return len(self.x)
 
     def __getitem__(self, i):
         # A copy: rows of a read-only memory map cannot back a torch tensor.
-        return (np.array(self.x[i]), self.dist[i]) + tuple(t[i] for t in self.targets)
+        return (np.array(self.x[i]), self.dist[i], self.ci[i]) + tuple(t[i] for t in self.targets)
 
 
 def _soft_ce(logits, target):
@@ -103,15 +110,19 @@ def _inputs(x, mask):
 
 
 @torch.inference_mode()
-def predict(model, x, dist, mask=None, batch=512):
-    """Softmax outputs of every head for raw stamps."""
+def predict(model, x, dist, mask=None, batch=512, stellar_ci=None):
+    """Softmax outputs of every head for raw stamps (``stellar_ci`` per stamp, for a
+    network that takes it)."""
     model.eval()
     mask = np.ones((len(x), 5), np.float32) if mask is None else mask
+    ci = (None if not getattr(model, "stellar_ci", False)
+          else np.broadcast_to(np.asarray(stellar_ci, np.float32), (len(x),)))
     out = {}
     for i in range(0, len(x), batch):
         m = np.asarray(mask[i:i + batch], np.float32)
         o = model(_inputs(x[i:i + batch], m), torch.from_numpy(m),
-                  torch.log10(torch.as_tensor(dist[i:i + batch], dtype=torch.float32))[:, None])
+                  torch.log10(torch.as_tensor(dist[i:i + batch], dtype=torch.float32))[:, None],
+                  None if ci is None else ci[i:i + batch])
         for k, v in o.items():
             out.setdefault(k, []).append(torch.softmax(v.float(), dim=1))
     return {k: torch.cat(v).numpy() for k, v in out.items()}
@@ -166,25 +177,39 @@ def run(args):
     require_validation(val, args.val_fraction, "stamps")
     targets = _targets(truth)
     dist = np.asarray(truth["distance_mpc"], np.float32)
+    if not args.stellar_ci_jitter >= 0:
+        raise ValueError(f"--stellar-ci-jitter {args.stellar_ci_jitter}: must be >= 0")
+    ci = bank_stellar_ci(args.bank) if args.stellar_ci else np.full(len(truth), np.nan,
+                                                                      np.float32)
     tr = np.flatnonzero(~val)
-    train = _Bank(_Rows(xs, tr), dist[tr], tuple(t[tr] for t in targets))
+    train = _Bank(_Rows(xs, tr), dist[tr], ci[tr], tuple(t[tr] for t in targets))
     # model
     kwargs = {k: getattr(args, k) for k in ("width", "hidden") if getattr(args, k) is not None}
+    if args.stellar_ci:
+        kwargs["stellar_ci"] = True
     init = None
     if args.init:
-        model, init = _initial_model(args.init, kwargs)
+        model, init = _initial_model(args.init, {k: v for k, v in kwargs.items()
+                                                 if k != "stellar_ci"})
         kwargs = dict(init["kwargs"])
+        if bool(kwargs.get("stellar_ci")) != args.stellar_ci:
+            takes = "takes" if kwargs.get("stellar_ci") else "does not take"
+            raise ValueError(f"--init {args.init}: its network {takes} the stellar CI; give "
+                             "--stellar-ci exactly when it does")
     else:
         model = PhysicalNet(**kwargs)
     gen = torch.Generator().manual_seed(args.seed)
     aug_rng = np.random.default_rng(args.seed)
 
     def step(net, batch):
-        xb, db, grid, rh, cb, vis = batch
+        xb, db, cib, grid, rh, cb, vis = batch
         m = _masks(len(xb), args.band_dropout, gen, args.three_band_fraction)
         # Flips and right-angle turns only: a zoom would change the flux, i.e. the mass.
         inp = augment(_inputs(xb.numpy(), m.numpy()), aug_rng, p_scale=0.0)
-        out = net(inp, m, torch.log10(db.float())[:, None])
+        if args.stellar_ci:
+            cib = cib + torch.from_numpy(aug_rng.normal(0.0, args.stellar_ci_jitter, len(cib))
+                                         .astype(np.float32))
+        out = net(inp, m, torch.log10(db.float())[:, None], cib if args.stellar_ci else None)
         w = cb.float()
         loss_param = ((_soft_ce(out["grid"], grid) + _soft_ce(out["r_h"], rh)) * w).sum() \
             / w.sum().clamp(min=1)
@@ -201,6 +226,8 @@ def run(args):
                  signature={"architecture": "PhysicalNet", "kwargs": kwargs, "seed": args.seed,
                             "batch_size": args.batch_size, "band_dropout": args.band_dropout,
                             "three_band_fraction": args.three_band_fraction,
+                            "stellar_ci_jitter": args.stellar_ci_jitter if args.stellar_ci
+                            else None,
                             "lr": args.lr, "banks": [str(b) for b in args.bank],
                             "init": init and init["sha256"]})
     if not is_main():
@@ -209,12 +236,16 @@ def run(args):
     vi = np.flatnonzero(val)
     val_rows = _Rows(xs, vi)
     xv = np.stack([val_rows[i] for i in range(len(vi))])
-    metrics = {"five_bands": physical_metrics(predict(model, xv, dist[vi]), truth[vi]),
+    metrics = {"five_bands": physical_metrics(predict(model, xv, dist[vi], stellar_ci=ci[vi]),
+                                              truth[vi]),
                "three_bands": physical_metrics(
-                   predict(model, xv, dist[vi], np.tile(THREE_BANDS, (len(vi), 1))), truth[vi])}
+                   predict(model, xv, dist[vi], np.tile(THREE_BANDS, (len(vi), 1)),
+                           stellar_ci=ci[vi]), truth[vi])}
+    inputs = ["stamp", "band_mask", "log10_distance_mpc"] + (["stellar_ci"] if args.stellar_ci
+                                                              else [])
     card = {"family": "physical", "architecture": "PhysicalNet", "kwargs": kwargs,
             "bands": list(BANDS), "stamp_size": 64, "normalisation": "physical-asinh-v1",
-            "inputs": ["stamp", "band_mask", "log10_distance_mpc"], "seed": args.seed,
+            "inputs": inputs, "seed": args.seed,
             "training": {"command": "python -m training " + " ".join(
                              getattr(args, "argv", sys.argv[1:])),
                          "banks": [str(b) for b in args.bank], "n_train": int(len(tr)),

@@ -488,8 +488,10 @@ def _read_sources(field, models):
     with open_mosaic(list(field.images)) as mosaic:
         sources = sources_to_classify(mosaic, field.catalog, field.region,
                                       distance_mpc=field.distance_mpc)
-        stellar_ci = (field_stellar_ci(_ensemble("classifier", models[0], models[1]), mosaic,
-                                       sources["x"], sources["y"], *detected_stellar_ci(sources))
+        ensembles = (_ensemble("classifier", models[0], models[1]),
+                     _ensemble("physical", models[0], models[2]))
+        stellar_ci = (field_stellar_ci(ensembles, mosaic, sources["x"], sources["y"],
+                                       *detected_stellar_ci(sources))
                       if len(sources) else (None, None))
         return {"shape": mosaic.shape, "band_mask": mosaic.band_mask, "stellar_ci": stellar_ci,
                 "detection": detection_provenance(sources),

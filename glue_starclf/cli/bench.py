@@ -102,14 +102,14 @@ def ours(kind, ens, bf16=False):
     size = ens.stamp_size
     x = rng.normal(0, 0.02, (n, 5, size, size)).astype(np.float32)
     m = np.ones((n, 5), np.float32)
-    ci = 1.3 if kind == "classifier" and ens.needs_stellar_ci else None  # a typical field
+    ci = 1.3 if ens.needs_stellar_ci else None  # a typical field
     def run(k):
         for i in range(0, k, BATCH):
             j = min(i + BATCH, k)
             if kind == "classifier":
                 _classify(ens, x[i:j], m[i:j], bf16, ci)
             else:
-                _physical(ens, x[i:j], m[i:j], 10.0, bf16)
+                _physical(ens, x[i:j], m[i:j], 10.0, bf16, ci)
     return run
 
 def reference(net, size, extra, n_obj):

@@ -225,7 +225,7 @@ STELLAR_CI_CENTRE, STELLAR_CI_SCALE = 1.25, 0.1
 
 
 def stellar_ci_feature(stellar_ci, n):
-    """(n, 1) input of a classifier conditioned on the field's stellar CI (F555W, 1 vs 3 px)."""
+    """(n, 1) input of a network conditioned on the field's stellar CI (F555W, 1 vs 3 px)."""
     ci = torch.tensor(np.asarray(stellar_ci, np.float32).reshape(-1))
     if ci.numel() == 1:
         ci = ci.expand(n)
@@ -303,27 +303,33 @@ class PhysicalNet(nn.Module):
         Channels of the four convolutions.
     hidden : int
         Units of the shared hidden layer.
+    stellar_ci : bool
+        Also take the field's stellar CI (`stellar_ci_feature`): the width of
+        the PSF, without which an unresolved cluster under a broad PSF looks
+        larger than it is.
 
     Notes
     -----
-    ``forward(x, mask, log_distance)``: ``x`` (B, 5, 64, 64) normalised by
-    `normalise_physical`, ``mask`` (B, 5), ``log_distance`` (B, 1) log10 of
-    the galaxy distance in Mpc. Returns a dict of logits: ``"grid"``
+    ``forward(x, mask, log_distance, stellar_ci=None)``: ``x`` (B, 5, 64, 64)
+    normalised by `normalise_physical`, ``mask`` (B, 5), ``log_distance``
+    (B, 1) log10 of the galaxy distance in Mpc, ``stellar_ci`` one value or
+    (B,) for a network built with it. Returns a dict of logits: ``"grid"``
     (B, 2800) over `GRID_SHAPE` (age, A_V, mass; C order), ``"r_h"``
     (B, 14), ``"cb"`` (B, 2; index 1 = cluster), ``"visibility"`` (B, 20).
     """
 
-    def __init__(self, width=(32, 48, 64, 96), hidden=128):
+    def __init__(self, width=(32, 48, 64, 96), hidden=128, stellar_ci=False):
         super().__init__()
         if len(width) != 4:
             raise ValueError(f"width {width!r} must list 4 channel counts")
+        self.stellar_ci = bool(stellar_ci)
         kernels, strides = (4, 3, 3, 3), (4, 2, 2, 1)
         layers, c_in = [], N_BANDS
         for c, k, st in zip(width, kernels, strides):
             layers += _conv_bn(c_in, c, k, st)
             c_in = c
         self.features = nn.Sequential(*layers)
-        n_in = width[-1] + N_BANDS * len(_APERTURES) + N_BANDS + 1
+        n_in = width[-1] + N_BANDS * len(_APERTURES) + N_BANDS + 1 + int(self.stellar_ci)
         self.trunk, self.heads = _physical_heads(n_in, hidden)
         self.to(memory_format=torch.channels_last)
 
@@ -336,17 +342,20 @@ class PhysicalNet(nn.Module):
             apertures.append(x[..., o:o + a, o:o + a].mean(dim=(2, 3)))
         return x.contiguous(memory_format=torch.channels_last), torch.cat(apertures, 1)
 
-    def forward_prepared(self, prepared, mask, log_distance):
+    def forward_prepared(self, prepared, mask, log_distance, stellar_ci=None):
         """Logits of every head from `prepare`'s output."""
         x, apertures = prepared
         f = self.features(x).mean(dim=(2, 3))
-        z = torch.cat([apertures, f, mask.to(f.dtype),
-                       log_distance.reshape(-1, 1).to(f.dtype)], 1)
-        z = self.trunk(z)
+        z = [apertures, f, mask.to(f.dtype), log_distance.reshape(-1, 1).to(f.dtype)]
+        if self.stellar_ci:
+            if stellar_ci is None:
+                raise ValueError("this physical network needs the field's stellar CI")
+            z.append(stellar_ci_feature(stellar_ci, len(mask)).to(f.dtype))
+        z = self.trunk(torch.cat(z, 1))
         return {k: head(z) for k, head in self.heads.items()}
 
-    def forward(self, x, mask, log_distance):
-        return self.forward_prepared(self.prepare(x), mask, log_distance)
+    def forward(self, x, mask, log_distance, stellar_ci=None):
+        return self.forward_prepared(self.prepare(x), mask, log_distance, stellar_ci)
 
 
 class _Bottleneck(nn.Module):

@@ -152,7 +152,8 @@ def load_ensemble(family, folder=None, class_prior=True):
 
 
 def takes_stellar_ci(folder=None):
-    """True if a classifier member of a models folder takes the field's stellar CI.
+    """True if a classifier or physical member of a models folder takes the field's
+    stellar CI.
 
     Read from the model cards (``"stellar_ci": true`` in their ``kwargs``), without
     loading any weights, so a GUI can ask it whenever the models chosen change.
@@ -173,8 +174,12 @@ def takes_stellar_ci(folder=None):
     ValueError
         If one of its model cards is unreadable or invalid.
     """
-    return any(bool(c["kwargs"].get("stellar_ci", False))
-               for c in _family_cards("classifier", folder))
+    from .checkpoints import bundled_models_dir, list_models
+    classifier = _family_cards("classifier", folder)
+    physical = [c for c in list_models(Path(folder) if folder is not None
+                                       else bundled_models_dir())
+                if c.get("family") == "physical"]
+    return any(bool(c["kwargs"].get("stellar_ci", False)) for c in classifier + physical)
 
 
 def _shared_inputs(members, x):
@@ -233,12 +238,15 @@ def _classify(ens, stamps, mask, bf16=False, stellar_ci=None):
     return mean, cls + 1, votes, ood
 
 
-def _physical(ens, stamps, mask, distance_mpc, bf16=False):
+def _physical(ens, stamps, mask, distance_mpc, bf16=False, stellar_ci=None):
     """Softmax outputs of every head, averaged over the members, through the ensemble's
-    posterior tilt where its cards have one."""
+    posterior tilt where its cards have one; ``stellar_ci`` (one value, or one per stamp)
+    for members that take it."""
     import torch
 
     from .networks import normalise_physical
+    if ens.needs_stellar_ci and stellar_ci is None:
+        raise ValueError("these physical members need the field's stellar CI")
     x = torch.from_numpy(normalise_physical(stamps, mask))
     m = torch.from_numpy(mask)
     d = torch.full((len(stamps), 1), math.log10(distance_mpc))
@@ -246,8 +254,9 @@ def _physical(ens, stamps, mask, distance_mpc, bf16=False):
     with torch.inference_mode(), _autocast(bf16):
         shared = _shared_inputs(ens.members, x)
         for model, _ in ens.members:
-            out = (model.forward_prepared(shared, m, d) if shared is not None
-                   else model(x, m, d))
+            ci = stellar_ci if getattr(model, "stellar_ci", False) else None
+            out = (model.forward_prepared(shared, m, d, ci) if shared is not None
+                   else model(x, m, d, ci))
             for k, v in out.items():
                 acc[k] = acc.get(k, 0.0) + torch.softmax(v.float(), dim=1).numpy() / len(
                     ens.members)
@@ -277,12 +286,13 @@ def _centre_crop(stamps, size):
     return stamps[..., o:o + size, o:o + size]
 
 
-def field_stellar_ci(classifier, mosaic, x, y, stellar_ci=None, stellar_ci_source=None):
-    """The stellar CI ``predict`` gives the classifier, and where it came from.
+def field_stellar_ci(ensembles, mosaic, x, y, stellar_ci=None, stellar_ci_source=None):
+    """The stellar CI ``predict`` gives the networks, and where it came from.
 
     Parameters
     ----------
-    classifier : Ensemble
+    ensembles : Ensemble or sequence of Ensemble
+        The ensembles to run; the CI is measured only if one of them takes it.
     mosaic : glue_starclf.io.mosaic.Mosaic
     x, y : array_like
         The sources; the measurement box is centred on their median position.
@@ -297,7 +307,7 @@ def field_stellar_ci(classifier, mosaic, x, y, stellar_ci=None, stellar_ci_sourc
     Returns
     -------
     value : float or None
-        None when no member takes it.
+        None when no member of ``ensembles`` takes it.
     source : str or None
         ``"given"``, ``"measured in region (x0, y0, x1, y1) from the N brightest
         isolated detections"``, or ``"default (not measured: <reason>)"`` where
@@ -307,9 +317,11 @@ def field_stellar_ci(classifier, mosaic, x, y, stellar_ci=None, stellar_ci_sourc
     from .stellar_ci import checked_stellar_ci, sources_centre, stellar_ci_or_default
     if stellar_ci is not None:
         v = checked_stellar_ci(stellar_ci)
-    if not classifier.needs_stellar_ci:
+    if isinstance(ensembles, Ensemble):
+        ensembles = [ensembles]
+    if not any(e.needs_stellar_ci for e in ensembles):
         if stellar_ci is not None and stellar_ci_source is None:
-            log.info("stellar CI given, but the classifier members do not take it")
+            log.info("stellar CI given, but no member takes it")
         return None, None
     if stellar_ci is not None:
         return v, stellar_ci_source or "given"
@@ -349,9 +361,9 @@ def predict(mosaic, sources, distance_mpc, classifier=None, physical=None, batch
         Run the networks under bfloat16 autocast (only where `bf16_supported`
         says the CPU has native bfloat16; ignored elsewhere).
     stellar_ci : float, optional
-        The field's stellar CI (V band, 1 px vs 3 px) for classifier members
-        that take it; default measured on the mosaic around the sources
-        (`field_stellar_ci`). Ignored by members that do not.
+        The field's stellar CI (V band, 1 px vs 3 px) for classifier and
+        physical members that take it; default measured on the mosaic around
+        the sources (`field_stellar_ci`). Ignored by members that do not.
     stellar_ci_source : str, optional
         Where a ``stellar_ci`` passed came from, recorded as the results'
         ``stellar_ci_source`` (default ``"given"``); one that starts with
@@ -390,8 +402,8 @@ def predict(mosaic, sources, distance_mpc, classifier=None, physical=None, batch
     far = distance_warning(d)
     if far:
         log.warning(far)
-    stellar_ci, stellar_ci_source = (field_stellar_ci(classifier, mosaic, x, y, stellar_ci,
-                                                      stellar_ci_source)
+    stellar_ci, stellar_ci_source = (field_stellar_ci((classifier, physical), mosaic, x, y,
+                                                      stellar_ci, stellar_ci_source)
                                      if n else (stellar_ci, None))
     default_ci = bool(stellar_ci_source) and stellar_ci_source.startswith("default")
     from .cutouts import native_stamp_size, needs_resampling
@@ -435,7 +447,8 @@ def predict(mosaic, sources, distance_mpc, classifier=None, physical=None, batch
         out["p_cluster"][idx] = probs[:, 0] + probs[:, 1]
         out["class_entropy"][idx] = -(probs * np.log(np.clip(probs, 1e-12, 1))).sum(axis=1)
         out["class_agreement"][idx] = votes
-        post = _physical(physical, _centre_crop(stamps, physical.stamp_size), mask, d, bf16)
+        post = _physical(physical, _centre_crop(stamps, physical.stamp_size), mask, d, bf16,
+                         stellar_ci)
         est = decode_grid(post["grid"], temperature=temps)
         for name in ("log_age", "av", "log_mass"):
             out[name][idx] = est[name]

@@ -683,7 +683,7 @@ def attach_results(data_collection, catalog_data, mosaic_data, table):
     return added, updated, linked
 
 
-def posterior_maps(mosaic, x, y, distance_mpc, physical):
+def posterior_maps(mosaic, x, y, distance_mpc, physical, stellar_ci=None):
     """Age-A_V posteriors of sources, marginalised over mass (004 Fig. 21).
 
     Parameters
@@ -694,6 +694,10 @@ def posterior_maps(mosaic, x, y, distance_mpc, physical):
     distance_mpc : float
     physical : glue_starclf.core.predict.Ensemble
         The physical-parameter ensemble.
+    stellar_ci : float, optional
+        The field's stellar CI, for members that take it (the classification's,
+        from its provenance); default measured on the mosaic
+        (`glue_starclf.core.predict.field_stellar_ci`).
 
     Returns
     -------
@@ -703,7 +707,7 @@ def posterior_maps(mosaic, x, y, distance_mpc, physical):
     """
     from ..core.cutouts import extract_stamps
     from ..core.networks import GRID_SHAPE
-    from ..core.predict import _centre_crop, _physical
+    from ..core.predict import _centre_crop, _physical, field_stellar_ci
     x = np.atleast_1d(np.asarray(x, float))
     y = np.atleast_1d(np.asarray(y, float))
     out = np.full((len(x),) + GRID_SHAPE[:2], np.nan)
@@ -713,8 +717,9 @@ def posterior_maps(mosaic, x, y, distance_mpc, physical):
     ok = ~np.all(np.isnan(cut.stamps), axis=(1, 2, 3))
     if ok.any():
         mask = np.tile(mosaic.band_mask.astype(np.float32), (int(ok.sum()), 1))
+        ci, _ = field_stellar_ci(physical, mosaic, x, y, stellar_ci, "given")
         post = _physical(physical, _centre_crop(cut.stamps[ok], physical.stamp_size), mask,
-                         float(distance_mpc))
+                         float(distance_mpc), stellar_ci=ci)
         out[ok] = post["grid"].reshape((-1,) + GRID_SHAPE).sum(axis=3)
     return out
 

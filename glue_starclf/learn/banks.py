@@ -5,12 +5,13 @@ A bank is a folder with ``stamps.npy`` (float32, N x 5 x S x S),
 """
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 from astropy.table import Table
 
-__all__ = ["open_bank"]
+__all__ = ["open_bank", "stamp_stellar_ci", "bank_stellar_ci"]
 
 
 def open_bank(folder):
@@ -24,3 +25,48 @@ def open_bank(folder):
     if len(truth) != len(stamps):
         raise ValueError(f"{folder}: {len(stamps)} stamps but {len(truth)} truth rows")
     return stamps, truth, json.loads((folder / "meta.json").read_text())
+
+
+def stamp_stellar_ci(truth, folder="bank"):
+    """The stellar CI of each stamp's field, from a bank's truth table.
+
+    The field's CI as measured on its image (``stellar_ci``,
+    `glue_starclf.core.stellar_ci.measure_stellar_ci`) where there is one;
+    else the stamp's PSF's own value (``psf_stellar_ci``): engine banks of
+    kind physical and classifier render stamps, not fields, and a field may
+    hold too few isolated stars. The two agree to 0.05 mag on the banks
+    built with the measurement. A note on stderr counts the stamps of a
+    bank with measurements that fall back.
+
+    Parameters
+    ----------
+    truth : astropy.table.Table
+    folder : str or pathlib.Path
+        Named in the note and errors.
+
+    Returns
+    -------
+    ndarray of float32, shape (len(truth),)
+    """
+    n = len(truth)
+    measured = "stellar_ci" in truth.colnames
+    ci = (np.asarray(truth["stellar_ci"], np.float32) if measured
+          else np.full(n, np.nan, np.float32))
+    missing = ~np.isfinite(ci)
+    if missing.any():
+        psf = (np.asarray(truth["psf_stellar_ci"], np.float32)
+               if "psf_stellar_ci" in truth.colnames else np.full(n, np.nan, np.float32))
+        if not np.isfinite(psf[missing]).all():
+            raise ValueError(f"{folder}: {int((missing & ~np.isfinite(psf)).sum())} stamps "
+                             "have neither a measured stellar_ci nor a psf_stellar_ci "
+                             "(a bank of an older version: rebuild it with make-bank)")
+        ci[missing] = psf[missing]
+        if measured:
+            print(f"{folder}: {int(missing.sum())} of {n} stamps without a measured stellar "
+                  "CI take their PSF's (psf_stellar_ci)", file=sys.stderr)
+    return ci
+
+
+def bank_stellar_ci(banks):
+    """`stamp_stellar_ci` of every stamp of several banks, in order."""
+    return np.concatenate([stamp_stellar_ci(open_bank(f)[1], f) for f in banks])

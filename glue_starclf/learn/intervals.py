@@ -28,7 +28,8 @@ PARAMETERS = {"log_age": LOG_AGE_BINS, "log_mass": LOG_MASS_BINS, "av": AV_BINS,
               "log_r_h": LOG_RH_BINS}
 
 
-def bank_posteriors(members, stamps, distance_mpc, mask=None, batch=256, tilt=None):
+def bank_posteriors(members, stamps, distance_mpc, mask=None, batch=256, tilt=None,
+                    stellar_ci=None):
     """Softmax outputs of every head averaged over the members, for raw bank stamps.
 
     Parameters
@@ -45,6 +46,9 @@ def bank_posteriors(members, stamps, distance_mpc, mask=None, batch=256, tilt=No
     tilt : dict, optional
         A posterior tilt (`glue_starclf.core.posterior_tilt.check_tilt`),
         applied as `glue_starclf.core.predict.predict` does; default none.
+    stellar_ci : array_like, shape (n,), optional
+        Each stamp's field stellar CI (`glue_starclf.learn.banks.stamp_stellar_ci`),
+        needed by members that take it.
 
     Returns
     -------
@@ -57,6 +61,11 @@ def bank_posteriors(members, stamps, distance_mpc, mask=None, batch=256, tilt=No
     if dist.size != n or not np.all(dist > 0):
         raise ValueError(f"distance_mpc: need {n} positive distances")
     mask = np.ones((n, 5), bool) if mask is None else np.asarray(mask, bool)
+    takes = [bool(getattr(model, "stellar_ci", False)) for model, _ in members]
+    if any(takes):
+        if stellar_ci is None:
+            raise ValueError("these physical members need each stamp's stellar CI")
+        stellar_ci = np.broadcast_to(np.asarray(stellar_ci, np.float32), (n,))
     acc = {}
     with torch.inference_mode():
         for i in range(0, n, batch):
@@ -64,8 +73,9 @@ def bank_posteriors(members, stamps, distance_mpc, mask=None, batch=256, tilt=No
             x = torch.from_numpy(normalise_physical(np.asarray(stamps[i:i + batch]), m))
             mt = torch.from_numpy(m.astype(np.float32))
             d = torch.from_numpy(np.log10(dist[i:i + batch]))[:, None]
-            for model, _ in members:
-                for k, v in model(x, mt, d).items():
+            ci = None if stellar_ci is None else stellar_ci[i:i + batch]
+            for (model, _), t in zip(members, takes):
+                for k, v in model(x, mt, d, ci if t else None).items():
                     p = torch.softmax(v.float(), dim=1).numpy() / len(members)
                     if k not in acc:
                         acc[k] = np.zeros((n, p.shape[1]))

@@ -63,7 +63,9 @@ def setting004_errors(members, stamps, truth, mask, tilt=None):
     """
     from .intervals import (PARAMETERS, bank_posteriors, cluster_marginals, errors_by_quantile,
                             estimator_errors, interval_coverage, shipped_errors)
-    post = bank_posteriors(members, stamps, truth["distance_mpc"], mask, tilt=tilt)
+    from .banks import stamp_stellar_ci
+    post = bank_posteriors(members, stamps, truth["distance_mpc"], mask, tilt=tilt,
+                           stellar_ci=stamp_stellar_ci(truth, "004's setting"))
     marg = cluster_marginals(post, truth)
     temps = members[0][1].get("interval_temperature", {})
     coverage = {name: {"raw": interval_coverage(m, PARAMETERS[name], t),

@@ -613,7 +613,8 @@ class ClusterInspectorViewer(DataViewer):
                 from ..core.predict import load_ensemble
                 if folder not in _ensembles:
                     _ensembles[folder] = load_ensemble("physical", folder)
-                maps = posterior_maps(mosaic, x[todo], y[todo], distance, _ensembles[folder])
+                maps = posterior_maps(mosaic, x[todo], y[todo], distance, _ensembles[folder],
+                                      prov.get("stellar_ci"))
             except Exception as exc:  # models gone or broken: the gallery still shows
                 return None, f"posterior maps unavailable ({gui_message(exc)})"
             for i, m in zip(todo, maps):

@@ -344,6 +344,64 @@ def test_conditioned_classifier_gets_the_measured_stellar_ci(stellar_field, cond
     assert plain.meta["stellar_ci"] is None and plain.meta["stellar_ci_source"] is None
 
 
+@pytest.fixture(scope="module")
+def conditioned_physical(trained_models, tmp_path_factory):
+    """A physical member that takes the stellar CI (untrained weights: the plumbing)."""
+    import torch
+
+    from glue_starclf.core.checkpoints import load_card, save_checkpoint
+    from glue_starclf.core.networks import PhysicalNet
+    card = load_card(trained_models["physical"])
+    keep = {k: v for k, v in card.items() if k not in ("_path", "sha256", "weights")}
+    keep["kwargs"] = {**card["kwargs"], "stellar_ci": True}
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("conditioned-physical") / "physical-ci.safetensors"
+    return Ensemble([save_checkpoint(PhysicalNet(**keep["kwargs"]), path, keep)])
+
+
+def _physical_columns(table):
+    return np.column_stack([np.asarray(table[c], float) for c in
+                            ("log_age", "log_mass", "av", "r_h", "p_cb")])
+
+
+def test_conditioned_physical_gets_the_measured_stellar_ci(stellar_field, conditioned_physical,
+                                                           ensembles):
+    from glue_starclf.core.predict import _physical, field_stellar_ci
+    from glue_starclf.io.mosaic import open_mosaic
+    mock, images = stellar_field
+    sources = mock.truth[["id", "x", "y"]][:40]
+    # Measured because the physical members take it, though the classifier does not.
+    measured = predict(images, sources, 10.0, classifier=ensembles[0],
+                       physical=conditioned_physical)
+    assert measured.meta["stellar_ci_source"].startswith("measured in region")
+    expect, _ = field_stellar_ci(conditioned_physical, open_mosaic(images), sources["x"],
+                                 sources["y"])
+    assert measured.meta["stellar_ci"] == pytest.approx(expect, abs=1e-4)
+    given = predict(images, sources, 10.0, classifier=ensembles[0],
+                    physical=conditioned_physical, stellar_ci=1.5)
+    assert given.meta["stellar_ci_source"] == "given"
+    # The input reaches the network; the classifier, which does not take it, is unchanged.
+    assert not np.allclose(_physical_columns(measured), _physical_columns(given))
+    np.testing.assert_allclose(_probs(measured), _probs(given))
+    x = np.zeros((2, 5, 64, 64), np.float32)
+    with pytest.raises(ValueError, match="need the field's stellar CI"):
+        _physical(conditioned_physical, x, np.ones((2, 5), np.float32), 10.0)
+
+
+def test_conditioned_physical_posterior_maps_follow_the_stellar_ci(stellar_field,
+                                                                   conditioned_physical):
+    from glue_starclf.glue.results import posterior_maps
+    from glue_starclf.io.mosaic import open_mosaic
+    mock, images = stellar_field
+    x, y = np.asarray(mock.truth["x"][:3]), np.asarray(mock.truth["y"][:3])
+    mosaic = open_mosaic(images)
+    low = posterior_maps(mosaic, x, y, 10.0, conditioned_physical, stellar_ci=1.2)
+    high = posterior_maps(mosaic, x, y, 10.0, conditioned_physical, stellar_ci=1.5)
+    measured = posterior_maps(mosaic, x, y, 10.0, conditioned_physical)
+    assert np.isfinite(measured).all() and not np.allclose(low, high)
+    np.testing.assert_allclose(measured.sum(axis=(1, 2)), 1.0, atol=1e-5)
+
+
 @pytest.mark.parametrize("value", [0.2, 3.0, float("nan")])
 def test_stellar_ci_outside_its_range_is_one_line(stellar_field, ensembles, value):
     mock, images = stellar_field
@@ -378,8 +436,8 @@ def test_conditioned_classifier_on_a_field_too_small_to_measure(conditioned, ens
     assert not np.allclose(_probs(out), _probs(given))
 
 
-def test_takes_stellar_ci_reads_the_cards_only(conditioned, trained_models, tmp_path,
-                                               monkeypatch):
+def test_takes_stellar_ci_reads_the_cards_only(conditioned, conditioned_physical,
+                                               trained_models, tmp_path, monkeypatch):
     import shutil
     from pathlib import Path
 
@@ -402,6 +460,16 @@ def test_takes_stellar_ci_reads_the_cards_only(conditioned, trained_models, tmp_
     # no folder: the bundled models
     monkeypatch.setattr(checkpoints, "bundled_models_dir", lambda: folder)
     assert takes_stellar_ci()
+    # a physical member that takes it, beside classifier members that do not
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for name in ("classifier-s0.json", "classifier-s0.safetensors"):
+        shutil.copy(trained_models["models"] / name, mixed / name)
+    assert not takes_stellar_ci(mixed)
+    phys = Path(conditioned_physical.members[0][1]["_path"])
+    for path in (phys, phys.with_suffix(".safetensors")):
+        shutil.copy(path, mixed / path.name)
+    assert takes_stellar_ci(mixed)
     with pytest.raises(FileNotFoundError, match="no classifier models"):
         takes_stellar_ci(tmp_path / "empty")
 

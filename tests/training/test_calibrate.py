@@ -10,7 +10,8 @@ def _models_copy(trained_models, tmp_path):
     return folder
 
 
-def _overwide_posteriors(members, stamps, distance_mpc, mask=None, batch=256):
+def _overwide_posteriors(members, stamps, distance_mpc, mask=None, batch=256,
+                         stellar_ci=None):
     """Posteriors whose intervals are twice too wide, from the bank's truth (which the
     patched `bank_posteriors` of the test reads): truth scattered by one bin, claimed
     two. The one-epoch test model's own intervals cover 0.65-0.78 whatever the

@@ -99,6 +99,44 @@ def test_physical_report(trained_models, tmp_path, capsys):
     assert (out / "physical_bias.png").stat().st_size > 20_000
 
 
+def test_physical_tools_give_a_conditioned_member_each_stamps_stellar_ci(trained_models,
+                                                                        tmp_path, capsys):
+    """evaluate, like-for-like and calibrate-intervals on a member that takes the
+    stellar CI: each stamp's PSF value reaches it (a bank with other values scores
+    otherwise)."""
+    import shutil
+
+    from astropy.table import Table
+
+    from training_runs import physical_argv, run_training
+    models = tmp_path / "models"
+    models.mkdir()
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(trained_models["classifier"].with_suffix(suffix), models)
+    bank = trained_models["physical_bank"]
+    status, _, err = run_training(*physical_argv(bank, models / "physical-ci.safetensors", 0, 1,
+                                                 "--stellar-ci"))
+    assert status == 0, err
+    broad = tmp_path / "broad"
+    shutil.copytree(bank, broad)
+    truth = Table.read(broad / "truth.ecsv")
+    truth["psf_stellar_ci"] += 0.2
+    truth.write(broad / "truth.ecsv", overwrite=True)
+    five = {}
+    for name, folder in (("own", bank), ("broad", broad)):
+        out = tmp_path / name
+        assert main(["evaluate", "--models", str(models), "--bank", str(folder),
+                     "--out", str(out)]) == 0, capsys.readouterr().err
+        five[name] = json.loads((out / "physical_metrics.json").read_text())["metrics"][
+            "five_bands"]
+    keys = ("p95_abs_err_log_age", "p95_abs_err_log_mass", "p95_abs_err_av",
+            "p95_abs_err_log_r_h")
+    assert any(five["own"][k] != five["broad"][k] for k in keys)
+    assert main(["like-for-like", "--models", str(models), "--n", "30", "--seed", "1"]) == 0
+    assert main(["calibrate-intervals", "--models", str(models), "--val-bank", str(bank),
+                 "--test-bank", str(broad)]) == 0, capsys.readouterr().err
+
+
 def test_both_families_in_one_run(trained_models, tmp_path, capsys):
     out = tmp_path / "report"
     status = main(["evaluate", "--models", str(trained_models["models"]),

@@ -6,6 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 from astropy.table import Table
 
 from glue_starclf.core.checkpoints import load_checkpoint, sha256_file
@@ -495,7 +496,17 @@ def test_classifier_conditioned_on_the_measured_stellar_ci(trained_models, tmp_p
     status, _, err = run_training(*classifier_argv(engine, tmp_path / "psf.safetensors", 0, 1,
                                                    "--stellar-ci"))
     assert status == 0, err
-    assert "take their PSF's (psf_stellar_ci)" in err
+    assert "psf_stellar_ci" not in err
+    # A field without a measurement falls back to it, and says so.
+    unmeasured = tmp_path / "unmeasured"
+    shutil.copytree(bank, unmeasured)
+    truth = Table.read(unmeasured / "truth.ecsv")
+    truth["stellar_ci"][:5] = np.nan
+    truth.write(unmeasured / "truth.ecsv", overwrite=True)
+    status, _, err = run_training(*classifier_argv(unmeasured, tmp_path / "un.safetensors", 0,
+                                                   1, "--stellar-ci"))
+    assert status == 0, err
+    assert "5 of" in err and "take their PSF's (psf_stellar_ci)" in err
     # A bank with neither value is refused.
     old = tmp_path / "old"
     shutil.copytree(engine, old)
@@ -514,6 +525,39 @@ def test_classifier_conditioned_on_the_measured_stellar_ci(trained_models, tmp_p
     assert not (tmp_path / "no.safetensors").exists()
     assert not (tmp_path / "neg.safetensors").exists()
     assert not (tmp_path / "bal.safetensors").exists()
+
+
+def test_physical_conditioned_on_the_stellar_ci(trained_models, tmp_path):
+    from training.train_physical import predict
+    bank = trained_models["physical_bank"]
+    out = tmp_path / "ci.safetensors"
+    status, _, err = run_training(*physical_argv(bank, out, 0, 1, "--stellar-ci"))
+    assert status == 0, err
+    # A physical bank renders stamps: their PSF's value is the one there is, taken silently.
+    assert "psf_stellar_ci" not in err
+    model, card = load_checkpoint(out)
+    assert card["kwargs"] == {"stellar_ci": True} and model.stellar_ci
+    assert card["inputs"][-1] == "stellar_ci"
+    # The value reaches every head.
+    stamps, truth, _ = open_bank(bank)
+    x, d = np.asarray(stamps[:8]), np.asarray(truth["distance_mpc"][:8])
+    low, high = predict(model, x, d, stellar_ci=1.2), predict(model, x, d, stellar_ci=1.5)
+    assert all(not np.allclose(low[k], high[k]) for k in low)
+    with pytest.raises(ValueError, match="needs the field's stellar CI"):
+        model(torch.zeros(1, 5, 64, 64), torch.ones(1, 5), torch.ones(1, 1))
+    # --init must say whether the network takes it.
+    for start, flag in ((out, ()), (trained_models["physical"], ("--stellar-ci",))):
+        bad = tmp_path / "bad.safetensors"
+        status, _, err = run_training(*physical_argv(bank, bad, 0, 1, "--init", start, *flag))
+        _assert_one_line_error(status, err, "--init", "stellar CI")
+        assert not bad.exists()
+    more = tmp_path / "more.safetensors"
+    status, _, err = run_training(*physical_argv(bank, more, 0, 1, "--init", out,
+                                                 "--stellar-ci"))
+    assert status == 0, err
+    status, _, err = run_training(*physical_argv(bank, tmp_path / "neg.safetensors", 0, 1,
+                                                 "--stellar-ci", "--stellar-ci-jitter", "-1"))
+    _assert_one_line_error(status, err, "--stellar-ci-jitter -1")
 
 
 def test_stellar_ci_balance_gives_every_class_the_same_stellar_ci_distribution():
