@@ -19,9 +19,9 @@ from glue_starclf.learn.banks import bank_stellar_ci
 from glue_starclf.learn.classifier import (band_dropout, classification_metrics,
                                            classifier_inputs, expected_calibration_error,
                                            fit_temperature, predict_logits)
-from glue_starclf.learn.loop import (channel_counts, check_model_out, fit, fraction, is_main,
-                                     positive_int, probability, require_validation,
-                                     seed_everything)
+from glue_starclf.learn.loop import (add_stellar_ci_arguments, channel_counts, check_model_out,
+                                     fit, fraction, is_main, positive_int, probability,
+                                     require_validation, seed_everything)
 from glue_starclf.learn.speed import machine
 
 __all__ = ["add_arguments", "run", "labelled_stamps", "split", "stellar_ci_balance"]
@@ -48,12 +48,7 @@ def add_arguments(p):
                         "(default that of StarClassifier)")
     p.add_argument("--hidden", type=positive_int, default=None,
                    help="units of the hidden fully-connected layer (default StarClassifier's)")
-    p.add_argument("--stellar-ci", action="store_true",
-                   help="condition the network on the field's stellar CI (the banks' "
-                        "stellar_ci column)")
-    p.add_argument("--stellar-ci-jitter", type=float, default=0.03, metavar="MAG",
-                   help="Gaussian sigma added to the stellar CI in training, as the error of "
-                        "measuring it on an image (default 0.03)")
+    add_stellar_ci_arguments(p)
     p.add_argument("--stellar-ci-balance", action="store_true",
                    help="weight the stamps so that every class has the same stellar-CI "
                         "distribution (the value then says nothing about the class by itself)")

@@ -2,8 +2,8 @@
 
 The story: a physical bank from ``make-bank`` -> random validation split ->
 PhysicalNet of `glue_starclf.core.networks`, new or a trained member's
-(``--init``) (stamp, band mask and galaxy distance in; flips and
-right-angle turns) -> soft-target cross entropies on the joint age x A_V x mass
+(``--init``) (stamp, band mask, galaxy distance and, with
+``--stellar-ci``, the field's stellar CI in; flips and right-angle turns) -> soft-target cross entropies on the joint age x A_V x mass
 grid, r_h, cluster/background and visibility, with the parameter losses
 zeroed for background stamps -> validation errors and AUC -> safetensors +
 model card.
@@ -18,9 +18,9 @@ import torch
 
 from glue_starclf.io.bands import BANDS
 from glue_starclf.learn.banks import bank_stellar_ci
-from glue_starclf.learn.loop import (channel_counts, check_model_out, fit, fraction, is_main,
-                                     positive_int, probability, require_validation,
-                                     seed_everything)
+from glue_starclf.learn.loop import (add_stellar_ci_arguments, channel_counts, check_model_out,
+                                     fit, fraction, is_main, positive_int, probability,
+                                     require_validation, seed_everything)
 from glue_starclf.learn.speed import machine
 
 __all__ = ["add_arguments", "run", "physical_metrics"]
@@ -50,12 +50,7 @@ def add_arguments(p):
                    help="replace an existing model at --out (also needed to write into the "
                         "bundled models folder)")
     p.add_argument("--resume", action="store_true")
-    p.add_argument("--stellar-ci", action="store_true",
-                   help="condition the network on the field's stellar CI (the width of the "
-                        "PSF; the banks' psf_stellar_ci column)")
-    p.add_argument("--stellar-ci-jitter", type=float, default=0.03, metavar="MAG",
-                   help="Gaussian sigma added to the stellar CI in training, as the error of "
-                        "its measurement on a field")
+    add_stellar_ci_arguments(p)
     p.add_argument("--init", metavar="CARD",
                    help="start from this physical member's weights (a model card or its "
                         ".safetensors) instead of random ones: more epochs on new banks; the "

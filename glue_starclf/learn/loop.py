@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, DistributedSampler, WeightedRandomSampl
 
 __all__ = ["distributed_setup", "is_main", "seed_everything", "fit", "NonFiniteLoss",
            "positive_int", "channel_counts", "fraction", "probability", "require_validation",
-           "check_model_out"]
+           "check_model_out", "add_stellar_ci_arguments"]
 
 
 class NonFiniteLoss(RuntimeError):
@@ -76,6 +76,16 @@ def fraction(text):
 def probability(text):
     """argparse type for a probability per sample (``--band-dropout``): 0 <= x < 1."""
     return _float_in(text, True, "a probability in [0, 1)")
+
+
+def add_stellar_ci_arguments(p):
+    """``--stellar-ci`` and ``--stellar-ci-jitter`` of the train commands."""
+    p.add_argument("--stellar-ci", action="store_true",
+                   help="condition the network on the field's stellar CI, the width of its "
+                        "PSF (the banks' stellar_ci column, else psf_stellar_ci)")
+    p.add_argument("--stellar-ci-jitter", type=float, default=0.03, metavar="MAG",
+                   help="Gaussian sigma added to the stellar CI in training, as the error of "
+                        "measuring it on an image (default 0.03)")
 
 
 def require_validation(val, fraction, what):

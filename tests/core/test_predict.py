@@ -307,19 +307,26 @@ def stellar_field(tmp_path_factory):
     return mock, [f"{b}={p}" for b, p in paths.items() if b != "truth"]
 
 
-@pytest.fixture(scope="module")
-def conditioned(trained_models, tmp_path_factory):
-    """A classifier member that takes the stellar CI (untrained weights: the plumbing)."""
+def _conditioned_member(card_path, folder, name):
+    """An ensemble of one member like ``card_path``'s that takes the stellar CI (untrained
+    weights: the plumbing)."""
     import torch
 
     from glue_starclf.core.checkpoints import load_card, save_checkpoint
-    from glue_starclf.core.networks import StarClassifier
-    card = load_card(trained_models["classifier"])
+    from glue_starclf.core.networks import build_network
+    card = load_card(card_path)
     keep = {k: v for k, v in card.items() if k not in ("_path", "sha256", "weights")}
     keep["kwargs"] = {**card["kwargs"], "stellar_ci": True}
     torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("conditioned") / "classifier-ci.safetensors"
-    return Ensemble([save_checkpoint(StarClassifier(**keep["kwargs"]), path, keep)])
+    net = build_network(card["architecture"], **keep["kwargs"])
+    return Ensemble([save_checkpoint(net, folder / name, keep)])
+
+
+@pytest.fixture(scope="module")
+def conditioned(trained_models, tmp_path_factory):
+    """A classifier member that takes the stellar CI."""
+    return _conditioned_member(trained_models["classifier"],
+                               tmp_path_factory.mktemp("conditioned"), "classifier-ci.safetensors")
 
 
 def test_conditioned_classifier_gets_the_measured_stellar_ci(stellar_field, conditioned,
@@ -346,17 +353,10 @@ def test_conditioned_classifier_gets_the_measured_stellar_ci(stellar_field, cond
 
 @pytest.fixture(scope="module")
 def conditioned_physical(trained_models, tmp_path_factory):
-    """A physical member that takes the stellar CI (untrained weights: the plumbing)."""
-    import torch
-
-    from glue_starclf.core.checkpoints import load_card, save_checkpoint
-    from glue_starclf.core.networks import PhysicalNet
-    card = load_card(trained_models["physical"])
-    keep = {k: v for k, v in card.items() if k not in ("_path", "sha256", "weights")}
-    keep["kwargs"] = {**card["kwargs"], "stellar_ci": True}
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("conditioned-physical") / "physical-ci.safetensors"
-    return Ensemble([save_checkpoint(PhysicalNet(**keep["kwargs"]), path, keep)])
+    """A physical member that takes the stellar CI."""
+    return _conditioned_member(trained_models["physical"],
+                               tmp_path_factory.mktemp("conditioned-physical"),
+                               "physical-ci.safetensors")
 
 
 def _physical_columns(table):
