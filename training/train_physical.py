@@ -2,11 +2,11 @@
 
 The story: a physical bank from ``make-bank`` -> random validation split ->
 PhysicalNet of `glue_starclf.core.networks`, new or a trained member's
-(``--init``) (stamp, band mask, galaxy distance and, with
-``--stellar-ci``, the field's stellar CI in; flips and right-angle turns) -> soft-target cross entropies on the joint age x A_V x mass
-grid, r_h, cluster/background and visibility, with the parameter losses
-zeroed for background stamps -> validation errors and AUC -> safetensors +
-model card.
+(``--init``) (stamp, band mask, galaxy distance and, with ``--stellar-ci``,
+the field's stellar CI in; flips and right-angle turns) -> soft-target
+cross entropies on the joint age x A_V x mass grid, r_h, cluster/background
+and visibility, with the parameter losses zeroed for background stamps ->
+validation errors and AUC -> safetensors + model card.
 """
 
 import sys
