@@ -481,7 +481,7 @@ def _model_spec(models):
 
 def _read_sources(field, models):
     """Phase 1: the sources of a field, as ``starclf classify`` finds them, and the
-    field's stellar CI where the classifier takes it (measured once per field)."""
+    field's stellar CI where the networks take it (measured once per field)."""
     from ..core.detection import detected_stellar_ci, detection_provenance, sources_to_classify
     from ..core.predict import field_stellar_ci
     from ..io.mosaic import open_mosaic

@@ -119,7 +119,7 @@ class OpenMosaicDialog(QtWidgets.QDialog):
 STELLAR_CI_TIP = (
     "The field's stellar CI: the V-band (F555W) concentration index, magnitude in a 1 px "
     "minus a 3 px aperture, of a star in this mosaic ({lo:g}–{hi:g} mag). The chosen "
-    "classifier takes it, and candidates detected in a region are cut 0.05 mag above it; "
+    "models take it (the width of the PSF), and candidates detected in a region are cut 0.05 mag above it; "
     "left empty, it is measured on the image around the sources. "
     "Give it when the mosaic lacks F555W or the region is too small or empty to measure "
     "it.").format(lo=STELLAR_CI_RANGE[0], hi=STELLAR_CI_RANGE[1])
@@ -130,18 +130,18 @@ CI_CUT_TIP = ("Candidates are kept above this V-band concentration index (1 px v
 STELLAR_CI_DETECT_TIP = (
     "The field's stellar CI: the V-band (F555W) concentration index, magnitude in a 1 px "
     "minus a 3 px aperture, of a star in this mosaic ({lo:g}–{hi:g} mag). Candidates "
-    "detected in the region are cut 0.05 mag above it (the chosen classifier does not take "
+    "detected in the region are cut 0.05 mag above it (the chosen models do not take "
     "it); left empty, it is measured on the image around the region."
     ).format(lo=STELLAR_CI_RANGE[0], hi=STELLAR_CI_RANGE[1])
-STELLAR_CI_OFF_TIP = ("The chosen models do not take the stellar CI (their classifier was not "
-                      "trained with --stellar-ci)")
+STELLAR_CI_OFF_TIP = ("The chosen models do not take the stellar CI (neither their classifier "
+                      "nor their physical members were trained with --stellar-ci)")
 
 
 class ClassifyDialog(QtWidgets.QDialog):
     """Sources, mosaic (optional), distance, models, class prior and stellar CI of a classification.
 
-    The "Stellar CI" row is enabled while the chosen models' classifier
-    takes it (`glue_starclf.core.predict.takes_stellar_ci`) or detection is
+    The "Stellar CI" row is enabled while the chosen models' classifier or
+    physical members take it (`glue_starclf.core.predict.takes_stellar_ci`) or detection is
     chosen (its CI cut lies 0.05 mag above the stellar CI); the "CI cut" row
     is there when detection is one of the sources, enabled while it is
     chosen.
@@ -255,7 +255,7 @@ class ClassifyDialog(QtWidgets.QDialog):
         self._update_stellar_ci_row()
 
     def _update_stellar_ci_row(self):
-        # Detection cuts at the stellar CI + 0.05, whether or not the classifier takes it.
+        # Detection cuts at the stellar CI + 0.05, whether or not the networks take it.
         detect = self.ci_cut is not None and self.sources.currentData() is None
         enabled = self._takes or detect
         self.stellar_ci_row.setEnabled(enabled)
