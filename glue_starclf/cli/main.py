@@ -445,8 +445,9 @@ def _add_classify(sub):
                         "higher class-1 recall, lower accuracy on a LEGUS-like mix")
     p.add_argument("--stellar-ci", type=_stellar_ci, metavar="MAG",
                    help="the field's stellar CI (V band, 1 px vs 3 px, of a star) for "
-                        "classifier and physical models that take it and, without a catalog, the "
-                        "detection's CI cut (+ 0.05); default measured on the image")
+                        "classifier and physical models that take it and, without a "
+                        "catalog, the detection's CI cut (+ 0.05); default measured on the "
+                        "image")
     p.set_defaults(func=_classify)
 
 
