@@ -426,18 +426,6 @@ def classifier_report(ens, banks, out, argv=None):
 
 # -- physical ------------------------------------------------------------------------
 
-def _physical_probs(members, x, dist, mask=None, tilt=None, stellar_ci=None):
-    """The members' averaged outputs, through the ensemble's posterior tilt as `predict`
-    (``stellar_ci``: each stamp's, for members that take it)."""
-    from glue_starclf.core.posterior_tilt import tilt_posteriors
-    from .train_physical import predict
-    acc = {}
-    for model, _ in members:
-        for k, v in predict(model, x, dist, mask, stellar_ci=stellar_ci).items():
-            acc[k] = acc.get(k, 0.0) + v / len(members)
-    return tilt_posteriors(acc, dist, tilt)
-
-
 def _estimates(probs, truth, temperature=None):
     """``name -> (true, predicted, p16, p84)`` of every parameter for the cluster stamps.
 
@@ -651,6 +639,7 @@ def physical_report(ens, banks, out, argv=None):
 
     from glue_starclf.core.networks import estimator_for
     from glue_starclf.learn.banks import bank_stellar_ci, open_bank
+    from glue_starclf.learn.intervals import bank_posteriors
     from .train_physical import THREE_BANDS, physical_metrics
     t0 = time.perf_counter()
     xs, ts = [], []
@@ -669,8 +658,8 @@ def physical_report(ens, banks, out, argv=None):
         raise ValueError(f"{', '.join(map(str, banks))}: need both cluster and background "
                          f"stamps for the report")
     ci = bank_stellar_ci(banks) if ens.needs_stellar_ci else None
-    probs = _physical_probs(ens.members, x, dist, tilt=ens.posterior_tilt, stellar_ci=ci)
-    three = _physical_probs(ens.members, x, dist, np.tile(THREE_BANDS, (len(x), 1)),
+    probs = bank_posteriors(ens.members, x, dist, tilt=ens.posterior_tilt, stellar_ci=ci)
+    three = bank_posteriors(ens.members, x, dist, np.tile(THREE_BANDS, (len(x), 1)),
                             tilt=ens.posterior_tilt, stellar_ci=ci)
     metrics = {"five_bands": physical_metrics(probs, truth),
                "three_bands": physical_metrics(three, truth)}
@@ -796,6 +785,7 @@ def robustness_report(ensembles, kinds, out, argv=None):
     The nominal bank is the one named ``nominal`` (else the first of its kind).
     """
     from glue_starclf.learn.banks import open_bank, stamp_stellar_ci
+    from glue_starclf.learn.intervals import bank_posteriors
     from .train_physical import physical_metrics
     result = {"classifier": {}, "physical": {}}
     lines = ["# Robustness of the ensembles to the rendering", "",
@@ -830,7 +820,7 @@ def robustness_report(ensembles, kinds, out, argv=None):
         rows = {}
         for folder in kinds["physical"]:
             s, t, _ = open_bank(folder)
-            probs = _physical_probs(ens.members, np.asarray(s),
+            probs = bank_posteriors(ens.members, s,
                                     np.asarray(t["distance_mpc"], np.float32),
                                     tilt=ens.posterior_tilt,
                                     stellar_ci=stamp_stellar_ci(t, folder)
