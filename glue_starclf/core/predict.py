@@ -131,11 +131,13 @@ def _card_tilt(members):
     return check_tilt(tilts[0], members[0][1]["_path"])
 
 
-def _family_cards(family, folder=None):
-    """The model cards of a family in a folder (default: the bundled one), weights unread."""
+def _family_cards(family, folder=None, cards=None):
+    """The model cards of a family in a folder (default: the bundled one), weights unread;
+    ``cards``: the folder's cards, already read."""
     from .checkpoints import bundled_models_dir, list_models
     folder = Path(folder) if folder is not None else bundled_models_dir()
-    cards = [c for c in list_models(folder) if c.get("family") == family]
+    cards = [c for c in (list_models(folder) if cards is None else cards)
+             if c.get("family") == family]
     if not cards:
         raise FileNotFoundError(f"no {family} models in {folder} (train them with "
                                 "python -m training, see the README, or pass --models DIR)")
@@ -175,11 +177,11 @@ def takes_stellar_ci(folder=None):
         If one of its model cards is unreadable or invalid.
     """
     from .checkpoints import bundled_models_dir, list_models
-    classifier = _family_cards("classifier", folder)
-    physical = [c for c in list_models(Path(folder) if folder is not None
-                                       else bundled_models_dir())
-                if c.get("family") == "physical"]
-    return any(bool(c["kwargs"].get("stellar_ci", False)) for c in classifier + physical)
+    cards = list_models(Path(folder) if folder is not None else bundled_models_dir())
+    # the classifier is required; physical members are optional
+    members = _family_cards("classifier", folder, cards) + [
+        c for c in cards if c.get("family") == "physical"]
+    return any(bool(c["kwargs"].get("stellar_ci", False)) for c in members)
 
 
 def _shared_inputs(members, x):
