@@ -19,6 +19,8 @@ COMMANDS = {
     "evaluate": ("training.evaluate", "reports of the ensembles on labelled banks"),
     "shortcut-audit": ("training.audit",
                        "how well catalog-level features alone separate mock and real classes"),
+    "class-separability": ("training.separability",
+                           "how well the classifier's design tells class 1 from class 2"),
     "robustness-banks": ("training.robustness",
                          "one small test bank per domain perturbation (evaluate --robustness)"),
     "calibrate-intervals": ("training.calibrate",

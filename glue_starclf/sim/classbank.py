@@ -34,7 +34,8 @@ def _class_counts(n, weights):
 
 
 def classifier_bank(n, seed=0, size=32, distance_range=(3, 20), class_weights=(0.25,) * 4,
-                    jitter_px=1.0, domain=None, randomise=False, stdpsf_dir=None):
+                    jitter_px=1.0, domain=None, randomise=False, stdpsf_dir=None,
+                    noise_free=False):
     """Render ``n`` labelled stamps of mock sources of every LEGUS class.
 
     Parameters
@@ -61,6 +62,10 @@ def classifier_bank(n, seed=0, size=32, distance_range=(3, 20), class_weights=(0
         Draw a new `Domain` per chunk of stamps (`draw_domain`) instead.
     stdpsf_dir : str, optional
         STDPSF folder for randomised PSF families.
+    noise_free : bool
+        Only the sources' PSF-convolved light: no galaxy background and no
+        noise (what a class carries when nothing hides it). The sources and
+        positions are those of the same seed's noisy bank.
 
     Returns
     -------
@@ -111,11 +116,14 @@ def classifier_bank(n, seed=0, size=32, distance_range=(3, 20), class_weights=(0
         doms.set(idx, dom)
         sources = [draw_source(rng, int(cls[i]), dist[i], truncation=dom.eff_truncation)
                    for i in idx]
-        tiles = _background_tiles(seed, dom.background)
-        expected = np.stack([tiles[which[i], :, corner[i, 1]:corner[i, 1] + size,
-                                   corner[i, 0]:corner[i, 0] + size] for i in idx]).astype(float)
-        expected += render_stamps(sources, size, offsets=offsets[idx], psf=dom.psf())
-        stamps[idx] = noisy_stamps(expected, noise_rng, dom)
+        light = render_stamps(sources, size, offsets=offsets[idx], psf=dom.psf())
+        if noise_free:
+            stamps[idx] = light
+        else:
+            tiles = _background_tiles(seed, dom.background)
+            light += np.stack([tiles[which[i], :, corner[i, 1]:corner[i, 1] + size,
+                                     corner[i, 0]:corner[i, 0] + size] for i in idx])
+            stamps[idx] = noisy_stamps(light, noise_rng, dom)
         for i, s in zip(idx, sources):
             if s.masked_rows is not None:
                 apply_masked_rows(stamps[i], c + offsets[i, 0], c + offsets[i, 1], s.masked_rows)

@@ -72,3 +72,23 @@ def test_a_changed_condition_renders_the_same_sources():
     _, b = classifier_bank(n, seed=4, domain=deep)
     for col in ("class", "subtype", "log_mass", "mag_F555W"):
         np.testing.assert_array_equal(np.asarray(a[col]), np.asarray(b[col]), err_msg=col)
+
+
+def test_noise_free_render_is_the_same_sources_without_background_or_noise(bank):
+    stamps, truth = bank
+    light, same = classifier_bank(40, seed=3, noise_free=True)
+    for col in ("class", "subtype", "distance_mpc", "log_mass", "r_h", "dx", "mag_F555W"):
+        np.testing.assert_array_equal(np.asarray(same[col]), np.asarray(truth[col]),
+                                      err_msg=col)
+    # What the noisy bank adds is the background and noise; the light alone is
+    # nearly nothing in the stamp corners.
+    keep = np.asarray(truth["subtype"]) != "edge"
+    added = stamps[keep] - light[keep]
+    corner = (slice(None), slice(None), slice(0, 4), slice(0, 4))
+    assert np.median(np.abs(light[keep][corner])) < 0.1 * np.nanstd(added[corner])
+    # The light is the noisy stamps' source: the two agree where it dominates.
+    centre = (slice(None), 3, slice(14, 18), slice(14, 18))
+    bright = light[centre].sum(axis=(1, 2)) > 10.0       # e-/s in the central 4 x 4 px
+    assert bright.sum() >= 5
+    np.testing.assert_allclose(stamps[centre].sum(axis=(1, 2))[bright],
+                               light[centre].sum(axis=(1, 2))[bright], rtol=0.25)
