@@ -20,7 +20,7 @@ COMMANDS = {
     "shortcut-audit": ("training.audit",
                        "how well catalog-level features alone separate mock and real classes"),
     "class-separability": ("training.separability",
-                           "how well the classifier's design tells class 1 from class 2"),
+                           "how well the classifier's design tells two groups of classes apart"),
     "robustness-banks": ("training.robustness",
                          "one small test bank per domain perturbation (evaluate --robustness)"),
     "calibrate-intervals": ("training.calibrate",

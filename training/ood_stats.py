@@ -28,6 +28,7 @@ def add_arguments(p):
 
 
 def _stamps(banks, size):
+    from glue_starclf.core.networks import band_mask
     from glue_starclf.learn.banks import open_bank
     xs = []
     for folder in banks:
@@ -37,7 +38,7 @@ def _stamps(banks, size):
         o = (s.shape[-1] - size) // 2
         xs.append(np.asarray(s[:, :, o:o + size, o:o + size], np.float32))
     x = np.concatenate(xs)
-    mask = (np.isfinite(x) & (x != 0)).any(axis=(2, 3)).astype(np.float32)
+    mask = band_mask(x).astype(np.float32)
     return np.nan_to_num(x), mask
 
 

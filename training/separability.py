@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from glue_starclf.learn.classifier import predict_logits
 from glue_starclf.learn.loop import fit, positive_int, seed_everything
 
 __all__ = ["add_arguments", "run", "parse_split", "split_stamps", "train_split",
@@ -82,6 +83,7 @@ def parse_split(text):
 def split_stamps(n, seed, groups, noise_free, randomise=False, stdpsf_dir=None):
     """Stamps (n, 5, 32, 32) of the classes of two groups (half each), labels (0 the first
     group, 1 the second), band masks and truth."""
+    from glue_starclf.core.networks import band_mask
     from glue_starclf.sim.classbank import classifier_bank
     weights = np.zeros(4)
     for group in groups:
@@ -90,8 +92,7 @@ def split_stamps(n, seed, groups, noise_free, randomise=False, stdpsf_dir=None):
                                     randomise=randomise and not noise_free,
                                     stdpsf_dir=stdpsf_dir, noise_free=noise_free)
     y = np.isin(np.asarray(truth["class"], int), groups[1]).astype(np.int64)
-    mask = (np.isfinite(stamps).any(axis=(2, 3))
-            & (np.abs(np.nan_to_num(stamps)).sum(axis=(2, 3)) > 0)).astype(np.float32)
+    mask = band_mask(stamps).astype(np.float32)
     return stamps, y, mask, truth
 
 
@@ -224,7 +225,6 @@ def run(args):
                             lr=args.lr, seed=args.seed, state_path=state)
         state.unlink(missing_ok=True)
         # eval
-        from glue_starclf.learn.classifier import predict_logits
         with torch.inference_mode():
             pred = predict_logits(model, xt, mt)[:, :2].argmax(axis=1)
         result[render] = split_metrics(pred, yt, truth)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from glue_starclf.core.networks import band_mask
 from glue_starclf.io.bands import BANDS
 from glue_starclf.learn.banks import bank_stellar_ci
 from glue_starclf.learn.classifier import (band_dropout, classification_metrics,
@@ -122,8 +123,7 @@ def labelled_stamps(banks=(), images=(), catalog=None):
     bad = (y < 0) | (y > 3)
     if bad.any():
         raise ValueError(f"{int(bad.sum())} sources have a class outside 1-4")
-    mask = np.isfinite(x).any(axis=(2, 3)) & (np.abs(np.nan_to_num(x)).sum(axis=(2, 3)) > 0)
-    return x, y, mask.astype(np.float32), np.concatenate(fields)
+    return x, y, band_mask(x).astype(np.float32), np.concatenate(fields)
 
 
 def _real_stamps(images, catalog):

@@ -43,7 +43,7 @@ __all__ = [
     "N_BANDS", "N_CLASSES",
     "LOG_AGE_BINS", "AV_BINS", "LOG_MASS_BINS", "LOG_RH_BINS", "VISIBILITY_BINS",
     "GRID_SHAPE", "BAND_SCALE_E_PER_S", "CLASSIFIER_SOFTENING", "CLASSIFIER_SCALE_FLOOR",
-    "StarClassifier", "StarcNetReference", "PhysicalNet", "BNReference",
+    "StarClassifier", "StarcNetReference", "PhysicalNet", "BNReference", "band_mask",
     "gaussian_targets_3d", "gaussian_targets_1d", "decode_grid", "decode_1d",
     "ESTIMATORS", "DEFAULT_ESTIMATOR", "estimator_for", "temper",
     "normalise_classifier", "normalise_physical", "augment", "count_parameters",
@@ -656,6 +656,13 @@ def decode_1d(probs, bins, exp10=False, estimator=None, temperature=1.0):
 
 # -- input normalisation ---------------------------------------------------------
 
+def band_mask(stamps):
+    """Band availability of stamps (..., 5, ny, nx): a band is present if any of its
+    pixels is finite and non-zero."""
+    x = np.asarray(stamps)
+    return (np.isfinite(x) & (x != 0)).any(axis=(-2, -1))
+
+
 def _prepare(stamps, mask):
     x = np.array(stamps, dtype=np.float32, copy=True)
     if x.ndim == 3:
@@ -663,8 +670,7 @@ def _prepare(stamps, mask):
     if x.ndim != 4 or x.shape[1] != N_BANDS:
         raise ValueError(f"stamps shape {np.shape(stamps)} is not (n, 5, ny, nx)")
     if mask is None:
-        # A band is present if any of its pixels is finite and non-zero.
-        mask = (np.isfinite(x) & (x != 0)).any(axis=(2, 3))
+        mask = band_mask(x)
     mask = np.asarray(mask, dtype=bool).reshape(x.shape[0], N_BANDS)
     return x, mask
 

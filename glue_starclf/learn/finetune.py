@@ -508,7 +508,7 @@ def finetune(model_path, stamps, labels, mask=None, *, freeze=0, folds=5, curve_
         classes, bad ``freeze``.
     """
     from ..core.checkpoints import load_checkpoint
-    from ..core.networks import build_network
+    from ..core.networks import band_mask, build_network
     t0 = time.perf_counter()
     parent, card = load_checkpoint(model_path)
     if card.get("family") != "classifier":
@@ -528,7 +528,7 @@ def finetune(model_path, stamps, labels, mask=None, *, freeze=0, folds=5, curve_
         raise ValueError(f"only {len(x)} labelled sources: fine-tuning needs at least "
                          f"{N_CLASSES}, the number of classes")
     if mask is None:
-        mask = np.isfinite(x).any(axis=(2, 3)) & (np.abs(np.nan_to_num(x)).sum(axis=(2, 3)) > 0)
+        mask = band_mask(x)
     mask = np.asarray(mask, np.float32).reshape(len(x), -1)
     x = np.nan_to_num(x)
     k = int(min(folds, len(x)))
