@@ -29,9 +29,14 @@ LIMITS = {"log_age": 0.05, "log_mass": 0.05, "av": 0.05}
 
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory):
-    """One 320 x 320 mock scene with 40 sources, as the engine writes it."""
+    """One 560 x 560 mock scene with 120 sources, as the engine writes it.
+
+    120, not 40: the median |delta A_V| at 0.05"/px of one 40-source scene
+    ranged 0.025-0.052 over six scenes for the same members (session script
+    of the twenty-sixth session), too coarse for a 0.05 limit.
+    """
     from glue_starclf.sim.mosaic import random_field, write_mosaic
-    mock = random_field(seed=11, shape=(320, 320), n_sources=40, distance_mpc=DISTANCE)
+    mock = random_field(seed=11, shape=(560, 560), n_sources=120, distance_mpc=DISTANCE)
     folder = tmp_path_factory.mktemp("scene")
     paths = write_mosaic(mock, folder / "wfc3", prefix="s")
     return mock, {b: paths[b] for b in BANDS}, folder
@@ -184,7 +189,8 @@ def test_other_pixel_scales_give_the_same_results(scene, ensembles, reference, s
                                                   scale, caplog):
     """Age, mass and A_V within the limits; classes as stable as under a half-pixel
     shift at 0.04"/px (the classifier's own floor, printed: 0.85-0.90 of 40 sources
-    when this test was written, 0.675 with the classifier of the twenty-third session; below
+    when this test was written, 0.675 with the classifier of the twenty-third session, 0.77
+    of the 120 sources of today's scene; below
     the 0.95 the issue asks for, which no resampling can reach)."""
     mock, paths, folder = scene
     images, sources = _rescaled(mock, paths, folder, scale)
