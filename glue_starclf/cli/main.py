@@ -621,9 +621,22 @@ def _models(args):
                   ", ".join(f"{k} {v:.3f}" for k, v in val.get("five_bands", {}).items()
                             if k.startswith("p95") or k == "cb_auc"))
         train = c.get("training", {})
+        seconds, runs = _training_seconds(train)
+        chain = f" ({runs} runs, {seconds:.1f} s in all)" if runs > 1 else ""
         print(f"{os.path.basename(c['_path'])[:-5]:24s} {c.get('family', '?'):10s} "
-              f"seed {c.get('seed', '?')}  {train.get('wall_time_s', '?')} s  {figure}")
+              f"seed {c.get('seed', '?')}  {train.get('wall_time_s', '?')} s{chain}  {figure}")
     return 0
+
+
+def _training_seconds(training):
+    """Wall time of a card's training and of the runs it started from (``init``), and
+    how many runs that is."""
+    seconds, runs = 0.0, 0
+    while training:
+        seconds += float(training.get("wall_time_s") or 0.0)
+        runs += 1
+        training = training.get("init", {}).get("training")
+    return seconds, runs
 
 
 # -- entry point ---------------------------------------------------------------

@@ -5,6 +5,7 @@ and the one-line errors (exit status 2, nothing written)."""
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -375,6 +376,24 @@ def test_models_lists_both_families(capsys, trained_models):
     assert lines[0].split()[:2] == ["classifier-s0", "classifier"]
     assert lines[1].split()[:2] == ["physical-s0", "physical"]
     assert "accuracy" in lines[0] and "cb_auc" in lines[1]
+
+
+def test_models_add_up_the_runs_a_member_started_from(capsys, trained_models, tmp_path):
+    src = Path(trained_models["models"])
+    for f in src.glob("physical-s0.*"):
+        shutil.copy(f, tmp_path / f.name)
+    card = json.loads((tmp_path / "physical-s0.json").read_text())
+    first = {"wall_time_s": 100.0}
+    card["training"]["init"] = {"card": "physical-s0.json",
+                                "training": {"wall_time_s": 50.0, "init": {"training": first}}}
+    (tmp_path / "physical-s0.json").write_text(json.dumps(card))
+    status, out, err = run(capsys, "models", "--models", tmp_path)
+    assert status == 0, err
+    total = card["training"]["wall_time_s"] + 150.0
+    assert f"(3 runs, {total:.1f} s in all)" in out
+    # a member trained in one run shows its own time only
+    status, out, _ = run(capsys, "models", "--models", src)
+    assert "runs," not in out
 
 
 def test_models_json(capsys, trained_models):
