@@ -190,7 +190,7 @@ def test_other_pixel_scales_give_the_same_results(scene, ensembles, reference, s
     """Age, mass and A_V within the limits; classes as stable as under a half-pixel
     shift at 0.04"/px (the classifier's own floor, printed: 0.85-0.90 of 40 sources
     when this test was written, 0.675 with the classifier of the twenty-third session, 0.77
-    of the 120 sources of today's scene; below
+    of the 120-source scene; below
     the 0.95 the issue asks for, which no resampling can reach)."""
     mock, paths, folder = scene
     images, sources = _rescaled(mock, paths, folder, scale)
