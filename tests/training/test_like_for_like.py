@@ -23,3 +23,29 @@ def test_like_for_like_table(trained_models, tmp_path, capsys):
     assert deg["threshold"] == 0.4 and 0 <= deg["n"] <= 27
     assert main(["like-for-like", "--n", "5"]) == 2
     assert "at least 10" in capsys.readouterr().err
+
+
+def test_like_for_like_randomised(trained_models, tmp_path, capsys):
+    """--randomise renders the same clusters under drawn conditions: other stamps, other
+    errors, and the JSON says so."""
+    models = str(trained_models["models"])
+    args = ["like-for-like", "--models", models, "--n", "30", "--seed", "1"]
+    assert main(args + ["--json", str(tmp_path / "n.json")]) == 0
+    assert "(seed 1, nominal conditions)" in capsys.readouterr().out
+    assert main(args + ["--randomise", "--json", str(tmp_path / "r.json")]) == 0
+    out = capsys.readouterr().out
+    assert "(seed 1, domain-randomised)" in out
+    nominal = json.loads((tmp_path / "n.json").read_text())
+    randomised = json.loads((tmp_path / "r.json").read_text())
+    assert (nominal["randomise"], randomised["randomise"]) == (False, True)
+    assert randomised["stdpsf"] is False
+    assert randomised["estimators"] != nominal["estimators"]
+
+
+def test_like_for_like_stdpsf_errors(tmp_path, capsys):
+    assert main(["like-for-like", "--n", "30", "--stdpsf-dir", str(tmp_path)]) == 2
+    assert "--stdpsf-dir is used only with --randomise" in capsys.readouterr().err
+    missing = tmp_path / "nowhere"
+    assert main(["like-for-like", "--n", "30", "--randomise", "--stdpsf-dir", str(missing)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "nowhere" in err, err
