@@ -27,6 +27,9 @@ COMMANDS = {
                             "compare point estimators and calibrate the physical intervals"),
     "like-for-like": ("training.like_for_like",
                       "the physical ensemble in 004's setting, next to 004's bounds"),
+    "real-reference": ("training.real_reference",
+                       "the classifier on renders of real catalogs, beside StarcNet on the "
+                       "real images"),
     "audit-field": ("training.audit_field",
                     "detect and classify a mock field; completeness and unmatched class 4"),
     "calibrate-classes": ("training.calibrate_classes",
