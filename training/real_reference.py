@@ -111,9 +111,9 @@ def _human_rows(banks):
     fields, ids, human = [], [], []
     for folder in banks:
         t = open_bank(folder)[1]
-        if "legus_class" not in t.colnames or "legus_id" not in t.colnames:
+        if not {"legus_class", "legus_id", "field"} <= set(t.colnames):
             raise ValueError(f"{folder}: not a LEGUS-anchored bank (no legus_class / legus_id "
-                             "columns; make-bank --kind legus)")
+                             "/ field columns; make-bank --kind legus)")
         fields.append(np.char.lower(np.asarray(t["field"], str)))
         ids.append(np.asarray(t["legus_id"], np.int64))
         human.append(np.asarray(t["legus_class"], np.int64))

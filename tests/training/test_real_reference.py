@@ -78,4 +78,5 @@ def test_real_reference_errors(trained_models, ngc1566_bank, tmp_path, capsys):
                  "--starcnet", str(STARCNET), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
     assert "not a LEGUS-anchored bank" in err and len(err.splitlines()) == 1, err
+    assert str(trained_models["classifier_bank"]) in err
     assert not (tmp_path / "o").exists()
