@@ -3,6 +3,7 @@
 The story: read banks of labelled stamps (mock banks from ``make-bank``, or a
 user's own mosaic and LEGUS catalog) -> split off validation sources (whole
 fields when the bank has them) -> StarClassifier of `glue_starclf.core.networks`
+(or, with ``--init``, a trained member's network, for more epochs on new banks)
 -> class-balanced training with band dropout and the StarcNet augmentations
 -> validation metrics and a fitted temperature -> safetensors + model card.
 """
@@ -21,8 +22,9 @@ from glue_starclf.learn.classifier import (band_dropout, classification_metrics,
                                            classifier_inputs, expected_calibration_error,
                                            fit_temperature, predict_logits)
 from glue_starclf.learn.loop import (add_stellar_ci_arguments, channel_counts, check_model_out,
-                                     fit, fraction, is_main, positive_int, probability,
-                                     require_validation, seed_everything)
+                                     fit, fraction, init_record, is_main,
+                                     positive_int, probability, require_validation,
+                                     seed_everything, start_network)
 from glue_starclf.learn.speed import machine
 
 __all__ = ["add_arguments", "run", "labelled_stamps", "split", "stellar_ci_balance"]
@@ -57,6 +59,10 @@ def add_arguments(p):
                    help="replace an existing model at --out (also needed to write into the "
                         "bundled models folder)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    p.add_argument("--init", metavar="CARD",
+                   help="start from this classifier member's weights (a model card or its "
+                        ".safetensors) instead of random ones: more epochs on new banks; the "
+                        "network sizes are the card's")
 
 
 #: Bins [mag] of `stellar_ci_balance`.
@@ -194,7 +200,8 @@ def run(args):
         kwargs["width"] = args.width
     if args.hidden is not None:
         kwargs["hidden"] = args.hidden
-    model = StarClassifier(**kwargs)
+    model, kwargs, init = start_network(args.init, "classifier", "StarClassifier", StarClassifier,
+                                        kwargs)
     gen = torch.Generator().manual_seed(args.seed)
     aug_rng = np.random.default_rng(args.seed)
 
@@ -219,7 +226,8 @@ def run(args):
                             "lr": args.lr, "banks": [str(b) for b in args.bank],
                             "stellar_ci_jitter": args.stellar_ci_jitter if args.stellar_ci
                             else None,
-                            "stellar_ci_balance": bool(args.stellar_ci_balance)})
+                            "stellar_ci_balance": bool(args.stellar_ci_balance),
+                            **({"init": init["sha256"]} if init else {})})
     if not is_main():
         return 0
     # eval
@@ -237,7 +245,9 @@ def run(args):
                              getattr(args, "argv", sys.argv[1:])),
                          "banks": [str(b) for b in args.bank], "n_train": int((~val).sum()),
                          "n_val": int(val.sum()), "val_fields": args.val_fields,
-                         "epochs": result["epochs"], "wall_time_s": round(result["seconds"], 1),
+                         "epochs": result["epochs"],
+                         **({"init": init_record(init)} if init else {}),
+                         "wall_time_s": round(result["seconds"], 1),
                          "date": time.strftime("%Y-%m-%d"), "machine": machine()},
             "metrics": {"validation": metrics}}
     path = save_checkpoint(model, out, card)

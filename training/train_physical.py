@@ -19,8 +19,9 @@ import torch
 from glue_starclf.io.bands import BANDS
 from glue_starclf.learn.banks import bank_stellar_ci
 from glue_starclf.learn.loop import (add_stellar_ci_arguments, channel_counts, check_model_out,
-                                     fit, fraction, is_main, positive_int, probability,
-                                     require_validation, seed_everything)
+                                     fit, fraction, init_record, is_main,
+                                     positive_int, probability, require_validation,
+                                     seed_everything, start_network)
 from glue_starclf.learn.speed import machine
 
 __all__ = ["add_arguments", "run", "physical_metrics"]
@@ -182,17 +183,8 @@ def run(args):
     kwargs = {k: getattr(args, k) for k in ("width", "hidden") if getattr(args, k) is not None}
     if args.stellar_ci:
         kwargs["stellar_ci"] = True
-    init = None
-    if args.init:
-        model, init = _initial_model(args.init, {k: v for k, v in kwargs.items()
-                                                 if k != "stellar_ci"})
-        kwargs = dict(init["kwargs"])
-        if bool(kwargs.get("stellar_ci")) != args.stellar_ci:
-            takes = "takes" if kwargs.get("stellar_ci") else "does not take"
-            raise ValueError(f"--init {args.init}: its network {takes} the stellar CI; give "
-                             "--stellar-ci exactly when it does")
-    else:
-        model = PhysicalNet(**kwargs)
+    model, kwargs, init = start_network(args.init, "physical", "PhysicalNet", PhysicalNet,
+                                        kwargs)
     gen = torch.Generator().manual_seed(args.seed)
     aug_rng = np.random.default_rng(args.seed)
 
@@ -245,9 +237,7 @@ def run(args):
                              getattr(args, "argv", sys.argv[1:])),
                          "banks": [str(b) for b in args.bank], "n_train": int(len(tr)),
                          "n_val": int(val.sum()), "epochs": result["epochs"],
-                         **({"init": {"card": Path(init["_path"]).name,
-                                      "sha256": init["sha256"],
-                                      "training": init.get("training", {})}} if init else {}),
+                         **({"init": init_record(init)} if init else {}),
                          "wall_time_s": round(result["seconds"], 1),
                          "date": time.strftime("%Y-%m-%d"), "machine": machine()},
             "metrics": {"validation": metrics}}
@@ -257,21 +247,6 @@ def run(args):
           f"{m['p95_abs_err_log_mass']:.2f}, A_V {m['p95_abs_err_av']:.2f}, log r_h "
           f"{m['p95_abs_err_log_r_h']:.2f}; AUC {m['cb_auc']:.3f}; card {path}")
     return 0
-
-
-def _initial_model(path, sizes):
-    """The physical member to start from, and its card; ``sizes`` given must match it."""
-    from glue_starclf.core.checkpoints import load_checkpoint
-    model, card = load_checkpoint(path)
-    if card.get("family") != "physical" or card.get("architecture") != "PhysicalNet":
-        raise ValueError(f"--init {path}: a {card.get('family')} {card.get('architecture')} "
-                         "model, train-physical needs a physical PhysicalNet")
-    for k, v in sizes.items():
-        have = card["kwargs"].get(k)
-        if have != v:
-            show = ",".join(map(str, v)) if isinstance(v, list) else v
-            raise ValueError(f"--{k} {show} differs from --init {path}'s {have}")
-    return model.train(), card
 
 
 class _Rows:

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, DistributedSampler, WeightedRandomSampl
 
 __all__ = ["distributed_setup", "is_main", "seed_everything", "fit", "NonFiniteLoss",
            "positive_int", "channel_counts", "fraction", "probability", "require_validation",
-           "check_model_out", "add_stellar_ci_arguments"]
+           "check_model_out", "add_stellar_ci_arguments", "start_network", "init_record"]
 
 
 class NonFiniteLoss(RuntimeError):
@@ -86,6 +86,63 @@ def add_stellar_ci_arguments(p):
     p.add_argument("--stellar-ci-jitter", type=float, default=0.03, metavar="MAG",
                    help="Gaussian sigma added to the stellar CI in training, as the error of "
                         "measuring it on an image (default 0.03)")
+
+
+def start_network(init, family, architecture, build, kwargs):
+    """The network a training run starts from: a new one, or a trained member's (``--init``).
+
+    Parameters
+    ----------
+    init : str or Path or None
+        Model card (``.json``) or weights (``.safetensors``) of the member to start from;
+        None for a new network.
+    family, architecture : str
+        What the run trains (e.g. ``"physical"``, ``"PhysicalNet"``).
+    build : callable
+        The network class, called as ``build(**kwargs)`` for a new network.
+    kwargs : dict
+        The network arguments of the command line. With ``init`` the member's are used:
+        each size given (``width``, ``hidden``) must equal the member's, and ``stellar_ci``
+        must be given exactly when the member's network takes it.
+
+    Returns
+    -------
+    model : torch.nn.Module
+        In training mode.
+    kwargs : dict
+        The network arguments of ``model`` (for its card).
+    card : dict or None
+        The member's card (``init_record`` keeps it in the new card), None without ``init``.
+
+    Raises
+    ------
+    ValueError
+        One line naming ``--init`` and what differs.
+    """
+    if init is None:
+        return build(**kwargs), dict(kwargs), None
+    from ..core.checkpoints import load_checkpoint
+    model, card = load_checkpoint(init)
+    if card.get("family") != family or card.get("architecture") != architecture:
+        raise ValueError(f"--init {init}: a {card.get('family')} {card.get('architecture')} "
+                         f"model, train-{family} needs a {family} {architecture}")
+    for k, v in kwargs.items():
+        have = card["kwargs"].get(k)
+        if k != "stellar_ci" and have != v:
+            show = ",".join(map(str, v)) if isinstance(v, (list, tuple)) else v
+            raise ValueError(f"--{k} {show} differs from --init {init}'s {have}")
+    if bool(card["kwargs"].get("stellar_ci")) != bool(kwargs.get("stellar_ci")):
+        takes = "takes" if card["kwargs"].get("stellar_ci") else "does not take"
+        raise ValueError(f"--init {init}: its network {takes} the stellar CI; give "
+                         "--stellar-ci exactly when it does")
+    return model.train(), dict(card["kwargs"]), card
+
+
+def init_record(card):
+    """What a new card keeps (``training.init``) of the member its run started from: the
+    card's file name, the weights' sha256 and its training record (with its own ``init``)."""
+    return {"card": Path(card["_path"]).name, "sha256": card["sha256"],
+            "training": card.get("training", {})}
 
 
 def require_validation(val, fraction, what):

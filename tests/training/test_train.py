@@ -434,40 +434,56 @@ def test_physical_trains_on_two_banks(trained_models, tmp_path):
 
 # -- starting from a trained member (--init) ------------------------------------------
 
-def test_physical_init_starts_from_the_member(trained_models, tmp_path):
-    start = trained_models["physical"]
+def _init_argv(family, trained_models, out):
+    argv = classifier_argv if family == "classifier" else physical_argv
+    return argv(trained_models[f"{family}_bank"], out)
+
+
+def _weights(model):
+    return {k: v.numpy() for k, v in model.state_dict().items()
+            if "running" not in k and "num_batches" not in k}
+
+
+@pytest.mark.parametrize("family", ["classifier", "physical"])
+def test_init_starts_from_the_member(trained_models, tmp_path, family):
+    start = trained_models[family]
     first, start_card = load_checkpoint(start)
     out = tmp_path / "more.safetensors"
     # lr 0: the weights stay the member's (only BatchNorm's running statistics move).
-    status, _, err = run_training(*physical_argv(trained_models["physical_bank"], out),
+    status, _, err = run_training(*_init_argv(family, trained_models, out),
                                   "--init", start.with_suffix(".json"), "--lr", "0")
     assert status == 0, err
     model, card = load_checkpoint(out)
     assert card["kwargs"] == start_card["kwargs"]
     assert card["training"]["init"]["sha256"] == start_card["sha256"]
     assert card["training"]["init"]["card"] == start.with_suffix(".json").name
-    for (name, a), b in zip(first.state_dict().items(), model.state_dict().values()):
-        if "running" not in name and "num_batches" not in name:
-            assert np.array_equal(a.numpy(), b.numpy()), name
+    assert card["training"]["init"]["training"] == start_card["training"]
+    before, after = _weights(first), _weights(model)
+    for name in before:
+        assert np.array_equal(before[name], after[name]), name
     # A real step moves them.
     moved = tmp_path / "moved.safetensors"
-    status, _, err = run_training(*physical_argv(trained_models["physical_bank"], moved),
-                                  "--init", start)
+    status, _, err = run_training(*_init_argv(family, trained_models, moved), "--init", start)
     assert status == 0, err
-    w0 = first.features[0].weight.detach().numpy()
-    assert not np.array_equal(w0, load_checkpoint(moved)[0].features[0].weight.detach().numpy())
+    after = _weights(load_checkpoint(moved)[0])
+    assert any(not np.array_equal(before[k], after[k]) for k in before)
 
 
-@pytest.mark.parametrize("case", ["classifier", "sizes", "missing"])
-def test_physical_init_errors(trained_models, tmp_path, case):
+@pytest.mark.parametrize("family, case", [
+    ("physical", "other"), ("physical", "sizes"), ("physical", "missing"),
+    ("classifier", "other"), ("classifier", "sizes"), ("classifier", "stellar_ci"),
+    ("classifier", "missing")])
+def test_init_errors(trained_models, tmp_path, family, case):
     out = tmp_path / "m.safetensors"
-    init = {"classifier": trained_models["classifier"], "sizes": trained_models["physical"],
-            "missing": tmp_path / "nosuch.json"}[case]
-    extra = ["--width", "8,12,16,24"] if case == "sizes" else []
-    status, _, err = run_training(*physical_argv(trained_models["physical_bank"], out),
-                                  "--init", init, *extra)
-    words = {"classifier": ("--init", "classifier"), "sizes": ("--width", "8,12,16,24"),
-             "missing": ("nosuch.json",)}[case]
+    other = "classifier" if family == "physical" else "physical"
+    init = {"other": trained_models[other], "sizes": trained_models[family],
+            "stellar_ci": trained_models[family], "missing": tmp_path / "nosuch.json"}[case]
+    size = ["--width", "8,12,16,24"] if family == "physical" else ["--hidden", "7"]
+    extra = {"sizes": size, "stellar_ci": ["--stellar-ci"]}.get(case, [])
+    status, _, err = run_training(*_init_argv(family, trained_models, out), "--init", init,
+                                  *extra)
+    words = {"other": ("--init", other), "sizes": tuple(size), "stellar_ci": ("--init",
+             "stellar CI"), "missing": ("nosuch.json",)}[case]
     _assert_one_line_error(status, err, *words)
     assert not out.exists()
 
