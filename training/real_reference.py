@@ -106,18 +106,31 @@ def starcnet_confusions(folder):
 
 
 def _human_rows(banks):
-    """Field, catalog id and human class of every stamp of the banks (class 0: none)."""
+    """Field, catalog id and human class of every stamp of the banks (class 0: none), and
+    the banks' (memory-mapped) stamps."""
     from glue_starclf.learn.banks import open_bank
-    fields, ids, human = [], [], []
+    fields, ids, human, stamps = [], [], [], []
     for folder in banks:
-        t = open_bank(folder)[1]
+        s, t, _ = open_bank(folder)
         if not {"legus_class", "legus_id", "field"} <= set(t.colnames):
             raise ValueError(f"{folder}: not a LEGUS-anchored bank (no legus_class / legus_id "
                              "/ field columns; make-bank --kind legus)")
+        if s.shape[-1] != 32:
+            raise ValueError(f"{folder}: stamps are {s.shape[-1]} px, the classifier takes 32")
         fields.append(np.char.lower(np.asarray(t["field"], str)))
         ids.append(np.asarray(t["legus_id"], np.int64))
         human.append(np.asarray(t["legus_class"], np.int64))
-    return np.concatenate(fields), np.concatenate(ids), np.concatenate(human)
+        stamps.append(s)
+    return np.concatenate(fields), np.concatenate(ids), np.concatenate(human), stamps
+
+
+def _rows(stamps, sel):
+    """The stamps of the selected rows (a boolean mask over all banks' rows), read from disk."""
+    out, start = [], 0
+    for s in stamps:
+        out.append(np.asarray(s[np.flatnonzero(sel[start:start + len(s)])], np.float32))
+        start += len(s)
+    return np.concatenate(out)
 
 
 def _confusion(true, pred):
@@ -135,22 +148,23 @@ def _row(field, source, s):
 def run(args):
     from glue_starclf.core.predict import load_ensemble
 
+    from glue_starclf.core.networks import band_mask
+
     from .evaluate import classifier_stellar_ci, ensemble_probs
-    from .train_classifier import labelled_stamps
     t0 = time.perf_counter()
     predictions = starcnet_predictions(args.starcnet)
     confusions = starcnet_confusions(args.starcnet)
-    fields, ids, human = _human_rows(args.bank)
+    fields, ids, human, stamps = _human_rows(args.bank)
     covered = sorted(f for f in set(fields[human > 0]) if f in predictions or f in confusions)
     if not covered:
         raise ValueError("no field of the banks has human classes and StarcNet results "
                          f"(StarcNet covers {', '.join(sorted(set(predictions) | set(confusions)))})")
     ens = load_ensemble("classifier", args.models)
-    x, _, mask, _ = labelled_stamps(args.bank)
     ci = classifier_stellar_ci(ens, args.bank)
     sel = (human > 0) & np.isin(fields, covered)
+    x = _rows(stamps, sel)
     ours = np.full(len(human), 0)
-    ours[sel] = ensemble_probs(ens, x[sel], mask[sel],
+    ours[sel] = ensemble_probs(ens, x, band_mask(x).astype(np.float32),
                                None if ci is None else np.asarray(ci)[sel]).argmax(axis=1) + 1
 
     result = {"fields": {}, "banks": [str(b) for b in args.bank],
