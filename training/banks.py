@@ -34,6 +34,10 @@ instrument conditions per chunk (classifier, physical) or per field (legus),
 with the empirical STDPSFs among the PSF families when ``--stdpsf-dir`` is
 given; ``--perturb NAME=VALUE`` instead fixes single conditions (robustness
 banks). Both are recorded in ``meta.json`` and per stamp in the truth table.
+``--young-light-share F`` lets the young light of a fraction F of the fields
+(legus, unmatched; drawn per field from a stream of its own) follow the
+field's sources instead of spiral arms: real young clusters sit in star-
+forming complexes.
 """
 
 import json
@@ -91,6 +95,10 @@ def add_arguments(p):
                    help="kind unmatched on random fields: keep at most N detections of each "
                         "field (drawn at random), so that more fields, distances and PSFs "
                         "make up the bank")
+    p.add_argument("--young-light-share", type=float, default=0.0, metavar="F",
+                   help="kinds legus, unmatched: fraction of the fields whose background's "
+                        "young light follows the field's sources (LEGUS rows, or the mock "
+                        "clusters of random fields) instead of spiral arms (default 0)")
     p.add_argument("--perturb", action="append", default=[], metavar="NAME=VALUE",
                    help="fix one condition (robustness banks), e.g. exposure_factor=0.5, "
                         "psf_family=stdpsf, detector_xy=300,3800; repeatable")
@@ -102,7 +110,8 @@ def run(args):
                      stdpsf_dir=args.stdpsf_dir, perturb=args.perturb,
                      field_star_colours=args.field_star_colours,
                      match_magnitudes=args.match_magnitudes, field_cut=args.field_ci_cut,
-                     max_per_field=args.max_per_field, match_rows=args.match_rows)
+                     max_per_field=args.max_per_field, match_rows=args.match_rows,
+                     young_light_share=args.young_light_share)
     print(f"bank ready: {path}")
 
 
@@ -115,7 +124,7 @@ def parse_perturbations(items):
         name = name.strip()
         if not sep or not text.strip():
             raise ValueError(f"--perturb {item!r}: expected NAME=VALUE")
-        if name in ("psf_family", "background"):
+        if name in ("psf_family", "background", "young_light"):
             value = text.strip()
         else:
             try:
@@ -129,7 +138,7 @@ def parse_perturbations(items):
 
 def _meta(kind, n, seed, catalogs, region_size, randomise=False, perturb=None, stdpsf_dir=None,
           field_star_colours=(), match_magnitudes=(), field_cut=False, max_per_field=None,
-          match_rows=False):
+          match_rows=False, young_light_share=0.0):
     m = {"kind": kind, "seed": seed, "randomise": bool(randomise),
          "perturb": dict(perturb or {}), "stdpsf": bool(stdpsf_dir),
          "field_star_colours": [os.path.basename(c) for c in field_star_colours],
@@ -137,6 +146,8 @@ def _meta(kind, n, seed, catalogs, region_size, randomise=False, perturb=None, s
          "field_ci_cut": bool(field_cut), "max_per_field": max_per_field}
     if match_rows:
         m["match_rows"] = True
+    if young_light_share:
+        m["young_light_share"] = float(young_light_share)
     if catalogs and kind in ("legus", "unmatched"):
         m.update(catalogs=[os.path.basename(c) for c in catalogs], region_size=region_size)
     else:
@@ -146,7 +157,7 @@ def _meta(kind, n, seed, catalogs, region_size, randomise=False, perturb=None, s
 
 def make_bank(kind, out, n=20000, seed=0, catalogs=(), region_size=3000, randomise=False,
               stdpsf_dir=None, perturb=(), field_star_colours=(), match_magnitudes=(),
-              field_cut=False, max_per_field=None, match_rows=False):
+              field_cut=False, max_per_field=None, match_rows=False, young_light_share=0.0):
     """Build (or reuse) a bank folder; returns its path.
 
     ``perturb``: ``NAME=VALUE`` strings or a dict (`glue_starclf.sim.domain.perturbed`).
@@ -158,7 +169,9 @@ def make_bank(kind, out, n=20000, seed=0, catalogs=(), region_size=3000, randomi
     ``max_per_field``: at most this many of each random field's detections.
     ``match_rows``: unmatched detections of anchored fields kept only where
     their V magnitudes fill those of the field's rendered rows
-    (`match_magnitudes`, each row once).
+    (`match_magnitudes`, each row once). ``young_light_share``: fraction of
+    the fields (kinds legus, unmatched) whose young light follows their
+    sources (`glue_starclf.sim.domain.YOUNG_LIGHTS`).
     """
     from glue_starclf.sim.domain import perturbed
     from glue_starclf.version import __version__
@@ -182,11 +195,17 @@ def make_bank(kind, out, n=20000, seed=0, catalogs=(), region_size=3000, randomi
         raise ValueError("--match-rows is for unmatched banks of anchored fields (--catalogs)")
     if match_magnitudes and catalogs:
         raise ValueError("--match-magnitudes is for random fields: leave out --catalogs")
+    if not 0.0 <= young_light_share <= 1.0:
+        raise ValueError(f"--young-light-share {young_light_share:g} must lie in 0 to 1")
+    if young_light_share and kind not in ("legus", "unmatched"):
+        raise ValueError(f"--young-light-share is for legus and unmatched banks, not {kind}")
     if kind != "legus" and n < 1:
         raise ValueError(f"--n {n} must be >= 1")
     perturb = dict(perturb) if isinstance(perturb, dict) else parse_perturbations(perturb)
     if randomise and perturb:
         raise ValueError("--randomise and --perturb exclude each other")
+    if young_light_share and "young_light" in perturb:
+        raise ValueError("--young-light-share and --perturb young_light exclude each other")
     if perturb.get("psf_family") == "stdpsf" and not stdpsf_dir:
         raise ValueError("--perturb psf_family=stdpsf needs --stdpsf-dir")
     if stdpsf_dir:
@@ -197,7 +216,9 @@ def make_bank(kind, out, n=20000, seed=0, catalogs=(), region_size=3000, randomi
         domain = replace(domain, stdpsf_dir=str(stdpsf_dir))
     out = Path(out)
     meta = _meta(kind, n, seed, catalogs, region_size, randomise, perturb, stdpsf_dir,
-                 field_star_colours, match_magnitudes, field_cut, max_per_field, match_rows)
+                 field_star_colours, match_magnitudes, field_cut, max_per_field, match_rows,
+                 young_light_share)
+    young = _YoungLight(young_light_share, seed)
     colours = _star_colours(field_star_colours)
     targets = catalog_magnitudes(match_magnitudes) if match_magnitudes else None
     if (out / "meta.json").exists():
@@ -215,17 +236,18 @@ def make_bank(kind, out, n=20000, seed=0, catalogs=(), region_size=3000, randomi
     t0 = time.perf_counter()
     try:
         if kind == "legus":
-            truth = _legus_bank(tmp, catalogs, seed, region_size, domain, randomise, stdpsf_dir)
+            truth = _legus_bank(tmp, catalogs, seed, region_size, domain, randomise, stdpsf_dir,
+                                young)
         elif kind == "unmatched" and catalogs:
             truth = _unmatched_anchored_bank(tmp, catalogs, seed, region_size, domain,
                                              randomise, stdpsf_dir, colours, field_cut,
-                                             match_rows)
+                                             match_rows, young)
         elif kind == "unmatched" and targets is not None:
             truth = _matched_unmatched_bank(tmp, n, seed, domain, randomise, stdpsf_dir,
-                                            colours, targets, field_cut)
+                                            colours, targets, field_cut, young)
         elif kind == "unmatched":
             truth = _unmatched_bank(tmp, n, seed, domain, randomise, stdpsf_dir, colours,
-                                    field_cut, max_per_field)
+                                    field_cut, max_per_field, young)
         else:
             truth = _engine_bank(tmp, kind, n, seed, domain, randomise, stdpsf_dir)
     except BaseException:
@@ -266,8 +288,21 @@ def _engine_bank(folder, kind, n, seed, domain, randomise, stdpsf_dir):
     return truth
 
 
+class _YoungLight:
+    """Which fields' young light follows their sources: a share, drawn per field
+    from a stream of its own (the other draws of a bank do not depend on it)."""
+
+    def __init__(self, share, seed):
+        self.share, self.seed = float(share), seed
+
+    def __call__(self, domain, k):
+        if self.share and np.random.default_rng([self.seed, 19, k]).random() < self.share:
+            return replace(domain, young_light="sources")
+        return domain
+
+
 def _anchored_fields(catalogs, seed, region_size, domain, randomise, stdpsf_dir, desc,
-                     colours=None):
+                     colours=None, young=None):
     """(catalog, mock field, domain) of each LEGUS catalog that can be rendered."""
     from tqdm import tqdm
 
@@ -283,6 +318,8 @@ def _anchored_fields(catalogs, seed, region_size, domain, randomise, stdpsf_dir,
         region = (int(max(cx - h, 0)), int(max(cy - h, 0)),
                   int(max(cx - h, 0)) + region_size, int(max(cy - h, 0)) + region_size)
         dom = draw_domain(dom_rng, stdpsf_dir) if randomise else domain
+        if young is not None:
+            dom = young(dom, k)
         try:
             mock = legus_anchored_field(cat, seed=seed * 1009 + k, region=region, domain=dom,
                                         field_star_colours=colours)
@@ -292,14 +329,15 @@ def _anchored_fields(catalogs, seed, region_size, domain, randomise, stdpsf_dir,
         yield cat, mock, dom
 
 
-def _legus_bank(folder, catalogs, seed, region_size, domain, randomise, stdpsf_dir):
+def _legus_bank(folder, catalogs, seed, region_size, domain, randomise, stdpsf_dir,
+                young=None):
     """Stamps at the truth positions of LEGUS-anchored fields, one field per catalog."""
     from glue_starclf.core.cutouts import extract_stamps
     from glue_starclf.io.mosaic import Mosaic
     from glue_starclf.sim.domain import DomainColumns
     all_stamps, parts = [], []
     for cat, mock, dom in _anchored_fields(catalogs, seed, region_size, domain, randomise,
-                                           stdpsf_dir, "legus fields"):
+                                           stdpsf_dir, "legus fields", young=young):
         t = mock.truth
         # Cut as at inference: nearest pixel, the same code path as real mosaics.
         cut = extract_stamps(Mosaic.from_arrays(mock.images), np.asarray(t["x"]),
@@ -338,7 +376,7 @@ def _star_colours(catalogs):
 
 
 def _unmatched_bank(folder, n, seed, domain, randomise, stdpsf_dir, colours=None,
-                    field_cut=False, max_per_field=None):
+                    field_cut=False, max_per_field=None, young=None):
     """Class-4 stamps of detections matching no mock source, random field after field."""
     from tqdm import tqdm
 
@@ -350,6 +388,8 @@ def _unmatched_bank(folder, n, seed, domain, randomise, stdpsf_dir, colours=None
     with tqdm(total=n, desc="unmatched detections", unit="stamp") as bar:
         while got < n:
             dom = draw_domain(rng, stdpsf_dir) if randomise else domain
+            if young is not None:
+                dom = young(dom, k)
             distance = float(rng.uniform(3.0, 20.0))
             mock = random_field(seed=seed * 1009 + k, shape=(_UNMATCHED_FIELD,) * 2,
                                 distance_mpc=distance, n_sources=_UNMATCHED_SOURCES, domain=dom,
@@ -452,7 +492,7 @@ def match_magnitudes(targets, filled, values, tolerance=_MATCH_TOLERANCE):
 
 
 def _matched_unmatched_bank(folder, n, seed, domain, randomise, stdpsf_dir, colours, galaxies,
-                            field_cut=False):
+                            field_cut=False, young=None):
     """Unmatched detections on random fields at LEGUS galaxies' distances, kept so that
     their M_V follow each galaxy's rows (``n`` target magnitudes drawn from the pooled
     rows; a field at galaxy g's distance fills g's targets only)."""
@@ -481,6 +521,8 @@ def _matched_unmatched_bank(folder, n, seed, domain, randomise, stdpsf_dir, colo
             g = int(rng.choice(len(galaxies), p=left / left.sum()))
             name, distance, _ = galaxies[g]
             dom = draw_domain(rng, stdpsf_dir) if randomise else domain
+            if young is not None:
+                dom = young(dom, k)
             mock = random_field(seed=seed * 1009 + k, shape=(_UNMATCHED_FIELD,) * 2,
                                 distance_mpc=distance, n_sources=_UNMATCHED_SOURCES, domain=dom,
                                 field_star_colours=colours, recolour_brighter=brighter)
@@ -505,13 +547,15 @@ def _matched_unmatched_bank(folder, n, seed, domain, randomise, stdpsf_dir, colo
 
 
 def _unmatched_anchored_bank(folder, catalogs, seed, region_size, domain, randomise,
-                             stdpsf_dir, colours=None, field_cut=False, match_rows=False):
+                             stdpsf_dir, colours=None, field_cut=False, match_rows=False,
+                             young=None):
     """Class-4 stamps of the detections of LEGUS-anchored fields that match no mock source
     (with ``match_rows``, those whose V magnitudes fill the field's rendered rows')."""
     from glue_starclf.learn.field_audit import unmatched_class4_stamps
     all_stamps, parts = [], []
     for cat, mock, dom in _anchored_fields(catalogs, seed, region_size, domain, randomise,
-                                           stdpsf_dir, "unmatched detections", colours):
+                                           stdpsf_dir, "unmatched detections", colours,
+                                           young):
         s, t = unmatched_class4_stamps(mock, field_cut=field_cut)
         if match_rows and len(t):
             rows = np.asarray(mock.truth["mag_F555W"], float)

@@ -11,7 +11,7 @@ trained on TinyTim renders only.
 
 from pathlib import Path
 
-__all__ = ["PERTURBATIONS", "add_arguments", "run", "make_robustness_banks"]
+__all__ = ["PERTURBATIONS", "FIELD_ONLY", "add_arguments", "run", "make_robustness_banks"]
 
 #: Bank name -> perturbations (NAME=VALUE as for ``make-bank --perturb``).
 PERTURBATIONS = {
@@ -26,7 +26,12 @@ PERTURBATIONS = {
     "correlated_noise": ["correlated_noise=0.5"],
     "background_varied": ["background=varied"],
     "eff_truncation_5": ["eff_truncation=5"],
+    "young_light_sources": ["young_light=sources"],
 }
+
+#: Perturbations of whole fields, which the engine banks (physical,
+#: classifier: stamps on background tiles) do not render.
+FIELD_ONLY = ("young_light_sources",)
 
 
 def add_arguments(p):
@@ -56,6 +61,8 @@ def make_robustness_banks(kind, out, n=1000, seed=0, catalogs=(), region_size=15
     """Build (or reuse) the banks of `PERTURBATIONS`; returns their paths."""
     from .banks import make_bank, parse_perturbations
     names = list(only or PERTURBATIONS)
+    if kind != "legus":
+        names = [k for k in names if k not in FIELD_ONLY]
     if not stdpsf_dir and "psf_stdpsf" in names:
         names.remove("psf_stdpsf")
     # Validate everything before the first bank is written.

@@ -1,7 +1,9 @@
 """Galaxy backgrounds: disk light with spiral arms and dust lanes, field stars.
 
 The light of a galaxy disk is split into an old, smooth population and a
-young population concentrated in logarithmic spiral arms. Each is an IMF-
+young population concentrated in logarithmic spiral arms or, given tracer
+positions, around the field's own sources (young clusters sit in star-forming
+complexes of young stars and diffuse light, not at random places on a disk). Each is an IMF-
 sampled stellar population: the stars that a LEGUS image resolves are drawn
 one by one at random positions that follow the surface density, the rest is
 smooth light. Dust lanes trail the arms and dim everything behind them with
@@ -19,7 +21,7 @@ from .populations import distance_modulus, flux_scale, population
 from .sources import Light
 
 __all__ = ["GalaxyModel", "random_galaxy", "render_background", "catalog_star_colours",
-           "RECOLOUR_BRIGHTER"]
+           "RECOLOUR_BRIGHTER", "YOUNG_TRACE_PC"]
 
 #: Ages [log yr] of the old disk and of the young arm populations.
 OLD_AGES = (9.5, 10.0)
@@ -35,6 +37,11 @@ MAX_STARS_PER_PIXEL = 0.001
 #: colours in `render_background`: a magnitude below the LEGUS cut (M_V <= -6),
 #: so blends of two such stars that pass it are recoloured too.
 RECOLOUR_BRIGHTER = -5.0
+
+#: Range [pc] of the Gaussian scale, drawn per field, over which the young
+#: population spreads around its tracer sources: the sizes of star-forming
+#: complexes in nearby disks.
+YOUNG_TRACE_PC = (30.0, 150.0)
 
 
 @dataclass
@@ -90,8 +97,13 @@ def random_galaxy(rng, shape, variant="standard"):
     return g
 
 
-def _maps(model, shape, step):
-    """Old and young mass surface densities (relative) and dust A_V on a coarse grid."""
+def _maps(model, shape, step, tracer=None, sigma_px=None):
+    """Old and young mass surface densities (relative) and dust A_V on a coarse grid.
+
+    With ``tracer`` ((m, 2) pixel positions) the young mass that the arms
+    would hold (the same total) follows the tracers instead, smoothed by a
+    Gaussian of ``sigma_px``; the inter-arm floor stays.
+    """
     ny, nx = shape
     yy, xx = np.mgrid[0:ny:step, 0:nx:step].astype(float) + (step - 1) / 2.0
     pa, inc = np.deg2rad(model.position_angle_deg), np.deg2rad(model.inclination_deg)
@@ -108,7 +120,32 @@ def _maps(model, shape, step):
     # Dust lanes lie on the inner (trailing) side of each arm.
     lanes = np.clip(np.cos(phase + 0.6), 0, None) ** 12
     dust = model.dust_av * lanes * np.exp(-r / (1.5 * model.scale_length))
-    return disk, disk * (0.05 + arms), dust
+    young = disk * (0.05 + arms)
+    if tracer is not None:
+        traced = _tracer_density(tracer, disk.shape, step, sigma_px)
+        if traced.sum() > 0:
+            young = disk * 0.05 + traced * ((disk * arms).sum() / traced.sum())
+    return disk, young, dust
+
+
+def _tracer_density(tracer, grid_shape, step, sigma_px):
+    """Counts of ``tracer`` positions per coarse cell, Gaussian-smoothed.
+
+    Tracers beyond the image (within 3 sigma) still spread light into it.
+    """
+    from scipy.ndimage import gaussian_filter
+    s = float(sigma_px) / step
+    pad = int(np.ceil(3 * s)) + 1
+    xy = np.asarray(tracer, float).reshape(-1, 2)
+    xy = xy[np.all(np.isfinite(xy), axis=1)]
+    ix = np.floor((xy[:, 0] + 0.5) / step).astype(int) + pad
+    iy = np.floor((xy[:, 1] + 0.5) / step).astype(int) + pad
+    gy, gx = grid_shape[0] + 2 * pad, grid_shape[1] + 2 * pad
+    ok = (ix >= 0) & (ix < gx) & (iy >= 0) & (iy < gy)
+    counts = np.zeros((gy, gx))
+    np.add.at(counts, (iy[ok], ix[ok]), 1.0)
+    smooth = gaussian_filter(counts, s, mode="constant")
+    return smooth[pad:pad + grid_shape[0], pad:pad + grid_shape[1]]
 
 
 def _upsample(coarse, shape, step):
@@ -118,7 +155,7 @@ def _upsample(coarse, shape, step):
 
 
 def render_background(rng, model, shape, distance_mpc, step=16, star_colours=None,
-                      recolour_brighter=RECOLOUR_BRIGHTER):
+                      recolour_brighter=RECOLOUR_BRIGHTER, young_tracer=None):
     """Light of a galaxy background before the PSF.
 
     Parameters
@@ -140,6 +177,11 @@ def render_background(rng, model, shape, distance_mpc, step=16, star_colours=Non
     recolour_brighter : float
         Default `RECOLOUR_BRIGHTER`; fainter for detections kept below the
         LEGUS cut.
+    young_tracer : ndarray, shape (m, 2), optional
+        Pixel positions (x, y; they may lie outside the image) that the
+        young population follows instead of the spiral arms, with the same
+        total mass, spread by a Gaussian whose scale is drawn from
+        `YOUNG_TRACE_PC` at ``distance_mpc``. None (default): the arms.
 
     Returns
     -------
@@ -151,7 +193,11 @@ def render_background(rng, model, shape, distance_mpc, step=16, star_colours=Non
         A_V of the dust lanes.
     """
     ny, nx = shape
-    disk, young, dust = _maps(model, shape, step)
+    sigma_px = None
+    if young_tracer is not None:
+        pc_per_px = distance_mpc * 1e6 * np.deg2rad(PIXEL_SCALE_ARCSEC / 3600.0)
+        sigma_px = np.exp(rng.uniform(*np.log(YOUNG_TRACE_PC))) / pc_per_px
+    disk, young, dust = _maps(model, shape, step, young_tracer, sigma_px)
     scale = flux_scale(distance_mpc)
     pix_arcsec2 = PIXEL_SCALE_ARCSEC ** 2
     v = BANDS.index("F555W")

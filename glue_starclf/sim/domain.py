@@ -4,7 +4,8 @@ A `Domain` holds the instrument and calibration conditions of one rendered
 field or bank chunk: the effective PSF (family, detector position, extra
 broadening, per-band registration offsets), depth (exposure-time factor),
 sky level, drizzle-correlated noise, zeropoint errors, the galaxy-background
-variant and the EFF truncation radius. `NOMINAL` is the fixed setting of the
+variant, what the young light of the background follows (spiral arms or the
+field's sources) and the EFF truncation radius. `NOMINAL` is the fixed setting of the
 engine before randomisation; `draw_domain` draws one from `RANGES`;
 `perturbed` sets single values (robustness banks), each checked against
 `RANGES` with a one-line error naming the perturbation.
@@ -18,11 +19,14 @@ from ..io.bands import BANDS
 from .effpsf import DEFAULT_LOCUS, EffectivePSF, psf_for_locus, stellar_ci
 from .render import add_noise
 
-__all__ = ["RANGES", "PSF_FAMILIES", "BACKGROUNDS", "Domain", "NOMINAL", "draw_domain",
+__all__ = ["RANGES", "PSF_FAMILIES", "BACKGROUNDS", "YOUNG_LIGHTS", "Domain", "NOMINAL", "draw_domain",
            "perturbed", "check_perturbation", "chunk_domain", "noisy_stamps", "DomainColumns"]
 
 PSF_FAMILIES = ("tinytim", "stdpsf")
 BACKGROUNDS = ("standard", "varied")
+#: What the young population of a field's background follows: random spiral
+#: arms, or the field's own sources (`glue_starclf.sim.background.render_background`).
+YOUNG_LIGHTS = ("arms", "sources")
 
 #: Ranges of the numeric perturbations (mock-hst-data.md, domain randomisation).
 RANGES = {
@@ -56,6 +60,7 @@ class Domain:
     eff_truncation: float = 50.0
     background: str = "standard"
     stdpsf_dir: str = None
+    young_light: str = "arms"
 
     def psf(self, locus=None):
         """The `EffectivePSF`: broadened to ``locus`` (default the domain's),
@@ -77,7 +82,8 @@ class Domain:
         """Plain dict for metadata."""
         d = {k: getattr(self, k) for k in ("psf_family", "locus", "extra_broadening_px",
                                              "sky_factor", "correlated_noise",
-                                             "eff_truncation", "background")}
+                                             "eff_truncation", "background",
+                                             "young_light")}
         d["detector_xy"] = [round(float(v), 1) for v in self.detector_xy]
         d["registration_px"] = [[round(float(a), 4) for a in r] for r in self.registration]
         d["exposure_factor"] = [round(float(v), 4) for v in self.exposure_factor]
@@ -95,11 +101,12 @@ def check_perturbation(name, value):
             raise ValueError(f"perturbation psf_family {value!r}: expected one of "
                              f"{', '.join(PSF_FAMILIES)}")
         return value
-    if name == "background":
-        if value not in BACKGROUNDS:
-            raise ValueError(f"perturbation background {value!r}: expected one of "
-                             f"{', '.join(BACKGROUNDS)}")
-        return value
+    for choice, allowed in (("background", BACKGROUNDS), ("young_light", YOUNG_LIGHTS)):
+        if name == choice:
+            if value not in allowed:
+                raise ValueError(f"perturbation {name} {value!r}: expected one of "
+                                 f"{', '.join(allowed)}")
+            return value
     if name == "detector_xy":
         xy = tuple(float(v) for v in value)
         if len(xy) != 2 or not all(0 <= v <= m for v, m in zip(xy, _DETECTOR)):
@@ -108,7 +115,7 @@ def check_perturbation(name, value):
         return xy
     if name not in RANGES:
         raise ValueError(f"unknown perturbation {name!r}: expected one of "
-                         f"{', '.join(['psf_family', 'background', 'detector_xy', *RANGES])}")
+                         f"{', '.join(['psf_family', 'background', 'young_light', 'detector_xy', *RANGES])}")
     lo, hi = RANGES[name]
     vals = np.atleast_1d(np.asarray(value, float))
     if vals.size == 0 or not np.all(np.isfinite(vals)) or np.any(vals < lo - 1e-9) \
@@ -204,10 +211,11 @@ class DomainColumns:
 
     NAMES = ("psf_family", "psf_broadening_px", "psf_stellar_ci", "exposure_factor",
              "sky_factor", "zeropoint_rms", "registration_max_px", "correlated_noise",
-             "eff_truncation", "background")
+             "eff_truncation", "background", "young_light")
 
     def __init__(self, n):
-        self.cols = {k: np.empty(n, dtype=object) if k in ("psf_family", "background")
+        self.cols = {k: np.empty(n, dtype=object) if k in ("psf_family", "background",
+                                                            "young_light")
                      else np.full(n, np.nan) for k in self.NAMES}
 
     def set(self, idx, domain, psf=None):
@@ -226,6 +234,7 @@ class DomainColumns:
         c["correlated_noise"][idx] = domain.correlated_noise
         c["eff_truncation"][idx] = domain.eff_truncation
         c["background"][idx] = domain.background
+        c["young_light"][idx] = domain.young_light
 
     def fill(self, table):
         for k, v in self.cols.items():

@@ -142,12 +142,19 @@ def _log_uniform(rng, lo, hi):
 # -- painting ------------------------------------------------------------------
 
 def _paint(rng, shape, sources, xy, galaxy, distance_mpc, psf=None, domain=NOMINAL,
-           star_colours=None, recolour_brighter=RECOLOUR_BRIGHTER):
-    """Render sources at positions ``xy`` (n, 2) on a galaxy background."""
+           star_colours=None, recolour_brighter=RECOLOUR_BRIGHTER, young_tracer=None):
+    """Render sources at positions ``xy`` (n, 2) on a galaxy background.
+
+    ``young_tracer``: positions the background's young light follows when
+    the domain's ``young_light`` is ``"sources"``.
+    """
     ny, nx = shape
+    if domain.young_light != "sources":
+        young_tracer = None
     smooth, stars, _ = render_background(rng, galaxy, shape, distance_mpc,
                                          star_colours=star_colours,
-                                         recolour_brighter=recolour_brighter)
+                                         recolour_brighter=recolour_brighter,
+                                         young_tracer=young_tracer)
     canvas = smooth
     lights = [stars]
     for s, (x, y) in zip(sources, xy):
@@ -344,8 +351,9 @@ def random_field(seed=0, shape=(2048, 2048), distance_mpc=10.0, n_sources=300,
     sources = [draw_source(rng, int(c), distance_mpc, truncation=domain.eff_truncation)
                for c in classes]
     ci_true = noise_free_ci(sources, psf=psf)
+    # With young light on the sources it follows the clusters (classes 1-3).
     images = _paint(rng, (ny, nx), sources, xy, galaxy, distance_mpc, psf, domain,
-                    field_star_colours, recolour_brighter)
+                    field_star_colours, recolour_brighter, young_tracer=xy[classes < 4])
     wcs = _tan_wcs((ny, nx), ra, dec)
     truth = _truth_table(sources, xy, images, wcs, ci_true, psf)
     meta = {"mode": "random", "seed": seed, "galaxy": galaxy.__dict__, "psf": psf.describe(),
@@ -486,8 +494,11 @@ def legus_anchored_field(catalog, seed=0, distance_mpc=None, region=None, max_so
     ci = noise_free_ci(sources, psf=psf)
 
     galaxy = random_galaxy(rng, shape, domain.background)
+    # With young light on the sources it follows every catalog row, in the
+    # region and around it: LEGUS sources trace where the galaxy forms stars.
+    tracer = np.column_stack([x - x0, y - y0])
     images = _paint(rng, shape, sources, xy, galaxy, distance_mpc, psf, domain,
-                    field_star_colours)
+                    field_star_colours, young_tracer=tracer)
     wcs = _anchored_wcs(rows, x0, y0, shape)
     truth = _truth_table(sources, xy, images, wcs, ci, psf)
     truth["legus_id"] = np.asarray(rows["id"], int)

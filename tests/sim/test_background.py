@@ -92,3 +92,36 @@ def test_bad_star_colours_are_refused(colours):
     with pytest.raises(ValueError, match="star colours"):
         render_background(np.random.default_rng(3), model, (128, 128), 3.5,
                           star_colours=colours)
+
+
+def _young_light(tracer, seed=4):
+    """Smooth F336W light of the young population alone (old disk subtracted)."""
+    model = random_galaxy(np.random.default_rng(seed), (512, 512))
+    model.dust_av = 0.0     # lanes trail the arms: they would dim the arms' light only
+    old = render_background(np.random.default_rng(2), model, (512, 512), 5.0)[0]
+    model.arm_contrast = 0.003
+    young = render_background(np.random.default_rng(2), model, (512, 512), 5.0,
+                              young_tracer=tracer)[0]
+    return young[1] - old[1]
+
+
+def test_young_light_follows_the_tracer_sources():
+    # All the young light the arms would hold gathers around two groups of sources.
+    tracer = np.array([[100.0, 100.0]] * 20 + [[400.0, 300.0]] * 10)
+    light = _young_light(tracer)
+    arms = _young_light(None)
+    total = light.sum()
+    near = np.hypot(*(np.indices((512, 512))[::-1] - np.array([100, 100])[:, None, None])) < 60
+    assert light[near].sum() > 0.3 * total
+    assert light[near].sum() > 5 * arms[near].sum() * total / arms.sum()
+    assert light[100, 100] > 2 * light[300, 400] > 0
+    # The same total young light as the arms (the inter-arm floor is shared).
+    assert total == pytest.approx(arms.sum(), rel=0.2)
+
+
+def test_young_light_of_tracers_beyond_the_image_spills_in():
+    inside = _young_light(np.array([[-20.0, 256.0]] * 10))
+    assert inside[256, :40].mean() > 3 * inside[256, -40:].mean()
+    # Tracers all far outside leave only the inter-arm floor, not a NaN.
+    far = _young_light(np.array([[-5000.0, 256.0]]))
+    assert np.isfinite(far).all()

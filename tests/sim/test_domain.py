@@ -44,7 +44,8 @@ def test_drawn_extra_broadening_spans_its_range():
 @pytest.mark.parametrize("name, value", [("exposure_factor", 3.0), ("zeropoint_mag", 0.05),
                                          ("registration_px", 0.2), ("eff_truncation", 2.0),
                                          ("sky_factor", -1.0), ("psf_family", "airy"),
-                                         ("background", "elliptical"), ("wobble", 1.0)])
+                                         ("background", "elliptical"), ("young_light", "bars"),
+                                         ("wobble", 1.0)])
 def test_out_of_range_perturbation_is_one_line(name, value):
     with pytest.raises(ValueError, match=name) as exc:
         perturbed(**{name: value})

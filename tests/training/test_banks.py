@@ -258,3 +258,44 @@ def test_bad_match_magnitudes_is_one_error_line_and_writes_nothing(tmp_path, arg
     lines = err.strip().splitlines()
     assert word in lines[-1] and not any("Traceback" in x for x in lines)
     assert not any(tmp_path.iterdir())
+
+
+def test_young_light_on_the_sources_brightens_their_surroundings(tmp_path):
+    # The same field, its young light on spiral arms or around the catalog's own rows.
+    common = ["--kind", "legus", "--catalogs", NGC1566, "--region-size", 600, "--seed", 3]
+    for name, extra in (("arms", []), ("sources", ["--young-light-share", 1]),
+                        ("perturbed", ["--perturb", "young_light=sources"])):
+        status, out, err = run_training("make-bank", *common, *extra, "--out", tmp_path / name)
+        assert status == 0, err
+    truth = {k: Table.read(tmp_path / k / "truth.ecsv") for k in ("arms", "sources", "perturbed")}
+    assert set(truth["arms"]["young_light"]) == {"arms"}
+    assert set(truth["sources"]["young_light"]) == set(truth["perturbed"]["young_light"]) \
+        == {"sources"}
+    meta = json.loads((tmp_path / "sources" / "meta.json").read_text())
+    assert meta["young_light_share"] == 1.0
+    assert "young_light_share" not in json.loads((tmp_path / "arms" / "meta.json").read_text())
+    # F336W light in the stamps' outer ring (their surroundings), median over the rows.
+    yy, xx = np.indices((32, 32))
+    ring = np.hypot(xx - 16, yy - 16) > 10
+    level = {k: np.median(np.load(tmp_path / k / "stamps.npy")[:, 1][:, ring].mean(axis=1))
+             for k in ("arms", "sources")}
+    assert level["sources"] > 1.5 * level["arms"]
+
+
+@pytest.mark.parametrize("args, word", [
+    (["--kind", "legus", "--catalogs", NGC1566, "--young-light-share", "1.5"], "must lie in 0 to 1"),
+    (["--kind", "physical", "--young-light-share", "0.5"], "is for legus and unmatched banks"),
+    (["--kind", "legus", "--catalogs", NGC1566, "--young-light-share", "0.5", "--perturb",
+      "young_light=sources"], "exclude each other"),
+    (["--kind", "legus", "--catalogs", NGC1566, "--perturb", "young_light=bars"], "young_light")])
+def test_bad_young_light_is_one_error_line_and_writes_nothing(tmp_path, args, word):
+    status, out, err = run_training("make-bank", *args, "--out", tmp_path / "b")
+    assert status != 0
+    assert word in err and len(err.strip().splitlines()) == 1
+    assert not any(tmp_path.iterdir())
+
+
+def test_field_perturbations_are_left_out_of_engine_robustness_banks(tmp_path):
+    from training.robustness import make_robustness_banks
+    assert make_robustness_banks("physical", tmp_path, n=10, only=["young_light_sources"]) == []
+    assert not any(tmp_path.iterdir())
