@@ -30,6 +30,9 @@ COMMANDS = {
     "real-reference": ("training.real_reference",
                        "the classifier on renders of real catalogs, beside StarcNet on the "
                        "real images"),
+    "surroundings": ("training.surroundings",
+                     "V errors of each class on renders of real catalogs and in the catalogs "
+                     "(how much light and crowding the classes sit in)"),
     "audit-field": ("training.audit_field",
                     "detect and classify a mock field; completeness and unmatched class 4"),
     "calibrate-classes": ("training.calibrate_classes",
