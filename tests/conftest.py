@@ -13,6 +13,22 @@ def run_training():
     return training_runs.run_training
 
 
+#: NGC 1566's LEGUS catalog in ../shared/data (tests that read it skip without it).
+NGC1566_TAB = (Path(__file__).resolve().parents[1].parent / "shared" / "data" / "legus"
+               / "hlsp_legus_hst_wfc3_ngc1566_multiband_v1_padagb-mwext-avgapcor.tab")
+
+
+@pytest.fixture(scope="session")
+def ngc1566_bank(tmp_path_factory):
+    """A LEGUS-anchored bank of an 800 x 800 px region of NGC 1566 (seed 2), built once."""
+    out = tmp_path_factory.mktemp("ngc1566") / "bank"
+    status, _, err = training_runs.run_training("make-bank", "--kind", "legus", "--catalogs",
+                                                NGC1566_TAB, "--region-size", 800, "--seed", 2,
+                                                "--out", out)
+    assert status == 0, err
+    return out
+
+
 @pytest.fixture(scope="session")
 def trained_models(tmp_path_factory):
     """Tiny banks and one-epoch models, built once per session (see tests/training)."""

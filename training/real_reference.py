@@ -30,11 +30,12 @@ Example::
         --out reports/
 """
 
-import json
 import time
 from pathlib import Path
 
 import numpy as np
+
+from .report_files import write_report
 
 __all__ = ["add_arguments", "run", "PREDICTIONS", "CONFUSION", "scores_from_confusion",
            "starcnet_confusions", "starcnet_predictions"]
@@ -210,9 +211,5 @@ def run(args):
                          f"{e['networks_agree']:.3f} of them.")
     result.update(command="python -m training " + " ".join(args.argv),
                   seconds=round(time.perf_counter() - t0, 1))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "real_reference.md").write_text("\n".join(lines) + "\n")
-    (out / "real_reference.json").write_text(json.dumps(result, indent=2) + "\n")
-    print("\n".join(lines))
+    write_report(args.out, "real_reference", lines, result)
     return 0

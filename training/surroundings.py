@@ -26,10 +26,9 @@ Example::
     python -m training surroundings --bank banks/legus-test --catalogs LEGUS/*.tab --out reports/
 """
 
-import json
-from pathlib import Path
-
 import numpy as np
+
+from .report_files import write_report
 
 __all__ = ["add_arguments", "run", "aperture_errors", "error_excess", "pooled_excess", "V_BINS"]
 
@@ -188,9 +187,5 @@ def run(args):
     for key in ("render", "catalog"):
         lines += _lines("fields pooled", key, result["pooled"][key])
     result["command"] = "python -m training " + " ".join(args.argv)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "surroundings.md").write_text("\n".join(lines) + "\n")
-    (out / "surroundings.json").write_text(json.dumps(result, indent=2) + "\n")
-    print("\n".join(lines))
+    write_report(args.out, "surroundings", lines, result)
     return 0

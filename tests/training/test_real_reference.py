@@ -9,7 +9,6 @@ from astropy.table import Table
 
 from training.__main__ import main
 from training.real_reference import scores_from_confusion
-from training_runs import run_training
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 NGC1566 = SHARED / "legus" / "hlsp_legus_hst_wfc3_ngc1566_multiband_v1_padagb-mwext-avgapcor.tab"
@@ -26,15 +25,6 @@ def test_scores_from_confusion():
     assert s["recall"] == [pytest.approx(5 / 6), 0.5, 0.5, None]
     with pytest.raises(ValueError, match="not \\(4, 4\\)"):
         scores_from_confusion(np.zeros((3, 3)))
-
-
-@pytest.fixture(scope="module")
-def ngc1566_bank(tmp_path_factory):
-    out = tmp_path_factory.mktemp("rr") / "ngc1566"
-    status, _, err = run_training("make-bank", "--kind", "legus", "--catalogs", NGC1566,
-                                  "--region-size", 600, "--seed", 2, "--out", out)
-    assert status == 0, err
-    return out
 
 
 @needs_shared

@@ -50,15 +50,6 @@ def test_error_excess_per_class_and_bin():
     assert pooled[0]["n"][1] == 18 and pooled[1]["excess"][1] is None
 
 
-@pytest.fixture(scope="module")
-def ngc1566_bank(tmp_path_factory):
-    out = tmp_path_factory.mktemp("sur") / "ngc1566"
-    status, _, err = run_training("make-bank", "--kind", "legus", "--catalogs", NGC1566,
-                                  "--region-size", 800, "--seed", 2, "--out", out)
-    assert status == 0, err
-    return out
-
-
 @needs_shared
 def test_surroundings_sets_the_render_beside_the_catalog_rows(ngc1566_bank, tmp_path):
     status, out, err = run_training("surroundings", "--bank", ngc1566_bank, "--catalogs",
