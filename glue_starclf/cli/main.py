@@ -143,6 +143,10 @@ def _add_domain(p):
                    help="LEGUS .tab catalogs whose class-4 rows give the colours of the "
                         "background's bright field stars (M_V <= -5; default: isochrone "
                         "colours)")
+    p.add_argument("--young-light", choices=("arms", "sources"), default="arms",
+                   help="what the background's young stars and diffuse light follow: spiral "
+                        "arms (default) or the field's own sources (the catalog's rows, a "
+                        "random field's clusters), as in star-forming complexes")
 
 
 def _field_star_colours(args):
@@ -154,17 +158,24 @@ def _field_star_colours(args):
 
 
 def _domain(args):
-    """The drawn conditions of ``--randomise``, else None (the nominal ones)."""
+    """The drawn conditions of ``--randomise`` (else None: the nominal ones), with
+    ``--young-light``."""
+    from dataclasses import replace
+
+    from ..sim.domain import NOMINAL
     if args.stdpsf_dir and not args.randomise:
         raise UserError("--stdpsf-dir needs --randomise")
-    if not args.randomise:
-        return None
-    import numpy as np
-    from ..sim.domain import draw_domain
-    from ..sim.effpsf import check_stdpsf_library
-    if args.stdpsf_dir:
-        check_stdpsf_library(args.stdpsf_dir)
-    return draw_domain(np.random.default_rng([args.seed, 3]), args.stdpsf_dir)
+    domain = None
+    if args.randomise:
+        import numpy as np
+        from ..sim.domain import draw_domain
+        from ..sim.effpsf import check_stdpsf_library
+        if args.stdpsf_dir:
+            check_stdpsf_library(args.stdpsf_dir)
+        domain = draw_domain(np.random.default_rng([args.seed, 3]), args.stdpsf_dir)
+    if args.young_light != "arms":
+        domain = replace(domain or NOMINAL, young_light=args.young_light)
+    return domain
 
 
 def _add_simulate(sub):
@@ -254,11 +265,13 @@ def _simulate(args):
     ny, nx = mock.images.shape[1:]
     print(f"rendered {nx} x {ny} px, {len(mock.truth)} sources at {mock.distance_mpc:g} Mpc "
           f"in {dt:.1f} s")
-    if domain is not None:
+    if args.randomise:
         from statistics import geometric_mean
         print(f"  conditions drawn: {domain.psf_family} PSF, exposure x"
               f"{geometric_mean(domain.exposure_factor):.2f}, "
               f"sky x{domain.sky_factor:.2f}, {domain.background} background")
+    if domain is not None and domain.young_light != "arms":
+        print(f"  young light on the {domain.young_light}")
     for key, path in paths.items():
         print(f"  {key:6s} {path}")
     if args.preview:

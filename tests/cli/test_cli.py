@@ -223,6 +223,25 @@ def test_field_randomise_draws_and_records_the_conditions(tmp_path, capsys):
     assert not np.allclose(randomised, nominal)
 
 
+def test_field_young_light_on_the_sources(tmp_path, capsys):
+    status, stdout, err = run(capsys, "simulate", "field", "--out", tmp_path / "s", *SMALL,
+                              "--seed", 3, "--young-light", "sources")
+    assert status == 0, err
+    assert "young light on the sources" in stdout and "conditions drawn" not in stdout
+    meta = Table.read(tmp_path / "s" / "mock_truth.ecsv", format="ascii.ecsv").meta
+    assert meta["domain"]["young_light"] == "sources"
+    run_quiet("simulate", "field", "--out", tmp_path / "n", *SMALL, "--seed", 3)
+    nominal = Table.read(tmp_path / "n" / "mock_truth.ecsv", format="ascii.ecsv").meta
+    assert nominal["domain"]["young_light"] == "arms" and nominal["psf"] == meta["psf"]
+    young, _ = read_band(tmp_path / "s" / "mock_f336w_drc.fits")
+    arms, _ = read_band(tmp_path / "n" / "mock_f336w_drc.fits")
+    assert not np.allclose(young, arms)
+    bad = run_script("simulate", "field", "--out", tmp_path / "b", *SMALL, "--young-light", "bars")
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+    assert "--young-light" in bad.stderr and "'bars'" in bad.stderr
+    assert "Traceback" not in bad.stderr and not (tmp_path / "b").exists()
+
+
 @pytest.mark.parametrize("argv, needle", [(["--stdpsf-dir", "."], "--stdpsf-dir needs --randomise"),
                                           (["--randomise", "--stdpsf-dir", "nowhere"],
                                            "PSFSTD_WFC3UV_F275W.fits")])
