@@ -2,9 +2,9 @@
 
 The light of a galaxy disk is split into an old, smooth population and a
 young population concentrated in logarithmic spiral arms or, given tracer
-positions, around the field's own sources (young clusters sit in star-forming
-complexes of young stars and diffuse light, not at random places on a disk). Each is an IMF-
-sampled stellar population: the stars that a LEGUS image resolves are drawn
+positions, around the field's own sources (young clusters sit in star-
+forming complexes of young stars and diffuse light, not at random places on
+a disk). Each is an IMF-sampled stellar population: the stars that a LEGUS image resolves are drawn
 one by one at random positions that follow the surface density, the rest is
 smooth light. Dust lanes trail the arms and dim everything behind them with
 the band extinction of a mid-type star. Sky and read noise are added with the
@@ -181,7 +181,8 @@ def render_background(rng, model, shape, distance_mpc, step=16, star_colours=Non
         Pixel positions (x, y; they may lie outside the image) that the
         young population follows instead of the spiral arms, with the same
         total mass, spread by a Gaussian whose scale is drawn from
-        `YOUNG_TRACE_PC` at ``distance_mpc``. None (default): the arms.
+        `YOUNG_TRACE_PC` at ``distance_mpc`` (on the maps' grid of ``step``
+        px, which sets the smallest scale). None (default): the arms.
 
     Returns
     -------

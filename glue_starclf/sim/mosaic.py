@@ -323,7 +323,9 @@ def random_field(seed=0, shape=(2048, 2048), distance_mpc=10.0, n_sources=300,
         Effective PSF (default: the domain's, else
         `glue_starclf.sim.render.default_psf`).
     domain : glue_starclf.sim.domain.Domain, optional
-        Instrument and calibration conditions (default `NOMINAL`).
+        Instrument and calibration conditions (default `NOMINAL`). With its
+        ``young_light`` ``"sources"`` the background's young light follows
+        the clusters (classes 1-3).
     field_star_colours : ndarray, shape (m, 5), optional
         Colours for the bright field stars of the background
         (`glue_starclf.sim.background.catalog_star_colours`; default: their
@@ -407,7 +409,9 @@ def legus_anchored_field(catalog, seed=0, distance_mpc=None, region=None, max_so
         locus (drizzled TinyTim without a domain).
     domain : glue_starclf.sim.domain.Domain, optional
         Instrument and calibration conditions (default `NOMINAL`); its
-        locus is replaced by the field's.
+        locus is replaced by the field's. With its ``young_light``
+        ``"sources"`` the background's young light follows every catalog
+        row, in the region and around it.
     field_star_colours : ndarray, shape (m, 5), optional
         Colours for the bright field stars of the background, as in
         `random_field`.
