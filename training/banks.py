@@ -117,14 +117,14 @@ def run(args):
 
 def parse_perturbations(items):
     """``["name=value", ...]`` -> dict of validated perturbations (one-line errors)."""
-    from glue_starclf.sim.domain import check_perturbation
+    from glue_starclf.sim.domain import CHOICES, check_perturbation
     out = {}
     for item in items:
         name, sep, text = str(item).partition("=")
         name = name.strip()
         if not sep or not text.strip():
             raise ValueError(f"--perturb {item!r}: expected NAME=VALUE")
-        if name in ("psf_family", "background", "young_light"):
+        if name in CHOICES:
             value = text.strip()
         else:
             try:

@@ -19,14 +19,17 @@ from ..io.bands import BANDS
 from .effpsf import DEFAULT_LOCUS, EffectivePSF, psf_for_locus, stellar_ci
 from .render import add_noise
 
-__all__ = ["RANGES", "PSF_FAMILIES", "BACKGROUNDS", "YOUNG_LIGHTS", "Domain", "NOMINAL", "draw_domain",
-           "perturbed", "check_perturbation", "chunk_domain", "noisy_stamps", "DomainColumns"]
+__all__ = ["RANGES", "PSF_FAMILIES", "BACKGROUNDS", "YOUNG_LIGHTS", "CHOICES", "Domain", "NOMINAL",
+           "draw_domain", "perturbed", "check_perturbation", "chunk_domain", "noisy_stamps",
+           "DomainColumns"]
 
 PSF_FAMILIES = ("tinytim", "stdpsf")
 BACKGROUNDS = ("standard", "varied")
 #: What the young population of a field's background follows: random spiral
 #: arms, or the field's own sources (`glue_starclf.sim.background.render_background`).
 YOUNG_LIGHTS = ("arms", "sources")
+#: The perturbations that name one of a few choices, and those choices.
+CHOICES = {"psf_family": PSF_FAMILIES, "background": BACKGROUNDS, "young_light": YOUNG_LIGHTS}
 
 #: Ranges of the numeric perturbations (mock-hst-data.md, domain randomisation).
 RANGES = {
@@ -96,17 +99,11 @@ NOMINAL = Domain()
 
 def check_perturbation(name, value):
     """Validate one perturbation value; one-line ValueError naming it."""
-    if name == "psf_family":
-        if value not in PSF_FAMILIES:
-            raise ValueError(f"perturbation psf_family {value!r}: expected one of "
-                             f"{', '.join(PSF_FAMILIES)}")
+    if name in CHOICES:
+        if value not in CHOICES[name]:
+            raise ValueError(f"perturbation {name} {value!r}: expected one of "
+                             f"{', '.join(CHOICES[name])}")
         return value
-    for choice, allowed in (("background", BACKGROUNDS), ("young_light", YOUNG_LIGHTS)):
-        if name == choice:
-            if value not in allowed:
-                raise ValueError(f"perturbation {name} {value!r}: expected one of "
-                                 f"{', '.join(allowed)}")
-            return value
     if name == "detector_xy":
         xy = tuple(float(v) for v in value)
         if len(xy) != 2 or not all(0 <= v <= m for v, m in zip(xy, _DETECTOR)):
@@ -115,7 +112,7 @@ def check_perturbation(name, value):
         return xy
     if name not in RANGES:
         raise ValueError(f"unknown perturbation {name!r}: expected one of "
-                         f"{', '.join(['psf_family', 'background', 'young_light', 'detector_xy', *RANGES])}")
+                         f"{', '.join([*CHOICES, 'detector_xy', *RANGES])}")
     lo, hi = RANGES[name]
     vals = np.atleast_1d(np.asarray(value, float))
     if vals.size == 0 or not np.all(np.isfinite(vals)) or np.any(vals < lo - 1e-9) \
@@ -214,9 +211,8 @@ class DomainColumns:
              "eff_truncation", "background", "young_light")
 
     def __init__(self, n):
-        self.cols = {k: np.empty(n, dtype=object) if k in ("psf_family", "background",
-                                                            "young_light")
-                     else np.full(n, np.nan) for k in self.NAMES}
+        self.cols = {k: np.empty(n, dtype=object) if k in CHOICES else np.full(n, np.nan)
+                     for k in self.NAMES}
 
     def set(self, idx, domain, psf=None):
         """Record ``domain`` for the stamps ``idx``; ``psf`` is the PSF they were
