@@ -305,6 +305,7 @@ def format_audit(results):
 
 
 def _row(name, r):
-    rec = " / ".join("-" if v is None else f"{v:.2f}" for v in r["recall"])
+    from glue_starclf.learn.classifier import format_recall
+    rec = format_recall(r["recall"])
     return (f"| {name} | {r['split']} | {r['n']} | {r['accuracy']:.3f} | "
             f"{r['binary_accuracy']:.3f} | {rec} |")

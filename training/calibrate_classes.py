@@ -43,7 +43,8 @@ def _scores(probs, y):
 
 
 def _line(name, s):
-    rec = " / ".join(f"{r:.2f}" for r in s["recall"])
+    from glue_starclf.learn.classifier import format_recall
+    rec = format_recall(s["recall"])
     return (f"  {name}: 4-class {s['accuracy']:.3f}, binary {s['binary_accuracy']:.3f}, "
             f"recall {rec}, ECE {s['ece']:.4f}, NLL {s['nll']:.3f}")
 

@@ -79,13 +79,14 @@ def run(args):
 def summary(cards):
     """Markdown table of the members' validation metrics and training times."""
     if cards[0]["family"] == "classifier":
+        from glue_starclf.learn.classifier import format_recall
         head = "| member | accuracy | binary | recall 1-4 | ECE after T | minutes |"
         rows = []
         for c in cards:
             m = c["metrics"]["validation"]
             rows.append(f"| {Path(c['_path']).stem} | {m['accuracy']:.3f} | "
                         f"{m['binary_accuracy']:.3f} | "
-                        f"{', '.join(f'{r:.2f}' for r in m['recall'])} | "
+                        f"{format_recall(m['recall'], sep=', ')} | "
                         f"{m['ece_after']:.3f} | {c['training']['wall_time_s'] / 60:.1f} |")
     else:
         head = ("| member | p95 log age | p95 log mass | p95 A_V | p95 log r_h | AUC | "

@@ -50,6 +50,8 @@ import torch
 
 from glue_starclf.io.bands import BANDS
 
+from glue_starclf.learn.classifier import format_recall
+
 from .train_classifier import (classification_metrics, expected_calibration_error,
                                labelled_stamps)
 
@@ -332,7 +334,8 @@ def classifier_report(ens, banks, out, argv=None):
     held_out = classification_metrics(probs[held], y[held]) if held.any() else None
     targets = {"accuracy": m["accuracy"] >= CLASSIFIER_TARGETS["accuracy"],
                "binary_accuracy": m["binary_accuracy"] >= CLASSIFIER_TARGETS["binary_accuracy"],
-               "recall": min(m["recall"]) >= CLASSIFIER_TARGETS["recall"],
+               "recall": all(r >= CLASSIFIER_TARGETS["recall"] for r in m["recall"]
+                             if r is not None),
                "ece_after": m["ece_after"] <= CLASSIFIER_TARGETS["ece_after"]}
     out = Path(out)
     _classifier_plots(out / "classifier_report.png", probs, raw, y, m, ablation)
@@ -357,9 +360,10 @@ def classifier_report(ens, banks, out, argv=None):
              f"{HUMAN_AGREEMENT['binary_001']:.3f} (001) | ≥ {T['binary_accuracy']} | "
              f"{_target_mark(targets['binary_accuracy'])} |"]
     for k in range(4):
-        lines.append(f"| recall class {k + 1} | {m['recall'][k]:.3f} | "
+        r = m["recall"][k]
+        lines.append(f"| recall class {k + 1} | {format_recall([r], digits=3)} | "
                      f"{HUMAN_AGREEMENT['per_class_000'][k]:.2f} (000) | ≥ {T['recall']} | "
-                     f"{_target_mark(m['recall'][k] >= T['recall'])} |")
+                     f"{'' if r is None else _target_mark(r >= T['recall'])} |")
     lines += [f"| ECE before / after calibration | {m['ece_before']:.3f} / "
               f"{m['ece_after']:.3f} | | ≤ {T['ece_after']} (after) | "
               f"{_target_mark(targets['ece_after'])} |",
@@ -396,7 +400,7 @@ def classifier_report(ens, banks, out, argv=None):
                   "| --- | --- | --- | --- | --- |"]
         lines += [f"| {name} class | {r['n']} | {r['accuracy']:.3f} | "
                   f"{r['binary_accuracy']:.3f} | "
-                  f"{' / '.join(f'{v:.2f}' for v in r['recall'])} |"
+                  f"{format_recall(r['recall'])} |"
                   for name, r in by_label.items()]
     lines += ["", "## Per field (leave-one-field-out)", "",
               "Accuracy of this ensemble on each field; *held out* = no member trained on "
@@ -812,7 +816,7 @@ def robustness_report(ensembles, kinds, out, argv=None):
             lines.append(f"| {name} | {r['perturbation']} | {r['n']} | {r['accuracy']:.3f} | "
                          f"{r['accuracy'] - base['accuracy']:+.3f} | {r['binary_accuracy']:.3f} | "
                          f"{r['binary_accuracy'] - base['binary_accuracy']:+.3f} | "
-                         + " / ".join(f"{v:.2f}" for v in r["recall"]) + " |")
+                         + format_recall(r["recall"]) + " |")
         lines.append("")
         result["classifier"] = rows
     if kinds["physical"]:

@@ -37,8 +37,8 @@ import numpy as np
 
 from .report_files import write_report
 
-__all__ = ["add_arguments", "run", "PREDICTIONS", "CONFUSION", "scores_from_confusion",
-           "starcnet_confusions", "starcnet_predictions"]
+__all__ = ["add_arguments", "run", "PREDICTIONS", "CONFUSION", "starcnet_confusions",
+           "starcnet_predictions"]
 
 #: StarcNet's class per source of the NGC 1566 catalog (columns Galaxy, Id, X, Y, Prediction).
 PREDICTIONS = "ngc1566_starcnet_predictions.csv"
@@ -54,21 +54,6 @@ def add_arguments(p):
                    help=f"folder with StarcNet's results on the real images ({PREDICTIONS}, "
                         f"{CONFUSION})")
     p.add_argument("--out", required=True, help="folder for real_reference.md and .json")
-
-
-def scores_from_confusion(conf):
-    """4-class and binary (1+2 vs 3+4) accuracy and per-class recall of a 4 x 4 confusion
-    matrix (rows: the true class 1-4, columns: the predicted one)."""
-    c = np.asarray(conf, dtype=np.int64)
-    if c.shape != (4, 4):
-        raise ValueError(f"confusion matrix of shape {c.shape}, not (4, 4)")
-    n = int(c.sum())
-    rows = c.sum(axis=1)
-    binary = c[:2, :2].sum() + c[2:, 2:].sum()
-    return {"n": n, "accuracy": float(np.trace(c) / n) if n else None,
-            "binary_accuracy": float(binary / n) if n else None,
-            "recall": [float(c[k, k] / rows[k]) if rows[k] else None for k in range(4)],
-            "confusion": c.tolist()}
 
 
 def _read_csv(path):
@@ -141,7 +126,8 @@ def _confusion(true, pred):
 
 
 def _row(field, source, s):
-    rec = " / ".join("–" if r is None else f"{r:.2f}" for r in s["recall"])
+    from glue_starclf.learn.classifier import format_recall
+    rec = format_recall(s["recall"])
     return (f"| {field} | {source} | {s['n']} | {s['accuracy']:.3f} | "
             f"{s['binary_accuracy']:.3f} | {rec} |")
 
@@ -150,6 +136,7 @@ def run(args):
     from glue_starclf.core.predict import load_ensemble
 
     from glue_starclf.core.networks import band_mask
+    from glue_starclf.learn.classifier import confusion_metrics
 
     from .evaluate import classifier_stellar_ci, ensemble_probs
     t0 = time.perf_counter()
@@ -181,18 +168,18 @@ def run(args):
              "| --- | --- | --- | --- | --- | --- |"]
     for f in covered:
         rows = sel & (fields == f)
-        entry = {"ours_on_mock": scores_from_confusion(_confusion(human[rows], ours[rows]))}
+        entry = {"ours_on_mock": confusion_metrics(_confusion(human[rows], ours[rows]))}
         if f in predictions:
             theirs = np.array([predictions[f].get(int(i), 0) for i in ids[rows]])
             both = theirs > 0
-            entry["starcnet_on_real"] = scores_from_confusion(
+            entry["starcnet_on_real"] = confusion_metrics(
                 _confusion(human[rows][both], theirs[both]))
             entry["same_rows"] = True
             entry["rows_without_starcnet_class"] = int((~both).sum())
             entry["networks_agree"] = float((ours[rows][both] == theirs[both]).mean()) \
                 if both.any() else None
         else:
-            entry["starcnet_on_real"] = scores_from_confusion(confusions[f])
+            entry["starcnet_on_real"] = confusion_metrics(confusions[f])
             entry["same_rows"] = False
         pooled_ours += np.array(entry["ours_on_mock"]["confusion"])
         pooled_theirs += np.array(entry["starcnet_on_real"]["confusion"])
@@ -200,8 +187,8 @@ def run(args):
         where = "same rows" if entry["same_rows"] else "its whole catalog"
         lines += [_row(f, "ours (mock render)", entry["ours_on_mock"]),
                   _row(f, f"StarcNet (real images; {where})", entry["starcnet_on_real"])]
-    result["pooled"] = {"ours_on_mock": scores_from_confusion(pooled_ours),
-                        "starcnet_on_real": scores_from_confusion(pooled_theirs)}
+    result["pooled"] = {"ours_on_mock": confusion_metrics(pooled_ours),
+                        "starcnet_on_real": confusion_metrics(pooled_theirs)}
     lines += [_row("pooled", "ours (mock render)", result["pooled"]["ours_on_mock"]),
               _row("pooled", "StarcNet (real images)", result["pooled"]["starcnet_on_real"]), ""]
     for f, e in result["fields"].items():

@@ -20,7 +20,7 @@ from glue_starclf.io.bands import BANDS
 from glue_starclf.learn.banks import bank_stellar_ci
 from glue_starclf.learn.classifier import (band_dropout, classification_metrics,
                                            classifier_inputs, expected_calibration_error,
-                                           fit_temperature, predict_logits)
+                                           fit_temperature, format_recall, predict_logits)
 from glue_starclf.learn.loop import (add_stellar_ci_arguments, channel_counts, check_model_out,
                                      fit, fraction, init_record, is_main,
                                      positive_int, probability, require_validation,
@@ -252,6 +252,6 @@ def run(args):
             "metrics": {"validation": metrics}}
     path = save_checkpoint(model, out, card)
     print(f"accuracy {metrics['accuracy']:.3f}, binary {metrics['binary_accuracy']:.3f}, "
-          f"recall {', '.join(f'{r:.2f}' for r in metrics['recall'])}, "
+          f"recall {format_recall(metrics['recall'], sep=', ')}, "
           f"ECE {metrics['ece_before']:.3f} -> {metrics['ece_after']:.3f}; card {path}")
     return 0

@@ -10,8 +10,8 @@ import torch
 
 from ..core.networks import normalise_classifier
 
-__all__ = ["band_dropout", "classifier_inputs", "classification_metrics",
-           "expected_calibration_error", "fit_temperature", "predict_logits"]
+__all__ = ["band_dropout", "classifier_inputs", "classification_metrics", "confusion_metrics",
+           "expected_calibration_error", "fit_temperature", "format_recall", "predict_logits"]
 
 
 def band_dropout(mask, p, gen):
@@ -28,15 +28,43 @@ def classifier_inputs(x, mask):
     return torch.from_numpy(normalise_classifier(np.asarray(x), np.asarray(mask)))
 
 
+def confusion_metrics(conf):
+    """Accuracy, binary accuracy and per-class recall of a 4 x 4 confusion matrix.
+
+    Parameters
+    ----------
+    conf : array_like
+        Counts; rows the true class 1-4, columns the predicted one.
+
+    Returns
+    -------
+    dict
+        ``n``, ``accuracy``, ``binary_accuracy`` (classes 1+2 against 3+4,
+        001 §2.2), ``recall`` (one per class; None for a class without rows;
+        accuracies None without any row) and ``confusion`` (a list of lists).
+    """
+    c = np.asarray(conf, dtype=np.int64)
+    if c.shape != (4, 4):
+        raise ValueError(f"confusion matrix of shape {c.shape}, not (4, 4)")
+    n = int(c.sum())
+    rows = c.sum(axis=1)
+    binary = c[:2, :2].sum() + c[2:, 2:].sum()
+    return {"n": n, "accuracy": float(np.trace(c) / n) if n else None,
+            "binary_accuracy": float(binary / n) if n else None,
+            "recall": [float(c[k, k] / rows[k]) if rows[k] else None for k in range(4)],
+            "confusion": c.tolist()}
+
+
 def classification_metrics(probs, y):
-    """Accuracy, binary accuracy, per-class recall and confusion matrix."""
-    pred = probs.argmax(axis=1)
-    conf = np.zeros((4, 4), int)
-    np.add.at(conf, (y, pred), 1)
-    recall = conf.diagonal() / np.maximum(conf.sum(axis=1), 1)
-    binary = ((pred <= 1) == (y <= 1)).mean()
-    return {"accuracy": float((pred == y).mean()), "binary_accuracy": float(binary),
-            "recall": [float(r) for r in recall], "confusion": conf.tolist(), "n": int(len(y))}
+    """`confusion_metrics` of the argmax classes of ``probs`` (N, 4) against ``y`` (0-3)."""
+    conf = np.zeros((4, 4), np.int64)
+    np.add.at(conf, (np.asarray(y), np.asarray(probs).argmax(axis=1)), 1)
+    return confusion_metrics(conf)
+
+
+def format_recall(recall, sep=" / ", digits=2):
+    """Per-class recalls as text, "–" for a class without rows."""
+    return sep.join("–" if r is None else f"{r:.{digits}f}" for r in recall)
 
 
 def expected_calibration_error(probs, y, n_bins=15):

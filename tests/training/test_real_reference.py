@@ -8,23 +8,12 @@ import pytest
 from astropy.table import Table
 
 from training.__main__ import main
-from training.real_reference import scores_from_confusion
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 NGC1566 = SHARED / "legus" / "hlsp_legus_hst_wfc3_ngc1566_multiband_v1_padagb-mwext-avgapcor.tab"
 STARCNET = SHARED / "starcnet"
 needs_shared = pytest.mark.skipif(not (NGC1566.exists() and STARCNET.is_dir()),
                                   reason="../shared/data (LEGUS catalogs, StarcNet results) absent")
-
-
-def test_scores_from_confusion():
-    s = scores_from_confusion([[5, 1, 0, 0], [2, 2, 0, 0], [1, 0, 2, 1], [0, 0, 0, 0]])
-    assert s["n"] == 14
-    assert s["accuracy"] == pytest.approx(9 / 14)
-    assert s["binary_accuracy"] == pytest.approx(13 / 14)      # class 3 called 1 once
-    assert s["recall"] == [pytest.approx(5 / 6), 0.5, 0.5, None]
-    with pytest.raises(ValueError, match="not \\(4, 4\\)"):
-        scores_from_confusion(np.zeros((3, 3)))
 
 
 @needs_shared
