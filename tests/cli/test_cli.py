@@ -369,13 +369,18 @@ def test_legus_missing_catalog(tmp_path, capsys):
     assert_nothing_written(tmp_path, out)
 
 
-@pytest.mark.parametrize("content", ["this is not a catalog\nat all\n", "", "1 2 3\n4 5 6\n"])
-def test_legus_garbage_catalog(tmp_path, capsys, content):
+@pytest.mark.parametrize("content, reason", [
+    ("this is not a catalog\nat all\n", "not a whitespace-separated numeric table"),
+    ("", "no data rows"),
+    ("1 2 3\n4 5 6\n", "has 3 columns, a LEGUS catalog needs at least 34"),
+])
+def test_legus_garbage_catalog(tmp_path, capsys, content, reason):
     out = tmp_path / "out"
     bad = tmp_path / "garbage.tab"
     bad.write_text(content)
     status, _, err = run(capsys, "simulate", "legus", "--catalog", bad, "--out", out)
-    assert_one_line_error(status, err, str(bad))
+    # the file and what is wrong with it: any error naming the file is not enough
+    assert_one_line_error(status, err, f"{bad}: {reason}")
     assert_nothing_written(tmp_path, out)
     assert sorted(os.listdir(tmp_path)) == ["garbage.tab"]
 

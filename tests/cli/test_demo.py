@@ -37,6 +37,13 @@ def test_demo_classifies_a_mock_field(trained_models, tmp_path, capsys):
     png = mpimg.imread(out / "summary.png")
     assert png.shape[0] > 400 and png[..., :3].std() > 0.05
     np.testing.assert_allclose(results["x"], truth["x"])
+    # the printed scores are those of the written results against the written truth
+    pred, true = np.asarray(results["class"]), np.asarray(truth["class"])
+    ok = (pred >= 1) & (true >= 1)
+    accuracy = np.mean(pred[ok] == true[ok])
+    binary = np.mean((pred[ok] <= 2) == (true[ok] <= 2))
+    assert (f"4-class accuracy {accuracy:.3f}, cluster/non-cluster {binary:.3f} "
+            f"({ok.sum()} sources)") in text, text
 
 
 def test_demo_without_models_says_so(tmp_path, capsys):

@@ -239,12 +239,15 @@ def test_empty_input():
 
 
 def test_mosaic_repr_and_close(field):
-    _, paths = field
+    mock, paths = field
     m = open_mosaic({"F555W": paths["F555W"]})
-    assert isinstance(m, Mosaic) and "F555W=mock_f555w_drc.fits" in repr(m)
-    stamp = np.array(m.images[3][:4, :4])
+    assert repr(m) == "<Mosaic 256x256 [F555W=mock_f555w_drc.fits]>"
+    hdul, image = m._hduls[0], m.images[3]
+    assert not hdul._file.closed
     m.close()
-    assert stamp.shape == (4, 4)
+    # the file is released, and an array still referenced stays readable
+    assert hdul._file.closed
+    np.testing.assert_array_equal(image[:4, :4], mock.images[3][:4, :4].astype(np.float32))
 
 
 def _rss_file_kb():

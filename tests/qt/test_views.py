@@ -121,9 +121,14 @@ def test_export_menus(app, qtbot, classified, tmp_path):
     exporters["Star-cluster results (ECSV)"](str(tmp_path / "r.ecsv"), res)
     t = Table.read(tmp_path / "r.ecsv")
     assert set(RESULT_COLUMNS) <= set(t.colnames) and len(t) == res.shape[0]
-    assert t.meta["distance_mpc"] > 0 and t["r_h"].unit == "pc"
+    # the mock field's distance (its DISTMPC), and each value under its schema name
+    assert t.meta["distance_mpc"] == 8.0 and t["r_h"].unit == "pc"
     exporters["Star-cluster results (FITS)"](str(tmp_path / "r.fits"), res)
-    assert len(Table.read(tmp_path / "r.fits")) == res.shape[0]
+    for table in (t, Table.read(tmp_path / "r.fits")):
+        assert len(table) == res.shape[0]
+        for name in ("id", "x", "y", "ra", "class", "p_class1", "p_class4", "log_age", "r_h"):
+            np.testing.assert_allclose(np.asarray(table[name], float),
+                                       np.asarray(res[name], float), err_msg=name)
     sub = app.data_collection.new_subset_group("old", res.id["log_age"] > 8).subsets
     old = next(s for s in sub if s.data is res)
     exporters["Star-cluster DS9 regions"](str(tmp_path / "r.reg"), old)
