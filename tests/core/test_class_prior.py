@@ -8,6 +8,7 @@ that class; a file for other members is ignored.
 """
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -71,8 +72,12 @@ def test_save_load_round_trip_and_unreadable_file(tmp_path):
     assert back.temperature == 0.9 and back.sha256 == ["a", "b"] and back.meta == {"n": 3}
     np.testing.assert_array_equal(back.log_prior, prior.log_prior)
     assert back.matches(["a", "b"]) and not back.matches(["b", "a"])
+    unreadable = f"^{re.escape(str(tmp_path / CLASS_PRIOR_FILE))}: not a readable class prior"
     (tmp_path / CLASS_PRIOR_FILE).write_text('{"temperature": 1}')
-    with pytest.raises(ValueError, match=CLASS_PRIOR_FILE):
+    with pytest.raises(ValueError, match=unreadable + r" \('log_prior'\)"):  # the missing key
+        load_class_prior(tmp_path)
+    (tmp_path / CLASS_PRIOR_FILE).write_text("not JSON")
+    with pytest.raises(ValueError, match=unreadable + r" \(Expecting value"):
         load_class_prior(tmp_path)
 
 

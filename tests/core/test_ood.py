@@ -53,11 +53,36 @@ def _flagged(t):
     return np.array(["ood" in f.split(",") for f in t["flags"]])
 
 
+def _bank_features(ens, folder):
+    """The member's pooled features of a bank's stamps, centre-cropped to its stamp size."""
+    from glue_starclf.core.networks import band_mask
+    from glue_starclf.core.ood import member_features
+    from glue_starclf.learn.banks import bank_stellar_ci, open_bank
+    s = open_bank(folder)[0]
+    o = (s.shape[-1] - ens.stamp_size) // 2
+    x = np.asarray(s[:, :, o:o + ens.stamp_size, o:o + ens.stamp_size], np.float32)
+    ci = bank_stellar_ci([folder]) if ens.needs_stellar_ci else None
+    return member_features(ens, np.nan_to_num(x), band_mask(x).astype(np.float32),
+                           stellar_ci=ci)
+
+
 def test_statistics_file_is_safetensors_with_threshold(models_with_ood):
+    from glue_starclf.core.ood import scores
     stats = load_statistics(models_with_ood)
     assert stats.mean.shape[0] == 1 and stats.precision.shape[1:] == (stats.mean.shape[1],) * 2
-    assert stats.threshold > 0 and stats.meta["percentile"] == 95
-    assert len(stats.sha256) == 1
+    assert stats.meta["percentile"] == 95
+    ens = load_ensemble("classifier", models_with_ood)
+    assert stats.matches(ens.hashes)
+    # the mean is the fit bank's mean feature vector
+    (fit_bank,), (val_bank,) = stats.meta["fit_banks"], stats.meta["val_banks"]
+    fit = _bank_features(ens, fit_bank)
+    np.testing.assert_allclose(stats.mean[0], fit[0].mean(axis=0), rtol=1e-5, atol=1e-6)
+    # the threshold is the 95th percentile of the validation bank's scores
+    val = scores(_bank_features(ens, val_bank), stats.mean, stats.precision)
+    assert len(val) == stats.meta["n_val"] == 200
+    below = np.mean(val <= stats.threshold)
+    assert abs(below - 0.95) <= 1 / len(val), below
+    assert np.median(val) == pytest.approx(stats.meta["val_median_score"], rel=1e-4)
 
 
 def test_scrambled_stamps_are_flagged(models_with_ood, field, tmp_path):

@@ -2,6 +2,7 @@
 summaries, labels files and the user's model versions."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -42,7 +43,9 @@ def test_votes_text_round_trip_and_consensus():
 
 @pytest.mark.parametrize("name", ["", "  ", "a;b", "a=b", "a@b", "a\tb"])
 def test_bad_labeller_names(name):
-    with pytest.raises(ValueError):
+    reason = ("give the labeller's name" if not name.strip() else
+              f"labeller name {re.escape(repr(name))} may not contain ';', '=', '@'")
+    with pytest.raises(ValueError, match=reason):
         check_labeller(name)
 
 
@@ -143,11 +146,13 @@ def test_import_bad_files(tmp_path, table, message):
 
 
 def test_import_missing_or_unreadable(tmp_path):
-    with pytest.raises(FileNotFoundError):
-        import_labels(results(), tmp_path / "missing.ecsv")
-    (tmp_path / "junk.ecsv").write_text("# %ECSV 1.0\n---\nnot yaml: [\n")
-    with pytest.raises(ValueError, match="cannot read it"):
-        import_labels(results(), tmp_path / "junk.ecsv")
+    missing = tmp_path / "missing.ecsv"
+    with pytest.raises(FileNotFoundError, match=f"^{re.escape(str(missing))}: no such labels"):
+        import_labels(results(), missing)
+    junk = tmp_path / "junk.ecsv"
+    junk.write_text("# %ECSV 1.0\n---\nnot yaml: [\n")
+    with pytest.raises(ValueError, match=f"^{re.escape(str(junk))}: cannot read it as a labels"):
+        import_labels(results(), junk)
 
 
 def test_user_models_folder(tmp_path, monkeypatch):

@@ -103,16 +103,26 @@ def test_region_without_sources(app, qtbot, mock_files, models, tmp_path):
     cx, cy = gx.ravel()[k], gy.ravel()[k]
     region_on(viewer, cx - 3, cx + 3, cy - 3, cy + 3)
     before = snapshot(app.data_collection)
-    for source in (0, 1):  # the catalog's rows, then detection
-        viewer.toolbar.actions["starclf:classify"].trigger()
-        dialog = viewer.last_dialog
-        dialog.sources.setCurrentIndex(source)
-        dialog.models.set_folder(models)
-        dialog.buttons.button(dialog.buttons.Ok).click()
-        if dialog.runner is not None:
-            assert wait_for(qtbot, dialog.runner) == "empty"
-        assert MESSAGES[-1][0] == "warning" and "Nothing to classify" in MESSAGES[-1][1]
-        assert snapshot(app.data_collection) == before  # no empty dataset
+    # the catalog's rows: refused before any job starts
+    viewer.toolbar.actions["starclf:classify"].trigger()
+    dialog = viewer.last_dialog
+    dialog.sources.setCurrentIndex(0)
+    dialog.models.set_folder(models)
+    dialog.buttons.button(dialog.buttons.Ok).click()
+    assert dialog.runner is None
+    assert MESSAGES[-1][0] == "warning" and "Nothing to classify" in MESSAGES[-1][1]
+    assert "lies in the region" in MESSAGES[-1][1]
+    assert snapshot(app.data_collection) == before  # no empty dataset
+    # detection: the job runs and finds no candidate
+    viewer.toolbar.actions["starclf:classify"].trigger()
+    dialog = viewer.last_dialog
+    dialog.sources.setCurrentIndex(1)
+    dialog.models.set_folder(models)
+    dialog.buttons.button(dialog.buttons.Ok).click()
+    assert wait_for(qtbot, dialog.runner) == "empty", dialog.runner.message
+    assert MESSAGES[-1][0] == "warning" and "Nothing to classify" in MESSAGES[-1][1]
+    assert "no candidate sources were detected" in MESSAGES[-1][1]
+    assert snapshot(app.data_collection) == before
 
 
 def _strip_wcs(files, folder):

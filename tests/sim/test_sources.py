@@ -5,7 +5,8 @@ import pytest
 
 from glue_starclf.io.bands import BANDS, VEGA_ZEROPOINT
 from glue_starclf.sim import sources as S
-from glue_starclf.sim.compose import noise_free_ci, render_stamps, tune_knobs_to_ci
+from glue_starclf.sim.compose import (MASK_HALF_WIDTH, apply_masked_rows, noise_free_ci,
+                                      render_stamps, tune_knobs_to_ci)
 from glue_starclf.sim.populations import flux_scale, pc_per_pixel, population
 
 V = S.V
@@ -55,6 +56,22 @@ def test_class3_peaks_separated_and_diffuse_share():
         S.render_class3(rng, 7.9, 4.5, 0.5, 10.0, 8.0)
 
 
+def _check_edge(src):
+    """A star beside blank rows: NaN or 0 on one side of its core, across the stamp."""
+    dy0, dy1, value, bands = src.masked_rows
+    assert dy0 <= dy1 and dy0 * dy1 > 0 and min(abs(dy0), abs(dy1)) >= 4  # clear of the core
+    assert value == 0 or np.isnan(value)
+    assert bands and set(bands) <= set(range(len(BANDS)))
+    c = 31
+    stamp = render_stamps([src], 2 * c + 1)[0] + 1.0  # a sky, so no pixel is blank by chance
+    masked = stamp.copy()
+    apply_masked_rows(masked, c, c, src.masked_rows)
+    blank = np.zeros(stamp.shape, bool)
+    blank[list(bands), c + dy0:c + dy1 + 1, c - MASK_HALF_WIDTH:c + MASK_HALF_WIDTH + 1] = True
+    assert (np.isnan(masked[blank]) if np.isnan(value) else masked[blank] == 0).all()
+    np.testing.assert_array_equal(masked[~blank], stamp[~blank])
+
+
 @pytest.mark.parametrize("subtype", list(S.CLASS4_SUBTYPES))
 def test_class4_subtypes(subtype):
     rng = np.random.default_rng(4)
@@ -74,7 +91,9 @@ def test_class4_subtypes(subtype):
         # A star with faint companions whose spread is the knob (CI tuning).
         assert src.light.x.size >= 2 and src.knob_range == S.STAR_KNOB_RANGE
     if subtype == "edge":
-        assert src.masked_rows is not None
+        # more draws: NaN and 0, one band and all, above and below the star
+        for edge in [src] + [S.render_class4(rng, "edge", 22.0, 10.0) for _ in range(7)]:
+            _check_edge(edge)
     if subtype == "galaxy":
         # Background galaxies are red: F814W brighter than F336W in e-/s terms.
         f = src.light.total()

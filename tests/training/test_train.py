@@ -48,7 +48,7 @@ def _common_card(card, path, family, argv):
     assert card["normalisation"]
     assert card["seed"] == 0
     assert card["training"]["command"] == "python -m training " + " ".join(argv)
-    assert card["training"]["wall_time_s"] >= 0
+    assert card["training"]["wall_time_s"] > 0  # seconds for these runs, not 0.0
     assert card["training"]["epochs"] == 1
     assert card["training"]["machine"]["device"] == "cpu"
     assert card["training"]["machine"]["torch_threads"] >= 1
@@ -72,6 +72,31 @@ def test_classifier_run_writes_weights_and_card(trained_models):
     assert "epoch 1: loss" in trained_models["classifier_stdout"]
     model, loaded = load_checkpoint(path)
     assert loaded["sha256"] == card["sha256"]
+    # the metrics are the saved weights' on the held-out sources (the run's split: the
+    # first draw of its seed, the default --val-fraction 0.1)
+    from glue_starclf.learn.classifier import expected_calibration_error, predict_logits
+    from training.train_classifier import labelled_stamps, split
+    x, y, mask, fields = labelled_stamps([trained_models["classifier_bank"]])
+    held = split(fields, [], 0.1, np.random.default_rng(card["seed"]))
+    assert held.sum() == val["n"]
+    logits = torch.from_numpy(predict_logits(model, x[held], mask[held]))
+    y = y[held]
+    pred = logits.argmax(dim=1).numpy()
+    conf = np.zeros((4, 4), int)
+    np.add.at(conf, (y, pred), 1)
+    assert val["confusion"] == conf.tolist()
+    assert val["accuracy"] == pytest.approx(np.mean(pred == y))
+    assert val["binary_accuracy"] == pytest.approx(np.mean((pred < 2) == (y < 2)))
+    assert val["recall"] == pytest.approx([np.mean(pred[y == k] == k) for k in range(4)])
+    # a 1-epoch model may predict one class for all: the probabilities tell runs apart
+    temp = card["temperature"]
+    for key, t in (("ece_before", 1.0), ("ece_after", temp)):
+        probs = torch.softmax(logits / t, dim=1).numpy()
+        assert val[key] == pytest.approx(expected_calibration_error(probs, y), abs=1e-9), key
+
+    def nll(t):
+        return torch.nn.functional.cross_entropy(logits / t, torch.from_numpy(y)).item()
+    assert nll(temp) <= min(nll(temp * 1.1), nll(temp / 1.1))  # the fitted temperature
 
 
 def test_physical_run_writes_weights_and_card(trained_models):
