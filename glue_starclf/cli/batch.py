@@ -842,6 +842,18 @@ def command(args):
     other fields are done). Argument and manifest mistakes raise ValueError
     before anything starts (one line, exit status 2, from
     `glue_starclf.cli.main.main`).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed ``classify-batch`` arguments: ``manifest``, ``bench``,
+        ``scheduler``, ``local_workers``, ``torch_threads``, ``models`` and
+        ``overwrite``.
+
+    Returns
+    -------
+    int
+        0 when every field (and the merged table) is done, 1 when one failed.
     """
     import sys
     workers = args.local_workers

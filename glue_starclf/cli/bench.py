@@ -207,6 +207,8 @@ def run_inference_benchmarks(models=None, n_objects=2048, side=8192, n_sources=1
         Stamps for the network throughput.
     side, n_sources : int
         Mosaic side and number of sources of the end-to-end run.
+    stream : file, optional
+        Where the report goes (default stdout).
 
     Returns
     -------

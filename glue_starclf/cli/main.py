@@ -41,6 +41,7 @@ class OneLineArgumentParser(argparse.ArgumentParser):
     """
 
     def error(self, message):
+        """Exit with status 2 after ``message`` on one line of stderr."""
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
@@ -715,7 +716,19 @@ def _terminate_like_ctrl_c():
 
 
 def main(argv=None):
-    """Run ``starclf``; returns the exit status."""
+    """Run ``starclf``; returns the exit status.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The arguments after ``starclf``; default ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        The subcommand's status; 2 after a user error (printed on one line
+        of stderr), 130 when interrupted.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     _log_to_stderr()

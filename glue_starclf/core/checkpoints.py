@@ -66,7 +66,27 @@ def save_checkpoint(model, path, card):
 
 
 def load_card(path):
-    """Read a model card (``.json``, or the ``.safetensors`` next to it)."""
+    """Read a model card (``.json``, or the ``.safetensors`` next to it).
+
+    Parameters
+    ----------
+    path : str or Path
+        The card's ``.json``, or its weights' ``.safetensors`` (the card
+        next to it is read).
+
+    Returns
+    -------
+    dict
+        The card, checked by `validate_card`, with ``"_path"`` (str) set to
+        the path of the ``.json`` it was read from.
+
+    Raises
+    ------
+    FileNotFoundError
+        If there is no card at ``path``.
+    ValueError
+        If it is not a readable, valid model card.
+    """
     path = Path(path)
     if path.suffix == ".safetensors":
         path = path.with_suffix(".json")
@@ -90,6 +110,13 @@ _REQUIRED = ("architecture", "kwargs", "weights", "sha256", "family", "stamp_siz
 
 def validate_card(card, path):
     """Check a model card before anything is built from it.
+
+    Parameters
+    ----------
+    card : dict
+        The card as read from its JSON.
+    path : str or Path
+        Where it came from, named in the messages.
 
     Raises
     ------
@@ -182,7 +209,19 @@ def bundled_models_dir():
 
 
 def list_models(folder=None):
-    """Model cards in a folder, sorted by name."""
+    """Model cards in a folder, sorted by name.
+
+    Parameters
+    ----------
+    folder : str or Path, optional
+        Default: the bundled models (`bundled_models_dir`).
+
+    Returns
+    -------
+    list of dict
+        `load_card`'s card of every ``*.json`` with a ``.safetensors`` of the
+        same name beside it.
+    """
     folder = Path(folder) if folder is not None else bundled_models_dir()
     return [load_card(p) for p in sorted(folder.glob("*.json")) if p.with_suffix(
         ".safetensors").exists()]

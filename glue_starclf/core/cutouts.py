@@ -258,8 +258,7 @@ def _extract(mosaic, x, y, size, mosaic_flags, factors):
 
     # No data of an off-image source is used, even where its stamp overlaps the image.
     stamps[outside] = np.nan
-    masks = [("outside", outside), ("edge", edge),
-             ("nan_pixels", nan_any & ~outside), ("zero_weight", zero_any & ~outside)]
+    masks = list(zip(FLAG_NAMES, (outside, edge, nan_any & ~outside, zero_any & ~outside)))
     masks += [(f"missing:{b}", np.ones(n, bool)) for b in mosaic.missing_bands]
     if mosaic_flags:
         masks += [(f, np.ones(n, bool)) for f in getattr(mosaic, "flags", ())]

@@ -167,6 +167,9 @@ class StarClassifier(nn.Module):
         Dropout before the last layer (training only).
     view_side : int
         Side [px] every zoomed view is resampled to.
+    stellar_ci : bool
+        Also take the field's stellar CI (`stellar_ci_feature`) as an input
+        of the head.
 
     Notes
     -----
@@ -207,7 +210,23 @@ class StarClassifier(nn.Module):
                 for v in _zoom_views(x, side=self.view_side)]
 
     def forward_prepared(self, views, mask, stellar_ci=None):
-        """Logits from `prepare`'s views."""
+        """Logits from `prepare`'s views.
+
+        Parameters
+        ----------
+        views : list of torch.Tensor
+            `prepare`'s three zoomed views, each (B, 5, view_side, view_side).
+        mask : torch.Tensor, (B, 5)
+            Band availability (1 present, 0 missing).
+        stellar_ci : float or array_like (B,), optional
+            The field's stellar CI [mag]; required if the network was built
+            with ``stellar_ci=True``, ignored otherwise.
+
+        Returns
+        -------
+        torch.Tensor, (B, 4)
+            Logits of classes 1-4.
+        """
         f = [p(v).mean(dim=(2, 3)) for p, v in zip(self.pathways, views)]
         f.append(mask.to(views[0].dtype))
         if self.stellar_ci:
@@ -217,6 +236,7 @@ class StarClassifier(nn.Module):
         return self.head(torch.cat(f, dim=1))
 
     def forward(self, x, mask, stellar_ci=None):
+        """Logits (B, 4) of normalised stamps ``x`` (B, 5, 32, 32); see the class Notes."""
         return self.forward_prepared(self.prepare(x), mask, stellar_ci)
 
 
@@ -241,6 +261,13 @@ class StarcNetReference(nn.Module):
     groups, LeakyReLU), a 2x2 max pool after the fourth module, the
     flattened features of the three pathways concatenated, FC 128, FC 4;
     nearest-neighbour zoomed inputs as in the paper.
+
+    Parameters
+    ----------
+    channels : int
+        Channels of every convolution (GroupNorm groups of 16 channels).
+    modules : int
+        Modules per pathway; the max pool follows the fourth.
     """
 
     def __init__(self, channels=128, modules=7):
@@ -262,6 +289,7 @@ class StarcNetReference(nn.Module):
                                 nn.LeakyReLU(0.01), nn.Linear(128, N_CLASSES))
 
     def forward(self, x, mask=None):
+        """Logits (B, 4) of stamps ``x`` (B, 5, 32, 32); ``mask`` is ignored."""
         views = _zoom_views(x, mode="nearest")
         f = [p(v).flatten(1) for p, v in zip(self.pathways, views)]
         return self.fc(torch.cat(f, dim=1))
@@ -343,7 +371,26 @@ class PhysicalNet(nn.Module):
         return x.contiguous(memory_format=torch.channels_last), torch.cat(apertures, 1)
 
     def forward_prepared(self, prepared, mask, log_distance, stellar_ci=None):
-        """Logits of every head from `prepare`'s output."""
+        """Logits of every head from `prepare`'s output.
+
+        Parameters
+        ----------
+        prepared : (torch.Tensor, torch.Tensor)
+            `prepare`'s channels-last input (B, 5, 64, 64) and aperture means
+            (B, 20).
+        mask : torch.Tensor, (B, 5)
+            Band availability.
+        log_distance : torch.Tensor, (B,) or (B, 1)
+            log10 of the galaxy distance in Mpc.
+        stellar_ci : float or array_like (B,), optional
+            The field's stellar CI [mag]; required if the network was built
+            with ``stellar_ci=True``, ignored otherwise.
+
+        Returns
+        -------
+        dict of torch.Tensor
+            Logits by head, as in the class Notes.
+        """
         x, apertures = prepared
         f = self.features(x).mean(dim=(2, 3))
         z = [apertures, f, mask.to(f.dtype), log_distance.reshape(-1, 1).to(f.dtype)]
@@ -355,6 +402,7 @@ class PhysicalNet(nn.Module):
         return {k: head(z) for k, head in self.heads.items()}
 
     def forward(self, x, mask, log_distance, stellar_ci=None):
+        """Logits of every head for normalised stamps ``x``; see the class Notes."""
         return self.forward_prepared(self.prepare(x), mask, log_distance, stellar_ci)
 
 
@@ -408,6 +456,7 @@ class BNReference(nn.Module):
         self.trunk, self.heads = _physical_heads(c_in + N_BANDS + 1, 1024)
 
     def forward(self, x, mask, log_distance):
+        """Logits of the four heads, as `PhysicalNet`'s, of stamps ``x`` (B, 5, 64, 64)."""
         f = self.features(x).mean(dim=(2, 3))
         z = self.trunk(torch.cat([f, mask.to(f.dtype),
                                   log_distance.reshape(-1, 1).to(f.dtype)], 1))
@@ -912,6 +961,7 @@ class ConvReLU(nn.Module):
         self.dilation, self.groups = list(conv.dilation), conv.groups
 
     def forward(self, x):
+        """``relu(conv2d(x))`` with the kept convolution."""
         if (_CONV_POINTWISE is not None and x.dtype == torch.float32
                 and not torch.is_autocast_enabled("cpu") and not torch.is_grad_enabled()):
             return _CONV_POINTWISE(x, self.weight, self.bias, self.padding, self.stride,
@@ -930,6 +980,7 @@ class MaxPool2x2(nn.Module):
     """
 
     def forward(self, x):
+        """``x`` (..., H, W) max-pooled to (..., H // 2, W // 2)."""
         x = x[..., :x.shape[-2] // 2 * 2, :x.shape[-1] // 2 * 2]
         rows = torch.maximum(x[..., 0::2, :], x[..., 1::2, :])
         return torch.maximum(rows[..., 0::2], rows[..., 1::2])
@@ -981,7 +1032,20 @@ def fuse_for_inference(model):
 
 
 def build_network(architecture, **kwargs):
-    """The network a model card names, built with the card's keyword arguments."""
+    """The network a model card names, built with the card's keyword arguments.
+
+    Parameters
+    ----------
+    architecture : str
+        A key of `ARCHITECTURES` (the card's ``architecture``).
+    **kwargs
+        The card's ``kwargs``; lists (as JSON gives them) become tuples.
+
+    Returns
+    -------
+    torch.nn.Module
+        Untrained, with fresh weights.
+    """
     try:
         cls = ARCHITECTURES[architecture]
     except KeyError:

@@ -40,6 +40,11 @@ class FeatureTap:
     Use as a context manager around the forward calls; `features` holds one
     (n, D) float array per call: the input of the member's head without its
     last `~glue_starclf.core.networks.N_BANDS` columns (the band mask).
+
+    Parameters
+    ----------
+    model : glue_starclf.core.networks.StarClassifier
+        A classifier member; its ``head[0]`` is hooked while in the context.
     """
 
     def __init__(self, model):

@@ -56,9 +56,22 @@ def aperture_fluxes(image, x, y, radii, sky_annulus=SKY_ANNULUS):
 def concentration_index(image, x, y, sky_annulus=SKY_ANNULUS, scale=1.0):
     """LEGUS concentration index mag(1 px) - mag(3 px) at many positions.
 
-    Sources whose inner flux is not positive get NaN. ``scale`` multiplies the
-    aperture and annulus radii (``0.04 / pixel_scale`` measures it in pixels of
-    0.04" on an image of another pixel scale).
+    Parameters
+    ----------
+    image : 2-D ndarray
+    x, y : array_like
+        0-based pixel positions.
+    sky_annulus : (float, float) or None
+        Radii [px] of the local-sky annulus (`aperture_fluxes`); None for no
+        sky subtraction.
+    scale : float
+        Multiplies the aperture and annulus radii (``0.04 / pixel_scale``
+        measures it in pixels of 0.04" on an image of another pixel scale).
+
+    Returns
+    -------
+    ndarray, shape (len(x),)
+        CI [mag]; NaN where either aperture's flux is not positive.
     """
     f = aperture_fluxes(image, x, y, tuple(r * scale for r in CI_RADII),
                         None if sky_annulus is None else tuple(r * scale for r in sky_annulus))

@@ -126,7 +126,24 @@ def _factor(log_weight, dtype):
 
 
 def tilt_1d(probs, distance_mpc, tilt, name="log_r_h"):
-    """A 1-D posterior (the r_h head's) reweighted by the tilt of ``name``, renormalised."""
+    """A 1-D posterior (the r_h head's) reweighted by the tilt of ``name``, renormalised.
+
+    Parameters
+    ----------
+    probs : ndarray, shape (n, bins)
+        Probabilities over the bins of ``name``.
+    distance_mpc : float or array_like, shape (n,)
+    tilt : dict
+        `check_tilt`'s output; without ``name`` the posterior is only
+        renormalised.
+    name : str
+        One of `TILT_PARAMETERS`.
+
+    Returns
+    -------
+    ndarray, shape (n, bins)
+        In the floating type of ``probs`` (at least float32); rows sum to 1.
+    """
     p = np.asarray(probs)
     p = p.astype(np.result_type(p.dtype, np.float32), copy=False)
     (lw,) = _log_weights(distance_mpc, tilt, (name,), len(p))

@@ -18,7 +18,7 @@ from astropy.table import Table
 from ..version import __version__
 
 __all__ = ["Ensemble", "load_ensemble", "takes_stellar_ci", "predict", "field_stellar_ci",
-           "bf16_supported", "RESULT_COLUMNS", "DISTANCE_RANGE_MPC", "distance_warning"]
+           "bf16_supported", "RESULT_COLUMNS", "DISTANCE_RANGE_MPC", "distance_warning", "BATCH"]
 
 log = logging.getLogger("glue_starclf")
 
@@ -51,6 +51,15 @@ class Ensemble:
     A classifier ensemble also takes the folder's out-of-distribution
     statistics (`glue_starclf.core.ood`) and class prior
     (`glue_starclf.core.class_prior`) when they were made for its members.
+
+    Parameters
+    ----------
+    cards : sequence of str or Path
+        The members' model cards (or weights), all of one family and stamp
+        size; the folder of the first holds the statistics and class prior.
+    class_prior : bool
+        False leaves out the classifier's class prior (class-balanced
+        probabilities; its file is then not read).
     """
 
     def __init__(self, cards, class_prior=True):
@@ -102,6 +111,7 @@ class Ensemble:
 
     @property
     def names(self):
+        """The members' names (their cards' file names without ``.json``)."""
         return [Path(card["_path"]).stem for _, card in self.members]
 
     @property
@@ -111,6 +121,7 @@ class Ensemble:
 
     @property
     def hashes(self):
+        """The sha256 of the members' weights, in member order."""
         return [card["sha256"] for _, card in self.members]
 
 
@@ -147,8 +158,24 @@ def _family_cards(family, folder=None, cards=None):
 def load_ensemble(family, folder=None, class_prior=True):
     """The bundled (or a folder's) ensemble of ``"classifier"`` or ``"physical"``.
 
-    ``class_prior=False`` leaves out the classifier's class prior (class-balanced
-    probabilities; its file is then not read).
+    Parameters
+    ----------
+    family : {"classifier", "physical"}
+    folder : str or Path, optional
+        Models folder; default the bundled one.
+    class_prior : bool
+        False leaves out the classifier's class prior (class-balanced
+        probabilities; its file is then not read).
+
+    Returns
+    -------
+    Ensemble
+        Every model of ``family`` in the folder.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the folder holds no model of ``family``.
     """
     return Ensemble([c["_path"] for c in _family_cards(family, folder)], class_prior)
 

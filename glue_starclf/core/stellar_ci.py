@@ -185,10 +185,30 @@ def field_ci_cut(mosaic, centre=None, stellar_ci=None):
     LEGUS set the CI cut of each field just above its stellar locus, not at
     one value for all (the catalogs' cuts run from 1.2 to 1.4 mag); a fixed
     cut passes many more stars on a field with a broad PSF than on one with
-    a sharp PSF. Parameters and the ``source`` and ``measured`` it returns
-    after the cut: as `stellar_ci_or_default`; a ``stellar_ci`` given
-    (`checked_stellar_ci`) is used instead of a measurement (``source``
-    ``"given"``).
+    a sharp PSF.
+
+    Parameters
+    ----------
+    mosaic : glue_starclf.io.mosaic.Mosaic
+    centre : (float, float), optional
+        As in `measure_stellar_ci`.
+    stellar_ci : float, optional
+        A stellar CI [mag] given by the user (`checked_stellar_ci`), used
+        instead of a measurement.
+
+    Returns
+    -------
+    cut : float
+        The CI cut [mag].
+    source : str
+        As in `stellar_ci_or_default`; ``"given"`` for a ``stellar_ci`` given.
+    measured : bool
+        True if measured on the mosaic or given.
+
+    Raises
+    ------
+    ValueError
+        If ``stellar_ci`` is given but outside `STELLAR_CI_RANGE`.
     """
     if stellar_ci is not None:
         return checked_stellar_ci(stellar_ci) + CI_CUT_ABOVE_STELLAR, "given", True

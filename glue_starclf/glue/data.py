@@ -557,19 +557,49 @@ def results_table(layer, components=None):
 
 
 def export_results_ecsv(filename, data, components=None):
-    """glue data exporter: results (dataset or subset) to ECSV, atomically."""
+    """glue data exporter: results (dataset or subset) to ECSV, atomically.
+
+    Parameters
+    ----------
+    filename : str
+        The file to write (replaced if it exists).
+    data : glue.core.data.Data or glue.core.subset.Subset
+        A results dataset or catalog with results, or a subset of one.
+    components : sequence of ComponentID, optional
+        The components checked in glue's export dialog (`results_table`).
+    """
     from ..io.writers import write_table
     write_table(results_table(data, components), filename, overwrite=True)
 
 
 def export_results_fits(filename, data, components=None):
-    """glue data exporter: results (dataset or subset) to a FITS table, atomically."""
+    """glue data exporter: results (dataset or subset) to a FITS table, atomically.
+
+    Parameters
+    ----------
+    filename : str
+        The file to write (replaced if it exists).
+    data : glue.core.data.Data or glue.core.subset.Subset
+        A results dataset or catalog with results, or a subset of one.
+    components : sequence of ComponentID, optional
+        The components checked in glue's export dialog (`results_table`).
+    """
     from ..io.writers import write_table
     write_table(results_table(data, components), filename, overwrite=True)
 
 
 def export_regions(filename, data, components=None):
-    """glue data exporter: a DS9 region file in image pixels, one circle per source by class."""
+    """glue data exporter: a DS9 region file in image pixels, one circle per source by class.
+
+    Parameters
+    ----------
+    filename : str
+        The file to write (replaced if it exists).
+    data : glue.core.data.Data or glue.core.subset.Subset
+        A results dataset or catalog with results, or a subset of one.
+    components : sequence of ComponentID, optional
+        Ignored: a region file takes the positions, ``id`` and ``class``.
+    """
     from ..io.writers import write_regions
     write_regions(results_table(data), filename, overwrite=True)
 
@@ -615,6 +645,15 @@ def export_regions_fk5(filename, data, components=None):
     One circle of `REGION_RADIUS_PX` (in arcsec at the mosaic's pixel scale)
     per source with finite ra/dec, coloured and labelled by class as
     `export_regions`.
+
+    Parameters
+    ----------
+    filename : str
+        The file to write (replaced if it exists).
+    data : glue.core.data.Data or glue.core.subset.Subset
+        A results dataset or catalog with results, or a subset of one.
+    components : sequence of ComponentID, optional
+        Ignored: a region file takes the positions, ``id`` and ``class``.
 
     Raises
     ------

@@ -109,6 +109,18 @@ def member_file_name(name):
 def check_version_name(name, root=None):
     """A valid, unused version name.
 
+    Parameters
+    ----------
+    name : str
+        The name asked for (stripped here).
+    root : str or Path, optional
+        The folder of the user's model versions; default `user_models_dir`.
+
+    Returns
+    -------
+    str
+        ``name``, stripped.
+
     Raises
     ------
     ValueError

@@ -193,9 +193,9 @@ def _store(data, votes_text):
     for i, text in enumerate(votes_text):
         if text:
             cls[i], who[i], when[i] = consensus(parse_votes(text))
-    _write_columns(data, {"class_user": cls, "labeller": who.astype(str),
-                          "labelled_at": when.astype(str),
-                          VOTES: np.asarray(votes_text, dtype=object).astype(str)})
+    _write_columns(data, dict(zip(USER_COLUMNS, (
+        cls, who.astype(str), when.astype(str),
+        np.asarray(votes_text, dtype=object).astype(str)))))
 
 
 def set_votes(data, rows, labeller, classes, when=None):
@@ -237,6 +237,12 @@ def set_votes(data, rows, labeller, classes, when=None):
 
 def merge_votes(old, new):
     """Votes of one source after adding ``new`` ones: per labeller the newer vote wins.
+
+    Parameters
+    ----------
+    old, new : dict
+        ``{labeller: (class, time)}`` as `parse_votes` gives them; times are
+        ISO 8601 texts, compared as strings.
 
     Returns
     -------
@@ -423,6 +429,15 @@ def labels_table(data):
 
 def export_labels(data, path, overwrite=False):
     """Write a dataset's votes as a labels file (ECSV or CSV), atomically.
+
+    Parameters
+    ----------
+    data : glue.core.data.Data
+        A dataset with a ``votes`` component.
+    path : str or Path
+        The file; its extension chooses the format (`write_table`).
+    overwrite : bool
+        Replace an existing file.
 
     Returns
     -------

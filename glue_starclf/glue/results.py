@@ -235,6 +235,18 @@ def linked_catalogs(data_collection, mosaic_data):
 def catalog_sources(catalog_data, mask=None):
     """``id``, ``x``, ``y`` of a catalog dataset's rows (those of ``mask``) as a table.
 
+    Parameters
+    ----------
+    catalog_data : glue.core.data.Data
+        A tabular dataset with ``x`` and ``y`` (0-based mosaic pixels).
+    mask : array_like of bool, optional
+        The rows to take (a subset's mask); default all.
+
+    Returns
+    -------
+    astropy.table.Table
+        ``id`` (the catalog's, else 1, 2, ...), ``x``, ``y`` (float).
+
     Raises
     ------
     ValueError
@@ -413,6 +425,16 @@ def aperture_magnitudes(mosaic, x, y, radius=MAG_RADIUS_PX, batch=2048):
     The aperture sits on the pixel nearest each source (as the stamps of
     `glue_starclf.core.cutouts.extract_stamps`); the sky is the median of the
     7-8 px annulus. Zeropoints are `glue_starclf.io.mosaic.Mosaic.zeropoint`.
+
+    Parameters
+    ----------
+    mosaic : glue_starclf.io.mosaic.Mosaic
+    x, y : array_like
+        0-based pixel positions of the sources.
+    radius : float
+        Aperture radius [px].
+    batch : int
+        Sources whose stamps are cut at once (bounds memory).
 
     Returns
     -------

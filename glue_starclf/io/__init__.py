@@ -2,3 +2,5 @@
 
 No torch, no glue, and nothing else of glue_starclf is imported here.
 """
+
+__all__ = []

@@ -6,7 +6,6 @@ mosaics carry their own calibration and only the band names are needed.
 
 __all__ = [
     "BANDS",
-    "SLOTS",
     "ALIASES",
     "PIXEL_SCALE_ARCSEC",
     "VEGA_ZEROPOINT",
@@ -20,9 +19,6 @@ __all__ = [
 
 #: The five model bands in input order (blue to red).
 BANDS = ("F275W", "F336W", "F438W", "F555W", "F814W")
-
-#: Photometric slot of each band (``results-schema.md``).
-SLOTS = dict(zip(BANDS, ("NUV", "U", "B", "V", "I")))
 
 #: Other filters accepted for a slot.
 ALIASES = {"F225W": "F275W", "F435W": "F438W", "F606W": "F555W"}

@@ -307,6 +307,8 @@ class Mosaic:
 
     def __init__(self, images, shape, wcs, paths, filters, headers, hduls=(), calibration=None,
                  pixel_scale=None):
+        """Made by `open_mosaic` and `from_arrays`: the arguments are the attributes of the
+        same names; ``hduls`` are the open FITS files that `close` closes."""
         self.images = tuple(images)
         self.shape = tuple(int(v) for v in shape)
         self.wcs = wcs
@@ -343,7 +345,21 @@ class Mosaic:
 
     @classmethod
     def from_arrays(cls, images, wcs=None):
-        """A mosaic of in-memory images, shape (5, ny, nx) in `BANDS` order (e.g. a mock)."""
+        """A mosaic of in-memory images, shape (5, ny, nx) in `BANDS` order (e.g. a mock).
+
+        Parameters
+        ----------
+        images : sequence of 5 (2-D array_like or None)
+            One per band in `BANDS` order, in reference e-/s; None for a
+            missing band (at least one must be given).
+        wcs : astropy.wcs.WCS, optional
+            Celestial WCS; None for pixel-only use.
+
+        Returns
+        -------
+        Mosaic
+            No files, headers or calibration; pixel scale unknown.
+        """
         images = [None if im is None else np.asarray(im) for im in images]
         if len(images) != len(BANDS):
             raise ValueError(f"expected {len(BANDS)} band images, got {len(images)}")

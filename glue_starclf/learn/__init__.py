@@ -2,3 +2,5 @@
 on labels and the readers of training banks. Imports `glue_starclf.core` and
 `glue_starclf.io`; ``python -m training`` is its command line.
 """
+
+__all__ = []

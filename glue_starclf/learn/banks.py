@@ -15,7 +15,29 @@ __all__ = ["open_bank", "stamp_stellar_ci", "bank_stellar_ci"]
 
 
 def open_bank(folder):
-    """A bank's stamps (memory-mapped), truth table and meta."""
+    """A bank's stamps (memory-mapped), truth table and meta.
+
+    Parameters
+    ----------
+    folder : str or Path
+        A bank written by ``python -m training make-bank``.
+
+    Returns
+    -------
+    stamps : ndarray, shape (n, 5, S, S)
+        ``stamps.npy``, memory-mapped read-only.
+    truth : astropy.table.Table
+        ``truth.ecsv``, one row per stamp.
+    meta : dict
+        ``meta.json``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If one of the three files is missing.
+    ValueError
+        If stamps and truth rows differ in number.
+    """
     folder = Path(folder)
     for name in ("stamps.npy", "truth.ecsv", "meta.json"):
         if not (folder / name).exists():

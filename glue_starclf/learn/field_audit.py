@@ -164,6 +164,9 @@ def unmatched_class4_stamps(mock, size=32, radius=3.0, field_cut=False, **detect
         CI cut at the field's own stellar CI plus 0.05 mag
         (`glue_starclf.core.stellar_ci.field_ci_cut`, detection's default)
         instead of the fixed CI >= 1.4 that the banks' recipes used before.
+    **detect_kwargs
+        Passed to `glue_starclf.core.detection.detect_sources`, overriding
+        ``distance_mpc`` and ``ci_min``.
 
     Returns
     -------

@@ -273,9 +273,27 @@ def cut_labelled(mosaic, x, y, card):
 # -- frozen layers ---------------------------------------------------------------------
 
 def labelled_field_stellar_ci(card, mosaic, x, y):
-    """The stellar CI of the labels' field for a member that takes it (measured on the
-    mosaic around the labelled sources, or the default where it cannot be:
-    `glue_starclf.core.stellar_ci.stellar_ci_or_default`), else None."""
+    """The stellar CI of the labels' field for a member that takes it, else None.
+
+    Measured on the mosaic around the labelled sources, or the default where
+    it cannot be (`glue_starclf.core.stellar_ci.stellar_ci_or_default`, with a
+    warning logged).
+
+    Parameters
+    ----------
+    card : dict
+        The member's model card; its ``kwargs["stellar_ci"]`` says whether it
+        takes the stellar CI.
+    mosaic : glue_starclf.io.mosaic.Mosaic
+    x, y : array_like
+        0-based pixel positions of the labelled sources (their median is
+        the centre of the measurement box).
+
+    Returns
+    -------
+    float or None
+        The stellar CI [mag]; None for a member without it.
+    """
     if not card.get("kwargs", {}).get("stellar_ci"):
         return None
     from ..core.stellar_ci import sources_centre, stellar_ci_or_default

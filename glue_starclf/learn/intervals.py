@@ -86,6 +86,14 @@ def bank_posteriors(members, stamps, distance_mpc, mask=None, batch=256, tilt=No
 def cluster_marginals(posteriors, truth):
     """Per parameter, the cluster stamps' marginals and true values.
 
+    Parameters
+    ----------
+    posteriors : dict of ndarray
+        `bank_posteriors`' output (``grid`` and ``r_h`` are used).
+    truth : astropy.table.Table
+        The bank's truth table: ``p_cb`` (> 0.5 for a cluster stamp),
+        ``log_age``, ``av``, ``log_mass`` and ``r_h`` [pc].
+
     Returns
     -------
     dict
@@ -195,7 +203,25 @@ def errors_by_quantile(errors, values, n_bins=4):
 
 
 def interval_coverage(marginal, bins, true, temperature=1.0):
-    """Fraction of true values inside the 16th-84th percentiles of the tempered marginals."""
+    """Fraction of true values inside the 16th-84th percentiles of the tempered marginals.
+
+    Parameters
+    ----------
+    marginal : ndarray, shape (n, len(bins))
+        Probabilities over ``bins``.
+    bins : ndarray
+        Bin centres (a value of `PARAMETERS`).
+    true : array_like, shape (n,)
+        True values, in the units of ``bins``.
+    temperature : float
+        As `glue_starclf.core.networks.temper`; 1 leaves the marginals as
+        they are.
+
+    Returns
+    -------
+    float
+        Coverage in [0, 1].
+    """
     lo, hi = _percentiles(temper(marginal, temperature), bins)
     true = np.asarray(true, float)
     return float(np.mean((true >= lo) & (true <= hi)))
@@ -220,6 +246,10 @@ def fit_temperature(marginal, bins, true, target=0.68, bounds=(0.05, 20.0), n_gr
         Wanted coverage, in (0, 1).
     bounds : (float, float)
         Temperatures searched.
+    n_grid : int
+        Temperatures of the coarse grid.
+    iterations : int
+        Bisection steps of the refinement.
 
     Returns
     -------
@@ -251,7 +281,20 @@ def fit_temperature(marginal, bins, true, target=0.68, bounds=(0.05, 20.0), n_gr
 
 
 def fit_interval_temperatures(marginals, target=0.68):
-    """`fit_temperature` for every parameter of `cluster_marginals`' output."""
+    """`fit_temperature` for every parameter of `cluster_marginals`' output.
+
+    Parameters
+    ----------
+    marginals : dict
+        `cluster_marginals`' output.
+    target : float
+        Wanted coverage of the 16th-84th percentile intervals, in (0, 1).
+
+    Returns
+    -------
+    dict
+        ``name -> temperature`` (float).
+    """
     return {name: fit_temperature(marginal, PARAMETERS[name], true, target)
             for name, (marginal, true, _) in marginals.items()}
 

@@ -148,7 +148,19 @@ def init_record(card):
 def require_validation(val, fraction, what):
     """Refuse, before any training, a random split that picked nothing to validate on.
 
-    ``val`` is the boolean validation mask over the ``what`` (e.g. "stamps").
+    Parameters
+    ----------
+    val : array_like of bool
+        The validation mask over the training items.
+    fraction : float
+        The ``--val-fraction`` that drew it (for the message).
+    what : str
+        What the items are, plural (e.g. ``"stamps"``).
+
+    Raises
+    ------
+    ValueError
+        If ``val`` selects nothing.
     """
     if not np.any(val):
         raise ValueError(f"--val-fraction {fraction} of {len(val)} {what} picked none "
@@ -202,6 +214,7 @@ def distributed_setup():
 
 
 def is_main():
+    """True in the process of rank 0, or when torch.distributed is not initialised."""
     return not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0
 
 
@@ -308,10 +321,14 @@ def fit(model, dataset, step, *, epochs, batch_size, lr, seed, state_path, resum
         Per-sample weights for class balancing (single process).
     minutes : float, optional
         Stop after the epoch that passes this wall time.
+    weight_decay : float
+        AdamW's weight decay.
     max_bad_batches : int
         Non-finite losses are skipped; this many in a row abort the run.
     on_epoch : callable, optional
         ``on_epoch(epoch, mean_loss)`` after every epoch (rank 0).
+    progress : bool
+        Show a tqdm progress bar (rank 0).
     rngs : dict, optional
         ``{name: torch.Generator or numpy Generator}`` the step draws from
         (augmentation, band dropout): saved with the state and restored on

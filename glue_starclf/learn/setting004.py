@@ -44,9 +44,20 @@ def setting004_mask(n):
 def setting004_errors(members, stamps, truth, mask, tilt=None):
     """p95 |error| and median error of each estimator, and interval coverage, in the setting.
 
-    ``tilt``: the ensemble's posterior tilt
-    (`glue_starclf.core.predict.Ensemble.posterior_tilt`), applied as
-    `glue_starclf.core.predict.predict` does; None for none.
+    Parameters
+    ----------
+    members : list of (model, card)
+        `glue_starclf.core.predict.Ensemble.members` of the physical family.
+    stamps : ndarray, shape (n, 5, 64, 64)
+        A bank's raw stamps (`setting004_ranges`).
+    truth : astropy.table.Table
+        The bank's truth table.
+    mask : ndarray of bool, shape (n, 5)
+        Band availability (`setting004_mask`).
+    tilt : dict, optional
+        The ensemble's posterior tilt
+        (`glue_starclf.core.predict.Ensemble.posterior_tilt`), applied as
+        `glue_starclf.core.predict.predict` does; None for none.
 
     Returns
     -------

@@ -134,6 +134,8 @@ def paired_gemm_fraction(fn, flops, pairs=7, gemm_n=1024):
         FLOPs of one call (`count_flops`).
     pairs : int
         GEMM / ``fn`` pairs timed.
+    gemm_n : int
+        Matrix side of the GEMM (`gemm_flops_per_s`).
 
     Returns
     -------

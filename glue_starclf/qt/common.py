@@ -349,7 +349,16 @@ def distance_range():
 
 
 class DistanceEdit(QtWidgets.QWidget):
-    """Galaxy distance [Mpc] with a note on where the default came from."""
+    """Galaxy distance [Mpc] with a note on where the default came from.
+
+    Parameters
+    ----------
+    distance : float, optional
+        The distance [Mpc] shown first; None leaves the field empty.
+    source : str
+        Where it came from, shown beside it (e.g. `default_distance`'s).
+    parent : QWidget, optional
+    """
 
     def __init__(self, distance=None, source="", parent=None):
         super().__init__(parent)

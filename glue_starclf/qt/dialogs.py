@@ -109,6 +109,7 @@ class OpenMosaicDialog(QtWidgets.QDialog):
         return self.catalog_edit.text().strip() or None
 
     def accept(self):
+        """Close with OK, unless no band file is given (then say so and stay open)."""
         if not self.items():
             self.error.setText("Give at least one band file.")
             return

@@ -142,10 +142,12 @@ class StarClusterImageViewer(ImageViewer):
             self._scaling = False
 
     def resizeEvent(self, event):
+        """Resize, then rescale the rings to the new zoom (`scale_markers`)."""
         super().resizeEvent(event)
         self.scale_markers()
 
     def add_data(self, data):
+        """Add a dataset as glue does; a new mosaic gets the RGB preset, a table open rings."""
         fresh = kind_of(data) == MOSAIC and not any(la.layer is data for la in self.layers)
         added = super().add_data(data)
         if added and fresh and not self._presetting:
@@ -247,6 +249,7 @@ class ClassifySelectionTool(Tool):
                 "active region, or candidates detected there")
 
     def activate(self):
+        """Run `glue_starclf.qt.actions.classify_selection`; its dialog is the viewer's."""
         self.viewer.last_dialog = _run_action(self)
 
 
@@ -260,6 +263,7 @@ class RGBPresetTool(Tool):
                 "(as starclf simulate --preview)")
 
     def activate(self):
+        """Apply the RGB preset and reset the view limits."""
         self.viewer.apply_rgb_preset()
         self.viewer.state.reset_limits()
 
@@ -273,6 +277,7 @@ class OpenInspectorTool(Tool):
     tool_tip = "Open the cluster inspector on the results of this mosaic"
 
     def activate(self):
+        """Run `glue_starclf.qt.actions.inspect_from_viewer`."""
         _run_action(self)
 
 

@@ -102,7 +102,22 @@ def stretch(image, q=8.0):
 
 
 def rgb_stamp(stamp, band_mask):
-    """RGB uint8 image (size, size, 3) of a 5-band stamp (grey with fewer than three bands)."""
+    """RGB uint8 image (size, size, 3) of a 5-band stamp (grey with fewer than three bands).
+
+    Parameters
+    ----------
+    stamp : ndarray, shape (5, size, size)
+        The bands in `~glue_starclf.io.bands.BANDS` order.
+    band_mask : sequence of bool, length 5
+        Bands present. Each channel takes the first present band of its
+        list (`_RGB_BANDS`); if a channel has none, the stamp is shown grey
+        in one band (F555W first).
+
+    Returns
+    -------
+    ndarray of uint8, shape (size, size, 3)
+        Each channel `stretch`-ed; rows flipped so that y runs up.
+    """
     chans = []
     for names in _RGB_BANDS:
         j = next((BANDS.index(b) for b in names if band_mask[BANDS.index(b)]), None)
@@ -369,12 +384,15 @@ class InspectorLayerArtist(LayerArtist):
         super().__init__(viewer_state, layer_state=layer_state, layer=layer)
 
     def update(self):
+        """Redraw the gallery (`ClusterInspectorViewer.schedule_refresh`)."""
         self._inspector.schedule_refresh()
 
     def redraw(self):
+        """Redraw the gallery (`ClusterInspectorViewer.schedule_refresh`)."""
         self._inspector.schedule_refresh()
 
     def clear(self):
+        """Redraw the gallery (`ClusterInspectorViewer.schedule_refresh`)."""
         self._inspector.schedule_refresh()
 
 
@@ -500,6 +518,7 @@ class ClusterInspectorViewer(DataViewer):
         self.schedule_refresh()
 
     def get_layer_artist(self, cls, layer=None, layer_state=None):
+        """A layer artist of class ``cls`` that redraws this gallery."""
         return cls(self, self.state, layer=layer, layer_state=layer_state)
 
     @property
@@ -711,6 +730,7 @@ class ClusterInspectorViewer(DataViewer):
             self.grid.addWidget(tile, i // cols, i % cols)
 
     def resizeEvent(self, event):
+        """Resize, then lay the tiles out again for the new width."""
         super().resizeEvent(event)
         self._reflow()
 
@@ -890,6 +910,7 @@ class ClusterInspectorViewer(DataViewer):
         return True
 
     def keyPressEvent(self, event):
+        """Label and focus keys (`handle_key`); other keys as Qt handles them."""
         if not self.handle_key(event.key()):
             super().keyPressEvent(event)
 

@@ -318,6 +318,7 @@ class FinetuneRunner(JobRunner):
     NOT_ADDED = "The fine-tuned model could not be registered"
 
     def progress_text(self, done, total):
+        """The progress dialog's text: optimisation step ``done`` of ``total``."""
         return (f"Fine-tuning on {len(self.job.targets):,} labelled sources: step {done:,} "
                 f"of {total:,}")
 
@@ -336,6 +337,14 @@ def _check_labels(data, parent):
 
 def finetune_dialog(session, data, parent=None):
     """The fine-tuning dialog for the labels of a dataset; OK starts `start_finetune`.
+
+    Parameters
+    ----------
+    session : glue.core.session.Session
+    data : glue.core.data.Data
+        A dataset holding votes (results, or a catalog with results).
+    parent : QWidget, optional
+        Parent of the dialog and messages.
 
     Returns
     -------
@@ -462,9 +471,20 @@ def recompute_results(session, data, folder, parent=None):
     for a catalog), so labels, subsets and links stay. The distance, and the
     stellar CI where the user gave one, are those of the last classification.
 
+    Parameters
+    ----------
+    session : glue.core.session.Session
+    data : glue.core.data.Data
+        A results dataset, or a catalog with results attached.
+    folder : str or Path
+        The models folder to classify with (e.g. a fine-tuned version's).
+    parent : QWidget, optional
+        Parent of the progress dialog and messages.
+
     Returns
     -------
     JobRunner or None
+        The started job; None after a message (mosaic or distance unknown).
     """
     dc = session.data_collection
     mosaic_data = mosaic_of(dc, data)

@@ -78,7 +78,17 @@ GALAXY_RANGES = {
 def random_galaxy(rng, shape, variant="standard"):
     """A random `GalaxyModel` whose disk fills a mosaic of ``shape``.
 
-    ``variant`` picks the parameter ranges of `GALAXY_RANGES`.
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+    shape : (int, int)
+        ``(ny, nx)`` of the mosaic [px].
+    variant : str
+        A key of `GALAXY_RANGES`: the parameter ranges drawn from.
+
+    Returns
+    -------
+    GalaxyModel
     """
     if variant not in GALAXY_RANGES:
         raise ValueError(f"galaxy background variant {variant!r}: expected one of "

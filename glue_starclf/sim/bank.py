@@ -113,6 +113,9 @@ def physical_bank(n, seed=0, size=64, background_fraction=0.1, ranges=None,
         Hold a parameter fixed (e.g. ``log_mass=4`` for the benchmark).
     jitter_px : float
         Clusters are centred within this many pixels of the stamp centre.
+    max_tries : int
+        Rounds of drawing cluster parameters until ``n`` clusters pass the
+        `DETECTION_LIMITS`; ValueError when they do not.
     domain : glue_starclf.sim.domain.Domain, optional
         Fixed instrument conditions (default `NOMINAL`).
     randomise : bool

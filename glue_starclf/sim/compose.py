@@ -25,7 +25,19 @@ TUNE_POINTS = 240
 
 @functools.lru_cache(maxsize=16)
 def renderer(size, psf_size=None, bands=None, psf=None):
-    """Cached `StampRenderer`."""
+    """Cached `StampRenderer`.
+
+    Parameters
+    ----------
+    size : int
+        Stamp side [px].
+    psf_size : int, optional
+        Odd PSF support; default the renderer's.
+    bands : tuple of int, optional
+        Band indices to render; default all five.
+    psf : glue_starclf.sim.effpsf.EffectivePSF, optional
+        Default: `glue_starclf.sim.render.default_psf`.
+    """
     kw = {} if psf_size is None else {"psf_size": psf_size}
     return StampRenderer(size, bands=bands, psf=psf, **kw)
 
@@ -129,7 +141,19 @@ def saturate(stack, band_idx=None):
 
 
 def apply_masked_rows(image, cx, cy, masked_rows):
-    """Blank rows near a source (chip edges, gaps) in a (5, ny, nx) image in place."""
+    """Blank rows near a source (chip edges, gaps) in a (5, ny, nx) image in place.
+
+    Parameters
+    ----------
+    image : ndarray, shape (5, ny, nx)
+        Modified in place.
+    cx, cy : float
+        The source's 0-based pixel position.
+    masked_rows : tuple
+        `MockSource.masked_rows`: ``(dy0, dy1, value, bands)``; rows
+        ``cy + dy0`` to ``cy + dy1`` within `MASK_HALF_WIDTH` px of ``cx``
+        are set to ``value`` in ``bands``.
+    """
     dy0, dy1, value, bands = masked_rows
     ny, nx = image.shape[-2:]
     y0, y1 = int(round(cy)) + dy0, int(round(cy)) + dy1
@@ -147,6 +171,23 @@ def noise_free_ci(sources, knobs=None, size=19, max_points=None, psf=None):
 
     Measured as on a real image, with the local sky from the annulus (which
     an extended source or an asterism's companions raise).
+
+    Parameters
+    ----------
+    sources : sequence of MockSource
+    knobs : ndarray, shape (n,), optional
+        Size parameters to render with instead of the sources' own.
+    size : int
+        Stamp side [px] (at least 17, for the sky annulus).
+    max_points : int, optional
+        Thin each source to this many points (quick estimates).
+    psf : glue_starclf.sim.effpsf.EffectivePSF, optional
+        Default: `glue_starclf.sim.render.default_psf`.
+
+    Returns
+    -------
+    ndarray, shape (n,)
+        CI [mag]; NaN where an aperture flux is not positive.
     """
     stamps = render_stamps(sources, size, knobs=knobs, bands=(V,), max_points=max_points,
                            psf=psf)

@@ -124,9 +124,19 @@ def check_perturbation(name, value):
 def perturbed(domain=NOMINAL, **values):
     """A copy of ``domain`` with single perturbations set (validated).
 
-    ``registration_px``, ``exposure_factor`` and ``zeropoint_mag`` given as a
-    number apply to every band (registration: an offset of that length in a
-    fixed direction per band, alternating sign, F555W unshifted).
+    Parameters
+    ----------
+    domain : Domain
+    **values
+        Perturbations by name (`CHOICES`, `RANGES` or ``detector_xy``),
+        checked by `check_perturbation`. ``registration_px``,
+        ``exposure_factor`` and ``zeropoint_mag`` given as a number apply
+        to every band (registration: an offset of that length in a fixed
+        direction per band, alternating sign, F555W unshifted).
+
+    Returns
+    -------
+    Domain
     """
     changes = {}
     for name, value in values.items():
@@ -183,7 +193,23 @@ def draw_domain(rng, stdpsf_dir=None, locus=None):
 
 
 def chunk_domain(rng, domain=None, randomise=False, stdpsf_dir=None):
-    """The domain of one bank chunk: drawn when ``randomise``, else fixed."""
+    """The domain of one bank chunk: drawn when ``randomise``, else fixed.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Draws the domain when ``randomise``.
+    domain : Domain, optional
+        The fixed domain; default `NOMINAL`.
+    randomise : bool
+        Draw a random domain (`draw_domain`) instead.
+    stdpsf_dir : str, optional
+        STDPSF folder, for drawn domains of the ``stdpsf`` family.
+
+    Returns
+    -------
+    Domain
+    """
     if randomise:
         return draw_domain(rng, stdpsf_dir)
     return NOMINAL if domain is None else domain
@@ -192,7 +218,19 @@ def chunk_domain(rng, domain=None, randomise=False, stdpsf_dir=None):
 def noisy_stamps(expected, rng, domain):
     """Zeropoint error, then photon/read noise at the domain's depth and sky.
 
-    ``expected``: (n, 5, s, s) noise-free count rates; returns float32 stamps.
+    Parameters
+    ----------
+    expected : ndarray, shape (n, 5, s, s)
+        Noise-free count rates [e-/s].
+    rng : numpy.random.Generator
+    domain : Domain
+        Its zeropoint offsets, exposure and sky factors and correlated noise
+        are applied.
+
+    Returns
+    -------
+    ndarray of float32, shape (n, 5, s, s)
+        Sky-subtracted noisy count rates [e-/s].
     """
     gain = domain.flux_factor().reshape(1, -1, 1, 1)
     return add_noise(expected * gain, rng, exposure_factor=domain.exposure_factor,
@@ -204,6 +242,11 @@ class DomainColumns:
 
     ``psf_stellar_ci`` is the F555W CI of a star on the PSF the stamps were
     rendered with: the field's stellar locus as an observer would measure it.
+
+    Parameters
+    ----------
+    n : int
+        Stamps of the bank.
     """
 
     NAMES = ("psf_family", "psf_broadening_px", "psf_stellar_ci", "exposure_factor",
@@ -215,9 +258,17 @@ class DomainColumns:
                      for k in self.NAMES}
 
     def set(self, idx, domain, psf=None):
-        """Record ``domain`` for the stamps ``idx``; ``psf`` is the PSF they were
-        rendered with where it is not ``domain.psf()`` (anchored fields take the
-        catalog's stellar locus)."""
+        """Record ``domain`` for the stamps ``idx``.
+
+        Parameters
+        ----------
+        idx : int, slice or array of int
+            The stamps.
+        domain : Domain
+        psf : glue_starclf.sim.effpsf.EffectivePSF, optional
+            The PSF they were rendered with where it is not ``domain.psf()``
+            (anchored fields take the catalog's stellar locus).
+        """
         psf = domain.psf() if psf is None else psf
         c = self.cols
         c["psf_family"][idx] = domain.psf_family
@@ -233,5 +284,6 @@ class DomainColumns:
         c["young_light"][idx] = domain.young_light
 
     def fill(self, table):
+        """Add the columns to ``table`` (an astropy Table); choices as text."""
         for k, v in self.cols.items():
             table[k] = v.astype(str) if v.dtype == object else v

@@ -288,6 +288,20 @@ def psf_for_locus(locus, family="tinytim", detector_xy=(2048.0, 2048.0), stdpsf_
 
     The Gaussian broadening is solved for; a locus below the family's
     unbroadened CI gets no broadening (its CI is then the family's).
+
+    Parameters
+    ----------
+    locus : float
+        Stellar CI [mag] (F555W, 1 px vs 3 px), rounded to 0.001.
+    family : {"tinytim", "stdpsf"}
+    detector_xy : (float, float)
+        WFC3/UVIS detector position [px] (for ``"stdpsf"``).
+    stdpsf_dir : str, optional
+        STDPSF folder; required for ``"stdpsf"``.
+
+    Returns
+    -------
+    EffectivePSF
     """
     base = EffectivePSF(family, 0.0, tuple(detector_xy), stdpsf_dir)
     return _solve(base, round(float(locus), 3))

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..io.bands import BANDS
 
-__all__ = ["COLOURS", "match_rows", "catalog_fidelity", "robust_stats", "format_fidelity"]
+__all__ = ["COLOURS", "match_rows", "catalog_fidelity", "robust_stats"]
 
 #: Colours of the issue's table: (name, blue band, red band).
 COLOURS = (("V-I", "F555W", "F814W"), ("U-B", "F336W", "F438W"))
@@ -90,19 +90,3 @@ def catalog_fidelity(truth, catalog):
                                for k in ("star", "asterism", "galaxy", "artifact")}
     result["class4_counts"] = {s: int(np.sum(four == s)) for s in sorted(set(four.tolist()))}
     return result
-
-
-def format_fidelity(result):
-    """Markdown tables of `catalog_fidelity`: colours per class and class-4 shares."""
-    lines = ["| class | n | V-I mock - catalog: median / NMAD / p95 abs | "
-             "U-B: median / NMAD / p95 abs | CI: median / p95 abs |",
-             "| --- | --- | --- | --- | --- |"]
-    for c, r in result["class"].items():
-        vi, ub, ci = r["colours"]["V-I"], r["colours"]["U-B"], r["ci"]
-        lines.append(f"| {c} | {r['n']} | {vi['median']:+.2f} / {vi['nmad']:.2f} / "
-                     f"{vi['p95_abs']:.2f} | {ub['median']:+.2f} / {ub['nmad']:.2f} / "
-                     f"{ub['p95_abs']:.2f} | {ci['median']:+.2f} / {ci['p95_abs']:.2f} |")
-    lines += ["", "class-4 sub-types: " + ", ".join(
-        f"{k} {v:.2f}" for k, v in result["class4_shares"].items())
-        + " (counts: " + ", ".join(f"{k} {v}" for k, v in result["class4_counts"].items()) + ")"]
-    return "\n".join(lines)

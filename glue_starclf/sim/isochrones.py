@@ -84,6 +84,8 @@ class Isochrone:
 
     def __init__(self, log_age, mh, mass_ini, abs_mag, log_teff, log_g, log_l,
                  extinction):
+        """Built by `IsochroneTable.isochrone`: the arguments are the attributes of the
+        same names, and ``extinction(log_teff, av)`` gives A_band / A_V, shape (n, 5)."""
         self.log_age = float(log_age)
         self.mh = float(mh)
         self.mass_ini = mass_ini

@@ -95,7 +95,23 @@ def draw_source(rng, cls, distance_mpc, subtype=None, truncation=EFF_TRUNCATION)
     Non-clusters (but saturated stars) take the band totals of a cluster
     drawn the same way: in real catalogs class 4 has cluster-like colours
     and magnitudes, so these must not tell the classes apart.
-    ``truncation`` is the EFF truncation radius [r_h] of classes 1-2.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+    cls : int
+        LEGUS class, 1-4.
+    distance_mpc : float
+        Galaxy distance [Mpc].
+    subtype : str, optional
+        Class-4 sub-type (`CLASS4_SUBTYPES`); default drawn with its
+        weights. Ignored for classes 1-3.
+    truncation : float
+        EFF truncation radius [r_h] of classes 1-2.
+
+    Returns
+    -------
+    MockSource
     """
     if cls in (1, 2, 3):
         log_age, av, log_mass = _cluster_photometry(rng, cls, distance_mpc)
@@ -113,11 +129,11 @@ def draw_source(rng, cls, distance_mpc, subtype=None, truncation=EFF_TRUNCATION)
         p = np.array(list(CLASS4_SUBTYPES.values()))
         subtype = names[rng.choice(len(names), p=p / p.sum())]
     if subtype == "saturated":
-        return render_class4(rng, subtype, rng.uniform(16.0, 18.5), distance_mpc)
+        return render_class4(rng, subtype, rng.uniform(16.0, 18.5))
     log_age, av, log_mass = _cluster_photometry(rng, int(rng.integers(1, 4)), distance_mpc)
     flux = population(log_age, av).flux_per_msun * 10.0 ** log_mass * flux_scale(distance_mpc)
     mags = -2.5 * np.log10(flux) + _ZP
-    src = render_class4(rng, subtype, mags[V], distance_mpc)
+    src = render_class4(rng, subtype, mags[V])
     anchor_fluxes(src, mags)
     return src
 
@@ -524,6 +540,19 @@ def anchored_subtypes(rng, catalog_ci, isolated=None):
     Edge sources (blanked rows) go to ``isolated`` rows only, so that their
     blanked rows do not cross a neighbour; where too few rows are isolated,
     the rest become hot pixels (the artifact share stays).
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+    catalog_ci : array_like, shape (n,)
+        Catalog CI [mag] of the class-4 rows (NaN ranks last).
+    isolated : array_like of bool, shape (n,), optional
+        Rows without a close neighbour; default: no restriction on edges.
+
+    Returns
+    -------
+    ndarray of object (str), shape (n,)
+        Sub-type of each row.
     """
     ci = np.asarray(catalog_ci, float)
     n = ci.size
@@ -604,7 +633,7 @@ def _nearest_neighbour(xy):
 def _anchored_source(rng, cls, fit, i, v_mag, distance_mpc, subtype, dominance=1.0,
                      truncation=EFF_TRUNCATION):
     if cls == 4:
-        return render_class4(rng, subtype, v_mag, distance_mpc)
+        return render_class4(rng, subtype, v_mag)
     log_age, av = float(fit["log_age"][i]), float(fit["av"][i])
     if not np.isfinite(fit["chi2_red"][i]) and fit["n_bands"][i] < 2:
         log_age, av = float(rng.choice(AGE_GRID[AGE_GRID <= 8.5])), 0.5

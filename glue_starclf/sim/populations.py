@@ -103,7 +103,18 @@ def _population(log_age, av, mh, bright_mag):
 
 
 def population(log_age, av=0.0, mh=0.0, bright_mag=BRIGHT_STAR_ABS_MAG):
-    """Cached `Population` (A_V rounded to 0.05 mag, age to the grid)."""
+    """Cached `Population` (A_V rounded to 0.05 mag, age to the grid).
+
+    Parameters
+    ----------
+    log_age, av, mh, bright_mag : float
+        As `Population`; ``bright_mag`` rounded to 0.1 mag.
+
+    Returns
+    -------
+    Population
+        Shared between calls: do not modify it.
+    """
     iso = load_isochrones().isochrone(log_age, mh=mh)
     return _population(round(float(iso.log_age), 2), round(float(av) * 20) / 20, float(mh),
                        round(float(bright_mag), 1))

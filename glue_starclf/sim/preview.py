@@ -19,7 +19,7 @@ import os
 
 import numpy as np
 
-__all__ = ["rgb_image", "rgb_norm", "save_preview", "field_preview", "bank_preview"]
+__all__ = ["rgb_image", "rgb_norm", "save_preview", "field_preview", "bank_preview", "WHITE"]
 
 #: Default bands for (R, G, B): F814W, F438W, F336W.
 DEFAULT_BANDS = (4, 2, 1)
@@ -398,7 +398,25 @@ def _label(row):
 
 
 def bank_preview(stamps, truth, path, per_row=8):
-    """Preview of a physical-parameter bank: young, intermediate, old and background rows."""
+    """Preview of a physical-parameter bank: young, intermediate, old and background rows.
+
+    Parameters
+    ----------
+    stamps : ndarray, shape (n, 5, s, s)
+        The bank's stamps [e-/s].
+    truth : astropy.table.Table
+        Its truth table (``log_age``, NaN for background stamps, ``log_mass``,
+        ``av``, ``r_h`` [pc], ``distance_mpc``).
+    path : str or path-like
+        Output PNG (`save_preview`).
+    per_row : int
+        Stamps shown per row (the first of each group).
+
+    Returns
+    -------
+    str or path-like
+        ``path``.
+    """
     age = np.asarray(truth["log_age"])
     groups = {"log t < 7.5": np.flatnonzero(age < 7.5),
               "7.5 - 9": np.flatnonzero((age >= 7.5) & (age < 9.0)),

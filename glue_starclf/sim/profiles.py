@@ -96,6 +96,25 @@ def sample_sersic(rng, npts, r_e, n, q=1.0, theta=0.0):
 
     The enclosed light of a Sersic profile is the regularised lower incomplete
     gamma function P(2n, b_n (r/r_e)^(1/n)), inverted here in closed form.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+    npts : int
+    r_e : float
+        Effective (half-light) radius (any length unit; the output has the
+        same unit).
+    n : float
+        Sersic index.
+    q : float
+        Axis ratio of the isophotes (1 = round).
+    theta : float
+        Position angle of the major axis [rad].
+
+    Returns
+    -------
+    dx, dy : ndarray
+        Offsets from the centre; the outer 0.5% of the light is cut.
     """
     u = rng.random(npts) * 0.995  # truncate the far wings
     r = r_e * (gammaincinv(2.0 * n, u) / sersic_b(n)) ** n

@@ -169,7 +169,24 @@ MOSAIC_PSF_SIZE = 81
 
 
 def convolve_image(image, band_index, psf_size=MOSAIC_PSF_SIZE, psf=None):
-    """Convolve one full-size band image with its PSF (overlap-add FFT)."""
+    """Convolve one full-size band image with its PSF (overlap-add FFT).
+
+    Parameters
+    ----------
+    image : 2-D ndarray
+        One band [e-/s].
+    band_index : int
+        The band's index in `BANDS`.
+    psf_size : int
+        Odd PSF support [px].
+    psf : glue_starclf.sim.effpsf.EffectivePSF, optional
+        Default: `default_psf`.
+
+    Returns
+    -------
+    ndarray
+        The shape of ``image``.
+    """
     return oaconvolve(image, psf_kernels(psf_size, psf)[band_index], mode="same")
 
 

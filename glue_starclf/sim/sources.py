@@ -21,7 +21,7 @@ from .profiles import EFF_TRUNCATION, sample_eff, sample_sersic
 __all__ = ["Light", "MockSource", "CLASS4_SUBTYPES", "CLASS2_VARIANTS", "FWHM_PX",
            "STAR_KNOB_RANGE", "ANCHORED_CLASS4_SHARES", "anchor_fluxes",
            "render_class1", "render_class2", "render_class3", "render_class4",
-           "saturation_rate", "smooth_point_count"]
+           "saturation_rate", "smooth_point_count", "V"]
 
 V = BANDS.index("F555W")
 
@@ -65,21 +65,26 @@ class Light:
 
     @classmethod
     def empty(cls):
+        """No points."""
         return cls(np.empty(0), np.empty(0), np.empty((0, len(BANDS))))
 
     @classmethod
     def concat(cls, parts):
+        """The points of every `Light` of ``parts`` (None entries skipped)."""
         parts = [p for p in parts if p is not None]
         return cls(np.concatenate([p.x for p in parts]), np.concatenate([p.y for p in parts]),
                    np.concatenate([p.flux for p in parts]))
 
     def total(self):
+        """Summed flux per band, shape (5,) [e-/s]."""
         return self.flux.sum(axis=0)
 
     def scaled_flux(self, factor):
+        """A copy with every flux multiplied by ``factor`` (scalar or per band)."""
         return Light(self.x, self.y, self.flux * factor)
 
     def shifted(self, dx, dy):
+        """A copy with the positions moved by ``dx``, ``dy`` (same units)."""
         return Light(self.x + dx, self.y + dy, self.flux)
 
     def thinned(self, rng, n_max):
@@ -140,6 +145,7 @@ class MockSource:
         return Light(self.light.x * k, self.light.y * k, self.light.flux)
 
     def set_knob(self, knob):
+        """Set `knob` [px], clipped to `knob_range`, and its truth column."""
         lo, hi = self.knob_range
         self.knob = min(max(float(knob), lo), hi)
         if self.knob_truth is not None:
@@ -158,7 +164,11 @@ def _truth(cls, subtype, log_age=np.nan, log_mass=np.nan, av=np.nan, r_h=np.nan)
 
 
 def smooth_point_count(v_rate, n_min):
-    """Points for smooth light of F555W rate ``v_rate`` [e-/s] (`SMOOTH_POINT_MAG`)."""
+    """Points for smooth light of F555W rate ``v_rate`` [e-/s].
+
+    One point per `SMOOTH_POINT_MAG` of light, at least ``n_min`` and at most
+    `N_SMOOTH_MAX`.
+    """
     per_point = 10.0 ** (-0.4 * (SMOOTH_POINT_MAG - VEGA_ZEROPOINT["F555W"]))
     return int(np.clip(np.ceil(v_rate / per_point), n_min, N_SMOOTH_MAX))
 
@@ -207,9 +217,33 @@ def render_class1(rng, log_age, log_mass, av, r_h_pc, distance_mpc, gamma=None, 
                   truncation=EFF_TRUNCATION):
     """Symmetric compact cluster: one population, EFF, q >= 0.85.
 
-    The brightest single star holds at most 25% of the V flux. ``truncation``
-    is the EFF truncation radius in r_h (r_h is the half-number radius of
-    the stars drawn).
+    The brightest single star holds at most 25% of the V flux.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+    log_age : float
+        log10 age [yr].
+    log_mass : float
+        log10 initial mass [Msun].
+    av : float
+        V-band extinction [mag].
+    r_h_pc : float
+        Half-number radius [pc] (clipped to 0.5-10 pc).
+    distance_mpc : float
+        Galaxy distance [Mpc].
+    gamma : float, optional
+        EFF power-law slope; default drawn from 2.05-8.
+    q : float, optional
+        Axis ratio; default drawn from 0.85-1.
+    truncation : float
+        EFF truncation radius in units of r_h (r_h is the half-number radius
+        of the stars drawn).
+
+    Returns
+    -------
+    MockSource
+        Class 1; its knob is r_h in pixels.
     """
     gamma = rng.uniform(2.05, 8.0) if gamma is None else gamma
     q = rng.uniform(0.85, 1.0) if q is None else q
@@ -226,7 +260,33 @@ def render_class1(rng, log_age, log_mass, av, r_h_pc, distance_mpc, gamma=None, 
 
 def render_class2(rng, log_age, log_mass, av, r_h_pc, distance_mpc, variant=None, gamma=None,
                   truncation=EFF_TRUNCATION):
-    """Compact asymmetric cluster: elongated, with a second component, or a colour gradient."""
+    """Compact asymmetric cluster: elongated, with a second component, or a colour gradient.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+    log_age : float
+        log10 age [yr].
+    log_mass : float
+        log10 initial mass [Msun].
+    av : float
+        V-band extinction [mag].
+    r_h_pc : float
+        Half-number radius [pc] (clipped to 0.5-10 pc).
+    distance_mpc : float
+        Galaxy distance [Mpc].
+    variant : str, optional
+        One of `CLASS2_VARIANTS`; default drawn.
+    gamma : float, optional
+        EFF power-law slope; default drawn from 2.05-8.
+    truncation : float
+        EFF truncation radius in units of r_h.
+
+    Returns
+    -------
+    MockSource
+        Class 2, ``subtype`` the variant; its knob is r_h in pixels.
+    """
     variant = CLASS2_VARIANTS[rng.integers(3)] if variant is None else variant
     gamma = rng.uniform(2.05, 8.0) if gamma is None else gamma
     theta = rng.uniform(0, np.pi)
@@ -289,6 +349,25 @@ def render_class3(rng, log_age, log_mass, av, radius_pc, distance_mpc, n_peaks=N
 
     Parameters
     ----------
+    rng : numpy.random.Generator
+    log_age : float
+        log10 age [yr], at most 7.5.
+    log_mass : float
+        log10 initial mass [Msun] of the whole association.
+    av : float
+        V-band extinction [mag].
+    radius_pc : float
+        Radius [pc] of the disc the peaks are placed in: the size knob,
+        clipped to 3-15 pc (the lower bound raised where the peaks would
+        come closer than 1.5 PSF FWHM); the truth ``r_h`` is the half-light
+        radius that follows from it.
+    distance_mpc : float
+        Galaxy distance [Mpc].
+    n_peaks : int, optional
+        Peaks asked for; default drawn (2-6 at ``dominance`` 1). Fewer may
+        fit in the disc.
+    diffuse_fraction : float, optional
+        Share of the V flux in diffuse light; default drawn.
     dominance : float in (0, 1]
         Narrows the draws towards a dominant central peak: secondary peaks
         get 10% to (10 + 90 dominance)% of its flux, and the diffuse fraction
@@ -396,11 +475,12 @@ def _blended_star(rng, v_rate, truth, size_px):
     return src
 
 
-def render_class4(rng, subtype, v_mag, distance_mpc, size_px=None):
+def render_class4(rng, subtype, v_mag, size_px=None):
     """A non-cluster of one sub-type with apparent V magnitude ``v_mag``.
 
     Parameters
     ----------
+    rng : numpy.random.Generator
     subtype : str
         One of `CLASS4_SUBTYPES`.
     v_mag : float

@@ -26,7 +26,7 @@ def test_class1_symmetric_and_no_dominant_star():
 
 def test_class1_ci_exceeds_stellar():
     rng = np.random.default_rng(1)
-    star = S.render_class4(rng, "star", 22.0, 10.0)
+    star = S.render_class4(rng, "star", 22.0)
     clusters = [S.render_class1(rng, 8.0, 4.5, 0.3, 0.5, 10.0) for _ in range(5)]
     assert noise_free_ci(clusters).min() > noise_free_ci([star])[0]
 
@@ -75,7 +75,7 @@ def _check_edge(src):
 @pytest.mark.parametrize("subtype", list(S.CLASS4_SUBTYPES))
 def test_class4_subtypes(subtype):
     rng = np.random.default_rng(4)
-    src = S.render_class4(rng, subtype, 22.0, 10.0)
+    src = S.render_class4(rng, subtype, 22.0)
     assert src.truth["class"] == 4 and src.truth["p_cb"] == 0.0
     assert src.truth["subtype"] == subtype
     if subtype in ("cosmic_ray", "hot_pixel"):
@@ -92,7 +92,7 @@ def test_class4_subtypes(subtype):
         assert src.light.x.size >= 2 and src.knob_range == S.STAR_KNOB_RANGE
     if subtype == "edge":
         # more draws: NaN and 0, one band and all, above and below the star
-        for edge in [src] + [S.render_class4(rng, "edge", 22.0, 10.0) for _ in range(7)]:
+        for edge in [src] + [S.render_class4(rng, "edge", 22.0) for _ in range(7)]:
             _check_edge(edge)
     if subtype == "galaxy":
         # Background galaxies are red: F814W brighter than F336W in e-/s terms.
@@ -102,13 +102,13 @@ def test_class4_subtypes(subtype):
 
 def test_unknown_subtype():
     with pytest.raises(ValueError, match="comet"):
-        S.render_class4(np.random.default_rng(0), "comet", 22.0, 10.0)
+        S.render_class4(np.random.default_rng(0), "comet", 22.0)
 
 
 def test_blended_stars_reach_catalog_cis_from_the_locus_up():
     """A class-4 star is a point source at the smallest knob and reaches CIs above it."""
     rng = np.random.default_rng(6)
-    srcs = [S.render_class4(rng, "star", 22.0, 10.0) for _ in range(40)]
+    srcs = [S.render_class4(rng, "star", 22.0) for _ in range(40)]
     ci0 = noise_free_ci(srcs, knobs=np.full(40, S.STAR_KNOB_RANGE[0]))
     assert np.allclose(ci0, ci0[0], atol=0.02)
     target = ci0[0] + np.linspace(0.0, 0.25, 40)
@@ -118,7 +118,7 @@ def test_blended_stars_reach_catalog_cis_from_the_locus_up():
 
 def test_anchor_fluxes_sets_measured_band_totals_only():
     rng = np.random.default_rng(7)
-    src = S.render_class4(rng, "cosmic_ray", 22.0, 10.0)
+    src = S.render_class4(rng, "cosmic_ray", 22.0)
     before = src.light.total() + src.artifact.total()
     mags = np.array([np.nan, 23.0, 22.5, 22.0, 21.0])
     S.anchor_fluxes(src, mags)
@@ -161,7 +161,7 @@ def test_bright_smooth_light_shows_no_stars():
     points are no brighter than SMOOTH_POINT_MAG, and the draws after it are the
     same as after a faint one (the extra points come from a stream of their own)."""
     limit = 10.0 ** (-0.4 * (S.SMOOTH_POINT_MAG - VEGA_ZEROPOINT["F555W"]))
-    bright = S.render_class4(np.random.default_rng(7), "galaxy", 16.5, 17.9, size_px=15.0)
+    bright = S.render_class4(np.random.default_rng(7), "galaxy", 16.5, size_px=15.0)
     assert bright.light.x.size > S.N_GALAXY
     assert bright.light.flux[:, V].max() <= limit * 1.0001
     assert _peaks_off_centre(bright) == 0
@@ -171,7 +171,7 @@ def test_bright_smooth_light_shows_no_stars():
     after = []
     for v in (16.5, 24.0):
         rng = np.random.default_rng(9)
-        S.render_class4(rng, "galaxy", v, 17.9, size_px=15.0)
+        S.render_class4(rng, "galaxy", v, size_px=15.0)
         after.append(rng.random())
     assert after[0] == after[1]
 
