@@ -183,10 +183,17 @@ def test_legus_defaults(field, caplog):
     assert meta["n_after_bands"] == len(det) and 0 < len(det) < len(loose)
     assert (det["ci"] >= meta["ci_min"]).all() and (det["mag_v"] <= 24.0).all()
     assert (det["n_bands"] >= 4).all() and (det["n_bands"] <= 5).all()
-    # The band cut removes something here, and relaxing it brings those back.
-    relaxed = detect_sources(m, distance_mpc=10.0, min_bands=1)
-    assert len(relaxed) >= len(det)
+    # The band cut removes something here, and relaxing it brings exactly those
+    # back: all have 1-3 good bands and pass the CI and magnitude cuts.
     assert meta["n_after_mag"] > meta["n_after_bands"]
+    relaxed = detect_sources(m, distance_mpc=10.0, min_bands=1)
+    assert len(relaxed) == meta["n_after_mag"]
+    kept = set(zip(det["x"], det["y"]))
+    was_kept = np.array([p in kept for p in zip(relaxed["x"], relaxed["y"])])
+    assert was_kept.sum() == len(det) and (relaxed["n_bands"][was_kept] >= 4).all()
+    back = relaxed[~was_kept]
+    assert ((back["n_bands"] >= 1) & (back["n_bands"] <= 3)).all()
+    assert (back["ci"] >= meta["ci_min"]).all() and (back["mag_v"] <= 24.0).all()
 
 
 def test_field_ci_cut_given_fixed_or_not_measurable(field, caplog):

@@ -327,8 +327,8 @@ def test_inspector_is_readable_at_its_default_size(app, qtbot, classified):
                      if isinstance(v, ClusterInspectorViewer))
     qtbot.waitUntil(lambda: len(inspector.tiles) > 0, timeout=60_000)
     qtbot.wait(100)
-    # it opened on all sources or the user's region, never on a class subset
-    assert inspector.state.subset_label in ("", region.label)
+    # it opens on the active subset (the user's region), not on all sources or a class
+    assert inspector.state.subset_label == region.label
     width = inspector.width()
     for w in [inspector.labeller_edit, inspector.unlabelled_check, *inspector.buttons.values()]:
         right = w.mapTo(inspector, w.rect().topRight()).x()
@@ -339,7 +339,12 @@ def test_inspector_is_readable_at_its_default_size(app, qtbot, classified):
     assert inspector.labeller_edit.width() >= 180
     tile = inspector.tiles[0]
     assert [n.text() for n in tile.band_names] == ["F275W", "F336W", "F438W", "F555W", "F814W"]
-    assert isinstance(tile.posterior, _Posterior) and tile.posterior.vmax > 0
+    # the map is the age-A_V posterior marginalised over mass: a distribution, its colour
+    # bar topped by its largest bin
+    assert isinstance(tile.posterior, _Posterior)
+    grid = tile.posterior.grid
+    assert grid.sum() == pytest.approx(1, abs=1e-4)
+    assert tile.posterior.vmax == grid.max() and 1 / grid.size < tile.posterior.vmax <= 1
     assert tile.text.wordWrap()
     # which models made these results: in the completion message and the inspector
     prov = res.meta["starclf_provenance"]

@@ -137,15 +137,60 @@ def test_physical_tools_give_a_conditioned_member_each_stamps_stellar_ci(trained
                  "--test-bank", str(broad)]) == 0, capsys.readouterr().err
 
 
+def _md_cells(report, label):
+    """The cells after the first one of the Markdown table row ``| label | ...``."""
+    line = next(row for row in report.splitlines() if row.startswith(f"| {label} |"))
+    return [c.strip() for c in line.split("|")[2:-1]]
+
+
 def test_both_families_in_one_run(trained_models, tmp_path, capsys):
+    from glue_starclf.learn.banks import open_bank
     out = tmp_path / "report"
+    cbank, pbank = trained_models["classifier_bank"], trained_models["physical_bank"]
     status = main(["evaluate", "--models", str(trained_models["models"]),
-                   "--bank", str(trained_models["classifier_bank"]),
-                   "--bank", str(trained_models["physical_bank"]), "--out", str(out)])
+                   "--bank", str(cbank), "--bank", str(pbank), "--out", str(out)])
     assert status == 0, capsys.readouterr().err
-    for name in ("classifier_report.md", "classifier_metrics.json", "physical_report.md",
-                 "physical_metrics.json"):
-        assert (out / name).is_file(), name
+    # classifier: on its own bank only, every labelled row once, in its true class's row
+    data = json.loads((out / "classifier_metrics.json").read_text())
+    assert data["banks"] == [str(cbank)]
+    m, classes = data["metrics"], np.asarray(open_bank(cbank)[1]["class"], int)
+    conf = np.array(m["confusion"])
+    assert m["n"] == conf.sum() == len(classes)
+    assert conf.sum(axis=1).tolist() == np.bincount(classes - 1, minlength=4).tolist()
+    assert m["accuracy"] == pytest.approx(np.trace(conf) / len(classes))
+    assert m["recall"] == pytest.approx((np.diag(conf) / conf.sum(axis=1)).tolist())
+    # ... and the Markdown report shows the JSON's numbers
+    report = (out / "classifier_report.md").read_text()
+    assert f"({len(classes)} sources)" in report
+    for label, value in [("4-class accuracy", m["accuracy"]),
+                         ("binary accuracy", m["binary_accuracy"]),
+                         *((f"recall class {k + 1}", r) for k, r in enumerate(m["recall"]))]:
+        assert float(_md_cells(report, label)[0]) == pytest.approx(value, abs=1e-3), label
+    for k in range(4):
+        assert [int(c.split()[0]) for c in _md_cells(report, k + 1)] == conf[k].tolist()
+    # physical: on its own bank only, its clusters and background as the bank's p_cb says
+    data = json.loads((out / "physical_metrics.json").read_text())
+    assert data["banks"] == [str(pbank)]
+    cl = np.asarray(open_bank(pbank)[1]["p_cb"]) > 0.5
+    assert 0 < cl.sum() < len(cl)
+    five, three = data["metrics"]["five_bands"], data["metrics"]["three_bands"]
+    for mm in (five, three):
+        assert (mm["n_clusters"], mm["n_background"]) == (cl.sum(), (~cl).sum())
+        assert 0 <= mm["cb_auc"] <= 1
+    assert sum(row["n"] for row in five["by_visibility"]) == cl.sum()
+    report = (out / "physical_report.md").read_text()
+    assert f"({cl.sum()} clusters, {(~cl).sum()} background stamps)" in report
+    rows = {"log_age": "log age [yr]", "log_mass": "log mass [Msun]", "av": "A_V [mag]",
+            "log_r_h": "log r_h [pc]"}
+    for name, label in rows.items():
+        key = f"p95_abs_err_{name}"
+        assert five[key] >= 0 and three[key] >= 0
+        cells = _md_cells(report, f"95th percentile of abs. error, {label}")
+        assert [float(c) for c in cells[:2]] == pytest.approx([five[key], three[key]], abs=1e-3)
+        assert data["targets_met"][name] == (five[key] <= data["targets"][name])
+    cells = _md_cells(report, "cluster/background AUC")
+    assert [float(c) for c in cells[:2]] == pytest.approx([five["cb_auc"], three["cb_auc"]],
+                                                          abs=1e-3)
 
 
 def test_physical_bank_without_physical_models(trained_models, tmp_path, capsys):
