@@ -137,6 +137,15 @@ def test_decode_1d_recovers_values_and_exp10():
     assert np.all((lo <= est) & (est <= hi))
     pc, _, _ = N.decode_1d(N.gaussian_targets_1d(v, N.LOG_RH_BINS), N.LOG_RH_BINS, exp10=True)
     assert pc == pytest.approx(10 ** est)
+    # lo/hi are the 16th/84th percentiles: for a Gaussian of sigma 2 bins, spread uniformly
+    # over each bin (variance + 1/12 bin^2), they sit 0.9945 sigma_eff from the centre.
+    from scipy.stats import norm
+    centre = N.LOG_RH_BINS[6] + np.array([0.0, 0.5, 0.2]) * w
+    _, lo, hi = N.decode_1d(N.gaussian_targets_1d(centre, N.LOG_RH_BINS, sigma_bins=2.0),
+                            N.LOG_RH_BINS)
+    half = norm.ppf(0.84) * np.sqrt(2.0 ** 2 + 1 / 12) * w
+    np.testing.assert_allclose(centre - lo, half, atol=0.06 * w)
+    np.testing.assert_allclose(hi - centre, half, atol=0.06 * w)
     with pytest.raises(ValueError, match="bins"):
         N.decode_1d(np.ones((2, 5)), N.LOG_RH_BINS)
 

@@ -23,16 +23,19 @@ def test_zero_tilt_is_the_identity():
 
 
 def test_mass_tilt_moves_mass_with_distance_only():
-    # +1 per unit of u: none at 11.5 Mpc, towards high mass at 20 Mpc, low at 3 Mpc.
-    tilt = T.check_tilt({"log_mass": [0.0, 1.0, 0.0]})
-    d = np.array([3.0, 11.5, 20.0, 40.0])
-    q = T.tilt_grid(_flat_grid(4), d, tilt).reshape((-1,) + N.GRID_SHAPE)
+    # beta = c0 + c1 u + c2 u^2, u = (d - 11.5) / 8.5 clipped to +-1 (by hand, not
+    # tilt_basis): d = 3, 7.25, 11.5, 20, 40 Mpc -> u = -1, -0.5, 0, 1, 1 (not extrapolated).
+    tilt = T.check_tilt({"log_mass": [0.3, 1.0, 0.5]})
+    d = np.array([3.0, 7.25, 11.5, 20.0, 40.0])
+    beta = np.array([-0.2, -0.075, 0.3, 1.8, 1.8])
+    q = T.tilt_grid(_flat_grid(len(d)), d, tilt).reshape((-1,) + N.GRID_SHAPE)
     np.testing.assert_allclose(q.sum(axis=(1, 2, 3)), 1.0)
-    mass = q.sum(axis=(1, 2)) @ N.LOG_MASS_BINS
-    centre = N.LOG_MASS_BINS.mean()
-    assert mass[0] < centre - 0.1 and mass[2] > centre + 0.1
-    assert mass[1] == pytest.approx(centre)
-    assert mass[3] == pytest.approx(mass[2])           # not extrapolated past 20 Mpc
+    # On a flat grid log q steps by beta * dz between mass bins; the standardised step of
+    # n evenly spaced centres is 1 / std = sqrt(12 / (n^2 - 1)) = 0.24807 for n = 14.
+    dz = np.sqrt(12.0 / (N.LOG_MASS_BINS.size ** 2 - 1))
+    steps = np.diff(np.log(q.sum(axis=(1, 2))), axis=1)
+    np.testing.assert_allclose(steps, np.repeat(beta[:, None] * dz, steps.shape[1], axis=1),
+                               atol=1e-5)
     # the age and A_V marginals of a flat grid stay flat
     np.testing.assert_allclose(q.sum(axis=(2, 3)), 1.0 / N.GRID_SHAPE[0])
 

@@ -248,11 +248,25 @@ def test_user_zeropoint_wins_over_the_header(scene, tmp_path):
 
 
 def test_calibration_sources_in_order():
-    """User zeropoint > PHOTFLAM > VEGAZPT > PHOTZPT > nominal; colour term for ACS only."""
-    h = fits.Header({"VEGAZPT": 25.81, "PHOTZPT": 24.0})
-    assert calibrate("F555W", "F555W", h, "f").zeropoint == "header VEGAZPT"
-    h = fits.Header({"PHOTZPT": 25.81})
-    assert calibrate("F555W", "F555W", h, "f").zeropoint == "header PHOTZPT (as Vega)"
+    """User zeropoint > PHOTFLAM > VEGAZPT > PHOTZPT > nominal; colour term for ACS only.
+
+    Factors by hand: a Vega zeropoint dZP above the reference's (F555W: 25.81) makes
+    one count dZP mag fainter, factor 10**(-0.4 dZP); a PHOTFLAM twice the reference's
+    makes one count twice the flux, factor 2. Zeropoints other than the nominal one, so
+    a header value that is ignored shows.
+    """
+    h = fits.Header({"VEGAZPT": 26.31, "PHOTZPT": 24.0})
+    c = calibrate("F555W", "F555W", h, "f")
+    assert c.zeropoint == "header VEGAZPT" and math.isclose(c.factor, 10 ** -0.2, rel_tol=1e-9)
+    h = fits.Header({"PHOTZPT": 25.31})
+    c = calibrate("F555W", "F555W", h, "f")
+    assert c.zeropoint == "header PHOTZPT (as Vega)"
+    assert math.isclose(c.factor, 10 ** 0.2, rel_tol=1e-9)
+    h = fits.Header({"PHOTFLAM": 2 * REFERENCE_PHOTFLAM["F555W"], "VEGAZPT": 20.0})
+    assert math.isclose(calibrate("F555W", "F555W", h, "f").factor, 2.0, rel_tol=1e-9)
+    h = fits.Header({"BUNIT": "ELECTRONS", "EXPTIME": 400.0, "VEGAZPT": 26.31})
+    assert math.isclose(calibrate("F555W", "F555W", h, "f").factor, 10 ** -0.2 / 400,
+                        rel_tol=1e-9)
     c = calibrate("F555W", "F606W", fits.Header({"INSTRUME": "ACS"}), "f")
     assert c.instrument == "ACS/WFC" and c.colour_term != 0 and "nominal" in c.zeropoint
     c = calibrate("F814W", "F814W", fits.Header({"INSTRUME": "WFC3"}), "f")

@@ -181,29 +181,51 @@ def test_distances(legus_files):
 
 # --- errors and a synthetic file: no shared data needed ---------------------
 
-def _row(i, n_cols=36, cls=0):
-    values = [i, 100.0 + i, 200.0, 150.0, -30.0,
-              22.0, 0.1, 99.999, 99.999, 66.666, 66.666, 21.5, 0.05, 21.0, 0.05,
-              1.6, 1e7, 2e7, 5e6, 1e4, 2e4, 5e3, 0.1, 0.2, 0.0,
-              0, 0, 0, 0, 0, 1.0, 0.5, 5, cls]
+_PHOT = (22.0, 0.1, 99.999, 99.999, 66.666, 66.666, 21.5, 0.05, 21.0, 0.05)
+
+
+def _row(i, n_cols=36, cls=0, phot=_PHOT, ci=1.6, n_filters=5):
+    values = [i, 100.0 + i, 200.0, 150.0, -30.0, *phot,
+              ci, 1e7, 2e7, 5e6, 1e4, 2e4, 5e3, 0.1, 0.2, 0.0,
+              0, 0, 0, 0, 0, 1.0, 0.5, n_filters, cls]
     values += [0] * (n_cols - len(values))
     return " ".join(str(v) for v in values)
 
 
 def test_synthetic_file(tmp_path):
+    # Each row its own bands and sentinels, each band its own values: a band or column
+    # mix-up, or a count taken from another row, shows.
+    rows = [  # (mag, err) F275W..F814W, CI, filters of the SED fit, class
+        ((22.0, 0.1, 99.999, 99.999, 66.666, 66.666, 21.5, 0.05, 21.0, 0.04), 1.6, 5, 0),
+        ((23.1, 0.11, 22.7, 0.12, 22.3, 0.13, 21.9, 0.14, 21.2, 0.15), 1.45, 4, 1),
+        ((66.666, 66.666, 66.666, 66.666, 44.444, 44.444, 24.0, 0.2, 99.999, 99.999),
+         25.0, 2, 4),
+        ((20.1, 0.02, 20.2, 0.03, 20.3, 0.04, 20.4, 0.05, 20.5, 99.999), 1.3, 5, 7),
+    ]
     path = tmp_path / "hlsp_legus_hst_wfc3_ngc9999-e_multiband_v1_padagb-mwext-avgapcor.tab"
-    path.write_text("\n".join(_row(i, cls=c) for i, c in enumerate([0, 1, 4, 7], 1)) + "\n")
+    path.write_text("\n".join(_row(i, cls=c, phot=ph, ci=ci, n_filters=nf)
+                              for i, (ph, ci, nf, c) in enumerate(rows, 1)) + "\n")
     table = read_legus_tab(path)
     assert table.meta["field"] == "ngc9999-e"
     assert table.meta["class_column"] == 34
     assert list(table["class"]) == [0, 1, 4, 0]
     assert table.meta["class_out_of_range"] == {7: 1}
     assert table["x"][0] == 100.0 and table["y"][0] == 199.0
-    assert table["mag_F275W"][0] == 22.0
-    assert np.isnan(table["mag_F336W"][0]) and not table["outside_F336W"][0]
-    assert np.isnan(table["mag_F438W"][0]) and table["outside_F438W"][0]
-    assert list(table["n_bands"]) == [3] * 4
-    assert table["age_yr"][0] == 1e7 and table["mass_msun"][0] == 1e4
+    nan = np.nan
+    mags = [[22.0, nan, nan, 21.5, 21.0], [23.1, 22.7, 22.3, 21.9, 21.2],
+            [nan, nan, nan, 24.0, nan], [20.1, 20.2, 20.3, 20.4, 20.5]]
+    errs = [[0.1, nan, nan, 0.05, 0.04], [0.11, 0.12, 0.13, 0.14, 0.15],
+            [nan, nan, nan, 0.2, nan], [0.02, 0.03, 0.04, 0.05, nan]]
+    outside = [[0, 0, 1, 0, 0], [0] * 5, [1, 1, 0, 0, 0], [0] * 5]
+    for j, band in enumerate(BANDS):
+        np.testing.assert_array_equal(table[f"mag_{band}"], [r[j] for r in mags], band)
+        np.testing.assert_array_equal(table[f"err_{band}"], [r[j] for r in errs], band)
+        assert list(table[f"outside_{band}"]) == [bool(r[j]) for r in outside], band
+    assert list(table["n_bands"]) == [3, 5, 1, 5]
+    np.testing.assert_array_equal(table["ci"], [1.6, 1.45, nan, 1.3])  # 25 > 20: not a CI
+    assert list(table["sed_fit"]) == [True, True, False, True]
+    np.testing.assert_array_equal(table["age_yr"], [1e7, 1e7, nan, 1e7])
+    np.testing.assert_array_equal(table["mass_msun"], [1e4, 1e4, nan, 1e4])
 
 
 def test_missing_file(tmp_path):
