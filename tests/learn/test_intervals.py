@@ -33,7 +33,7 @@ def test_fit_temperature_broadens_overconfident_intervals():
     marg, true = _posteriors(np.random.default_rng(2), 3000, 1.5, 0.7)
     assert I.interval_coverage(marg, BINS, true) < 0.6
     t = I.fit_temperature(marg, BINS, true)
-    assert t > 1.2
+    assert t == pytest.approx((1.5 / 0.7) ** 2, rel=0.15)     # width scales as sqrt(T)
     assert I.interval_coverage(marg, BINS, true, t) == pytest.approx(0.68, abs=0.02)
 
 
