@@ -56,7 +56,9 @@ def run(args):
     from glue_starclf.core.predict import load_ensemble
     from glue_starclf.io.writers import atomic_write
 
-    from .evaluate import classifier_stellar_ci, ensemble_probs, label_sources
+    from glue_starclf.learn.banks import label_sources
+
+    from .evaluate import classifier_stellar_ci, ensemble_probs
     from .train_classifier import labelled_stamps
     folder = Path(args.models) if args.models else bundled_models_dir()
     out = folder / CLASS_PRIOR_FILE

@@ -50,6 +50,7 @@ import torch
 
 from glue_starclf.io.bands import BANDS
 
+from glue_starclf.learn.banks import label_sources
 from glue_starclf.learn.classifier import format_recall
 
 from .train_classifier import (classification_metrics, expected_calibration_error,
@@ -58,7 +59,7 @@ from .train_classifier import (classification_metrics, expected_calibration_erro
 __all__ = ["add_arguments", "run", "HUMAN_AGREEMENT", "CLASSIFIER_TARGETS",
            "PHYSICAL_TARGETS", "precision_recall", "roc_curve", "training_fields",
            "errors_by_visibility", "interval_coverage", "classifier_report", "physical_report",
-           "robustness_report", "ensemble_probs", "label_sources"]
+           "robustness_report", "ensemble_probs"]
 
 #: Per-class human agreement of Wei et al. 2020 (000 §2.1) and the 4-class /
 #: binary human-to-mode agreement of LEGUS (001 §2.1).
@@ -272,21 +273,6 @@ def _reliability(p, y, n_bins=10):
             accs.append(float(ok[sel].mean()))
             counts.append(int(sel.sum()))
     return centres, accs, counts
-
-
-def label_sources(banks):
-    """Per stamp, where its class comes from: 1 a LEGUS human (an inspected
-    catalog row), 0 drawn for a row nobody inspected (class 0), -1 not a
-    catalog row (banks without ``legus_class``)."""
-    from glue_starclf.learn.banks import open_bank
-    out = []
-    for folder in banks:
-        t = open_bank(folder)[1]
-        if "legus_class" in t.colnames:
-            out.append((np.asarray(t["legus_class"], int) > 0).astype(int))
-        else:
-            out.append(np.full(len(t), -1))
-    return np.concatenate(out)
 
 
 def classifier_report(ens, banks, out, argv=None):

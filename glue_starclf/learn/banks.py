@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from astropy.table import Table
 
-__all__ = ["open_bank", "stamp_stellar_ci", "bank_stellar_ci"]
+__all__ = ["open_bank", "stamp_stellar_ci", "bank_stellar_ci", "label_sources"]
 
 
 def open_bank(folder):
@@ -92,3 +92,29 @@ def stamp_stellar_ci(truth, folder="bank"):
 def bank_stellar_ci(banks):
     """`stamp_stellar_ci` of every stamp of several banks, in order."""
     return np.concatenate([stamp_stellar_ci(open_bank(f)[1], f) for f in banks])
+
+
+def label_sources(banks):
+    """Per stamp, where its class comes from.
+
+    Parameters
+    ----------
+    banks : sequence of str or Path
+        Bank folders, in the order their stamps are read.
+
+    Returns
+    -------
+    ndarray of int, shape (n,)
+        1 for a catalog row LEGUS humans classified, 0 for a row nobody
+        inspected (class 0 in the catalog; its class was drawn given its
+        CI), -1 for a stamp that is no catalog row (a bank without
+        ``legus_class``).
+    """
+    out = []
+    for folder in banks:
+        t = open_bank(folder)[1]
+        if "legus_class" in t.colnames:
+            out.append((np.asarray(t["legus_class"], int) > 0).astype(int))
+        else:
+            out.append(np.full(len(t), -1))
+    return np.concatenate(out) if out else np.zeros(0, int)

@@ -19,7 +19,8 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler, WeightedRandomSampler
 
 __all__ = ["distributed_setup", "is_main", "seed_everything", "fit", "NonFiniteLoss",
-           "positive_int", "channel_counts", "fraction", "probability", "require_validation",
+           "positive_int", "positive_float", "channel_counts", "fraction", "probability",
+           "require_validation",
            "check_model_out", "add_stellar_ci_arguments", "start_network", "init_record"]
 
 
@@ -52,6 +53,17 @@ def positive_int(text):
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return value
+
+
+def positive_float(text):
+    """argparse type for a finite number > 0 (e.g. a weight)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (0.0 < value < math.inf):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
     return value
 
 
