@@ -56,10 +56,10 @@ def add_arguments(p):
     p.add_argument("--stellar-ci-balance", action="store_true",
                    help="weight the stamps so that every class has the same stellar-CI "
                         "distribution (the value then says nothing about the class by itself)")
-    p.add_argument("--human-weight", type=positive_float, default=1.0,
-                   help="weight of a stamp of a catalog row LEGUS humans classified, against "
-                        "one whose class the bank drew given its CI (anchored banks; each "
-                        "class keeps the same total weight; default 1)")
+    p.add_argument("--drawn-weight", type=positive_float, default=1.0,
+                   help="weight of a stamp whose class the anchored bank drew given its CI (a "
+                        "catalog row nobody inspected) against every other stamp; each class "
+                        "keeps the same total weight (default 1)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing model at --out (also needed to write into the "
                         "bundled models folder)")
@@ -74,17 +74,18 @@ def add_arguments(p):
 STELLAR_CI_BINS = np.arange(1.0, 1.8001, 0.02)
 
 
-def class_balance(labels, human=None, human_weight=1.0):
+def class_balance(labels, drawn=None, drawn_weight=1.0):
     """Per-stamp sampling weights that give the four classes the same total weight.
 
     Parameters
     ----------
     labels : (n,) int array
         Classes 0-3; every class must be present.
-    human : (n,) bool array, optional
-        Stamps of catalog rows LEGUS humans classified.
-    human_weight : float
-        Within each class, a ``human`` stamp weighs this many times another.
+    drawn : (n,) bool array, optional
+        Stamps whose class the bank drew given their CI (catalog rows nobody
+        inspected; `glue_starclf.learn.banks.label_sources` 0).
+    drawn_weight : float
+        Within each class, a ``drawn`` stamp weighs this many times another.
 
     Returns
     -------
@@ -92,7 +93,7 @@ def class_balance(labels, human=None, human_weight=1.0):
         Summing to 1 over each class.
     """
     labels = np.asarray(labels)
-    w = np.ones(len(labels)) if human is None else np.where(human, float(human_weight), 1.0)
+    w = np.ones(len(labels)) if drawn is None else np.where(drawn, float(drawn_weight), 1.0)
     return w / np.bincount(labels, weights=w, minlength=4)[labels]
 
 
@@ -210,15 +211,15 @@ def run(args):
     if (counts == 0).any():
         raise ValueError(f"the training data lack classes "
                          f"{', '.join(str(c + 1) for c in np.flatnonzero(counts == 0))}")
-    human = None
-    if args.human_weight != 1:
+    drawn = None
+    if args.drawn_weight != 1:
         if args.image:
-            raise ValueError("--human-weight takes banks only")
-        human = label_sources(args.bank)[~val] == 1
-        if not human.any():
-            raise ValueError("--human-weight: no bank has rows LEGUS humans classified "
-                             "(make-bank --kind legus)")
-    weights = class_balance(y[~val], human, args.human_weight)
+            raise ValueError("--drawn-weight takes banks only")
+        drawn = label_sources(args.bank)[~val] == 0
+        if not drawn.any():
+            raise ValueError("--drawn-weight: no bank has rows whose class was drawn "
+                             "(make-bank --kind legus of a catalog with class-0 rows)")
+    weights = class_balance(y[~val], drawn, args.drawn_weight)
     if args.stellar_ci and args.image:
         raise ValueError("--stellar-ci takes banks only")
     if not args.stellar_ci_jitter >= 0:
@@ -228,7 +229,7 @@ def run(args):
         if not args.stellar_ci:
             raise ValueError("--stellar-ci-balance needs --stellar-ci")
         weights = weights * stellar_ci_balance(ci[~val], y[~val])
-        if human is not None:       # the factors keep class totals only for equal weights
+        if drawn is not None:       # the factors keep class totals only for equal weights
             weights = weights / np.bincount(y[~val], weights=weights, minlength=4)[y[~val]]
     train = _Stamps(x[~val], y[~val], mask[~val], ci[~val])
     # model
@@ -264,8 +265,8 @@ def run(args):
                             "stellar_ci_jitter": args.stellar_ci_jitter if args.stellar_ci
                             else None,
                             "stellar_ci_balance": bool(args.stellar_ci_balance),
-                            **({"human_weight": args.human_weight}
-                               if args.human_weight != 1 else {}),
+                            **({"drawn_weight": args.drawn_weight}
+                               if args.drawn_weight != 1 else {}),
                             **({"init": init["sha256"]} if init else {})})
     if not is_main():
         return 0
@@ -284,7 +285,7 @@ def run(args):
                              getattr(args, "argv", sys.argv[1:])),
                          "banks": [str(b) for b in args.bank], "n_train": int((~val).sum()),
                          "n_val": int(val.sum()), "val_fields": args.val_fields,
-                         "human_weight": args.human_weight,
+                         "drawn_weight": args.drawn_weight,
                          "epochs": result["epochs"],
                          **({"init": init_record(init)} if init else {}),
                          "wall_time_s": round(result["seconds"], 1),

@@ -634,37 +634,39 @@ def test_three_band_fraction_sets_how_many_stamps_see_only_004s_bands():
         assert (m[~three] == 1).all()  # no dropout here: the others see all five bands
 
 
-# -- weighting rows LEGUS humans classified (--human-weight) ------------------------------
+# -- weighting the rows whose class a bank drew (--drawn-weight) -------------------------
 
-def test_class_balance_weighs_human_rows_within_each_class():
+def test_class_balance_weighs_drawn_rows_within_each_class():
     from training.train_classifier import class_balance
     labels = np.array([0, 0, 0, 1, 1, 2, 3, 3, 3, 3])
-    human = np.array([1, 0, 0, 1, 1, 0, 1, 0, 0, 0], bool)
+    drawn = np.array([1, 0, 0, 1, 1, 0, 1, 0, 0, 0], bool)
     np.testing.assert_allclose(class_balance(labels), 1 / np.array([3, 3, 3, 2, 2, 1, 4, 4, 4, 4]))
-    w = class_balance(labels, human, 3.0)
+    w = class_balance(labels, drawn, 3.0)
     np.testing.assert_allclose([w[labels == k].sum() for k in range(4)], 1.0)
     np.testing.assert_allclose(w[:3], [3 / 5, 1 / 5, 1 / 5])          # 3 : 1 : 1
     np.testing.assert_allclose(w[6:], [3 / 6, 1 / 6, 1 / 6, 1 / 6])
-    np.testing.assert_allclose(w[3:6], [0.5, 0.5, 1.0])      # all human or none: as before
+    np.testing.assert_allclose(w[3:6], [0.5, 0.5, 1.0])      # all drawn or none: as before
 
 
 @pytest.mark.skipif(not (Path(__file__).resolve().parents[2].parent / "shared" / "data" / "legus")
                     .is_dir(), reason="../shared/data (LEGUS catalogs) absent")
-def test_human_weight_run_and_errors(trained_models, ngc1566_bank, tmp_path, capsys):
-    out = tmp_path / "hw.safetensors"
+def test_drawn_weight_run_and_errors(trained_models, ngc1566_bank, tmp_path, capsys):
+    from glue_starclf.learn.banks import label_sources
+    assert (label_sources([ngc1566_bank]) == 0).any()        # NGC 1566 has uninspected rows
+    out = tmp_path / "dw.safetensors"
     status, _, err = run_training(*classifier_argv(ngc1566_bank, out), "--bank",
-                                  trained_models["classifier_bank"], "--human-weight", "3")
+                                  trained_models["classifier_bank"], "--drawn-weight", "0.3")
     assert status == 0, err
-    assert json.loads(out.with_suffix(".json").read_text())["training"]["human_weight"] == 3.0
+    assert json.loads(out.with_suffix(".json").read_text())["training"]["drawn_weight"] == 0.3
     engine_only = classifier_argv(trained_models["classifier_bank"], tmp_path / "e.safetensors")
-    status, _, err = run_training(*engine_only, "--human-weight", "2")
-    _assert_one_line_error(status, err, "--human-weight", "no bank has rows LEGUS humans")
+    status, _, err = run_training(*engine_only, "--drawn-weight", "0.5")
+    _assert_one_line_error(status, err, "--drawn-weight", "no bank has rows whose class was drawn")
     from training.__main__ import main
     for value in ("0", "-1", "inf", "x"):
         with pytest.raises(SystemExit) as exit_info:
-            main([str(a) for a in engine_only] + ["--human-weight", value])
+            main([str(a) for a in engine_only] + ["--drawn-weight", value])
         assert exit_info.value.code == 2
         errors = capsys.readouterr().err.splitlines()
-        assert len(errors) == 1 and f"--human-weight: {value!r} is not a positive number" \
+        assert len(errors) == 1 and f"--drawn-weight: {value!r} is not a positive number" \
             in errors[0], errors
     assert not list(tmp_path.glob("e.*"))
