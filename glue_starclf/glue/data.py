@@ -31,7 +31,7 @@ __all__ = ["KIND_KEY", "MOSAIC", "CATALOG", "RESULTS", "COLUMNS_KEY", "RESULTS_M
            "is_phangs_catalog",
            "is_star_cluster_catalog", "catalog_factory", "load_catalog", "table_to_data",
            "kind_of", "result_label", "results_table",
-           "export_results_ecsv", "export_results_fits", "export_regions",
+           "export_results", "export_regions",
            "REGION_RADIUS_PX", "export_regions_fk5"]
 
 #: ``Data.meta`` key naming what a dataset is: `MOSAIC`, `CATALOG` or `RESULTS`.
@@ -556,29 +556,14 @@ def results_table(layer, components=None):
     return table
 
 
-def export_results_ecsv(filename, data, components=None):
-    """glue data exporter: results (dataset or subset) to ECSV, atomically.
+def export_results(filename, data, components=None):
+    """glue data exporter: results (dataset or subset) to ECSV or FITS, atomically.
 
     Parameters
     ----------
     filename : str
-        The file to write (replaced if it exists).
-    data : glue.core.data.Data or glue.core.subset.Subset
-        A results dataset or catalog with results, or a subset of one.
-    components : sequence of ComponentID, optional
-        The components checked in glue's export dialog (`results_table`).
-    """
-    from ..io.writers import write_table
-    write_table(results_table(data, components), filename, overwrite=True)
-
-
-def export_results_fits(filename, data, components=None):
-    """glue data exporter: results (dataset or subset) to a FITS table, atomically.
-
-    Parameters
-    ----------
-    filename : str
-        The file to write (replaced if it exists).
+        The file to write (replaced if it exists); its extension (``.ecsv``,
+        ``.fits``) chooses the format.
     data : glue.core.data.Data or glue.core.subset.Subset
         A results dataset or catalog with results, or a subset of one.
     components : sequence of ComponentID, optional
@@ -644,16 +629,7 @@ def export_regions_fk5(filename, data, components=None):
 
     One circle of `REGION_RADIUS_PX` (in arcsec at the mosaic's pixel scale)
     per source with finite ra/dec, coloured and labelled by class as
-    `export_regions`.
-
-    Parameters
-    ----------
-    filename : str
-        The file to write (replaced if it exists).
-    data : glue.core.data.Data or glue.core.subset.Subset
-        A results dataset or catalog with results, or a subset of one.
-    components : sequence of ComponentID, optional
-        Ignored: a region file takes the positions, ``id`` and ``class``.
+    `export_regions`, whose parameters it takes.
 
     Raises
     ------
@@ -703,8 +679,8 @@ def setup():
                  priority=0)(mosaic_factory)
     data_factory("Star-cluster catalog (LEGUS .tab, PHANGS-HST FITS)",
                  identifier=is_star_cluster_catalog, priority=200)(catalog_factory)
-    data_exporter("Star-cluster results (ECSV)", extension=["ecsv"])(export_results_ecsv)
-    data_exporter("Star-cluster results (FITS)", extension=["fits"])(export_results_fits)
+    data_exporter("Star-cluster results (ECSV)", extension=["ecsv"])(export_results)
+    data_exporter("Star-cluster results (FITS)", extension=["fits"])(export_results)
     data_exporter("Star-cluster DS9 regions", extension=["reg"])(export_regions)
     data_exporter("Star-cluster DS9 regions (sky, fk5)", extension=["reg"])(export_regions_fk5)
     _registered = True

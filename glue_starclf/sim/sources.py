@@ -264,23 +264,10 @@ def render_class2(rng, log_age, log_mass, av, r_h_pc, distance_mpc, variant=None
 
     Parameters
     ----------
-    rng : numpy.random.Generator
-    log_age : float
-        log10 age [yr].
-    log_mass : float
-        log10 initial mass [Msun].
-    av : float
-        V-band extinction [mag].
-    r_h_pc : float
-        Half-number radius [pc] (clipped to 0.5-10 pc).
-    distance_mpc : float
-        Galaxy distance [Mpc].
+    rng, log_age, log_mass, av, r_h_pc, distance_mpc, gamma, truncation
+        As in `render_class1`.
     variant : str, optional
         One of `CLASS2_VARIANTS`; default drawn.
-    gamma : float, optional
-        EFF power-law slope; default drawn from 2.05-8.
-    truncation : float
-        EFF truncation radius in units of r_h.
 
     Returns
     -------
