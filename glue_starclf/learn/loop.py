@@ -56,25 +56,20 @@ def positive_int(text):
     return value
 
 
-def positive_float(text):
-    """argparse type for a finite number > 0 (e.g. a weight)."""
+def _float_in(text, low_ok, high, what):
+    """``text`` as a float from 0 (included if ``low_ok``) to ``high`` (excluded)."""
     try:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not (0.0 < value < math.inf):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
-    return value
-
-
-def _float_in(text, low_ok, what):
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not ((0.0 <= value if low_ok else 0.0 < value) and value < 1.0):
+    if not ((0.0 <= value if low_ok else 0.0 < value) and value < high):
         raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
     return value
+
+
+def positive_float(text):
+    """argparse type for a finite number > 0 (e.g. a weight)."""
+    return _float_in(text, False, math.inf, "a positive number")
 
 
 def fraction(text):
@@ -82,12 +77,12 @@ def fraction(text):
 
     0 leaves nothing to validate on, 1 nothing to train on.
     """
-    return _float_in(text, False, "a fraction between 0 and 1 (both excluded)")
+    return _float_in(text, False, 1.0, "a fraction between 0 and 1 (both excluded)")
 
 
 def probability(text):
     """argparse type for a probability per sample (``--band-dropout``): 0 <= x < 1."""
-    return _float_in(text, True, "a probability in [0, 1)")
+    return _float_in(text, True, 1.0, "a probability in [0, 1)")
 
 
 def add_stellar_ci_arguments(p):
