@@ -43,6 +43,7 @@ COMMANDS = {
                  "fine-tune a classifier member on a user's labelled sources"),
     "bench-finetune": ("training.bench_finetune",
                        "time fine-tuning on 300 mock labels as the glue action runs it"),
+    "crosscheck": ("training.crosscheck", "the classifier on clean-room renders of the spec"),
 }
 
 
