@@ -36,6 +36,11 @@ SUBSETS = {"all": lambda drawn: np.ones(len(drawn), bool),
 
 _CLASSES = (1, 2, 3, 4)
 
+#: Clean-room implementations of the spec, each written without our engine and
+#: without the others: name -> module with ``render_anchored_field``.
+RENDERERS = {"independent_mocks": "training.independent_mocks",
+             "independent_mocks2": "training.independent_mocks2"}
+
 
 def add_arguments(p):
     p.add_argument("--catalog", action="append", required=True,
@@ -45,10 +50,13 @@ def add_arguments(p):
     p.add_argument("--seed", type=int, default=0, help="render seed (default 0)")
     p.add_argument("--out", required=True, help="folder for the renders and results")
     p.add_argument("--report", required=True, help="folder for crosscheck.json / .md")
-    p.add_argument("--stellar-ci-gap", type=float, default=0.05,
-                   help="each field's stellar CI: its catalog's 1st-percentile CI minus this "
-                        "[mag] (default 0.05)")
+    p.add_argument("--stellar-ci-gap", type=float, default=None,
+                   help="independent_mocks only: each field's stellar CI is its catalog's "
+                        "1st-percentile CI minus this [mag] (default 0.05)")
     p.add_argument("--models", default=None, help="models folder (default: the bundled models)")
+    p.add_argument("--renderer", choices=sorted(RENDERERS), default="independent_mocks",
+                   help="the clean-room implementation that renders the fields (default "
+                        "independent_mocks)")
 
 
 def _subset_scores(t, p):
@@ -113,7 +121,7 @@ def score(results, truth):
             for name, select in SUBSETS.items()}
 
 
-def fidelity(truth, images):
+def fidelity(truth, images, zeropoint):
     """How closely a render follows its catalog.
 
     Parameters
@@ -122,6 +130,8 @@ def fidelity(truth, images):
         ``truth.ecsv`` of a render.
     images : dict
         Band -> its image (ndarray, e-/s).
+    zeropoint : dict
+        Band -> Vega magnitude of 1 e-/s in the render.
 
     Returns
     -------
@@ -138,11 +148,11 @@ def fidelity(truth, images):
         sources beyond 4 px) and the per-row ``ci_image`` and
         ``image_mag_<band>`` (for pooling).
     """
-    from training.independent_mocks import VEGA_ZEROPOINT, aperture_mags, measure_ci
+    from training.independent_mocks import aperture_mags, measure_ci
     per_row = {"ci_image": measure_ci(images["F555W"], truth["x"], truth["y"])}
     for band, image in images.items():
         per_row[f"image_mag_{band}"] = aperture_mags(
-            image, truth["x"], truth["y"], VEGA_ZEROPOINT[band]) - truth.meta[f"apcor_{band}"]
+            image, truth["x"], truth["y"], zeropoint[band]) - truth.meta[f"apcor_{band}"]
     return dict(_fidelity(truth, per_row), **per_row)
 
 
@@ -250,8 +260,8 @@ def _fmt(v):
 def _markdown(report):
     lines = ["# Cross-check: bundled classifier on a clean-room implementation of the spec", "",
              f"Command: `python -m training {' '.join(report['argv'])}`", "",
-             "Renders by `training/independent_mocks.py` (written from the spec alone); "
-             "classes from `starclf classify` with the bundled models.", "",
+             f"Renders by `training/{report['renderer']}.py` (written from the spec alone); "
+             f"classes from `starclf classify` with the {report['models']} models.", "",
              "## Scores", "",
              "| field | rows | n | 4-class | binary | recall 1 | recall 2 | recall 3 | recall 4 |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -316,33 +326,40 @@ def run(args):
 
     from glue_starclf.io.bands import BANDS
     from glue_starclf.io.catalogs import legus_field_name
-    from training.independent_mocks import render_anchored_field
+    import importlib
+    render_anchored_field = importlib.import_module(
+        RENDERERS[args.renderer]).render_anchored_field
     catalogs = [Path(c) for c in args.catalog]
     for c in catalogs:
         if not c.is_file():
             raise FileNotFoundError(f"{c}: no such LEGUS catalog file")
+    if args.stellar_ci_gap is not None and args.renderer != "independent_mocks":
+        raise ValueError(f"--stellar-ci-gap is a parameter of independent_mocks, not of "
+                         f"{args.renderer}")
     if args.region_size < 128:
         raise ValueError(f"--region-size {args.region_size}: must be at least 128 px")
     out_root, report_dir = Path(args.out), Path(args.report)
     fields, truths, preds = {}, [], []
     for path in catalogs:
         t0 = time.time()
+        gap = ({} if args.stellar_ci_gap is None
+               else {"stellar_ci_gap": args.stellar_ci_gap})
         render = render_anchored_field(path, out_root / legus_field_name(path),
-                                       region_size=args.region_size, seed=args.seed,
-                                       stellar_ci_gap=args.stellar_ci_gap)
+                                       region_size=args.region_size, seed=args.seed, **gap)
         t1 = time.time()
         results_path = Path(render["truth"]).parent / "results.ecsv"
         _classify(render, results_path, args.models)
         t2 = time.time()
         truth = Table.read(render["truth"])
         results = Table.read(results_path)
-        fid = fidelity(truth, {b: fits.getdata(p) for b, p in render["images"].items()})
+        fid = fidelity(truth, {b: fits.getdata(p) for b, p in render["images"].items()},
+                       render["vega_zeropoint"])
         for name in ["ci_image"] + [f"image_mag_{b}" for b in BANDS]:
             truth[name] = fid.pop(name)
         fields[render["field"]] = {
             "catalog": str(path), "region": list(render["region"]),
             "distance_mpc": render["distance_mpc"], "stellar_ci": render["stellar_ci"],
-            "psf_sigma_px": render["psf_sigma_px"], "render_s": t1 - t0, "classify_s": t2 - t1,
+            "psf_sigma_px": render.get("psf_sigma_px"), "render_s": t1 - t0, "classify_s": t2 - t1,
             "scores": score(results, truth), "fidelity": fid,
             "subtypes": {str(k): int(v) for k, v in zip(*np.unique(
                 np.asarray(truth["subtype"]), return_counts=True))}}
@@ -364,6 +381,7 @@ def run(args):
     pooled_fid = _fidelity(pooled_truth, pooled_truth)
     report = {"argv": getattr(args, "argv", []), "bands": list(BANDS), "seed": args.seed,
               "region_size": args.region_size, "stellar_ci_gap": args.stellar_ci_gap,
+              "renderer": args.renderer,
               "models": args.models or "bundled",
               "fields": fields,
               "pooled": {"scores": score(pooled_preds, pooled_truth),

@@ -1328,7 +1328,7 @@ def render_anchored_field(catalog_path, out_dir, region_size=3000, seed=0, dista
     Table({"id": truth["id"], "x": truth["x"], "y": truth["y"]}).write(cat_path, overwrite=True)
     return {"images": images, "truth": truth_path, "catalog": cat_path, "truth_table": truth,
             "region": (x0, y0, size), "distance_mpc": distance_mpc, "stellar_ci": stellar_ci,
-            "psf_sigma_px": sigma, "field": field}
+            "psf_sigma_px": sigma, "field": field, "vega_zeropoint": dict(VEGA_ZEROPOINT)}
 
 
 def render_physical_field(out_dir, n=100, seed=0, distance_mpc=4.5, spacing=120,

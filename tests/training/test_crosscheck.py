@@ -159,3 +159,19 @@ def test_crosscheck_end_to_end_on_a_small_region(tmp_path, capsys):
     assert field["scores"]["human"]["n"] + field["scores"]["drawn"]["n"] == len(truth)
     assert report["pooled"]["scores"] == field["scores"]
     assert "## Fidelity" in (tmp_path / "r" / "crosscheck.md").read_text()
+
+
+def test_the_second_renderer_end_to_end_and_its_own_parameters(tmp_path, capsys):
+    import json
+    args = ["crosscheck", "--catalog", str(CATALOG), "--region-size", "300",
+            "--renderer", "independent_mocks2", "--out", str(tmp_path / "o"),
+            "--report", str(tmp_path / "r")]
+    assert main(args + ["--stellar-ci-gap", "0.1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "independent_mocks2" in err
+    assert main(args) == 0
+    report = json.loads((tmp_path / "r" / "crosscheck.json").read_text())
+    assert report["renderer"] == "independent_mocks2"
+    truth = Table.read(tmp_path / "o" / "ngc7793-e" / "truth.ecsv")
+    assert report["fields"]["ngc7793-e"]["scores"]["all"]["n"] == len(truth) > 0
+    assert "independent_mocks2.py" in (tmp_path / "r" / "crosscheck.md").read_text()
