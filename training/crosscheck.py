@@ -15,6 +15,12 @@ on the image as LEGUS did). The pooled human rows are also broken down by
 rendered sub-type and by catalog CI above the field's stellar CI, the
 quantity the render's stellar locus (``--stellar-ci-gap``) decides.
 
+``--physical N`` also renders N isolated clusters in 004's setting
+(`training.independent_mocks.render_physical_field`: 4.5 Mpc, F336W, F438W
+and F814W) and scores the physical estimates: the 95th percentile of the
+absolute error (next to 004's bounds), the median error and the coverage of
+the 16th-84th percentile intervals of log age, log mass, A_V and log r_h.
+
 Example::
 
     python -m training crosscheck --catalog ngc1566.tab --catalog ngc4449.tab \\
@@ -27,7 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["add_arguments", "run", "score", "fidelity", "breakdown", "SUBSETS", "CI_BINS"]
+__all__ = ["add_arguments", "run", "score", "score_physical", "fidelity", "breakdown", "SUBSETS",
+           "CI_BINS", "RENDERERS", "BOUNDS_004"]
 
 #: Row subsets scored: name -> selector of the truth table's ``drawn`` column.
 SUBSETS = {"all": lambda drawn: np.ones(len(drawn), bool),
@@ -43,7 +50,7 @@ RENDERERS = {"independent_mocks": "training.independent_mocks",
 
 
 def add_arguments(p):
-    p.add_argument("--catalog", action="append", required=True,
+    p.add_argument("--catalog", action="append", default=[],
                    help="LEGUS .tab catalog to render and score (repeatable)")
     p.add_argument("--region-size", type=int, default=3000,
                    help="side of each rendered region [px] (default 3000)")
@@ -53,6 +60,10 @@ def add_arguments(p):
     p.add_argument("--stellar-ci-gap", type=float, default=None,
                    help="independent_mocks only: each field's stellar CI is its catalog's "
                         "1st-percentile CI minus this [mag] (default 0.05)")
+    p.add_argument("--physical", type=int, default=0, metavar="N",
+                   help="also render N isolated clusters in 004's setting "
+                        "(independent_mocks.render_physical_field) and score the physical "
+                        "estimates (default 0: none)")
     p.add_argument("--models", default=None, help="models folder (default: the bundled models)")
     p.add_argument("--renderer", choices=sorted(RENDERERS), default="independent_mocks",
                    help="the clean-room implementation that renders the fields (default "
@@ -239,6 +250,71 @@ def breakdown(results, truth):
     return out
 
 
+#: 004's 95th percentiles of the absolute error in its setting (its mocks).
+BOUNDS_004 = {"log_age": 0.9, "log_mass": 0.4, "av": 1.4, "log_r_h": 0.2}
+
+
+def score_physical(results, truth):
+    """How well the physical estimates recover a render's clusters.
+
+    Parameters
+    ----------
+    results : astropy.table.Table
+        ``starclf classify`` output: ``id`` and, for ``log_age``,
+        ``log_mass``, ``av`` and ``r_h`` [pc], the estimate and its ``_lo`` /
+        ``_hi`` percentiles.
+    truth : astropy.table.Table
+        ``id``, ``log_age``, ``log_mass``, ``av``, ``r_h`` [pc].
+
+    Returns
+    -------
+    dict
+        Per parameter (``log_age``, ``log_mass``, ``av``, ``log_r_h``): ``n``
+        (rows with a finite estimate), ``p95_abs_error``, ``median_error``
+        (estimate - truth), ``coverage`` (truth within the 16th-84th
+        percentiles) and 004's ``bound_004``.
+    """
+    row = {int(i): k for k, i in enumerate(np.asarray(results["id"]))}
+    missing = [int(i) for i in truth["id"] if int(i) not in row]
+    if missing:
+        raise ValueError(f"results table: {len(missing)} truth id(s) missing, e.g. id "
+                         f"{missing[0]}")
+    res = results[[row[int(i)] for i in truth["id"]]]
+    out = {}
+    for name, col in (("log_age", "log_age"), ("log_mass", "log_mass"), ("av", "av"),
+                      ("log_r_h", "r_h")):
+        t, est, lo, hi = (np.asarray(c, float) for c in
+                          (truth[col], res[col], res[f"{col}_lo"], res[f"{col}_hi"]))
+        if col == "r_h":
+            with np.errstate(divide="ignore", invalid="ignore"):
+                t, est, lo, hi = (np.log10(v) for v in (t, est, lo, hi))
+        ok = np.isfinite(t) & np.isfinite(est)
+        err = est[ok] - t[ok]
+        out[name] = {"n": int(ok.sum()),
+                     "p95_abs_error": float(np.percentile(np.abs(err), 95)) if ok.any() else None,
+                     "median_error": float(np.median(err)) if ok.any() else None,
+                     "coverage": float(np.mean((t[ok] >= lo[ok]) & (t[ok] <= hi[ok])))
+                     if ok.any() else None,
+                     "bound_004": BOUNDS_004[name]}
+    return out
+
+
+def _physical(args, out_root):
+    from astropy.table import Table
+
+    from training.independent_mocks import render_physical_field
+    t0 = time.time()
+    render = render_physical_field(out_root / "physical", n=args.physical, seed=args.seed)
+    t1 = time.time()
+    results_path = Path(render["truth"]).parent / "results.ecsv"
+    _classify(render, results_path, args.models)
+    scores = score_physical(Table.read(results_path), Table.read(render["truth"]))
+    print("physical, 004's setting: p95 " + " / ".join(
+        f"{k} {_fmt(v['p95_abs_error'])}" for k, v in scores.items()))
+    return {"n": args.physical, "distance_mpc": render["distance_mpc"],
+            "render_s": t1 - t0, "classify_s": time.time() - t1, "scores": scores}
+
+
 def _classify(render, out, models):
     from glue_starclf.cli.main import main as starclf
     argv = ["classify"]
@@ -258,11 +334,30 @@ def _fmt(v):
 
 
 def _markdown(report):
-    lines = ["# Cross-check: bundled classifier on a clean-room implementation of the spec", "",
+    lines = ["# Cross-check: the ensembles on a clean-room implementation of the spec", "",
              f"Command: `python -m training {' '.join(report['argv'])}`", "",
              f"Renders by `training/{report['renderer']}.py` (written from the spec alone); "
-             f"classes from `starclf classify` with the {report['models']} models.", "",
-             "## Scores", "",
+             f"estimates from `starclf classify` with the {report['models']} models.", ""]
+    if "pooled" in report:
+        lines += _classifier_markdown(report)
+    if "physical" in report:
+        ph = report["physical"]
+        lines += ["## Physical estimates in 004's setting", "",
+                  f"{ph['n']} isolated clusters at {ph['distance_mpc']} Mpc (log M 3.5-5.5, "
+                  "r_h 0.04-0.4\", A_V 0-3, all ages; F336W, F438W, F814W), "
+                  "`independent_mocks.render_physical_field`; render "
+                  f"{ph['render_s']:.0f} s, classify {ph['classify_s']:.0f} s.", "",
+                  "| parameter | n | p95 abs. error | 004's bound | median error | "
+                  "16-84% coverage |", "| --- | --- | --- | --- | --- | --- |"]
+        for name, v in ph["scores"].items():
+            lines.append(f"| {name} | {v['n']} | {_fmt(v['p95_abs_error'])} | "
+                         f"{v['bound_004']} | {_fmt(v['median_error'])} | "
+                         f"{_fmt(v['coverage'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def _classifier_markdown(report):
+    lines = ["## Scores", "",
              "| field | rows | n | 4-class | binary | recall 1 | recall 2 | recall 3 | recall 4 |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, entry in list(report["fields"].items()) + [("pooled", report["pooled"])]:
@@ -317,19 +412,40 @@ def _markdown(report):
         lines.append(f"- {name}: region {entry['region']}, distance {entry['distance_mpc']} Mpc, "
                      f"stellar CI {entry['stellar_ci']:.3f}, render {entry['render_s']:.0f} s, "
                      f"classify {entry['classify_s']:.0f} s")
-    return "\n".join(lines) + "\n"
+    return lines + [""]
+
+
+def _pooled(truths, preds):
+    from astropy.table import vstack
+    # ids are unique only within a field, so rows get running numbers
+    start = 0
+    for t, p in zip(truths, preds):
+        new_id = dict(zip(np.asarray(t["id"]).tolist(), range(start, start + len(t))))
+        t["id"] = [new_id[i] for i in np.asarray(t["id"]).tolist()]
+        p["id"] = [new_id.get(i, -1) for i in np.asarray(p["id"]).tolist()]
+        start += len(t)
+    pooled_truth = vstack(truths, metadata_conflicts="silent")
+    pooled_preds = vstack(preds, metadata_conflicts="silent")
+    return {"scores": score(pooled_preds, pooled_truth),
+            "fidelity": _fidelity(pooled_truth, pooled_truth),
+            "breakdown": breakdown(pooled_preds, pooled_truth)}
 
 
 def run(args):
+    import importlib
+
     from astropy.io import fits
-    from astropy.table import Table, vstack
+    from astropy.table import Table
 
     from glue_starclf.io.bands import BANDS
     from glue_starclf.io.catalogs import legus_field_name
-    import importlib
     render_anchored_field = importlib.import_module(
         RENDERERS[args.renderer]).render_anchored_field
     catalogs = [Path(c) for c in args.catalog]
+    if not catalogs and args.physical <= 0:
+        raise ValueError("nothing to render: give --catalog and/or --physical N (N > 0)")
+    if args.physical < 0:
+        raise ValueError(f"--physical {args.physical}: must be >= 0")
     for c in catalogs:
         if not c.is_file():
             raise FileNotFoundError(f"{c}: no such LEGUS catalog file")
@@ -369,29 +485,21 @@ def run(args):
         print(f"{render['field']}: {len(truth)} rows, 4-class "
               f"{_fmt(fields[render['field']]['scores']['all']['accuracy_4class'])}, "
               f"render {t1 - t0:.0f} s, classify {t2 - t1:.0f} s")
-    # pooled: ids are unique only within a field, so rows get running numbers
-    start = 0
-    for t, p in zip(truths, preds):
-        new_id = dict(zip(np.asarray(t["id"]).tolist(), range(start, start + len(t))))
-        t["id"] = [new_id[i] for i in np.asarray(t["id"]).tolist()]
-        p["id"] = [new_id.get(i, -1) for i in np.asarray(p["id"]).tolist()]
-        start += len(t)
-    pooled_truth = vstack(truths, metadata_conflicts="silent")
-    pooled_preds = vstack(preds, metadata_conflicts="silent")
-    pooled_fid = _fidelity(pooled_truth, pooled_truth)
     report = {"argv": getattr(args, "argv", []), "bands": list(BANDS), "seed": args.seed,
               "region_size": args.region_size, "stellar_ci_gap": args.stellar_ci_gap,
-              "renderer": args.renderer,
-              "models": args.models or "bundled",
-              "fields": fields,
-              "pooled": {"scores": score(pooled_preds, pooled_truth),
-                         "fidelity": pooled_fid,
-                         "breakdown": breakdown(pooled_preds, pooled_truth)}}
+              "renderer": args.renderer, "models": args.models or "bundled",
+              "fields": fields}
+    if truths:
+        report["pooled"] = _pooled(truths, preds)
+    if args.physical:
+        report["physical"] = _physical(args, out_root)
     report_dir.mkdir(parents=True, exist_ok=True)
     (report_dir / "crosscheck.json").write_text(json.dumps(report, indent=1))
     (report_dir / "crosscheck.md").write_text(_markdown(report))
-    s = report["pooled"]["scores"]
-    print(f"pooled: all {_fmt(s['all']['accuracy_4class'])} / {_fmt(s['all']['accuracy_binary'])}"
-          f", human {_fmt(s['human']['accuracy_4class'])} / "
-          f"{_fmt(s['human']['accuracy_binary'])}; wrote {report_dir / 'crosscheck.md'}")
+    if truths:
+        s = report["pooled"]["scores"]
+        print(f"pooled: all {_fmt(s['all']['accuracy_4class'])} / "
+              f"{_fmt(s['all']['accuracy_binary'])}, human "
+              f"{_fmt(s['human']['accuracy_4class'])} / {_fmt(s['human']['accuracy_binary'])}")
+    print(f"wrote {report_dir / 'crosscheck.md'}")
     return 0

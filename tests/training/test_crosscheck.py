@@ -175,3 +175,39 @@ def test_the_second_renderer_end_to_end_and_its_own_parameters(tmp_path, capsys)
     truth = Table.read(tmp_path / "o" / "ngc7793-e" / "truth.ecsv")
     assert report["fields"]["ngc7793-e"]["scores"]["all"]["n"] == len(truth) > 0
     assert "independent_mocks2.py" in (tmp_path / "r" / "crosscheck.md").read_text()
+
+
+def test_score_physical_on_a_hand_made_table():
+    from training.crosscheck import score_physical
+    truth = Table({"id": [1, 2, 3], "log_age": [7.0, 8.0, 9.0], "log_mass": [4.0, 4.0, 4.0],
+                   "av": [0.0, 1.0, 2.0], "r_h": [1.0, 10.0, 1.0]})
+    results = Table({"id": [3, 2, 1], "log_age": [9.5, 8.0, 7.0], "log_age_lo": [9.0, 7.5, 7.5],
+                     "log_age_hi": [10.0, 8.5, 8.0], "log_mass": [4.0, np.nan, 4.2],
+                     "log_mass_lo": [3.9, 3.9, 4.1], "log_mass_hi": [4.1, 4.1, 4.3],
+                     "av": [2.0, 1.0, 0.0], "av_lo": [1.9, 0.9, -0.1], "av_hi": [2.1, 1.1, 0.1],
+                     "r_h": [10.0, 10.0, 1.0], "r_h_lo": [5.0, 5.0, 0.5],
+                     "r_h_hi": [20.0, 20.0, 2.0]})
+    s = score_physical(results, truth)
+    assert s["log_age"]["n"] == 3 and s["log_age"]["median_error"] == pytest.approx(0.0)
+    assert s["log_age"]["coverage"] == pytest.approx(2 / 3)     # id 1: 7.0 below 7.5
+    assert s["log_mass"]["n"] == 2                                # a NaN estimate is left out
+    assert s["log_mass"]["coverage"] == pytest.approx(0.5)
+    assert s["av"]["p95_abs_error"] == pytest.approx(0.0)
+    assert s["log_r_h"]["p95_abs_error"] == pytest.approx(np.percentile([1.0, 0.0, 0.0], 95))
+    assert s["log_r_h"]["bound_004"] == 0.2
+    with pytest.raises(ValueError, match="truth id"):
+        score_physical(results[1:], truth)
+
+
+def test_crosscheck_physical_only(tmp_path, capsys):
+    import json
+    status = main(["crosscheck", "--physical", "12", "--out", str(tmp_path / "o"),
+                   "--report", str(tmp_path / "r")])
+    assert status == 0, capsys.readouterr().err
+    report = json.loads((tmp_path / "r" / "crosscheck.json").read_text())
+    assert "pooled" not in report and report["physical"]["n"] == 12
+    assert report["physical"]["scores"]["log_mass"]["n"] == 12
+    assert "004's setting" in (tmp_path / "r" / "crosscheck.md").read_text()
+    assert main(["crosscheck", "--out", str(tmp_path / "o2"), "--report",
+                 str(tmp_path / "r2")]) == 2
+    assert "nothing to render" in capsys.readouterr().err
