@@ -45,8 +45,9 @@ _CLASSES = (1, 2, 3, 4)
 
 #: Clean-room implementations of the spec, each written without our engine and
 #: without the others: name -> module with ``render_anchored_field``.
-RENDERERS = {"independent_mocks": "training.independent_mocks",
-             "independent_mocks2": "training.independent_mocks2"}
+RENDERERS = {name: f"training.{name}" for name in
+             ("independent_mocks", "independent_mocks2", "independent_mocks3",
+              "independent_mocks4")}
 
 
 def add_arguments(p):
