@@ -35,7 +35,7 @@ import numpy as np
 from .bands import ALIASES, BANDS, VEGA_ZEROPOINT
 
 __all__ = ["BandCalibration", "calibrate", "colour_term", "REFERENCE_PHOTFLAM",
-           "REFERENCE_PIVOT", "ACS_WFC", "RATE_UNITS", "TOTAL_UNITS"]
+           "REFERENCE_PIVOT", "ACS_WFC", "RATE_UNITS", "TOTAL_UNITS", "PHOTZPT_TOLERANCE"]
 
 log = logging.getLogger("glue_starclf")
 
@@ -62,6 +62,9 @@ RATE_UNITS = ("ELECTRONS/S", "ELECTRONS/SEC", "ELECTRON/S", "E-/S", "E/S", "COUN
 TOTAL_UNITS = ("ELECTRONS", "ELECTRON", "E-", "COUNTS", "COUNT", "DN")
 
 _ST = -21.10  # STmag of f_lambda = 1 erg/s/cm2/A
+
+#: Largest |PHOTZPT - (-21.10)| [mag] taken as the STmag zero point beside PHOTFLAM.
+PHOTZPT_TOLERANCE = 0.05
 
 
 class BandCalibration(NamedTuple):
@@ -200,6 +203,12 @@ def calibrate(band, filt, header, path, zeropoint=None):
     -------
     BandCalibration
 
+    Notes
+    -----
+    Beside ``PHOTFLAM``, ``PHOTZPT`` is the STmag zero point, -21.10 in every
+    HST file; a value farther than `PHOTZPT_TOLERANCE` from it (a Vega or AB
+    zeropoint written into that keyword) is ignored with a warning.
+
     Raises
     ------
     ValueError
@@ -236,7 +245,15 @@ def calibrate(band, filt, header, path, zeropoint=None):
         if flam <= 0:
             raise ValueError(f"{path}: PHOTFLAM = {flam:g} must be positive")
         zpt = _number(header, "PHOTZPT", path) if "PHOTZPT" in header else _ST
-        source = "header PHOTFLAM" + (f"/PHOTZPT" if "PHOTZPT" in header else "")
+        source = "header PHOTFLAM" + ("/PHOTZPT" if "PHOTZPT" in header else "")
+        if abs(zpt - _ST) > PHOTZPT_TOLERANCE:
+            # PHOTZPT is the STmag zero point of PHOTFLAM, -21.10 in every HST file; another
+            # value is a magnitude zeropoint written into the wrong keyword.
+            log.warning("%s: PHOTZPT = %g is not the STmag zero point %.2f of PHOTFLAM; "
+                        "using %.2f (give --zeropoint %s=MAG if the file's zeropoint differs)",
+                        path, zpt, _ST, _ST, band)
+            source = f"header PHOTFLAM (PHOTZPT {zpt:g} ignored: not {_ST:.2f})"
+            zpt = _ST
         zp_st = zpt - 2.5 * math.log10(flam)
     elif "VEGAZPT" in header:
         source = "header VEGAZPT"

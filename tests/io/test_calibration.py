@@ -273,5 +273,22 @@ def test_calibration_sources_in_order():
     assert c.instrument == "ACS/WFC" and c.colour_term != 0 and "nominal" in c.zeropoint
     c = calibrate("F814W", "F814W", fits.Header({"INSTRUME": "WFC3"}), "f")
     assert c.factor == 1.0 and c.colour_term == 0.0
+
+
+def test_a_vega_zeropoint_in_photzpt_beside_photflam_is_ignored(caplog):
+    """PHOTZPT is PHOTFLAM's STmag zero point (-21.10); a clean-room mock wrote the Vega
+    zeropoint there, which taken at its word made every pixel 1e-19 of its value."""
+    h = fits.Header({"PHOTFLAM": REFERENCE_PHOTFLAM["F555W"], "PHOTZPT": 25.81})
+    with caplog.at_level(logging.WARNING, logger="glue_starclf"):
+        c = calibrate("F555W", "F555W", h, "v.fits")
+    assert c.factor == pytest.approx(1.0, rel=1e-9)
+    assert "PHOTZPT 25.81 ignored" in c.zeropoint
+    assert len(caplog.records) == 1 and "\n" not in caplog.text.strip()
+    assert "v.fits" in caplog.text and "--zeropoint F555W=MAG" in caplog.text
+    # within the tolerance the keyword is used as given
+    h["PHOTZPT"] = -21.10 + 0.02
+    c = calibrate("F555W", "F555W", h, "v.fits")
+    assert c.zeropoint == "header PHOTFLAM/PHOTZPT"
+    assert c.factor == pytest.approx(10 ** (-0.4 * 0.02), rel=1e-9)
     with pytest.raises(ValueError, match="PHOTFLAM = 'abc' is not a number"):
         calibrate("F555W", "F555W", fits.Header({"PHOTFLAM": "abc"}), "f")
