@@ -596,3 +596,20 @@ def test_stellar_ci_outside_its_range(capsys, field, trained_models, tmp_path):
     assert exit_.value.code == 2 and len(err.strip().splitlines()) == 1
     assert "stellar CI '3' mag outside 1.1-1.55" in err
     assert not out.exists()
+
+
+def test_a_field_of_out_of_distribution_sources_is_warned_about(capsys, field, tmp_path):
+    """Images 20 mag too faint (a calibration mistake) with the bundled models: every
+    source is 'ood' and one warning says so; the field as written is not warned about."""
+    argv = ["classify", *sum((["--image", i] for i in field[2]), []), "--distance-mpc", "10"]
+    status, _, err = run(capsys, *argv, "--out", tmp_path / "ok.ecsv")
+    assert status == 0, err
+    assert "out of the training distribution" not in err
+    faint = sum((["--zeropoint", f"{b}=45"] for b in ("F275W", "F336W", "F438W", "F555W",
+                                                         "F814W")), [])
+    status, _, err = run(capsys, *argv, *faint, "--out", tmp_path / "faint.ecsv")
+    assert status == 0, err
+    t = Table.read(tmp_path / "faint.ecsv")
+    assert all("ood" in str(f).split(",") for f in t["flags"])
+    warned = [ln for ln in err.splitlines() if "out of the training distribution" in ln]
+    assert len(warned) == 1 and f"{len(t)} of {len(t)} sources" in warned[0]
