@@ -15,6 +15,9 @@ on the image as LEGUS did). The pooled human rows are also broken down by
 rendered sub-type and by catalog CI above the field's stellar CI, the
 quantity the render's stellar locus (``--stellar-ci-gap``) decides.
 
+``--bank DIR`` also writes the fields' stamps, cut as at inference, as a
+classifier bank (``make-bank``'s layout) for ``evaluate`` or training.
+
 ``--physical N`` also renders N isolated clusters in 004's setting
 (`training.independent_mocks.render_physical_field`: 4.5 Mpc, F336W, F438W
 and F814W) and scores the physical estimates: the 95th percentile of the
@@ -33,8 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["add_arguments", "run", "score", "score_physical", "fidelity", "breakdown", "SUBSETS",
-           "CI_BINS", "RENDERERS", "BOUNDS_004"]
+__all__ = ["add_arguments", "run", "score", "score_physical", "fidelity", "breakdown",
+           "field_stamps", "SUBSETS", "CI_BINS", "RENDERERS", "BOUNDS_004"]
 
 #: Row subsets scored: name -> selector of the truth table's ``drawn`` column.
 SUBSETS = {"all": lambda drawn: np.ones(len(drawn), bool),
@@ -58,6 +61,9 @@ def add_arguments(p):
     p.add_argument("--seed", type=int, default=0, help="render seed (default 0)")
     p.add_argument("--out", required=True, help="folder for the renders and results")
     p.add_argument("--report", required=True, help="folder for crosscheck.json / .md")
+    p.add_argument("--bank", default=None,
+                   help="also write the fields' 32-px stamps, cut as at inference, as a "
+                        "classifier bank (make-bank's layout, kind legus) into this folder")
     p.add_argument("--stellar-ci-gap", type=float, default=None,
                    help="independent_mocks only: each field's stellar CI is its catalog's "
                         "1st-percentile CI minus this [mag] (default 0.05)")
@@ -416,6 +422,61 @@ def _classifier_markdown(report):
     return lines + [""]
 
 
+def field_stamps(render):
+    """A rendered field's sources as classifier bank rows, cut as at inference.
+
+    Parameters
+    ----------
+    render : dict
+        `render_anchored_field`'s return value (``images``, ``truth_table``,
+        ``stellar_ci``, ``field``, ``distance_mpc``).
+
+    Returns
+    -------
+    stamps : ndarray, shape (n, 5, 32, 32)
+        Through `glue_starclf.io.mosaic.open_mosaic` (the files' calibration)
+        and `glue_starclf.core.cutouts.extract_stamps`, NaN set to 0.
+    truth : astropy.table.Table
+        ``id``, ``x``, ``y``, ``class``, ``subtype``, ``legus_class`` (the
+        catalog's class, 0 where the render drew it), ``catalog_ci``,
+        ``stellar_ci`` (measured on the image, as `predict` does),
+        ``psf_stellar_ci`` (the render's), ``field``, ``distance_mpc``.
+    """
+    from astropy.table import Table
+
+    from glue_starclf.core.cutouts import extract_stamps
+    from glue_starclf.core.stellar_ci import measure_stellar_ci
+    from glue_starclf.io.mosaic import open_mosaic
+    t = render["truth_table"]
+    with open_mosaic({b: str(p) for b, p in render["images"].items()}) as mosaic:
+        cut = extract_stamps(mosaic, np.asarray(t["x"], float), np.asarray(t["y"], float),
+                             size=32)
+        stellar_ci = measure_stellar_ci(mosaic)[0]
+    out = Table({"id": t["id"], "x": t["x"], "y": t["y"], "class": t["class"],
+                 "subtype": np.asarray(t["subtype"]).astype(str),
+                 "legus_class": t["catalog_class"], "catalog_ci": t["ci_catalog"]})
+    out["stellar_ci"] = stellar_ci
+    out["psf_stellar_ci"] = render["stellar_ci"]
+    out["field"] = render["field"]
+    out["distance_mpc"] = render["distance_mpc"]
+    return np.nan_to_num(cut.stamps, nan=0.0).astype(np.float32), out
+
+
+def _write_bank(folder, stamps, tables, args):
+    from astropy.table import vstack
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(folder / "stamps.npy", np.concatenate(stamps))
+    truth = vstack(tables, metadata_conflicts="silent")
+    truth.meta = {"kind": "legus"}
+    truth.write(folder / "truth.ecsv", overwrite=True)
+    meta = {"kind": "legus", "renderer": args.renderer, "seed": args.seed,
+            "region_size": args.region_size, "catalogs": [Path(c).name for c in args.catalog],
+            "n_stamps": len(truth), "command": "python -m training " + " ".join(
+                getattr(args, "argv", []))}
+    (folder / "meta.json").write_text(json.dumps(meta, indent=1))
+
+
 def _pooled(truths, preds):
     from astropy.table import vstack
     # ids are unique only within a field, so rows get running numbers
@@ -456,7 +517,9 @@ def run(args):
     if args.region_size < 128:
         raise ValueError(f"--region-size {args.region_size}: must be at least 128 px")
     out_root, report_dir = Path(args.out), Path(args.report)
-    fields, truths, preds = {}, [], []
+    if args.bank and not catalogs:
+        raise ValueError("--bank needs --catalog")
+    fields, truths, preds, bank = {}, [], [], ([], [])
     for path in catalogs:
         t0 = time.time()
         gap = ({} if args.stellar_ci_gap is None
@@ -481,6 +544,9 @@ def run(args):
             "subtypes": {str(k): int(v) for k, v in zip(*np.unique(
                 np.asarray(truth["subtype"]), return_counts=True))}}
         truth["ci_over_stellar"] = truth["ci_catalog"] - render["stellar_ci"]
+        if args.bank:
+            for part, rows in zip(bank, field_stamps(render)):
+                part.append(rows)
         truths.append(truth)
         preds.append(results["id", "class"])
         print(f"{render['field']}: {len(truth)} rows, 4-class "
@@ -492,6 +558,8 @@ def run(args):
               "fields": fields}
     if truths:
         report["pooled"] = _pooled(truths, preds)
+    if args.bank:
+        _write_bank(args.bank, *bank, args)
     if args.physical:
         report["physical"] = _physical(args, out_root)
     report_dir.mkdir(parents=True, exist_ok=True)

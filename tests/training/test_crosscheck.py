@@ -148,9 +148,17 @@ def test_breakdown_by_subtype_and_ci():
 def test_crosscheck_end_to_end_on_a_small_region(tmp_path, capsys):
     import json
     status = main(["crosscheck", "--catalog", str(CATALOG), "--region-size", "300",
-                   "--out", str(tmp_path / "o"), "--report", str(tmp_path / "r")])
+                   "--out", str(tmp_path / "o"), "--report", str(tmp_path / "r"),
+                   "--bank", str(tmp_path / "bank")])
     out, err = capsys.readouterr()
     assert status == 0, err
+    from glue_starclf.learn.banks import label_sources, open_bank
+    stamps, rows, meta = open_bank(tmp_path / "bank")
+    truth = Table.read(tmp_path / "o" / "ngc7793-e" / "truth.ecsv")
+    assert stamps.shape == (len(truth), 5, 32, 32) and meta["kind"] == "legus"
+    assert list(rows["id"]) == list(truth["id"]) and list(rows["class"]) == list(truth["class"])
+    assert np.array_equal(label_sources([tmp_path / "bank"]) == 0, np.asarray(truth["drawn"]))
+    assert np.isfinite(rows["stellar_ci"]).all() and np.abs(stamps).sum() > 0
     report = json.loads((tmp_path / "r" / "crosscheck.json").read_text())
     field = report["fields"]["ngc7793-e"]
     truth = Table.read(tmp_path / "o" / "ngc7793-e" / "truth.ecsv")
