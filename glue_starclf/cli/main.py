@@ -581,20 +581,14 @@ def _classify(args):
     return 0
 
 
-#: Share of 'ood'-flagged sources above which `classify` warns (about 1% on the
-#: held-out mock fields; most of a field points at its files, not its sources).
-OOD_WARN_FRACTION = 0.5
-
-
 def _warn_if_mostly_ood(result):
     """One warning when most sources lie outside the classifier's training data."""
     import logging
-    n = len(result)
-    n_ood = sum("ood" in str(f).split(",") for f in result["flags"]) if n else 0
-    if n >= 5 and n_ood > OOD_WARN_FRACTION * n:
-        logging.getLogger("glue_starclf").warning(
-            "%d of %d sources are out of the training distribution ('ood' flag): check the "
-            "images' calibration (BUNIT, PHOTFLAM, --zeropoint) and bands", n_ood, n)
+
+    from ..core.ood import ood_warning
+    text = ood_warning(result["flags"])
+    if text:
+        logging.getLogger("glue_starclf").warning(text)
 
 
 def _stellar_ci(text):

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from qtpy import QtCore, QtWidgets
 from qtpy.QtCore import Qt
 
+from ..core.ood import ood_warning
 from ..glue.results import NoSources, run_job
 
 __all__ = ["MESSAGES", "MENU_TIPS", "add_menu_tips", "notify", "one_line", "gui_message",
@@ -522,6 +523,11 @@ class JobRunner(QtCore.QObject):
         except Exception as exc:
             log.debug("adding the results failed", exc_info=True)
             self._finish("failed", f"{self.NOT_ADDED}: {one_line(exc)}", "error")
+            return
+        warning = (ood_warning(table["flags"])
+                   if "flags" in getattr(table, "colnames", ()) else None)
+        if warning:
+            self._finish("done", f"{text}\n{warning}." if text else f"{warning}.", "warning")
             return
         self._finish("done", text, "information")
 

@@ -379,3 +379,31 @@ def test_class_balanced_box_drops_the_models_class_prior(app, qtbot, opened, tra
             assert "with its LEGUS class prior" in summary
     assert np.all(classes[False] == 4)
     assert len(classes[True]) == len(classes[False])
+
+
+def test_a_mosaic_in_the_wrong_units_is_warned_about(app, qtbot, mock_files, tmp_path,
+                                                     bundled_models):
+    """Pixel values 1e-8 of what their header says (a calibration mistake): every source is
+    'ood', and the message after the run is a warning that says what to check."""
+    from astropy.io import fits
+
+    from glue_starclf.io.bands import BANDS
+    from glue_starclf.qt.common import MESSAGES
+    items = []
+    for band in BANDS:
+        with fits.open(mock_files[band]) as hdul:
+            hdul[0].data = hdul[0].data * 1e-8
+            path = tmp_path / f"faint_{band}.fits"
+            hdul.writeto(path)
+        items.append(f"{band}={path}")
+    cat_path, _ = truth_catalog(mock_files, tmp_path)
+    open_mosaic_files(app.session, items, str(cat_path))
+    catalog = next(d for d in app.data_collection if d.label == "catalog")
+    dialog = classify_catalog_dialog(app.session, app.data_collection)
+    dialog.models.set_folder(bundled_models)
+    dialog.buttons.button(dialog.buttons.Ok).click()
+    assert wait_for(qtbot, dialog.runner) == "done", dialog.runner.message
+    n = catalog.shape[0]
+    assert all("ood" in str(f).split(",") for f in catalog["flags"])
+    assert f"{n} of {n} sources are out of the training distribution" in dialog.runner.message
+    assert MESSAGES[-1][0] == "warning"
